@@ -1,0 +1,102 @@
+//! Identification standards and scale control as configuration (domain.md §4): a deployment
+//! picks a profile file and may change its numbers without a code change.
+
+use crate::{RegionCode, Yuan};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    /// Short name, e.g. "hubei-2014".
+    pub name: String,
+    pub description: String,
+    /// Households under this per-capita income (yuan per year) qualify.
+    pub income_line_yuan: u32,
+    /// The year the income line refers to.
+    pub income_line_year: u16,
+    /// When false ("不分解指标"), there are no ceilings: everyone who qualifies is in.
+    pub scale_control: bool,
+    /// Expected 贫困发生率 in a poor village, per cent, e.g. [25, 45] for 片区县.
+    #[serde(default)]
+    pub village_incidence_band: Option<[f64; 2]>,
+    /// The workflow's public notice length in days.
+    #[serde(default = "seven")]
+    pub notice_days: u32,
+    /// Annual update: household and village data due by this day of January.
+    #[serde(default = "jan31")]
+    pub household_deadline_day_of_january: u32,
+}
+
+fn seven() -> u32 {
+    7
+}
+fn jan31() -> u32 {
+    31
+}
+
+impl Profile {
+    pub fn income_line(&self) -> Yuan {
+        Yuan::from_yuan(self.income_line_yuan as i64)
+    }
+
+    pub fn incidence_in_band(&self, percent: f64) -> Option<bool> {
+        self.village_incidence_band.map(|[lo, hi]| percent >= lo && percent <= hi)
+    }
+}
+
+/// A county's ceilings (set by the province) and their split to townships (set by the county).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CountyQuota {
+    pub county: RegionCode,
+    /// People that may be recognised in the county (规模数).
+    pub people: u64,
+    /// Poor villages that may be recognised in the county.
+    pub villages: u64,
+    /// Township allocations of `people`; their sum may not exceed it.
+    #[serde(default)]
+    pub townships: BTreeMap<RegionCode, u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QuotaError {
+    #[error("township allocations of {county} add up to {sum} people, over the county ceiling of {ceiling}")]
+    AllocationsOverCeiling { county: RegionCode, sum: u64, ceiling: u64 },
+    #[error("{township} is not a township of {county}")]
+    ForeignTownship { county: RegionCode, township: RegionCode },
+}
+
+impl CountyQuota {
+    pub fn check(&self) -> Result<(), QuotaError> {
+        for t in self.townships.keys() {
+            if t.parent().as_ref() != Some(&self.county) {
+                return Err(QuotaError::ForeignTownship { county: self.county.clone(), township: t.clone() });
+            }
+        }
+        let sum: u64 = self.townships.values().sum();
+        if sum > self.people {
+            return Err(QuotaError::AllocationsOverCeiling { county: self.county.clone(), sum, ceiling: self.people });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allocations_may_not_exceed_the_ceiling() {
+        let c = RegionCode::parse("420322").unwrap();
+        let mut q = CountyQuota { county: c.clone(), people: 100, villages: 3, townships: BTreeMap::new() };
+        q.townships.insert(RegionCode::parse("420322105").unwrap(), 60);
+        q.townships.insert(RegionCode::parse("420322106").unwrap(), 40);
+        assert!(q.check().is_ok());
+        q.townships.insert(RegionCode::parse("420322107").unwrap(), 1);
+        assert!(matches!(q.check(), Err(QuotaError::AllocationsOverCeiling { sum: 101, .. })));
+        q.townships.clear();
+        q.townships.insert(RegionCode::parse("420323105").unwrap(), 1);
+        assert!(matches!(q.check(), Err(QuotaError::ForeignTownship { .. })));
+    }
+}
