@@ -33,6 +33,16 @@ pub struct UploadState {
     pub total: u64,
 }
 
+/// Answer to each `PUT /v1/uploads/{seq}?offset=O&total=T` chunk. `received` is the truth: the
+/// sender continues from it (a chunk at the wrong offset is ignored, not an error). When the last
+/// byte arrives the hub ingests the whole envelope and `outcome` is set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkAck {
+    pub received: u64,
+    pub total: u64,
+    pub outcome: Option<PushOutcome>,
+}
+
 /// `GET /v1/sync/state`: where the sender's stream stands at the hub.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncState {
@@ -158,6 +168,73 @@ pub struct DigestReport {
     pub records: Vec<(RecordKey, String)>,
 }
 
+/// A USB-stick bundle (`jianka-node export-bundle`): the pending envelopes, each signed on its own,
+/// and the whole signed again so a truncated or swapped file is refused before anything is read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bundle {
+    pub origin: RegionCode,
+    pub created: String,
+    pub envelopes: Vec<Vec<u8>>,
+}
+
+/// The county's answer to a bundle, carried back on the same stick.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnswerBundle {
+    pub origin: RegionCode,
+    pub outcomes: Vec<PushOutcome>,
+    pub feedback: FeedbackPage,
+    pub state: SyncState,
+}
+
+const BUNDLE_MAGIC: &[u8; 4] = b"JKBD";
+
+/// Frames a signed bundle or answer: `"JKBD" | key id (8) | signature (64) | JSON`.
+pub fn seal_file<T: Serialize>(key: &ed25519_dalek::SigningKey, kind: &str, value: &T) -> Vec<u8> {
+    let json = serde_json::to_vec(value).expect("in-memory encoding");
+    let sig = crate::trust::sign_statement(key, kind, &json);
+    let mut out = BUNDLE_MAGIC.to_vec();
+    out.extend_from_slice(&KeyId::of(&key.verifying_key()).0);
+    out.extend_from_slice(&sig);
+    out.extend_from_slice(&json);
+    out
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FileError {
+    #[error("not a Jianka bundle file (wrong magic bytes or too short)")]
+    NotABundle,
+    #[error("bundle was signed by key {0}, which is not the expected key")]
+    WrongKey(KeyId),
+    #[error("bundle signature does not verify: the file was altered or truncated")]
+    BadSignature,
+    #[error("bundle contents are malformed: {0}")]
+    Malformed(String),
+}
+
+/// The key id a sealed file claims, to look up its key before [`open_file`].
+pub fn file_key_id(bytes: &[u8]) -> Result<KeyId, FileError> {
+    if bytes.len() < 76 || &bytes[..4] != BUNDLE_MAGIC {
+        return Err(FileError::NotABundle);
+    }
+    Ok(KeyId(bytes[4..12].try_into().expect("8 bytes")))
+}
+
+pub fn open_file<T: serde::de::DeserializeOwned>(
+    key: &ed25519_dalek::VerifyingKey,
+    kind: &str,
+    bytes: &[u8],
+) -> Result<T, FileError> {
+    let claimed = file_key_id(bytes)?;
+    if claimed != KeyId::of(key) {
+        return Err(FileError::WrongKey(claimed));
+    }
+    let sig: [u8; 64] = bytes[12..76].try_into().expect("64 bytes");
+    if !crate::trust::verify_statement(key, kind, &bytes[76..], &sig) {
+        return Err(FileError::BadSignature);
+    }
+    serde_json::from_slice(&bytes[76..]).map_err(|e| FileError::Malformed(e.to_string()))
+}
+
 /// The body of every error answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiError {
@@ -213,5 +290,29 @@ impl SignOff {
         let mut c = self.clone();
         c.signature = String::new();
         serde_json::to_vec(&c).expect("in-memory encoding")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealed_files_refuse_tampering_and_wrong_keys() {
+        let k = ed25519_dalek::SigningKey::from_bytes(&[5; 32]);
+        let b = Bundle {
+            origin: RegionCode::parse("420322105").unwrap(),
+            created: "x".into(),
+            envelopes: vec![vec![1, 2]],
+        };
+        let bytes = seal_file(&k, "bundle", &b);
+        assert_eq!(open_file::<Bundle>(&k.verifying_key(), "bundle", &bytes).unwrap(), b);
+        assert_eq!(open_file::<Bundle>(&k.verifying_key(), "answer", &bytes), Err(FileError::BadSignature));
+        let other = ed25519_dalek::SigningKey::from_bytes(&[6; 32]);
+        assert!(matches!(open_file::<Bundle>(&other.verifying_key(), "bundle", &bytes), Err(FileError::WrongKey(_))));
+        let mut t = bytes.clone();
+        *t.last_mut().unwrap() ^= 1;
+        assert_eq!(open_file::<Bundle>(&k.verifying_key(), "bundle", &t), Err(FileError::BadSignature));
+        assert_eq!(open_file::<Bundle>(&k.verifying_key(), "bundle", &bytes[..50]), Err(FileError::NotABundle));
     }
 }
