@@ -1,1 +1,31 @@
+//! Jianka township node (`jianka-node`): the township's local SQLite replica of its households,
+//! members and villages; data entry (import, edits, workflow); a durable outbox of signed change
+//! sets; and sync with the county hub over unreliable links (or a USB stick).
+//!
+//! Module map: [`clock`] (controllable time), [`config`], [`db`] (schema, migrations),
+//! [`store`] (replica + change capture, one transaction), [`outbox`] (sealing change sets),
+//! [`client`] (signed HTTP with backoff), [`sync`] (one pass), [`daemon`] (windows, shutdown),
+//! [`feedback`] (applying county decisions), [`import`]/[`table`] (扶贫手册, 贫困村登记表),
+//! [`edit`], [`workflow`], [`adjust`] (annual update), [`bundle`] (USB), [`report`] (status, verify),
+//! [`cli`].
 
+pub mod adjust;
+pub mod bundle;
+pub mod cli;
+pub mod client;
+pub mod clock;
+pub mod config;
+pub mod daemon;
+pub mod db;
+pub mod edit;
+pub mod feedback;
+pub mod import;
+pub mod node;
+pub mod outbox;
+pub mod report;
+pub mod store;
+pub mod sync;
+pub mod table;
+pub mod workflow;
+
+pub use node::Node;

@@ -1,0 +1,775 @@
+//! Command-line interface. Exit codes: 0 ok, 1 differences found or sync failed, 2 bad input.
+//! Results go to stdout (`--json` where offered), messages to stderr.
+
+use crate::clock::Clock;
+use crate::config::{self, CONFIG_ENV};
+use crate::edit::Refused;
+use crate::import::{ImportOptions, VillageInput};
+use crate::node::Node;
+use crate::store::{Capture, WriteError};
+use crate::{adjust, bundle, daemon, edit, import, report, sync, workflow};
+use anyhow::{Context, Result};
+use chrono::NaiveDate;
+use clap::{Args, Parser, Subcommand};
+use jianka_keyfile::Keypair;
+use jianka_shared::protocol::DigestReport;
+use jianka_shared::{RegionCode, Tier, Year};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Jianka township node (乡镇节点): the township clerk's local register of poor households and
+/// villages (建档立卡), with an offline outbox that syncs to the county hub over unreliable links.
+#[derive(Parser, Debug)]
+#[command(
+    name = "jianka-node",
+    version,
+    after_help = "\
+First steps:
+  jianka-node init --dir /srv/jianka --township 420322105 --hub http://county.example:7001
+  (the county enrolls the printed public key: jianka-hub enroll --subject 420322105 --public-key HEX --out chain.json)
+  jianka-node --config /srv/jianka/node.toml trust chain.json
+  jianka-node --config /srv/jianka/node.toml import 扶贫手册.xlsx --dry-run
+  jianka-node --config /srv/jianka/node.toml sync
+
+Exit codes: 0 ok, 1 differences found or sync failed, 2 bad input.
+Environment: JIANKA_NODE_CONFIG (config path), JIANKA_NODE_HUB_URL (overrides hub_url),
+JIANKA_NOW (RFC 3339 start time of the clock, for tests and demos), JIANKA_LOG (log filter, e.g. info)."
+)]
+pub struct Cli {
+    /// The node's config file.
+    #[arg(long, global = true, env = CONFIG_ENV, default_value = "./node.toml")]
+    pub config: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create a node: DIR/node.toml (commented), DIR/node.db and DIR/node.key; prints the public key.
+    ///
+    /// Example: jianka-node init --dir ./town --township 420322105 --hub http://127.0.0.1:7001
+    Init {
+        #[arg(long)]
+        dir: PathBuf,
+        /// The 9-digit township code this node serves.
+        #[arg(long)]
+        township: String,
+        /// Base URL of the county hub.
+        #[arg(long)]
+        hub: String,
+        /// Identification profile (TOML) to reference from the config.
+        #[arg(long)]
+        profile: Option<PathBuf>,
+    },
+    /// Install the certificate chain the county issued for this node (from `jianka-hub enroll`).
+    ///
+    /// Example: jianka-node trust chain.json
+    Trust { chain: PathBuf },
+    /// Import a 扶贫手册 file (CSV in UTF-8 or GBK, or XLSX), one row per member.
+    ///
+    /// Bad rows are listed as FILE:LINE: COLUMN: reason; a household with a bad row is left out,
+    /// all others are imported in one transaction. Re-importing the same file changes nothing.
+    /// Example: jianka-node import 扶贫手册.csv --year 2014 --dry-run
+    Import {
+        file: PathBuf,
+        /// Check and report only; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        year: Option<Year>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The poor-village register (贫困村登记表).
+    #[command(subcommand)]
+    Village(VillageCmd),
+    /// Show or edit a household.
+    #[command(subcommand)]
+    Household(HouseholdCmd),
+    /// Add, edit or remove a member of a household.
+    #[command(subcommand)]
+    Member(MemberCmd),
+    /// Move a household through the workflow (申请 → 民主评议 → 村公示 → 乡镇审核 → 乡镇公示 → 县复审).
+    #[command(subcommand)]
+    Workflow(WorkflowCmd),
+    /// Annual-update adjustments (动态调整), only while the year's update window is open.
+    #[command(subcommand)]
+    Adjust(AdjustCmd),
+    /// One sync pass now: seal pending changes, push them, pull the county's feedback.
+    ///
+    /// Exit code 1 when the hub cannot be reached or refuses; nothing is lost, run it again.
+    Sync {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run as a daemon: sync at the configured windows (cron, Asia/Shanghai); stops on SIGTERM/ctrl-c.
+    Run,
+    /// Write the pending outbox as one signed file for a USB stick (no network needed).
+    ///
+    /// Example: jianka-node export-bundle --out /media/usb/420322105.jkb
+    ExportBundle {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Apply the county's signed answer file (from a USB stick).
+    ImportAnswer { file: PathBuf },
+    /// Pending changes, last successful sync, rejections to act on, deadlines.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Compare every record's digest with the county's; exit code 1 when they differ.
+    Verify {
+        #[arg(long)]
+        year: Option<Year>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum VillageCmd {
+    /// Enter one village's 贫困村登记表.
+    ///
+    /// Example: jianka-node village add --code 420322105200 --name 高庄村 --households 300 --population 1100
+    ///   --poor-households 90 --poor-population 330 --income-per-capita 2100 --collective-income 0
+    Add {
+        #[arg(long)]
+        code: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        households: String,
+        #[arg(long)]
+        population: String,
+        #[arg(long)]
+        poor_households: String,
+        #[arg(long)]
+        poor_population: String,
+        #[arg(long)]
+        income_per_capita: String,
+        #[arg(long)]
+        collective_income: String,
+        #[arg(long)]
+        year: Option<Year>,
+    },
+    /// Import a 贫困村登记表 file with headers 村代码, 村名称, 总户数, 总人口, 贫困户数, 贫困人口, 人均纯收入, 村集体经济收入.
+    Import {
+        file: PathBuf,
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        year: Option<Year>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct YearArg {
+    /// Registry year (default: config's `year`, else the current year).
+    #[arg(long)]
+    pub year: Option<Year>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum HouseholdCmd {
+    /// Show a household and its members (ID numbers and bank accounts masked unless --full).
+    Show {
+        id: String,
+        #[command(flatten)]
+        year: YearArg,
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        full: bool,
+    },
+    /// List households with their status.
+    List {
+        #[command(flatten)]
+        year: YearArg,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change household facts; fields by Chinese header, English alias or field name.
+    ///
+    /// Example: jianka-node household edit 420322105200-0001 --set 家庭年纯收入=4200 --set 人均纯收入=2100
+    Edit {
+        id: String,
+        #[arg(long = "set", value_name = "FIELD=VALUE", required = true)]
+        sets: Vec<String>,
+        #[command(flatten)]
+        year: YearArg,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MemberCmd {
+    /// Add a member; per-capita income is recomputed.
+    ///
+    /// Example: jianka-node member add --household 420322105200-0001 --id-number 420322201001010011
+    ///   --set 姓名=王小山 --set 与户主关系=之子 --set 性别=男 --set 文化程度=学龄前儿童 --set 健康状况=健康 --set 劳动能力=无劳动力
+    Add {
+        #[arg(long)]
+        household: String,
+        #[arg(long)]
+        id_number: String,
+        #[arg(long = "set", value_name = "FIELD=VALUE")]
+        sets: Vec<String>,
+        #[command(flatten)]
+        year: YearArg,
+    },
+    /// Change a member's facts.
+    Edit {
+        id_number: String,
+        #[arg(long = "set", value_name = "FIELD=VALUE", required = true)]
+        sets: Vec<String>,
+        #[command(flatten)]
+        year: YearArg,
+    },
+    /// Remove a member (not the last one); per-capita income is recomputed.
+    Remove {
+        id_number: String,
+        #[command(flatten)]
+        year: YearArg,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum WorkflowCmd {
+    /// Take the next step. A notice (村公示, 乡镇公示) may be left only 7 days after it began and
+    /// with no open objection; 民主评议 needs --minutes.
+    ///
+    /// Example: jianka-node workflow advance 420322105200-0001 --date 2014-05-12
+    Advance {
+        household: String,
+        /// Date of the step (default: today, Asia/Shanghai).
+        #[arg(long)]
+        date: Option<NaiveDate>,
+        /// Minutes of the village representatives' meeting (民主评议).
+        #[arg(long)]
+        minutes: Option<String>,
+        #[command(flatten)]
+        year: YearArg,
+    },
+    /// Record an objection raised during a public notice; it stops the notice until resolved.
+    Object {
+        household: String,
+        #[arg(long)]
+        by: String,
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        date: Option<NaiveDate>,
+        #[command(flatten)]
+        year: YearArg,
+    },
+    /// Resolve an objection; the notice then runs its full 7 days again from this date.
+    ResolveObjection {
+        id: i64,
+        #[arg(long)]
+        resolution: String,
+        #[arg(long)]
+        date: Option<NaiveDate>,
+    },
+    /// Show a household's workflow history and open objections.
+    Show {
+        household: String,
+        #[command(flatten)]
+        year: YearArg,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AdjustCmd {
+    /// 脱贫 / 退出: the household exits, with reason and date.
+    Exit {
+        household: String,
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        date: Option<NaiveDate>,
+        #[command(flatten)]
+        year: YearArg,
+    },
+    /// A member died.
+    Death {
+        id_number: String,
+        #[arg(long)]
+        date: Option<NaiveDate>,
+        #[command(flatten)]
+        year: YearArg,
+    },
+    /// A member was born (or joins): fields as for `member add`.
+    Birth {
+        household: String,
+        #[arg(long)]
+        id_number: String,
+        #[arg(long = "set", value_name = "FIELD=VALUE")]
+        sets: Vec<String>,
+        #[arg(long)]
+        date: Option<NaiveDate>,
+        #[command(flatten)]
+        year: YearArg,
+    },
+    /// A member marries into another household of this township.
+    Marriage {
+        id_number: String,
+        #[arg(long)]
+        to_household: String,
+        /// Relation to the new household's head, e.g. 配偶 or 之儿媳.
+        #[arg(long)]
+        relation: String,
+        #[arg(long)]
+        date: Option<NaiveDate>,
+        #[command(flatten)]
+        year: YearArg,
+    },
+    /// A household moves to another village of this township.
+    Move {
+        household: String,
+        #[arg(long)]
+        to_village: String,
+        #[arg(long)]
+        date: Option<NaiveDate>,
+        #[command(flatten)]
+        year: YearArg,
+    },
+    /// New entries (新增) from a 扶贫手册 file; they pass the workflow and the quota again.
+    New {
+        file: PathBuf,
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        year: YearArg,
+    },
+}
+
+/// Runs the CLI and maps errors to exit codes.
+pub fn main_with(cli: Cli) -> ExitCode {
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            let bad_input = e.chain().any(|c| c.is::<Refused>() || c.is::<WriteError>());
+            eprintln!("error: {e:#}");
+            if bad_input { ExitCode::from(2) } else { ExitCode::from(1) }
+        }
+    }
+}
+
+fn bad(e: anyhow::Error) -> anyhow::Error {
+    let msg = format!("{e:#}");
+    e.context(Refused(msg))
+}
+
+fn open(path: &Path, clock: Clock) -> Result<Node> {
+    Node::open(path, clock).map_err(bad)
+}
+
+fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    let clock = Clock::from_env().map_err(bad)?;
+    let today = clock.today();
+    let notice_days = 7;
+    match cli.command {
+        Command::Init { dir, township, hub, profile } => init(&dir, &township, &hub, profile.as_deref()),
+        Command::Trust { chain } => {
+            let node = open(&cli.config, clock)?;
+            let c = bundle::install_chain(&node, &chain)?;
+            println!("installed chain: {}", c.iter().map(|c| c.subject.to_string()).collect::<Vec<_>>().join(" → "));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Import { file, dry_run, year, json } => {
+            let mut node = open(&cli.config, clock)?;
+            let year = node.year(year);
+            let r = import::import_households(&mut node, &file, ImportOptions { year, dry_run, progress_over: 5000 })
+                .map_err(bad)?;
+            if json {
+                print_json(&r)?;
+            } else {
+                for e in &r.errors {
+                    eprintln!("{e}");
+                }
+                println!(
+                    "{}{}: {} rows ({}), {} households: {} imported ({} members), {} refused; {} records changed, {} changes queued; {:.0} rows/s",
+                    if dry_run { "DRY RUN " } else { "" },
+                    r.file,
+                    r.rows,
+                    r.encoding,
+                    r.households_in_file,
+                    r.households_imported,
+                    r.members_imported,
+                    r.households_refused,
+                    r.records_changed,
+                    r.changes_captured,
+                    r.rows_per_sec
+                );
+            }
+            Ok(if r.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(2) })
+        }
+        Command::Village(cmd) => village(cmd, &cli.config, clock),
+        Command::Household(cmd) => household(cmd, &cli.config, clock),
+        Command::Member(cmd) => {
+            let mut node = open(&cli.config, clock)?;
+            let n = match cmd {
+                MemberCmd::Add { household, id_number, sets, year } => {
+                    let y = node.year(year.year);
+                    edit::member_add(&mut node, y, &household, &id_number, &sets)?
+                }
+                MemberCmd::Edit { id_number, sets, year } => {
+                    let y = node.year(year.year);
+                    edit::member_edit(&mut node, y, &id_number, &sets)?
+                }
+                MemberCmd::Remove { id_number, year } => {
+                    let y = node.year(year.year);
+                    edit::member_remove(&mut node, y, &id_number)?
+                }
+            };
+            println!("{n} change(s) queued");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Workflow(cmd) => {
+            let mut node = open(&cli.config, clock)?;
+            match cmd {
+                WorkflowCmd::Advance { household, date, minutes, year } => {
+                    let y = node.year(year.year);
+                    let (from, to) = workflow::advance(
+                        &mut node,
+                        y,
+                        &household,
+                        date.unwrap_or(today),
+                        minutes.as_deref(),
+                        notice_days,
+                    )?;
+                    println!("{household}: {} → {} ({from:?} → {to:?})", from.label(), to.label());
+                }
+                WorkflowCmd::Object { household, by, reason, date, year } => {
+                    let y = node.year(year.year);
+                    let id = workflow::object(&mut node, y, &household, &by, &reason, date.unwrap_or(today))?;
+                    println!("objection #{id} recorded; the notice is stopped until it is resolved");
+                }
+                WorkflowCmd::ResolveObjection { id, resolution, date } => {
+                    workflow::resolve_objection(&mut node, id, &resolution, date.unwrap_or(today))?;
+                    println!("objection #{id} resolved; the notice runs {notice_days} days again from today");
+                }
+                WorkflowCmd::Show { household, year } => {
+                    let y = node.year(year.year);
+                    let mut stmt = node.conn.prepare(
+                        "SELECT from_status, to_status, date, COALESCE(minutes, '') FROM workflow_events
+                         WHERE year = ?1 AND household = ?2 ORDER BY id",
+                    )?;
+                    let rows = stmt.query_map(rusqlite::params![y, household], |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, String>(2)?,
+                            r.get::<_, String>(3)?,
+                        ))
+                    })?;
+                    for row in rows {
+                        let (f, t, d, m) = row?;
+                        println!("{d}  {f} → {t}  {m}");
+                    }
+                    for o in workflow::open_objections(&node.conn, y, &household)? {
+                        println!("OPEN objection #{} by {} on {}: {}", o.id, o.raised_by, o.raised_date, o.reason);
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Adjust(cmd) => adjust_cmd(cmd, &cli.config, clock),
+        Command::Sync { json } => {
+            let mut node = open(&cli.config, clock)?;
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let client = sync::client(&node)?;
+            let r = rt.block_on(sync::sync_once(&mut node, &client, true));
+            match r {
+                Ok(rep) => {
+                    if json {
+                        print_json(&rep)?;
+                    } else {
+                        println!(
+                            "sync ok: sealed {} change set(s), pushed {}, acknowledged through {}, {} feedback item(s) applied",
+                            rep.sealed.len(),
+                            rep.pushed.len(),
+                            rep.acknowledged_through,
+                            rep.feedback_applied
+                        );
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    let _ = crate::db::set_meta(&node.conn, "last_sync_error", &format!("{e:#}"));
+                    eprintln!("sync failed: {e:#}");
+                    eprintln!("nothing is lost: pending changes stay in the outbox; run `jianka-node sync` again");
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
+        Command::Run => {
+            let node = open(&cli.config, clock)?;
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            rt.block_on(daemon::run(node, daemon::shutdown_signal()))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ExportBundle { out } => {
+            let mut node = open(&cli.config, clock)?;
+            let r = bundle::export_bundle(&mut node, &out)?;
+            println!("{}: {} change set(s), {} bytes; carry it to the county", r.file, r.envelopes.len(), r.bytes);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ImportAnswer { file } => {
+            let mut node = open(&cli.config, clock)?;
+            let r = bundle::import_answer(&mut node, &file)?;
+            println!(
+                "answer applied: {} change set(s) acknowledged, {} feedback item(s); the county expects seq {} next",
+                r.acknowledged.len(),
+                r.feedback_applied,
+                r.expected_seq
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { json } => {
+            let node = open(&cli.config, clock)?;
+            let s = report::status(&node)?;
+            if json {
+                print_json(&s)?
+            } else {
+                report::print_status(&s)
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify { year, json } => {
+            let node = open(&cli.config, clock)?;
+            let year = node.year(year);
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let client = sync::client(&node)?;
+            let hub: DigestReport = rt
+                .block_on(client.call("GET", &format!("/v1/digest?year={year}"), b""))
+                .context("cannot fetch the county's digest")?;
+            let v = report::compare(&node, year, &hub)?;
+            if json {
+                print_json(&v)?
+            } else {
+                report::print_verify(&v)
+            }
+            Ok(if v.identical { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+    }
+}
+
+fn init(dir: &Path, township: &str, hub: &str, profile: Option<&Path>) -> Result<ExitCode> {
+    let code = RegionCode::parse(township).map_err(|e| Refused(e.to_string()))?;
+    if code.tier() != Tier::Township {
+        return Err(
+            Refused(format!("--township {code} is a {} code; a township code has 9 digits", code.tier())).into()
+        );
+    }
+    let cfg_path = dir.join("node.toml");
+    if cfg_path.exists() {
+        return Err(
+            Refused(format!("{} already exists; this directory holds a node already", cfg_path.display())).into()
+        );
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let text = config::render_initial(&code, hub, profile);
+    // Validate before writing anything else.
+    let parsed: config::NodeConfig = toml::from_str(&text).map_err(|e| Refused(e.to_string()))?;
+    if !(parsed.hub_url.starts_with("http://") || parsed.hub_url.starts_with("https://")) {
+        return Err(Refused(format!("--hub {hub:?} must start with http:// or https://")).into());
+    }
+    let key_path = dir.join("node.key");
+    let kp = Keypair::generate()?;
+    kp.write_new(&key_path).map_err(|e| Refused(e.to_string()))?;
+    crate::db::open(&dir.join("node.db"))?;
+    std::fs::write(&cfg_path, text).with_context(|| format!("cannot write {}", cfg_path.display()))?;
+    println!("public_key {}", jianka_keyfile::public_hex(&kp.public()));
+    println!("key_id {}", kp.key_id());
+    eprintln!(
+        "node for township {code} created in {}.\nNext: the county enrolls this key:\n  jianka-hub enroll --subject {code} --public-key {} --out chain.json\nthen: jianka-node --config {} trust chain.json",
+        dir.display(),
+        jianka_keyfile::public_hex(&kp.public()),
+        cfg_path.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn village(cmd: VillageCmd, config: &Path, clock: Clock) -> Result<ExitCode> {
+    let mut node = open(config, clock)?;
+    match cmd {
+        VillageCmd::Add {
+            code,
+            name,
+            households,
+            population,
+            poor_households,
+            poor_population,
+            income_per_capita,
+            collective_income,
+            year,
+        } => {
+            let y = node.year(year);
+            let input = VillageInput {
+                code: &code,
+                name: &name,
+                households: &households,
+                population: &population,
+                poor_households: &poor_households,
+                poor_population: &poor_population,
+                income_per_capita: &income_per_capita,
+                collective_income: &collective_income,
+            };
+            let v = import::parse_village(&input, y, node.township()).map_err(|errs| {
+                Refused(errs.into_iter().map(|(c, r)| format!("{c}: {r}")).collect::<Vec<_>>().join("; "))
+            })?;
+            let township = node.township().clone();
+            let tx = node.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let mut cap = Capture::begin(&tx, &township, node.clock)?;
+            let n = import::write_village(&tx, &mut cap, &v)?;
+            cap.finish(&tx)?;
+            tx.commit()?;
+            println!("village {} ({}): {n} field(s) written", v.code, v.name);
+            Ok(ExitCode::SUCCESS)
+        }
+        VillageCmd::Import { file, dry_run, year, json } => {
+            let y = node.year(year);
+            let r = import::import_villages(&mut node, &file, y, dry_run).map_err(bad)?;
+            if json {
+                print_json(&r)?;
+            } else {
+                for e in &r.errors {
+                    eprintln!("{e}");
+                }
+                println!(
+                    "{}{}: {} rows, {} imported, {} refused, {} changed",
+                    if dry_run { "DRY RUN " } else { "" },
+                    r.file,
+                    r.rows,
+                    r.imported,
+                    r.refused,
+                    r.records_changed
+                );
+            }
+            Ok(if r.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(2) })
+        }
+    }
+}
+
+fn household(cmd: HouseholdCmd, config: &Path, clock: Clock) -> Result<ExitCode> {
+    let mut node = open(config, clock)?;
+    match cmd {
+        HouseholdCmd::Show { id, year, json, full } => {
+            let y = node.year(year.year);
+            let (rec, members) = edit::load_household(&node.conn, y, &id)?;
+            let mask = |k: &str, v: &str| -> String {
+                if !full && matches!(k, "bank_account" | "phone" | "helper_phone") {
+                    jianka_shared::id_number::mask(v)
+                } else {
+                    v.to_string()
+                }
+            };
+            let show_id = |s: &str| if full { s.to_string() } else { jianka_shared::id_number::mask(s) };
+            if json {
+                let v = serde_json::json!({
+                    "id": rec.key.id,
+                    "year": y,
+                    "fields": rec.fields.iter().map(|(k, v)| (k.clone(), mask(k, v))).collect::<std::collections::BTreeMap<_, _>>(),
+                    "members": members.iter().map(|m| serde_json::json!({"id_number": show_id(&m.key.id), "fields": m.fields})).collect::<Vec<_>>(),
+                });
+                print_json(&v)?;
+            } else {
+                println!("household {} (year {y})", rec.key.id);
+                for (k, v) in &rec.fields {
+                    println!("  {k}: {}", mask(k, v));
+                }
+                for m in &members {
+                    println!(
+                        "  member {} {} {} {}",
+                        show_id(&m.key.id),
+                        m.fields.get("name").map(String::as_str).unwrap_or(""),
+                        m.fields.get("relation").map(String::as_str).unwrap_or(""),
+                        m.fields.get("sex").map(String::as_str).unwrap_or("")
+                    );
+                }
+            }
+        }
+        HouseholdCmd::List { year, json } => {
+            let y = node.year(year.year);
+            let rows: Vec<(String, String, String)> =
+                crate::store::records(&node.conn, jianka_shared::RecordKind::Household, y)?
+                    .into_iter()
+                    .map(|r| {
+                        let st = r.fields.get("status").cloned().unwrap_or_default();
+                        let dec = r.fields.get("county.decision").cloned().unwrap_or_default();
+                        (r.key.id, st, dec)
+                    })
+                    .collect();
+            if json {
+                print_json(&rows)?;
+            } else {
+                for (id, st, dec) in rows {
+                    println!("{id}\t{st}\t{dec}");
+                }
+            }
+        }
+        HouseholdCmd::Edit { id, sets, year } => {
+            let y = node.year(year.year);
+            let n = edit::household_edit(&mut node, y, &id, &sets)?;
+            println!("{n} change(s) queued");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn adjust_cmd(cmd: AdjustCmd, config: &Path, clock: Clock) -> Result<ExitCode> {
+    let mut node = open(config, clock)?;
+    let today = clock.today();
+    match cmd {
+        AdjustCmd::Exit { household, reason, date, year } => {
+            let y = adjust::window_year(&node, year.year)?;
+            adjust::exit(&mut node, y, &household, &reason, date.unwrap_or(today))?;
+            println!("{household}: exit recorded ({reason})");
+        }
+        AdjustCmd::Death { id_number, date, year } => {
+            let y = adjust::window_year(&node, year.year)?;
+            adjust::death(&mut node, y, &id_number, date.unwrap_or(today))?;
+            println!("death recorded");
+        }
+        AdjustCmd::Birth { household, id_number, sets, date, year } => {
+            let y = adjust::window_year(&node, year.year)?;
+            adjust::birth(&mut node, y, &household, &id_number, &sets, date.unwrap_or(today))?;
+            println!("birth recorded in {household}");
+        }
+        AdjustCmd::Marriage { id_number, to_household, relation, date, year } => {
+            let y = adjust::window_year(&node, year.year)?;
+            adjust::marriage(&mut node, y, &id_number, &to_household, &relation, date.unwrap_or(today))?;
+            println!("marriage recorded: member moved to {to_household}");
+        }
+        AdjustCmd::Move { household, to_village, date, year } => {
+            let y = adjust::window_year(&node, year.year)?;
+            let new_id = adjust::move_household(&mut node, y, &household, &to_village, date.unwrap_or(today))?;
+            println!("{household} moved: now {new_id}");
+        }
+        AdjustCmd::New { file, dry_run, year } => {
+            let y = adjust::window_year(&node, year.year)?;
+            let r =
+                import::import_households(&mut node, &file, ImportOptions { year: y, dry_run, progress_over: 5000 })
+                    .map_err(bad)?;
+            for e in &r.errors {
+                eprintln!("{e}");
+            }
+            println!(
+                "new entries: {} households imported, {} refused; they start at 申请 and pass the workflow and quota again",
+                r.households_imported, r.households_refused
+            );
+            if !r.errors.is_empty() {
+                return Ok(ExitCode::from(2));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,232 @@
+//! `node.toml`: which township this node serves, where its hub, database and keys are, and when it
+//! syncs. Defaults → file → environment (`JIANKA_NODE_HUB_URL` overrides `hub_url`).
+
+use anyhow::{Context, Result, bail};
+use jianka_shared::{RegionCode, Tier};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+pub const CONFIG_ENV: &str = "JIANKA_NODE_CONFIG";
+pub const HUB_URL_ENV: &str = "JIANKA_NODE_HUB_URL";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// The 9-digit township code this node serves; records outside it are refused.
+    pub township: RegionCode,
+    /// Base URL of the county hub.
+    pub hub_url: String,
+    /// Paths are relative to the config file's directory.
+    #[serde(default = "default_db")]
+    pub database: PathBuf,
+    #[serde(default = "default_key")]
+    pub key: PathBuf,
+    /// Certificate chain installed by `jianka-node trust`.
+    #[serde(default = "default_chain")]
+    pub chain: PathBuf,
+    /// Registry year for commands without `--year`; defaults to the current year.
+    #[serde(default)]
+    pub year: Option<u16>,
+    /// Optional identification profile (TOML, `jianka_shared::profile::Profile`).
+    #[serde(default)]
+    pub profile: Option<PathBuf>,
+    #[serde(default)]
+    pub sync: SyncConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncConfig {
+    /// Cron expressions (sec min hour day-of-month month day-of-week), Asia/Shanghai time, at
+    /// which the daemon runs a sync pass. Empty: every `interval_secs`.
+    #[serde(default)]
+    pub windows: Vec<String>,
+    #[serde(default = "default_interval")]
+    pub interval_secs: u64,
+    /// A change set is cut when this many changes are pending…
+    #[serde(default = "default_max_ops")]
+    pub max_ops_per_changeset: usize,
+    /// …or when the oldest pending change is this old.
+    #[serde(default = "default_max_age")]
+    pub max_changeset_age_secs: u64,
+    /// Attempts per request before a pass gives up (exponential backoff with jitter between).
+    #[serde(default = "default_retries")]
+    pub retries: usize,
+    #[serde(default = "default_timeout")]
+    pub request_timeout_secs: u64,
+    /// Envelopes larger than this go through chunked, resumable uploads.
+    #[serde(default = "default_chunk_threshold")]
+    pub chunk_threshold_bytes: usize,
+    #[serde(default = "default_chunk")]
+    pub chunk_bytes: usize,
+    /// Warn the clerk this many days before a deadline.
+    #[serde(default = "default_warn_days")]
+    pub deadline_warning_days: i64,
+}
+
+fn default_db() -> PathBuf {
+    "node.db".into()
+}
+fn default_key() -> PathBuf {
+    "node.key".into()
+}
+fn default_chain() -> PathBuf {
+    "chain.json".into()
+}
+fn default_interval() -> u64 {
+    600
+}
+fn default_max_ops() -> usize {
+    20_000
+}
+fn default_max_age() -> u64 {
+    300
+}
+fn default_retries() -> usize {
+    6
+}
+fn default_timeout() -> u64 {
+    30
+}
+fn default_chunk_threshold() -> usize {
+    256 * 1024
+}
+fn default_chunk() -> usize {
+    64 * 1024
+}
+fn default_warn_days() -> i64 {
+    10
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        SyncConfig {
+            windows: Vec::new(),
+            interval_secs: default_interval(),
+            max_ops_per_changeset: default_max_ops(),
+            max_changeset_age_secs: default_max_age(),
+            retries: default_retries(),
+            request_timeout_secs: default_timeout(),
+            chunk_threshold_bytes: default_chunk_threshold(),
+            chunk_bytes: default_chunk(),
+            deadline_warning_days: default_warn_days(),
+        }
+    }
+}
+
+/// A loaded config with its paths resolved against the file's directory.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: NodeConfig,
+    pub dir: PathBuf,
+}
+
+impl Loaded {
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.join(&self.config.database)
+    }
+    pub fn key_path(&self) -> PathBuf {
+        self.dir.join(&self.config.key)
+    }
+    pub fn chain_path(&self) -> PathBuf {
+        self.dir.join(&self.config.chain)
+    }
+}
+
+pub fn load(path: &Path) -> Result<Loaded> {
+    let text = std::fs::read_to_string(path).with_context(|| {
+        format!(
+            "cannot read config {}; create one with `jianka-node init --dir DIR --township CODE --hub URL`",
+            path.display()
+        )
+    })?;
+    let mut config: NodeConfig =
+        toml::from_str(&text).with_context(|| format!("{}: invalid config", path.display()))?;
+    if let Ok(url) = std::env::var(HUB_URL_ENV)
+        && !url.trim().is_empty()
+    {
+        config.hub_url = url.trim().to_string();
+    }
+    check(&config).with_context(|| format!("{}: invalid config", path.display()))?;
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
+    Ok(Loaded { config, dir })
+}
+
+fn check(c: &NodeConfig) -> Result<()> {
+    if c.township.tier() != Tier::Township {
+        bail!("township = {:?} is not a 9-digit township code", c.township.as_str());
+    }
+    if !(c.hub_url.starts_with("http://") || c.hub_url.starts_with("https://")) {
+        bail!("hub_url = {:?} must start with http:// or https://", c.hub_url);
+    }
+    for w in &c.sync.windows {
+        w.parse::<cron::Schedule>().with_context(|| format!("sync window {w:?} is not a cron expression"))?;
+    }
+    if c.sync.max_ops_per_changeset == 0 || c.sync.chunk_bytes == 0 {
+        bail!("sync.max_ops_per_changeset and sync.chunk_bytes must be positive");
+    }
+    Ok(())
+}
+
+/// The commented file `init` writes.
+pub fn render_initial(township: &RegionCode, hub_url: &str, profile: Option<&Path>) -> String {
+    let profile_line = match profile {
+        Some(p) => format!("profile = {:?}\n", p.display().to_string()),
+        None => "# profile = \"profile.toml\"\n".to_string(),
+    };
+    format!(
+        r#"# Jianka township node (jianka-node). Paths are relative to this file.
+
+# The township this node serves (9-digit 统计用区划代码). Records from other townships are refused.
+township = "{township}"
+
+# The county hub. JIANKA_NODE_HUB_URL overrides it.
+hub_url = "{hub_url}"
+
+database = "node.db"
+# Signing key (mode 0600). Its public half is enrolled at the county: jianka-hub enroll.
+key = "node.key"
+# Certificate chain from the county, installed with: jianka-node trust CHAIN.json
+chain = "chain.json"
+
+# Registry year for commands without --year (default: the current year, Asia/Shanghai).
+# year = 2014
+
+# Identification profile (income line, notice days, deadlines).
+{profile_line}
+[sync]
+# When the daemon (jianka-node run) syncs: cron expressions, Asia/Shanghai time,
+# fields: sec min hour day-of-month month day-of-week. Example: every 10 minutes at night only:
+#   windows = ["0 */10 0-6 * * *"]
+# Empty: every interval_secs.
+windows = []
+interval_secs = 600
+# A change set is cut when this many changes are pending, or the oldest is this old.
+max_ops_per_changeset = 20000
+max_changeset_age_secs = 300
+# Attempts per request (exponential backoff with jitter), and the per-request timeout.
+retries = 6
+request_timeout_secs = 30
+# Change sets above this size go in resumable chunks of chunk_bytes.
+chunk_threshold_bytes = 262144
+chunk_bytes = 65536
+# Warn the clerk this many days before a deadline (status).
+deadline_warning_days = 10
+"#
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn initial_config_parses_back() {
+        let t = RegionCode::parse("420322105").unwrap();
+        let text = render_initial(&t, "http://127.0.0.1:7001", None);
+        let c: NodeConfig = toml::from_str(&text).unwrap();
+        assert_eq!(c.township, t);
+        check(&c).unwrap();
+        assert_eq!(c.sync.max_ops_per_changeset, 20_000);
+    }
+}

@@ -1,0 +1,94 @@
+//! Applying what the county decided (feedback items, push outcomes) to the node's database.
+
+use crate::{db, outbox, store};
+use anyhow::Result;
+use jianka_shared::Hlc;
+use jianka_shared::protocol::{Feedback, FeedbackEntry, PushOutcome, Rejection};
+use rusqlite::{Connection, params};
+
+pub fn since(conn: &Connection) -> Result<u64> {
+    Ok(db::get_meta(conn, "feedback_since")?.and_then(|s| s.parse().ok()).unwrap_or(0))
+}
+
+/// Applies entries newer than the stored cursor, in one transaction, and advances the cursor.
+/// Returns how many were applied. Replaying a page is harmless.
+pub fn apply_page(conn: &mut Connection, items: &[FeedbackEntry], now_ms: u64) -> Result<usize> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let mut cursor = since(&tx)?;
+    let mut applied = 0;
+    for entry in items {
+        if entry.id <= cursor {
+            continue;
+        }
+        apply_item(&tx, &entry.item, now_ms)?;
+        tx.execute(
+            "INSERT OR IGNORE INTO feedback_log(id, item, applied_ms) VALUES(?1, ?2, ?3)",
+            params![entry.id as i64, serde_json::to_string(&entry.item)?, now_ms as i64],
+        )?;
+        cursor = entry.id;
+        applied += 1;
+    }
+    db::set_meta(&tx, "feedback_since", &cursor.to_string())?;
+    tx.commit()?;
+    Ok(applied)
+}
+
+pub fn apply_item(conn: &Connection, item: &Feedback, now_ms: u64) -> Result<()> {
+    match item {
+        Feedback::Ack { seq } => outbox::mark_acked(conn, *seq, "ack", now_ms)?,
+        Feedback::Rejected(r) => record_rejection(conn, r, now_ms)?,
+        Feedback::Correction { key, field, value, version } => {
+            store::apply_remote(conn, key, field, value, *version)?;
+        }
+        Feedback::Quota { township, people, used } => {
+            conn.execute(
+                "INSERT INTO quota(township, people, used, received_ms) VALUES(?1, ?2, ?3, ?4)
+                 ON CONFLICT(township) DO UPDATE SET people = excluded.people, used = excluded.used,
+                   received_ms = excluded.received_ms",
+                params![township.as_str(), *people as i64, *used as i64, now_ms as i64],
+            )?;
+        }
+        Feedback::Cycle(c) => {
+            let state = serde_json::to_value(c.state)?.as_str().unwrap_or("open").to_string();
+            conn.execute(
+                "INSERT INTO cycle(year, state, deadline, reopen_by) VALUES(?1, ?2, ?3, ?4)
+                 ON CONFLICT(year) DO UPDATE SET state = excluded.state, deadline = excluded.deadline,
+                   reopen_by = excluded.reopen_by",
+                params![c.year, state, c.deadline, c.reopen_by],
+            )?;
+        }
+        Feedback::Resolved { key, field, value, note: _ } => {
+            // The settled value stands over any local one: give it a version newer than ours.
+            let version = store::load_hlc(conn)?.tick(now_ms);
+            store::apply_remote(conn, key, field, value, version.max(Hlc(1)))?;
+            conn.execute(
+                "UPDATE rejections SET resolved_ms = ?4 WHERE kind = ?1 AND year = ?2 AND rid = ?3 AND resolved_ms IS NULL",
+                params![key.kind.as_str(), key.year, key.id, now_ms as i64],
+            )?;
+        }
+    }
+    Ok(())
+}
+
+pub fn record_rejection(conn: &Connection, r: &Rejection, now_ms: u64) -> Result<()> {
+    let reason = serde_json::to_value(r.reason)?.as_str().unwrap_or("unknown").to_string();
+    conn.execute(
+        "INSERT OR IGNORE INTO rejections(kind, year, rid, reason, message, received_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+        params![r.key.kind.as_str(), r.key.year, r.key.id, reason, r.message, now_ms as i64],
+    )?;
+    Ok(())
+}
+
+/// Records a push outcome for one envelope: acknowledged, with any per-record rejections.
+pub fn apply_outcome(conn: &Connection, seq: u64, outcome: &PushOutcome, now_ms: u64) -> Result<()> {
+    match outcome {
+        PushOutcome::Accepted { rejected, applied, .. } => {
+            for r in rejected {
+                record_rejection(conn, r, now_ms)?;
+            }
+            outbox::mark_acked(conn, seq, &format!("accepted: {applied} applied, {} rejected", rejected.len()), now_ms)
+        }
+        PushOutcome::Duplicate { .. } => outbox::mark_acked(conn, seq, "duplicate (already held)", now_ms),
+        PushOutcome::Gap { .. } => Ok(()),
+    }
+}

@@ -1,0 +1,950 @@
+//! Import of the 扶贫手册 (one row per member) and of the 贫困村登记表.
+//!
+//! Every bad row is reported with file, line, column and reason; a household with any bad row is
+//! left out, every other household is written, all in one transaction (nothing half-applied).
+//! Only values that differ from the replica are written, so re-importing a file changes nothing.
+
+use crate::node::Node;
+use crate::store::{self, Capture};
+use crate::table::{self, Table};
+use anyhow::{Result, bail};
+use jianka_shared::domain::{Household, Member, Status, Village, household_id};
+use jianka_shared::labels::*;
+use jianka_shared::record::{RecordKey, RecordKind};
+use jianka_shared::{IdNumber, RegionCode, Tier, Year, Yuan};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+use std::io::IsTerminal;
+use std::path::Path;
+use std::time::Instant;
+
+/// Columns of the 扶贫手册 import: (Chinese header, English alias, household-level, required).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Col {
+    Village,
+    Number,
+    Name,
+    IdNumber,
+    Relation,
+    Sex,
+    Education,
+    Schooling,
+    Health,
+    Labour,
+    MigrantWork,
+    MedicalInsurance,
+    PensionInsurance,
+    Attribute,
+    Standard,
+    MainCause,
+    OtherCauses,
+    Income,
+    IncomePerCapita,
+    UnsafeHousing,
+    WaterDifficulty,
+    Phone,
+    BankAccount,
+    HelperName,
+    HelperUnit,
+    HelperPhone,
+}
+
+impl Col {
+    pub const ALL: [Col; 26] = [
+        Col::Village,
+        Col::Number,
+        Col::Name,
+        Col::IdNumber,
+        Col::Relation,
+        Col::Sex,
+        Col::Education,
+        Col::Schooling,
+        Col::Health,
+        Col::Labour,
+        Col::MigrantWork,
+        Col::MedicalInsurance,
+        Col::PensionInsurance,
+        Col::Attribute,
+        Col::Standard,
+        Col::MainCause,
+        Col::OtherCauses,
+        Col::Income,
+        Col::IncomePerCapita,
+        Col::UnsafeHousing,
+        Col::WaterDifficulty,
+        Col::Phone,
+        Col::BankAccount,
+        Col::HelperName,
+        Col::HelperUnit,
+        Col::HelperPhone,
+    ];
+
+    pub fn header(self) -> &'static str {
+        self.names().0
+    }
+
+    fn names(self) -> (&'static str, &'static str) {
+        match self {
+            Col::Village => ("村代码", "village_code"),
+            Col::Number => ("户编号", "household_number"),
+            Col::Name => ("姓名", "name"),
+            Col::IdNumber => ("身份证号", "id_number"),
+            Col::Relation => ("与户主关系", "relation"),
+            Col::Sex => ("性别", "sex"),
+            Col::Education => ("文化程度", "education"),
+            Col::Schooling => ("在校生状况", "schooling"),
+            Col::Health => ("健康状况", "health"),
+            Col::Labour => ("劳动能力", "labour"),
+            Col::MigrantWork => ("务工状况", "migrant_work"),
+            Col::MedicalInsurance => ("新农合", "medical_insurance"),
+            Col::PensionInsurance => ("养老保险", "pension_insurance"),
+            Col::Attribute => ("贫困户属性", "attribute"),
+            Col::Standard => ("识别标准", "standard"),
+            Col::MainCause => ("主要致贫原因", "main_cause"),
+            Col::OtherCauses => ("其他致贫原因", "other_causes"),
+            Col::Income => ("家庭年纯收入", "income"),
+            Col::IncomePerCapita => ("人均纯收入", "income_per_capita"),
+            Col::UnsafeHousing => ("是否危房户", "unsafe_housing"),
+            Col::WaterDifficulty => ("饮水困难", "water_difficulty"),
+            Col::Phone => ("联系电话", "phone"),
+            Col::BankAccount => ("开户银行账号", "bank_account"),
+            Col::HelperName => ("帮扶责任人", "helper_name"),
+            Col::HelperUnit => ("帮扶单位", "helper_unit"),
+            Col::HelperPhone => ("帮扶人电话", "helper_phone"),
+        }
+    }
+
+    /// Read from the 户主's row; other rows may leave it empty or repeat it.
+    pub fn household_level(self) -> bool {
+        matches!(
+            self,
+            Col::Attribute
+                | Col::Standard
+                | Col::MainCause
+                | Col::OtherCauses
+                | Col::Income
+                | Col::IncomePerCapita
+                | Col::UnsafeHousing
+                | Col::WaterDifficulty
+                | Col::Phone
+                | Col::BankAccount
+                | Col::HelperName
+                | Col::HelperUnit
+                | Col::HelperPhone
+        )
+    }
+
+    fn optional(self) -> bool {
+        matches!(
+            self,
+            Col::Schooling
+                | Col::MigrantWork
+                | Col::OtherCauses
+                | Col::Phone
+                | Col::BankAccount
+                | Col::HelperName
+                | Col::HelperUnit
+                | Col::HelperPhone
+        )
+    }
+
+    fn from_header(h: &str) -> Option<Col> {
+        let h = h.trim();
+        Col::ALL.into_iter().find(|c| {
+            let (zh, en) = c.names();
+            h == zh || h.eq_ignore_ascii_case(en)
+        })
+    }
+
+    /// The record field a household column maps to, for `household edit --set`.
+    pub fn field(self) -> &'static str {
+        match self {
+            Col::Village => "village",
+            Col::Number => "number",
+            Col::Name => "name",
+            Col::IdNumber => "id_number",
+            Col::Relation => "relation",
+            Col::Sex => "sex",
+            Col::Education => "education",
+            Col::Schooling => "schooling",
+            Col::Health => "health",
+            Col::Labour => "labour",
+            Col::MigrantWork => "migrant_work",
+            Col::MedicalInsurance => "medical_insurance",
+            Col::PensionInsurance => "pension_insurance",
+            Col::Attribute => "attribute",
+            Col::Standard => "standard",
+            Col::MainCause => "main_cause",
+            Col::OtherCauses => "other_causes",
+            Col::Income => "income",
+            Col::IncomePerCapita => "income_per_capita",
+            Col::UnsafeHousing => "unsafe_housing",
+            Col::WaterDifficulty => "water_difficulty",
+            Col::Phone => "phone",
+            Col::BankAccount => "bank_account",
+            Col::HelperName => "helper_name",
+            Col::HelperUnit => "helper_unit",
+            Col::HelperPhone => "helper_phone",
+        }
+    }
+
+    /// Accepts a Chinese header, an English alias or a record field name.
+    pub fn lookup(name: &str) -> Option<Col> {
+        Col::from_header(name).or_else(|| Col::ALL.into_iter().find(|c| c.field() == name.trim()))
+    }
+}
+
+/// One bad cell or row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RowError {
+    pub file: String,
+    pub line: u64,
+    pub column: String,
+    pub reason: String,
+}
+
+impl std::fmt::Display for RowError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}: {}: {}", self.file, self.line, self.column, self.reason)
+    }
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct ImportReport {
+    pub file: String,
+    pub encoding: String,
+    pub year: Year,
+    pub rows: usize,
+    pub households_in_file: usize,
+    pub households_imported: usize,
+    pub households_refused: usize,
+    pub members_imported: usize,
+    /// Records whose values changed (new or edited); unchanged records are not rewritten.
+    pub records_changed: usize,
+    pub changes_captured: usize,
+    pub dry_run: bool,
+    pub elapsed_ms: u128,
+    pub rows_per_sec: f64,
+    pub errors: Vec<RowError>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct ImportOptions {
+    pub year: Year,
+    pub dry_run: bool,
+    /// Show a progress bar on a terminal for files over this many rows.
+    pub progress_over: usize,
+}
+
+struct Row<'a> {
+    line: u64,
+    cells: HashMap<Col, &'a str>,
+}
+
+impl Row<'_> {
+    fn get(&self, c: Col) -> &str {
+        self.cells.get(&c).copied().unwrap_or("")
+    }
+}
+
+fn map_columns(t: &Table, file: &str) -> Result<HashMap<Col, usize>> {
+    let mut cols = HashMap::new();
+    for (i, h) in t.headers.iter().enumerate() {
+        if let Some(c) = Col::from_header(h)
+            && cols.insert(c, i).is_some()
+        {
+            bail!("{file}:1: column {} appears twice in the header", c.header());
+        }
+    }
+    let missing: Vec<&str> =
+        Col::ALL.into_iter().filter(|c| !c.optional() && !cols.contains_key(c)).map(Col::header).collect();
+    if !missing.is_empty() {
+        bail!(
+            "{file}:1: the header lacks required columns: {} (expected the 扶贫手册 headers: {})",
+            missing.join(", "),
+            Col::ALL.map(Col::header).join(", ")
+        );
+    }
+    Ok(cols)
+}
+
+fn progress_bar(n: usize, over: usize, what: &str) -> indicatif::ProgressBar {
+    if n <= over || !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let pb = indicatif::ProgressBar::with_draw_target(Some(n as u64), indicatif::ProgressDrawTarget::stderr());
+    pb.set_style(
+        indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} rows ({per_sec}, {eta})")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    pb.set_message(what.to_string());
+    pb
+}
+
+/// Imports a 扶贫手册 file into the node.
+pub fn import_households(node: &mut Node, path: &Path, opts: ImportOptions) -> Result<ImportReport> {
+    let started = Instant::now();
+    let file = path.display().to_string();
+    let table = table::read(path)?;
+    let cols = map_columns(&table, &file)?;
+    let today = node.clock.today();
+    let township = node.township().clone();
+    let mut report = ImportReport {
+        file: file.clone(),
+        encoding: table.encoding.into(),
+        year: opts.year,
+        rows: table.rows.len(),
+        dry_run: opts.dry_run,
+        ..Default::default()
+    };
+    let rows: Vec<Row> = table
+        .rows
+        .iter()
+        .map(|(line, cells)| Row {
+            line: *line,
+            cells: cols.iter().map(|(c, &i)| (*c, cells.get(i).map(String::as_str).unwrap_or(""))).collect(),
+        })
+        .collect();
+
+    // Group rows into households, in file order.
+    let mut order: Vec<(String, String)> = Vec::new();
+    let mut groups: HashMap<(String, String), Vec<usize>> = HashMap::new();
+    for (i, r) in rows.iter().enumerate() {
+        let k = (r.get(Col::Village).to_string(), r.get(Col::Number).to_string());
+        groups
+            .entry(k.clone())
+            .or_insert_with(|| {
+                order.push(k);
+                Vec::new()
+            })
+            .push(i);
+    }
+    report.households_in_file = order.len();
+
+    let err = |line: u64, col: &str, reason: String| RowError { file: file.clone(), line, column: col.into(), reason };
+    let mut errors: Vec<RowError> = Vec::new();
+    let mut built: Vec<(Household, Vec<u64>)> = Vec::new();
+    let mut bad_households: Vec<bool> = Vec::new();
+    // ID number → (index into `built`/`bad_households`, line) of its first household in the file.
+    let mut seen_people: HashMap<String, (usize, u64)> = HashMap::new();
+    let pb = progress_bar(rows.len() * 2, opts.progress_over * 2, "checking");
+
+    for key in &order {
+        let idxs = &groups[key];
+        let hi = built.len();
+        let mut bad = false;
+        let mut e = |line: u64, col: Col, reason: String| {
+            errors.push(err(line, col.header(), reason));
+        };
+        let first_line = rows[idxs[0]].line;
+        // Village code and household number.
+        let village = match RegionCode::parse(&key.0) {
+            Ok(v) if v.tier() == Tier::Village => {
+                if !township.contains(&v) {
+                    e(
+                        first_line,
+                        Col::Village,
+                        format!("village {v} is outside township {township}, which this node serves"),
+                    );
+                    bad = true;
+                }
+                Some(v)
+            }
+            Ok(v) => {
+                e(first_line, Col::Village, format!("{v} is a {} code; a village code has 12 digits", v.tier()));
+                bad = true;
+                None
+            }
+            Err(er) => {
+                e(first_line, Col::Village, er.to_string());
+                bad = true;
+                None
+            }
+        };
+        if key.1.trim().is_empty() {
+            e(first_line, Col::Number, "household number is empty".into());
+            bad = true;
+        }
+        let hid = village.as_ref().map(|v| household_id(v, &key.1)).unwrap_or_default();
+
+        // Members.
+        let mut members = Vec::new();
+        let mut lines = Vec::new();
+        let mut heads = Vec::new();
+        for &ri in idxs {
+            pb.inc(1);
+            let r = &rows[ri];
+            match parse_member(r, today) {
+                Ok(m) => {
+                    if m.id_number.sex() != m.sex {
+                        e(
+                            r.line,
+                            Col::Sex,
+                            format!(
+                                "{} is {} but the ID number {} says {} (rule 1)",
+                                m.name,
+                                m.sex,
+                                m.id_number.masked(),
+                                m.id_number.sex()
+                            ),
+                        );
+                        bad = true;
+                    }
+                    // Rule 2: one person, one household — within the file…
+                    match seen_people.get(m.id_number.as_str()) {
+                        Some(&(other, other_line)) => {
+                            let what = if other == hi { "this household" } else { "another household" };
+                            e(
+                                r.line,
+                                Col::IdNumber,
+                                format!(
+                                    "{} already appears at line {other_line} in {what}; one person belongs to one household (rule 2)",
+                                    m.id_number.masked()
+                                ),
+                            );
+                            bad = true;
+                            if other != hi {
+                                bad_households[other] = true;
+                            }
+                        }
+                        None => {
+                            seen_people.insert(m.id_number.as_str().to_string(), (hi, r.line));
+                        }
+                    }
+                    // …and against the node's register.
+                    let mkey = RecordKey::new(RecordKind::Member, opts.year, m.id_number.as_str());
+                    if let Some(s) = store::load(&node.conn, &mkey)?.filter(|s| !s.deleted)
+                        && s.get("household").is_some_and(|h| h != hid)
+                    {
+                        e(
+                            r.line,
+                            Col::IdNumber,
+                            format!(
+                                "{} is already a member of household {} in this node's register (rule 2)",
+                                m.id_number.masked(),
+                                s.get("household").unwrap_or("?")
+                            ),
+                        );
+                        bad = true;
+                    }
+                    if m.relation == Relation::Head {
+                        heads.push(ri);
+                    }
+                    members.push(m);
+                    lines.push(r.line);
+                }
+                Err(errs) => {
+                    for (c, reason) in errs {
+                        e(r.line, c, reason);
+                    }
+                    bad = true;
+                }
+            }
+        }
+        if heads.len() != 1 {
+            let l = heads.get(1).map(|&i| rows[i].line).unwrap_or(first_line);
+            e(
+                l,
+                Col::Relation,
+                format!("a household has exactly one 户主; household {hid} has {} (rule 3)", heads.len()),
+            );
+            bad = true;
+        }
+        // Household columns come from the 户主's row; other rows must be empty or agree.
+        let head_row = heads.first().map(|&i| &rows[i]).unwrap_or(&rows[idxs[0]]);
+        for &ri in idxs {
+            let r = &rows[ri];
+            if r.line == head_row.line {
+                continue;
+            }
+            for c in Col::ALL.into_iter().filter(|c| c.household_level()) {
+                let v = r.get(c);
+                if !v.is_empty() && v != head_row.get(c) {
+                    e(
+                        r.line,
+                        c,
+                        format!(
+                            "{v:?} differs from the 户主's row (line {}: {:?}); household columns are read from the 户主's row",
+                            head_row.line,
+                            head_row.get(c)
+                        ),
+                    );
+                    bad = true;
+                }
+            }
+        }
+        let facts = parse_household_facts(head_row);
+        let h = match (facts, village) {
+            (Ok(f), Some(village)) => Some(Household {
+                year: opts.year,
+                village,
+                number: key.1.trim().to_string(),
+                status: Status::Applied,
+                members,
+                ..f
+            }),
+            (Err(errs), _) => {
+                for (c, reason) in errs {
+                    e(head_row.line, c, reason);
+                }
+                bad = true;
+                None
+            }
+            _ => None,
+        };
+        if let Some(h) = &h {
+            for v in h.validate() {
+                // Rule 1 (sex) and 3 (heads), rule 2 inside the household were reported per row above.
+                if v.rule == 1 || v.rule == 2 || v.field == "与户主关系" {
+                    continue;
+                }
+                errors.push(err(head_row.line, &v.field, format!("{} (rule {})", v.message, v.rule)));
+                bad = true;
+            }
+        }
+        let h = h.unwrap_or_else(|| placeholder(opts.year));
+        built.push((h, lines));
+        bad_households.push(bad);
+    }
+
+    // Write every good household in one transaction; roll back on a dry run.
+    let tx = node.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let mut cap = Capture::begin(&tx, &township, node.clock)?;
+    for (i, (h, _)) in built.iter().enumerate() {
+        pb.inc(h.members.len() as u64);
+        if bad_households[i] {
+            report.households_refused += 1;
+            continue;
+        }
+        let (changed, _) = write_household(&tx, &mut cap, h, true)?;
+        report.records_changed += changed;
+        report.households_imported += 1;
+        report.members_imported += h.members.len();
+    }
+    report.changes_captured = cap.finish(&tx)?;
+    if opts.dry_run {
+        tx.rollback()?;
+    } else {
+        tx.commit()?;
+    }
+    pb.finish_and_clear();
+    errors.sort_by(|a, b| a.line.cmp(&b.line).then(a.column.cmp(&b.column)));
+    report.errors = errors;
+    report.elapsed_ms = started.elapsed().as_millis();
+    report.rows_per_sec = report.rows as f64 / started.elapsed().as_secs_f64().max(1e-9);
+    tracing::info!(
+        rows = report.rows,
+        imported = report.households_imported,
+        refused = report.households_refused,
+        changes = report.changes_captured,
+        dry_run = opts.dry_run,
+        "import finished"
+    );
+    Ok(report)
+}
+
+fn placeholder(year: Year) -> Household {
+    Household {
+        year,
+        village: RegionCode::parse("000000000000").expect("valid shape"),
+        number: String::new(),
+        attribute: Attribute::General,
+        standard: Standard::National,
+        main_cause: Cause::Other,
+        other_causes: vec![],
+        income: Yuan(0),
+        income_per_capita: Yuan(0),
+        unsafe_housing: false,
+        water_difficulty: false,
+        phone: String::new(),
+        bank_account: String::new(),
+        helper_name: String::new(),
+        helper_unit: String::new(),
+        helper_phone: String::new(),
+        status: Status::Applied,
+        members: vec![],
+    }
+}
+
+/// Writes a household and its members through change capture. An existing household keeps its
+/// workflow status; with `replace_members`, members no longer listed are removed.
+/// Returns (records changed, fields written).
+pub fn write_household(
+    conn: &rusqlite::Connection,
+    cap: &mut Capture,
+    h: &Household,
+    replace_members: bool,
+) -> Result<(usize, usize)> {
+    let records = h.to_records();
+    let hkey = &records[0].key;
+    let existing = store::load(conn, hkey)?.filter(|s| !s.deleted);
+    let mut changed = 0;
+    let mut written = 0;
+    let mut values = records[0].fields.clone();
+    if let Some(s) = &existing {
+        match s.get("status") {
+            Some(st) => {
+                values.insert("status".into(), st.to_string());
+            }
+            None => {
+                values.remove("status");
+            }
+        }
+    }
+    let n = cap.upsert(conn, hkey, &values)?;
+    changed += (n > 0) as usize;
+    written += n;
+    let mut listed = std::collections::HashSet::new();
+    for r in &records[1..] {
+        let n = cap.upsert(conn, &r.key, &r.fields)?;
+        changed += (n > 0) as usize;
+        written += n;
+        listed.insert(r.key.id.clone());
+    }
+    if replace_members && existing.is_some() {
+        for m in store::members_of(conn, h.year, &hkey.id)? {
+            if !listed.contains(&m.key.id) && cap.delete(conn, &m.key)? {
+                changed += 1;
+            }
+        }
+    }
+    Ok((changed, written))
+}
+
+type CellErrors = Vec<(Col, String)>;
+
+fn parse_member(r: &Row, today: chrono::NaiveDate) -> Result<Member, CellErrors> {
+    let mut errs: CellErrors = Vec::new();
+    macro_rules! label {
+        ($col:expr, $ty:ty) => {
+            match <$ty>::parse(r.get($col)) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    errs.push(($col, e.to_string()));
+                    None
+                }
+            }
+        };
+    }
+    macro_rules! opt_label {
+        ($col:expr, $ty:ty) => {
+            match r.get($col) {
+                "" => Some(None),
+                s => match <$ty>::parse(s) {
+                    Ok(v) => Some(Some(v)),
+                    Err(e) => {
+                        errs.push(($col, e.to_string()));
+                        None
+                    }
+                },
+            }
+        };
+    }
+    macro_rules! yes_no {
+        ($col:expr) => {
+            match parse_yes_no($col.header(), r.get($col)) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    errs.push(($col, e.to_string()));
+                    None
+                }
+            }
+        };
+    }
+    let name = r.get(Col::Name).to_string();
+    if name.is_empty() {
+        errs.push((Col::Name, "name is empty".into()));
+    }
+    let id = match IdNumber::parse(r.get(Col::IdNumber), today) {
+        Ok(id) => Some(id),
+        Err(e) => {
+            errs.push((Col::IdNumber, format!("{e} (rule 1)")));
+            None
+        }
+    };
+    let relation = label!(Col::Relation, Relation);
+    let sex = label!(Col::Sex, Sex);
+    let education = label!(Col::Education, Education);
+    let schooling = opt_label!(Col::Schooling, Schooling);
+    let health = label!(Col::Health, Health);
+    let labour = label!(Col::Labour, Labour);
+    let migrant = opt_label!(Col::MigrantWork, MigrantWork);
+    let medical = yes_no!(Col::MedicalInsurance);
+    let pension = yes_no!(Col::PensionInsurance);
+    if !errs.is_empty() {
+        return Err(errs);
+    }
+    match (id, relation, sex, education, schooling, health, labour, migrant, medical, pension) {
+        (Some(id), Some(rel), Some(sex), Some(ed), Some(sc), Some(he), Some(la), Some(mw), Some(me), Some(pe)) => {
+            Ok(Member {
+                id_number: id,
+                name,
+                relation: rel,
+                sex,
+                education: ed,
+                schooling: sc,
+                health: he,
+                labour: la,
+                migrant_work: mw,
+                medical_insurance: me,
+                pension_insurance: pe,
+            })
+        }
+        _ => Err(vec![(Col::Name, "row could not be read".into())]),
+    }
+}
+
+/// Splits 其他致贫原因: at most two, separated by 、 or ; (also ；/,/，).
+pub fn split_causes(s: &str) -> Vec<&str> {
+    s.split(['、', ';', '；', ',', '，']).map(str::trim).filter(|c| !c.is_empty()).collect()
+}
+
+fn parse_household_facts(r: &Row) -> Result<Household, CellErrors> {
+    let mut errs: CellErrors = Vec::new();
+    let mut h = placeholder(0);
+    match Attribute::parse(r.get(Col::Attribute)) {
+        Ok(v) => h.attribute = v,
+        Err(e) => errs.push((Col::Attribute, e.to_string())),
+    }
+    match Standard::parse(r.get(Col::Standard)) {
+        Ok(v) => h.standard = v,
+        Err(e) => errs.push((Col::Standard, e.to_string())),
+    }
+    match r.get(Col::MainCause) {
+        "" => errs.push((Col::MainCause, "exactly one main cause is required (rule 4)".into())),
+        s if split_causes(s).len() > 1 => {
+            errs.push((Col::MainCause, format!("{s:?}: exactly one main cause, not several (rule 4)")))
+        }
+        s => match Cause::parse(s) {
+            Ok(v) => h.main_cause = v,
+            Err(e) => errs.push((Col::MainCause, format!("{e} (rule 4)"))),
+        },
+    }
+    for c in split_causes(r.get(Col::OtherCauses)) {
+        match Cause::parse(c) {
+            Ok(v) => h.other_causes.push(v),
+            Err(e) => errs.push((Col::OtherCauses, format!("{e} (rule 4)"))),
+        }
+    }
+    match Yuan::parse(r.get(Col::Income)) {
+        Ok(v) => h.income = v,
+        Err(e) => errs.push((Col::Income, format!("{e} (rule 5)"))),
+    }
+    match Yuan::parse(r.get(Col::IncomePerCapita)) {
+        Ok(v) => h.income_per_capita = v,
+        Err(e) => errs.push((Col::IncomePerCapita, format!("{e} (rule 5)"))),
+    }
+    match parse_yes_no(Col::UnsafeHousing.header(), r.get(Col::UnsafeHousing)) {
+        Ok(v) => h.unsafe_housing = v,
+        Err(e) => errs.push((Col::UnsafeHousing, e.to_string())),
+    }
+    match parse_yes_no(Col::WaterDifficulty.header(), r.get(Col::WaterDifficulty)) {
+        Ok(v) => h.water_difficulty = v,
+        Err(e) => errs.push((Col::WaterDifficulty, e.to_string())),
+    }
+    h.phone = r.get(Col::Phone).into();
+    h.bank_account = r.get(Col::BankAccount).into();
+    h.helper_name = r.get(Col::HelperName).into();
+    h.helper_unit = r.get(Col::HelperUnit).into();
+    h.helper_phone = r.get(Col::HelperPhone).into();
+    if errs.is_empty() { Ok(h) } else { Err(errs) }
+}
+
+// ---- 贫困村登记表 ----
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum VCol {
+    Code,
+    Name,
+    Households,
+    Population,
+    PoorHouseholds,
+    PoorPopulation,
+    IncomePerCapita,
+    CollectiveIncome,
+}
+
+impl VCol {
+    const ALL: [VCol; 8] = [
+        VCol::Code,
+        VCol::Name,
+        VCol::Households,
+        VCol::Population,
+        VCol::PoorHouseholds,
+        VCol::PoorPopulation,
+        VCol::IncomePerCapita,
+        VCol::CollectiveIncome,
+    ];
+    fn names(self) -> (&'static str, &'static str) {
+        match self {
+            VCol::Code => ("村代码", "village_code"),
+            VCol::Name => ("村名称", "name"),
+            VCol::Households => ("总户数", "households"),
+            VCol::Population => ("总人口", "population"),
+            VCol::PoorHouseholds => ("贫困户数", "poor_households"),
+            VCol::PoorPopulation => ("贫困人口", "poor_population"),
+            VCol::IncomePerCapita => ("人均纯收入", "income_per_capita"),
+            VCol::CollectiveIncome => ("村集体经济收入", "collective_income"),
+        }
+    }
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct VillageReport {
+    pub file: String,
+    pub rows: usize,
+    pub imported: usize,
+    pub refused: usize,
+    pub records_changed: usize,
+    pub dry_run: bool,
+    pub errors: Vec<RowError>,
+}
+
+/// The plain facts of a village entry, as text (from a file row or command-line flags).
+pub struct VillageInput<'a> {
+    pub code: &'a str,
+    pub name: &'a str,
+    pub households: &'a str,
+    pub population: &'a str,
+    pub poor_households: &'a str,
+    pub poor_population: &'a str,
+    pub income_per_capita: &'a str,
+    pub collective_income: &'a str,
+}
+
+/// Parses and checks a village entry; errors are (column header, reason).
+pub fn parse_village(v: &VillageInput, year: Year, township: &RegionCode) -> Result<Village, Vec<(String, String)>> {
+    let mut errs = Vec::new();
+    let code = match RegionCode::parse(v.code) {
+        Ok(c) if c.tier() == Tier::Village && township.contains(&c) => Some(c),
+        Ok(c) if c.tier() == Tier::Village => {
+            errs.push(("村代码".into(), format!("village {c} is outside township {township}, which this node serves")));
+            None
+        }
+        Ok(c) => {
+            errs.push(("村代码".into(), format!("{c} is not a 12-digit village code")));
+            None
+        }
+        Err(e) => {
+            errs.push(("村代码".into(), e.to_string()));
+            None
+        }
+    };
+    if v.name.trim().is_empty() {
+        errs.push(("村名称".into(), "name is empty".into()));
+    }
+    let mut num = |col: &str, s: &str| -> u32 {
+        s.trim().parse::<u32>().unwrap_or_else(|_| {
+            errs.push((col.into(), format!("{s:?} is not a whole number of zero or more")));
+            0
+        })
+    };
+    let households = num("总户数", v.households);
+    let population = num("总人口", v.population);
+    let poor_households = num("贫困户数", v.poor_households);
+    let poor_population = num("贫困人口", v.poor_population);
+    let mut money = |col: &str, s: &str| {
+        Yuan::parse(s).unwrap_or_else(|e| {
+            errs.push((col.into(), e.to_string()));
+            Yuan(0)
+        })
+    };
+    let income_per_capita = money("人均纯收入", v.income_per_capita);
+    let collective_income = money("村集体经济收入", v.collective_income);
+    let Some(code) = code else { return Err(errs) };
+    let village = Village {
+        year,
+        code,
+        name: v.name.trim().to_string(),
+        households,
+        population,
+        poor_households,
+        poor_population,
+        income_per_capita,
+        collective_income,
+        status: Status::Applied,
+    };
+    errs.extend(village.validate().into_iter().map(|x| (x.field, x.message)));
+    if errs.is_empty() { Ok(village) } else { Err(errs) }
+}
+
+/// Writes a village through change capture; an existing one keeps its status.
+pub fn write_village(conn: &rusqlite::Connection, cap: &mut Capture, v: &Village) -> Result<usize> {
+    let r = v.to_record();
+    let mut values = r.fields.clone();
+    if let Some(s) = store::load(conn, &r.key)?.filter(|s| !s.deleted)
+        && let Some(st) = s.get("status")
+    {
+        values.insert("status".into(), st.to_string());
+    }
+    cap.upsert(conn, &r.key, &values)
+}
+
+pub fn import_villages(node: &mut Node, path: &Path, year: Year, dry_run: bool) -> Result<VillageReport> {
+    let file = path.display().to_string();
+    let table = table::read(path)?;
+    let mut cols: BTreeMap<usize, usize> = BTreeMap::new();
+    for (i, h) in table.headers.iter().enumerate() {
+        if let Some(c) = VCol::ALL.iter().position(|c| {
+            let (zh, en) = c.names();
+            h == zh || h.eq_ignore_ascii_case(en)
+        }) {
+            cols.insert(c, i);
+        }
+    }
+    let missing: Vec<&str> =
+        VCol::ALL.iter().enumerate().filter(|(i, _)| !cols.contains_key(i)).map(|(_, c)| c.names().0).collect();
+    if !missing.is_empty() {
+        bail!("{file}:1: the header lacks columns: {} (贫困村登记表)", missing.join(", "));
+    }
+    let township = node.township().clone();
+    let mut report = VillageReport { file: file.clone(), rows: table.rows.len(), dry_run, ..Default::default() };
+    let tx = node.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let mut cap = Capture::begin(&tx, &township, node.clock)?;
+    let mut seen = HashMap::new();
+    for (line, cells) in &table.rows {
+        let get = |c: VCol| cells.get(cols[&(c as usize)]).map(String::as_str).unwrap_or("");
+        let input = VillageInput {
+            code: get(VCol::Code),
+            name: get(VCol::Name),
+            households: get(VCol::Households),
+            population: get(VCol::Population),
+            poor_households: get(VCol::PoorHouseholds),
+            poor_population: get(VCol::PoorPopulation),
+            income_per_capita: get(VCol::IncomePerCapita),
+            collective_income: get(VCol::CollectiveIncome),
+        };
+        if let Some(first) = seen.insert(input.code.to_string(), *line) {
+            report.errors.push(RowError {
+                file: file.clone(),
+                line: *line,
+                column: "村代码".into(),
+                reason: format!("village {} already appears at line {first}", input.code),
+            });
+            report.refused += 1;
+            continue;
+        }
+        match parse_village(&input, year, &township) {
+            Ok(v) => {
+                report.records_changed += (write_village(&tx, &mut cap, &v)? > 0) as usize;
+                report.imported += 1;
+            }
+            Err(errs) => {
+                report.refused += 1;
+                report.errors.extend(errs.into_iter().map(|(column, reason)| RowError {
+                    file: file.clone(),
+                    line: *line,
+                    column,
+                    reason,
+                }));
+            }
+        }
+    }
+    cap.finish(&tx)?;
+    if dry_run {
+        tx.rollback()?;
+    } else {
+        tx.commit()?;
+    }
+    Ok(report)
+}
