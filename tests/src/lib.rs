@@ -4,5 +4,6 @@
 
 pub mod bench_support;
 pub mod generate;
+pub mod harness;
 pub mod proxy;
 pub mod regions;
