@@ -1,1 +1,63 @@
+//! `jianka-hub`: the county and province hub. One program serves both tiers, chosen by its
+//! config's region (6 digits = county, 2 digits = province).
+//!
+//! Code map: [`config`] (hub.toml), [`store`] (sqlx over SQLite/PostgreSQL, migrations),
+//! [`merge`] (pure field-level reconciliation), [`hub`] (auth, ingest, re-examination and quota,
+//! feedback, digests), [`years`] (annual cycle), [`admin`] (enrollment, conflicts, sign-off,
+//! reports), [`forward`] (county → province), [`audit`] (hash-chained log), [`http`] (routes).
 
+pub mod admin;
+pub mod audit;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod forward;
+pub mod http;
+pub mod hub;
+pub mod merge;
+pub mod store;
+pub mod years;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::HubConfig;
+pub use hub::Hub;
+
+use std::future::Future;
+use std::sync::Arc;
+
+/// Serves the hub on `listener` until `shutdown` resolves, with the clock from `JIANKA_NOW` or the
+/// system clock. Also runs the cron jobs (forwarding, New Year, locking).
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    config: HubConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    run_with_clock(listener, config, clock::from_env()?, shutdown).await
+}
+
+/// [`run`] with a given clock (tests pass a [`ManualClock`]).
+pub async fn run_with_clock(
+    listener: tokio::net::TcpListener,
+    config: HubConfig,
+    clock: Arc<dyn Clock>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let hub = Arc::new(Hub::open(config, clock).await?);
+    serve(listener, hub, shutdown).await
+}
+
+/// Serves an already opened hub (tests keep a handle to call admin functions directly).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    hub: Arc<Hub>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let jobs = forward::spawn_schedules(hub.clone(), stop_rx);
+    tracing::info!(region = %hub.region(), addr = ?listener.local_addr().ok(), "hub serving");
+    let app = http::router(hub);
+    let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), jobs).await;
+    result.map_err(Into::into)
+}

@@ -1,1 +1,383 @@
-fn main() {}
+//! `jianka-hub`: the county and province hub (建档立卡 data-sync gateway).
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use jianka_hub::{HubConfig, admin, audit, clock};
+use jianka_shared::{RegionCode, trust::KeyId};
+use std::path::PathBuf;
+
+/// County and province hub: verifies and merges townships' change sets, re-examines households
+/// against the county ceiling, signs off and forwards to the province.
+///
+/// Typical setup (province 42, county 420322, township 420322105):
+///
+///   jianka-hub init --region 42 --dir prov
+///   jianka-hub init --region 420322 --dir county --parent-url http://prov:7001 --profile profiles/hubei-2014.toml --quotas quotas.toml
+///   jianka-hub enroll --config prov/hub.toml --subject 420322 --public-key <county key hex> --out county-chain.json
+///   jianka-hub install-chain --config county/hub.toml county-chain.json
+///   jianka-hub enroll --config county/hub.toml --subject 420322105 --public-key <node key hex> --out node-chain.json
+///   jianka-hub serve --config county/hub.toml
+///
+/// Environment: JIANKA_<FIELD> overrides hub.toml (JIANKA_SCHEDULE__FORWARD for nested keys);
+/// JIANKA_NOW (RFC 3339) fixes the clock; RUST_LOG sets the log level.
+#[derive(Parser)]
+#[command(name = "jianka-hub", version, verbatim_doc_comment)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Create DIR/hub.toml and DIR/hub.key (0600) and print the public key; a province also gets
+    /// its self-signed root DIR/chain.json.
+    ///
+    /// Example: jianka-hub init --region 420322 --dir /srv/jianka --parent-url http://10.0.0.2:7001
+    #[command(verbatim_doc_comment)]
+    Init {
+        /// County (6 digits) or province (2 digits) code.
+        #[arg(long)]
+        region: RegionCode,
+        #[arg(long)]
+        dir: PathBuf,
+        /// The province hub a county forwards to.
+        #[arg(long)]
+        parent_url: Option<String>,
+        /// Identification profile (TOML), e.g. config/profiles/hubei-2014.toml.
+        #[arg(long)]
+        profile: Option<PathBuf>,
+        /// Quotas file (TOML, [[counties]] entries).
+        #[arg(long)]
+        quotas: Option<PathBuf>,
+        /// Database URL (default sqlite://hub.db next to hub.toml; postgres://user@host/db for a province).
+        #[arg(long)]
+        database: Option<String>,
+    },
+    /// Serve the HTTP API and run the schedules until Ctrl-C.
+    ///
+    /// Example: jianka-hub serve --config /srv/jianka/hub.toml
+    #[command(verbatim_doc_comment)]
+    Serve {
+        #[arg(long)]
+        config: PathBuf,
+        /// Override `listen` from the config.
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Issue a certificate to a child (province → county, county → township) and write its chain.
+    ///
+    /// Example: jianka-hub enroll --config hub.toml --subject 420322105 --public-key 3fa1… --out t105-chain.json
+    #[command(verbatim_doc_comment)]
+    Enroll {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        subject: RegionCode,
+        /// The child's public key, 64 hex digits (printed by its `init`).
+        #[arg(long)]
+        public_key: String,
+        #[arg(long)]
+        out: PathBuf,
+        /// Last valid day (YYYY-MM-DD); default five years.
+        #[arg(long)]
+        valid_until: Option<chrono::NaiveDate>,
+    },
+    /// Install the chain the province issued to this county.
+    ///
+    /// Example: jianka-hub install-chain --config hub.toml county-chain.json
+    #[command(verbatim_doc_comment)]
+    InstallChain {
+        #[arg(long)]
+        config: PathBuf,
+        chain: PathBuf,
+    },
+    /// Revoke a child's key: its requests are refused from now on.
+    ///
+    /// Example: jianka-hub revoke --config hub.toml --key 0123456789abcdef --reason "laptop stolen"
+    #[command(verbatim_doc_comment)]
+    Revoke {
+        #[arg(long)]
+        config: PathBuf,
+        /// Key id (16 hex digits).
+        #[arg(long)]
+        key: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// List or resolve conflicts held for this hub's decision.
+    Conflicts {
+        #[command(subcommand)]
+        cmd: ConflictCmd,
+    },
+    /// Sign off the county's data for a period (digest + summary, signed with the county key).
+    ///
+    /// Example: jianka-hub signoff --config hub.toml --year 2014 --period 2014-annual
+    #[command(verbatim_doc_comment)]
+    Signoff {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        year: u16,
+        #[arg(long)]
+        period: String,
+    },
+    /// Forward new records and sign-offs to the province now.
+    Forward {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// What the hub holds, by region; with --year, year-over-year entries/exits and village incidence.
+    ///
+    /// Example: jianka-hub report --config hub.toml --year 2015 --json
+    #[command(verbatim_doc_comment)]
+    Report {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        year: Option<u16>,
+    },
+    /// Verify the hash-chained audit log.
+    Audit {
+        #[command(subcommand)]
+        cmd: AuditCmd,
+    },
+    /// Quota re-balancing (微调) between counties of one prefecture, signed and audited.
+    Quota {
+        #[command(subcommand)]
+        cmd: QuotaCmd,
+    },
+    /// Run the New Year job now: freeze YEAR (default: last year) and open the update window.
+    NewYear {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        year: Option<u16>,
+    },
+    /// Children that have not delivered for YEAR.
+    Late {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        year: u16,
+    },
+    /// Reopen a locked year for one child region (an audited exception).
+    ///
+    /// Example: jianka-hub reopen --config hub.toml --year 2014 --region 420322105 --reason "court ruling on household 0042"
+    #[command(verbatim_doc_comment)]
+    Reopen {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        year: u16,
+        #[arg(long)]
+        region: RegionCode,
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConflictCmd {
+    /// Example: jianka-hub conflicts list --config hub.toml --json
+    List {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+        /// Include resolved ones.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Example: jianka-hub conflicts resolve --config hub.toml 3 --keep 420322105200-0007 --reason "lives there (home visit)"
+    Resolve {
+        #[arg(long)]
+        config: PathBuf,
+        id: i64,
+        /// For a duplicate person: the household id the person stays in.
+        #[arg(long, conflicts_with = "value")]
+        keep: Option<String>,
+        /// For a field conflict: the value that stands.
+        #[arg(long)]
+        value: Option<String>,
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCmd {
+    /// Example: jianka-hub audit verify --config hub.toml
+    Verify {
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum QuotaCmd {
+    /// Move village quota between two counties of one prefecture.
+    ///
+    /// Example: jianka-hub quota adjust --config prov.toml --from 420322 --to 420323 --villages 2 --reason "2014 微调"
+    #[command(verbatim_doc_comment)]
+    Adjust {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        from: RegionCode,
+        #[arg(long)]
+        to: RegionCode,
+        #[arg(long)]
+        villages: u64,
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+async fn open(config: &PathBuf) -> anyhow::Result<jianka_hub::Hub> {
+    let cfg = HubConfig::load(config)?;
+    jianka_hub::Hub::open(cfg, clock::from_env()?).await
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let today = clock::from_env()?.now().date_naive();
+    match cli.cmd {
+        Cmd::Init { region, dir, parent_url, profile, quotas, database } => {
+            let pk = admin::init(
+                &admin::InitOptions { region, dir: dir.clone(), parent_url, profile, quotas, database },
+                today,
+            )?;
+            eprintln!("wrote {}/hub.toml and {}/hub.key; public key:", dir.display(), dir.display());
+            println!("{pk}");
+        }
+        Cmd::Serve { config, listen } => {
+            let mut cfg = HubConfig::load(&config)?;
+            if let Some(l) = listen {
+                cfg.listen = l;
+            }
+            let listener =
+                tokio::net::TcpListener::bind(&cfg.listen).await.with_context(|| format!("binding {}", cfg.listen))?;
+            let shutdown = async {
+                let _ = tokio::signal::ctrl_c().await;
+            };
+            jianka_hub::run(listener, cfg, shutdown).await?;
+        }
+        Cmd::Enroll { config, subject, public_key, out, valid_until } => {
+            let hub = open(&config).await?;
+            let chain = hub.enroll(&subject, &public_key, valid_until).await?;
+            jianka_keyfile::write_chain(&out, &chain)?;
+            println!(
+                "enrolled {subject}: key {} — chain written to {}",
+                chain.last().expect("non-empty").key_id(),
+                out.display()
+            );
+        }
+        Cmd::InstallChain { config, chain } => {
+            let cfg = HubConfig::load(&config)?;
+            admin::install_chain(&cfg, &chain, today)?;
+            println!("installed chain for {}", cfg.region);
+        }
+        Cmd::Revoke { config, key, reason } => {
+            let hub = open(&config).await?;
+            let k = KeyId::parse(&key).context("--key must be 16 hex digits")?;
+            let r = hub.revoke(k, &reason).await?;
+            println!("revoked key {} of {}", r.key, r.subject);
+        }
+        Cmd::Conflicts { cmd: ConflictCmd::List { config, json, all } } => {
+            let hub = open(&config).await?;
+            let list = hub.conflicts(all).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else if list.is_empty() {
+                println!("no open conflicts");
+            } else {
+                for c in list {
+                    println!(
+                        "#{} [{}] {} {}: current {:?} (by {}) vs proposed {:?} (by {}) — {}",
+                        c.id,
+                        c.kind,
+                        c.record,
+                        c.field,
+                        c.current_value,
+                        c.current_by,
+                        c.proposed_value,
+                        c.proposed_by,
+                        c.status
+                    );
+                }
+            }
+        }
+        Cmd::Conflicts { cmd: ConflictCmd::Resolve { config, id, keep, value, reason } } => {
+            if keep.is_none() && value.is_none() {
+                bail!("give --keep <household id> (duplicate person) or --value V (field conflict)");
+            }
+            let hub = open(&config).await?;
+            hub.resolve_conflict(id, keep.as_deref(), value.as_deref(), &reason).await?;
+            println!("conflict #{id} resolved");
+        }
+        Cmd::Signoff { config, year, period } => {
+            let hub = open(&config).await?;
+            let s = hub.signoff(year, &period).await?;
+            println!("{}", serde_json::to_string_pretty(&s)?);
+        }
+        Cmd::Forward { config } => {
+            let hub = open(&config).await?;
+            let r = hub.forward().await?;
+            println!("forwarded {} change sets ({} records) and {} sign-offs", r.changesets, r.records, r.signoffs);
+        }
+        Cmd::Report { config, json, year } => {
+            let hub = open(&config).await?;
+            let r = hub.report(year).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                print!("{r}");
+            }
+        }
+        Cmd::Audit { cmd: AuditCmd::Verify { config } } => {
+            let hub = open(&config).await?;
+            match audit::verify(&hub.db).await? {
+                audit::AuditCheck::Intact { entries, head } => {
+                    println!("audit log intact: {entries} entries, head {head}")
+                }
+                audit::AuditCheck::Broken { seq, reason } => bail!("audit log broken at entry {seq}: {reason}"),
+            }
+        }
+        Cmd::Quota { cmd: QuotaCmd::Adjust { config, from, to, villages, reason } } => {
+            let hub = open(&config).await?;
+            let a = hub.adjust_villages(&from, &to, villages, &reason).await?;
+            println!("moved {} village quota from {} to {} (signed, audited)", a.villages, a.from, a.to);
+        }
+        Cmd::NewYear { config, year } => {
+            let hub = open(&config).await?;
+            let r = hub.new_year(year).await?;
+            println!(
+                "froze {} ({} records, digest {}); carried {} households forward",
+                r.frozen, r.snapshot.records, r.snapshot.digest, r.carried_households
+            );
+        }
+        Cmd::Late { config, year } => {
+            let hub = open(&config).await?;
+            let late = hub.late(year).await?;
+            if late.is_empty() {
+                println!("nobody is late for {year}");
+            }
+            for (r, m) in late {
+                println!("{r}: {m}");
+            }
+        }
+        Cmd::Reopen { config, year, region, reason } => {
+            let hub = open(&config).await?;
+            hub.reopen(year, &region, &reason).await?;
+            println!("year {year} reopened for {region} (audited)");
+        }
+    }
+    Ok(())
+}

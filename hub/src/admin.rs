@@ -1,0 +1,746 @@
+//! Officer commands: init, enrollment and revocation, chunked uploads, conflicts, sign-off,
+//! quota adjustment and reports. The CLI (`main.rs`) only parses flags and calls these.
+
+use crate::audit::{self, AuditEntry};
+use crate::config::HubConfig;
+use crate::error::HubError;
+use crate::hub::{
+    DECISION_ADMIT, Hub, Row_, Sender, parse_storage_key, push_feedback, quota_used, row_from, write_rows,
+};
+use crate::merge::FieldState;
+use crate::store::{Db, get_i64};
+use crate::years;
+use anyhow::{Context, bail};
+use chrono::NaiveDate;
+use jianka_keyfile::Keypair;
+use jianka_shared::{
+    RecordKind, RegionCode, Tier, Year,
+    changeset::Op,
+    domain::Status,
+    protocol::*,
+    trust::{self, Certificate, KeyId, Revocation},
+};
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Options of `jianka-hub init`.
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    pub region: RegionCode,
+    pub dir: PathBuf,
+    pub parent_url: Option<String>,
+    pub profile: Option<PathBuf>,
+    pub quotas: Option<PathBuf>,
+    pub database: Option<String>,
+}
+
+/// Creates `DIR/hub.toml` and `DIR/hub.key`; a province also gets its self-signed root
+/// `DIR/chain.json`. Returns the public key hex (give it to the tier above for `enroll`).
+pub fn init(o: &InitOptions, today: NaiveDate) -> anyhow::Result<String> {
+    let mut cfg = HubConfig::new(o.region.clone(), &o.dir);
+    cfg.parent_url = o.parent_url.clone();
+    cfg.profile = o.profile.clone();
+    cfg.quotas = o.quotas.clone();
+    if let Some(db) = &o.database {
+        cfg.database = db.clone();
+    }
+    cfg.check()?;
+    if o.region.tier() == Tier::County && o.parent_url.is_none() {
+        tracing::warn!("no --parent-url: this county cannot forward to its province until parent_url is set");
+    }
+    let cfg_path = o.dir.join("hub.toml");
+    if cfg_path.exists() {
+        bail!("{} already exists; refusing to overwrite a hub's configuration", cfg_path.display());
+    }
+    std::fs::create_dir_all(&o.dir).with_context(|| format!("creating {}", o.dir.display()))?;
+    let key = Keypair::generate()?;
+    key.write_new(&o.dir.join(&cfg.key_file))?;
+    if o.region.tier() == Tier::Province {
+        let root = Certificate::issue(
+            &o.region,
+            key.signing(),
+            &o.region,
+            &key.public(),
+            today,
+            today + chrono::Days::new(365 * 20),
+        );
+        jianka_keyfile::write_chain(&o.dir.join(&cfg.chain_file), &[root])?;
+    }
+    std::fs::write(&cfg_path, cfg.to_toml()).with_context(|| format!("writing {}", cfg_path.display()))?;
+    Ok(jianka_keyfile::public_hex(&key.public()))
+}
+
+/// Installs the chain a province issued to this county, after checking it ends in this hub's key.
+pub fn install_chain(cfg: &HubConfig, chain_path: &Path, today: NaiveDate) -> anyhow::Result<()> {
+    let chain = jianka_keyfile::read_chain(chain_path)?;
+    let root = chain.first().context("the chain file is empty")?;
+    let root_key = root.verifying_key()?;
+    trust::verify_chain(&root_key, &chain, today, |_| false).context("the chain does not verify")?;
+    let last = chain.last().expect("non-empty");
+    let own = Keypair::read(&cfg.resolve(&cfg.key_file))?;
+    if last.public_key != own.public().to_bytes() {
+        bail!("the chain certifies key {}, not this hub's key {}", last.key_id(), own.key_id());
+    }
+    if last.subject != cfg.region {
+        bail!("the chain certifies region {}, but this hub serves {}", last.subject, cfg.region);
+    }
+    jianka_keyfile::write_chain(&cfg.resolve(&cfg.chain_file), &chain)?;
+    Ok(())
+}
+
+impl Hub {
+    pub fn chain(&self) -> anyhow::Result<Vec<Certificate>> {
+        let p = self.cfg.resolve(&self.cfg.chain_file);
+        jianka_keyfile::read_chain(&p).with_context(|| {
+            format!("{}: this hub has no certificate chain yet (a county installs the one the province issued: `jianka-hub install-chain`)", p.display())
+        })
+    }
+
+    /// Issues a child certificate (province → county, county → township), stores it, and returns
+    /// the child's full chain.
+    pub async fn enroll(
+        &self,
+        subject: &RegionCode,
+        public_key_hex: &str,
+        valid_until: Option<NaiveDate>,
+    ) -> anyhow::Result<Vec<Certificate>> {
+        let expected = match self.region().tier() {
+            Tier::Province => Tier::County,
+            _ => Tier::Township,
+        };
+        if subject.tier() != expected {
+            bail!("{subject} is a {}; a {} hub enrolls only a {expected}", subject.tier(), self.region().tier());
+        }
+        if !self.region().contains(subject) {
+            bail!(
+                "{subject} is outside this hub's region {}; enroll it at its own {}",
+                self.region(),
+                self.region().tier()
+            );
+        }
+        let pk = jianka_keyfile::parse_public_hex(public_key_hex)
+            .context("--public-key is not a 64-hex-digit ed25519 public key")?;
+        let mut chain = self.chain()?;
+        let today = self.today();
+        let until = valid_until.unwrap_or(today + chrono::Days::new(365 * 5));
+        let cert = Certificate::issue(self.region(), &self.key, subject, &pk, today, until);
+        let key_id = KeyId::of(&pk);
+        let (_g, mut tx) = self.begin_write().await?;
+        sqlx::query("INSERT INTO certs (key_id, subject, cert) VALUES ($1,$2,$3) ON CONFLICT (key_id) DO UPDATE SET subject = excluded.subject, cert = excluded.cert, revoked = 0")
+            .bind(key_id.to_string())
+            .bind(subject.to_string())
+            .bind(serde_json::to_string(&cert)?)
+            .execute(&mut *tx)
+            .await?;
+        audit::append(
+            &mut tx,
+            self.now_secs(),
+            &self.key_id().to_string(),
+            &[AuditEntry::new("enroll", subject.to_string(), "", key_id.to_string())],
+        )
+        .await?;
+        tx.commit().await?;
+        chain.push(cert);
+        Ok(chain)
+    }
+
+    pub async fn revoke(&self, key: KeyId, reason: &str) -> anyhow::Result<Revocation> {
+        let row = sqlx::query("SELECT subject FROM certs WHERE key_id = $1")
+            .bind(key.to_string())
+            .fetch_optional(&self.db.pool)
+            .await?;
+        let Some(row) = row else { bail!("key {key} was not enrolled at this hub") };
+        let subject = RegionCode::parse(&row.get::<String, _>(0))?;
+        let rev = Revocation::issue(&self.key, &subject, key, self.today(), reason);
+        let (_g, mut tx) = self.begin_write().await?;
+        sqlx::query("UPDATE certs SET revoked = 1, revoked_reason = $1 WHERE key_id = $2")
+            .bind(reason)
+            .bind(key.to_string())
+            .execute(&mut *tx)
+            .await?;
+        audit::append(
+            &mut tx,
+            self.now_secs(),
+            &self.key_id().to_string(),
+            &[AuditEntry::new("revoke", subject.to_string(), key.to_string(), reason)],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(rev)
+    }
+
+    // ------------------------------------------------------------ chunked uploads
+
+    pub async fn upload_state(&self, sender: &Sender, seq: u64) -> Result<UploadState, HubError> {
+        let r = sqlx::query("SELECT total, data FROM uploads WHERE origin = $1 AND seq = $2")
+            .bind(sender.region.to_string())
+            .bind(seq as i64)
+            .fetch_optional(&self.db.pool)
+            .await?;
+        Ok(match r {
+            Some(r) => UploadState { total: get_i64(&r, 0) as u64, received: r.try_get::<Vec<u8>, _>(1)?.len() as u64 },
+            None => UploadState { received: 0, total: 0 },
+        })
+    }
+
+    /// Keeps a chunk durably; a chunk at any offset other than `received` is ignored. When the
+    /// last byte arrives the assembled envelope is ingested.
+    pub async fn upload_chunk(
+        &self,
+        sender: &Sender,
+        seq: u64,
+        offset: u64,
+        total: u64,
+        chunk: &[u8],
+    ) -> Result<ChunkAck, HubError> {
+        if total as usize > self.limits.max_envelope {
+            return Err(HubError::new(
+                ErrorCode::TooLarge,
+                format!("upload of {total} bytes is over the {}-byte limit", self.limits.max_envelope),
+            ));
+        }
+        if total == 0 {
+            return Err(HubError::new(ErrorCode::BadRequest, "total must be at least 1 byte"));
+        }
+        let origin = sender.region.to_string();
+        let r = sqlx::query("SELECT total, data FROM uploads WHERE origin = $1 AND seq = $2")
+            .bind(&origin)
+            .bind(seq as i64)
+            .fetch_optional(&self.db.pool)
+            .await?;
+        let mut data = match r {
+            Some(r) if get_i64(&r, 0) as u64 == total => r.try_get::<Vec<u8>, _>(1)?,
+            _ => Vec::new(),
+        };
+        if offset == data.len() as u64 && !chunk.is_empty() {
+            if data.len() + chunk.len() > total as usize {
+                return Err(HubError::new(
+                    ErrorCode::BadRequest,
+                    format!("chunk runs past the declared total of {total} bytes"),
+                ));
+            }
+            data.extend_from_slice(chunk);
+            sqlx::query("INSERT INTO uploads (origin, seq, total, data) VALUES ($1,$2,$3,$4) ON CONFLICT (origin, seq) DO UPDATE SET total = excluded.total, data = excluded.data")
+                .bind(&origin)
+                .bind(seq as i64)
+                .bind(total as i64)
+                .bind(data.clone())
+                .execute(&self.db.pool)
+                .await?;
+        }
+        let received = data.len() as u64;
+        if received < total {
+            return Ok(ChunkAck { received, total, outcome: None });
+        }
+        let result = self.ingest(sender, &data).await;
+        if !matches!(&result, Err(e) if e.code == ErrorCode::Internal) {
+            sqlx::query("DELETE FROM uploads WHERE origin = $1 AND seq = $2")
+                .bind(&origin)
+                .bind(seq as i64)
+                .execute(&self.db.pool)
+                .await?;
+        }
+        Ok(ChunkAck { received, total, outcome: Some(result?) })
+    }
+
+    // ------------------------------------------------------------ conflicts
+
+    pub async fn conflicts(&self, all: bool) -> Result<Vec<ConflictView>, HubError> {
+        let sql = if all {
+            "SELECT id, kind, k, field, current_value, current_by, proposed_value, proposed_by, status, resolution FROM conflicts ORDER BY id"
+        } else {
+            "SELECT id, kind, k, field, current_value, current_by, proposed_value, proposed_by, status, resolution FROM conflicts WHERE status = 'open' ORDER BY id"
+        };
+        let rows = sqlx::query(sql).fetch_all(&self.db.pool).await?;
+        let mut out = Vec::new();
+        for r in rows {
+            let k: String = r.try_get(2)?;
+            out.push(ConflictView {
+                id: get_i64(&r, 0),
+                kind: r.try_get(1)?,
+                record: parse_storage_key(&k).map(|k| k.to_string()).unwrap_or(k),
+                field: r.try_get(3)?,
+                current_value: r.try_get(4)?,
+                current_by: r.try_get(5)?,
+                proposed_value: r.try_get(6)?,
+                proposed_by: r.try_get(7)?,
+                status: r.try_get(8)?,
+                resolution: r.try_get(9).ok(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Settles a conflict: `keep` names the household a duplicated person stays in; `value` is the
+    /// value a contested field takes. Both writers get Resolved feedback; the decision is audited.
+    pub async fn resolve_conflict(
+        &self,
+        id: i64,
+        keep: Option<&str>,
+        value: Option<&str>,
+        reason: &str,
+    ) -> Result<(), HubError> {
+        if reason.trim().is_empty() {
+            return Err(HubError::new(ErrorCode::BadRequest, "a resolution needs a --reason"));
+        }
+        let (mut hlc, mut tx) = self.begin_write().await?;
+        let r = sqlx::query("SELECT kind, k, field, current_value, current_by, proposed_value, proposed_by, proposal, status FROM conflicts WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| HubError::new(ErrorCode::NotFound, format!("no conflict #{id}")))?;
+        let (kind, k, field): (String, String, String) = (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
+        let (cur_v, cur_by, prop_v, prop_by, proposal, status): (String, String, String, String, String, String) =
+            (r.try_get(3)?, r.try_get(4)?, r.try_get(5)?, r.try_get(6)?, r.try_get(7)?, r.try_get(8)?);
+        if status != "open" {
+            return Err(HubError::new(ErrorCode::BadRequest, format!("conflict #{id} is already resolved")));
+        }
+        let key = parse_storage_key(&k)
+            .ok_or_else(|| HubError::new(ErrorCode::Internal, "stored conflict key unreadable"))?;
+        let existing = sqlx::query("SELECT k, region, hh, fields, deleted FROM records WHERE k = $1")
+            .bind(&k)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let mut row = match existing {
+            Some(e) => row_from(&k, e.try_get(1)?, e.try_get(2)?, &e.try_get::<String, _>(3)?, false)?,
+            None => Row_ {
+                key: key.clone(),
+                region: String::new(),
+                hh: String::new(),
+                fields: Default::default(),
+                deleted: false,
+            },
+        };
+        let version = self.tick(&mut hlc);
+        let stands: String;
+        if kind == "duplicate_person" {
+            let keep = keep.ok_or_else(|| {
+                HubError::new(ErrorCode::BadRequest, "a duplicate person is resolved with --keep <household id>")
+            })?;
+            if keep == prop_v {
+                let op: Op = serde_json::from_str(&proposal)
+                    .map_err(|e| HubError::new(ErrorCode::Internal, format!("stored proposal unreadable: {e}")))?;
+                if let Op::Upsert { fields, .. } = op {
+                    for w in fields {
+                        row.fields.insert(w.name, FieldState(w.value, version.0, prop_by.clone()));
+                    }
+                }
+                row.hh = prop_v.clone();
+                row.region = row.fields.get("village").map(|f| f.0.clone()).unwrap_or(row.region);
+            } else if keep != cur_v {
+                return Err(HubError::new(ErrorCode::BadRequest, format!("--keep must be {cur_v} or {prop_v}")));
+            }
+            stands = keep.to_string();
+        } else {
+            let v = value
+                .ok_or_else(|| HubError::new(ErrorCode::BadRequest, "a field conflict is resolved with --value V"))?;
+            row.fields.insert(field.clone(), FieldState(v.to_string(), version.0, self.region().to_string()));
+            stands = v.to_string();
+        }
+        if !row.region.is_empty() {
+            write_rows(&mut tx, &[&row]).await?;
+        }
+        let note = format!("conflict #{id} resolved by {}: {reason}", self.region());
+        let mut fb = Vec::new();
+        for by in [&cur_by, &prop_by] {
+            let to = if by.len() > 9 { by[..9].to_string() } else { by.clone() };
+            if fb.iter().any(|(t, _): &(String, Feedback)| *t == to) {
+                continue;
+            }
+            fb.push((
+                to,
+                Feedback::Resolved {
+                    key: key.clone(),
+                    field: field.clone(),
+                    value: stands.clone(),
+                    note: note.clone(),
+                },
+            ));
+        }
+        push_feedback(&mut tx, &fb).await?;
+        sqlx::query("UPDATE conflicts SET status = 'resolved', resolution = $1 WHERE id = $2")
+            .bind(format!("{stands} — {reason}"))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        audit::append(
+            &mut tx,
+            self.now_secs(),
+            &self.key_id().to_string(),
+            &[AuditEntry::new(
+                "resolve",
+                format!("conflict #{id} {key}"),
+                format!("{cur_v} | {prop_v}"),
+                format!("{stands}: {reason}"),
+            )],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    // ------------------------------------------------------------ sign-off
+
+    /// The county's sign-off for a period: digest over every record of the year plus summary
+    /// figures, signed with the county key, stored (and forwarded by `forward`).
+    pub async fn signoff(&self, year: Year, period: &str) -> anyhow::Result<SignOff> {
+        if self.region().tier() != Tier::County {
+            bail!("sign-off is the county's act; this hub serves {}", self.region());
+        }
+        let digest = self.digest(self.region(), year).await?;
+        let rows = self.records_in(self.region(), year).await?;
+        let summary = summarise(&rows, self.county_quota().map(|q| q.people), {
+            let (_g, mut tx) = self.begin_write().await?;
+            let used = quota_used(&mut tx, &self.db, self.region().as_str(), year).await?;
+            tx.commit().await?;
+            used
+        });
+        let mut s = SignOff {
+            county: self.region().clone(),
+            year,
+            period: period.to_string(),
+            signed_at: self.clock.now().to_rfc3339(),
+            record_count: digest.count,
+            digest: digest.digest,
+            summary,
+            key_id: self.key_id(),
+            signature: String::new(),
+        };
+        s.signature = hex::encode(trust::sign_statement(&self.key, "signoff", &s.signed_bytes()));
+        self.store_signoff(&s, "signoff").await?;
+        Ok(s)
+    }
+
+    async fn store_signoff(&self, s: &SignOff, action: &str) -> Result<(), HubError> {
+        let body = serde_json::to_string(s).expect("in-memory encoding");
+        let (_g, mut tx) = self.begin_write().await?;
+        sqlx::query("INSERT INTO signoffs (county, year, period, body, received_at) VALUES ($1,$2,$3,$4,$5) ON CONFLICT (county, year, period) DO UPDATE SET body = excluded.body, received_at = excluded.received_at")
+            .bind(s.county.to_string())
+            .bind(s.year as i64)
+            .bind(&s.period)
+            .bind(&body)
+            .bind(self.now_secs())
+            .execute(&mut *tx)
+            .await?;
+        audit::append(
+            &mut tx,
+            self.now_secs(),
+            &s.key_id.to_string(),
+            &[AuditEntry::new(action, format!("{} {} {}", s.county, s.year, s.period), "", &s.digest)],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// At the province: verify a county's sign-off (key, signature, and the digest against the
+    /// records the province holds for that county) and keep it.
+    pub async fn receive_signoff(&self, sender: &Sender, s: SignOff) -> Result<(), HubError> {
+        if s.county != sender.region {
+            return Err(HubError::new(
+                ErrorCode::OutsideRegion,
+                format!("sign-off for {} sent with the key of {}", s.county, sender.region),
+            ));
+        }
+        let sig: [u8; 64] = hex::decode(&s.signature)
+            .ok()
+            .and_then(|v| v.try_into().ok())
+            .ok_or_else(|| HubError::new(ErrorCode::Malformed, "sign-off signature is not 128 hex digits"))?;
+        if s.key_id != sender.key_id || !trust::verify_statement(&sender.key, "signoff", &s.signed_bytes(), &sig) {
+            return Err(HubError::new(
+                ErrorCode::BadSignature,
+                format!("sign-off of {} {} does not verify with key {}", s.county, s.period, sender.key_id),
+            ));
+        }
+        let held = self.digest(&s.county, s.year).await?;
+        if held.digest != s.digest || held.count != s.record_count {
+            return Err(HubError::new(
+                ErrorCode::BadRequest,
+                format!(
+                    "sign-off digest does not match: the county signed {} records ({}), the province holds {} ({}); forward the data first",
+                    s.record_count, s.digest, held.count, held.digest
+                ),
+            ));
+        }
+        self.store_signoff(&s, "signoff_received").await
+    }
+
+    // ------------------------------------------------------------ quota adjustment (微调)
+
+    /// A prefecture's (or the province's) re-balancing of village quotas between two counties
+    /// within their total: signed by this hub's key and audited.
+    pub async fn adjust_villages(
+        &self,
+        from: &RegionCode,
+        to: &RegionCode,
+        villages: u64,
+        reason: &str,
+    ) -> anyhow::Result<QuotaAdjustment> {
+        if self.region().tier() != Tier::Province {
+            bail!("village quotas are re-balanced at the province (filed by the prefecture)");
+        }
+        for c in [from, to] {
+            if c.tier() != Tier::County || !self.region().contains(c) {
+                bail!("{c} is not a county of {}", self.region());
+            }
+        }
+        if from.ancestor(Tier::Prefecture) != to.ancestor(Tier::Prefecture) {
+            bail!(
+                "{from} and {to} are in different prefectures; 微调 moves quota only between counties of one prefecture"
+            );
+        }
+        let current = self.village_quotas().await?;
+        let have = current.get(from).copied().unwrap_or(0);
+        if villages > have {
+            bail!("{from} has a village quota of {have}; cannot move {villages}");
+        }
+        let adj = QuotaAdjustment {
+            from: from.clone(),
+            to: to.clone(),
+            villages,
+            reason: reason.to_string(),
+            at: self.clock.now().to_rfc3339(),
+            key_id: self.key_id().to_string(),
+        };
+        let stmt = serde_json::to_string(&adj)?;
+        let sig = hex::encode(trust::sign_statement(&self.key, "quota-adjustment", stmt.as_bytes()));
+        let (_g, mut tx) = self.begin_write().await?;
+        sqlx::query("INSERT INTO quota_adjustments (statement, signature, at) VALUES ($1,$2,$3)")
+            .bind(&stmt)
+            .bind(&sig)
+            .bind(self.now_secs())
+            .execute(&mut *tx)
+            .await?;
+        audit::append(
+            &mut tx,
+            self.now_secs(),
+            &self.key_id().to_string(),
+            &[AuditEntry::new("quota_adjust", format!("{from}->{to}"), have.to_string(), &stmt)],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(adj)
+    }
+
+    /// Village quotas per county: the configured ones plus every signed adjustment.
+    pub async fn village_quotas(&self) -> anyhow::Result<BTreeMap<RegionCode, u64>> {
+        let mut q: BTreeMap<RegionCode, u64> =
+            self.quotas.counties.iter().map(|c| (c.county.clone(), c.villages)).collect();
+        for r in sqlx::query("SELECT statement, signature FROM quota_adjustments ORDER BY id")
+            .fetch_all(&self.db.pool)
+            .await?
+        {
+            let stmt: String = r.try_get(0)?;
+            let sig: [u8; 64] = hex::decode(r.try_get::<String, _>(1)?)
+                .ok()
+                .and_then(|v| v.try_into().ok())
+                .context("stored signature")?;
+            if !trust::verify_statement(&self.key.verifying_key(), "quota-adjustment", stmt.as_bytes(), &sig) {
+                bail!("a stored quota adjustment does not verify: the table was altered");
+            }
+            let a: QuotaAdjustment = serde_json::from_str(&stmt)?;
+            *q.entry(a.from.clone()).or_default() -= a.villages.min(q.get(&a.from).copied().unwrap_or(0));
+            *q.entry(a.to).or_default() += a.villages;
+        }
+        Ok(q)
+    }
+
+    // ------------------------------------------------------------ report
+
+    pub async fn report(&self, year: Option<Year>) -> anyhow::Result<Report> {
+        let years: Vec<Year> = match year {
+            Some(y) => vec![y],
+            None => sqlx::query("SELECT DISTINCT year FROM records ORDER BY year")
+                .fetch_all(&self.db.pool)
+                .await?
+                .iter()
+                .map(|r| get_i64(r, 0) as Year)
+                .collect(),
+        };
+        let child_tier = if self.region().tier() == Tier::Province { Tier::County } else { Tier::Township };
+        let mut out = Report { region: self.region().clone(), years: vec![], signoffs: vec![], late: vec![] };
+        for y in years {
+            let rows = self.records_in(self.region(), y).await?;
+            let prev = self.records_in(self.region(), y.saturating_sub(1)).await?;
+            let mut by_region: BTreeMap<String, SignOffSummary> = BTreeMap::new();
+            for r in &rows {
+                let region = r.region.get(..child_tier.code_len()).unwrap_or(&r.region).to_string();
+                by_region.entry(region).or_default();
+            }
+            for (region, s) in by_region.iter_mut() {
+                let sub: Vec<Row_> = rows.iter().filter(|r| r.region.starts_with(region.as_str())).cloned().collect();
+                *s = summarise(&sub, None, 0);
+            }
+            let ids = |rs: &[Row_]| -> std::collections::BTreeSet<String> {
+                rs.iter()
+                    .filter(|r| r.key.kind == RecordKind::Household && is_recognised(r))
+                    .map(|r| r.key.id.clone())
+                    .collect()
+            };
+            let (now_ids, prev_ids) = (ids(&rows), ids(&prev));
+            let villages = rows
+                .iter()
+                .filter(|r| r.key.kind == RecordKind::Village)
+                .map(|r| {
+                    let num = |n: &str| r.fields.get(n).and_then(|f| f.0.parse::<f64>().ok()).unwrap_or(0.0);
+                    let pct =
+                        if num("population") > 0.0 { num("poor_population") * 100.0 / num("population") } else { 0.0 };
+                    VillageLine {
+                        village: r.key.id.clone(),
+                        incidence_percent: (pct * 100.0).round() / 100.0,
+                        in_band: self.profile.as_ref().and_then(|p| p.incidence_in_band(pct)),
+                    }
+                })
+                .collect();
+            out.years.push(YearReport {
+                year: y,
+                state: years::state_str(
+                    years::effective_state(&self.db, y, self.today(), self.profile.as_ref()).await?.0,
+                )
+                .to_string(),
+                total: summarise(&rows, self.county_quota().map(|q| q.people), 0),
+                by_region,
+                entries: now_ids.difference(&prev_ids).count() as u64,
+                exits: if prev.is_empty() { 0 } else { prev_ids.difference(&now_ids).count() as u64 },
+                villages,
+            });
+            out.late.extend(self.late(y).await.unwrap_or_default().into_iter().map(|(r, m)| format!("{r}: {m}")));
+        }
+        for r in sqlx::query("SELECT body FROM signoffs ORDER BY county, year, period").fetch_all(&self.db.pool).await?
+        {
+            if let Ok(s) = serde_json::from_str::<SignOff>(&r.get::<String, _>(0)) {
+                out.signoffs.push(format!(
+                    "{} {} {}: {} records, digest {}",
+                    s.county,
+                    s.year,
+                    s.period,
+                    s.record_count,
+                    &s.digest[..16]
+                ));
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn is_recognised(r: &Row_) -> bool {
+    matches!(
+        r.fields.get("status").and_then(|s| Status::parse(&s.0)),
+        Some(Status::CountyAnnounced | Status::ProvinceFiled)
+    ) || r.fields.get("county.decision").is_some_and(|f| f.0 == DECISION_ADMIT)
+}
+
+pub fn summarise(rows: &[Row_], quota_people: Option<u64>, quota_used: u64) -> SignOffSummary {
+    let mut s = SignOffSummary { quota_people, quota_used, ..Default::default() };
+    for r in rows {
+        match r.key.kind {
+            RecordKind::Household => {
+                s.households += 1;
+                if let Some(c) = r.fields.get("main_cause") {
+                    *s.by_cause.entry(c.0.clone()).or_default() += 1;
+                }
+            }
+            RecordKind::Member => s.people += 1,
+            RecordKind::Village => {}
+        }
+    }
+    s
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConflictView {
+    pub id: i64,
+    pub kind: String,
+    pub record: String,
+    pub field: String,
+    pub current_value: String,
+    pub current_by: String,
+    pub proposed_value: String,
+    pub proposed_by: String,
+    pub status: String,
+    pub resolution: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuotaAdjustment {
+    pub from: RegionCode,
+    pub to: RegionCode,
+    pub villages: u64,
+    pub reason: String,
+    pub at: String,
+    pub key_id: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Report {
+    pub region: RegionCode,
+    pub years: Vec<YearReport>,
+    pub signoffs: Vec<String>,
+    pub late: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct YearReport {
+    pub year: Year,
+    pub state: String,
+    pub total: SignOffSummary,
+    pub by_region: BTreeMap<String, SignOffSummary>,
+    /// Recognised households new since the previous year (新增).
+    pub entries: u64,
+    /// Recognised households of the previous year no longer recognised (退出).
+    pub exits: u64,
+    pub villages: Vec<VillageLine>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VillageLine {
+    pub village: String,
+    pub incidence_percent: f64,
+    /// Within the profile's band (None without a band).
+    pub in_band: Option<bool>,
+}
+
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "hub {}", self.region)?;
+        for y in &self.years {
+            writeln!(
+                f,
+                "year {} [{}]: {} households, {} people; entries {}, exits {}; quota {}/{}",
+                y.year,
+                y.state,
+                y.total.households,
+                y.total.people,
+                y.entries,
+                y.exits,
+                y.total.quota_used,
+                y.total.quota_people.map(|p| p.to_string()).unwrap_or_else(|| "none".into())
+            )?;
+            for (r, s) in &y.by_region {
+                let causes: Vec<String> = s.by_cause.iter().map(|(c, n)| format!("{c} {n}")).collect();
+                writeln!(f, "  {r}: {} households, {} people; {}", s.households, s.people, causes.join(", "))?;
+            }
+            for v in &y.villages {
+                let band = match v.in_band {
+                    Some(true) => "in band",
+                    Some(false) => "OUTSIDE band",
+                    None => "no band",
+                };
+                writeln!(f, "  village {}: incidence {:.2}% ({band})", v.village, v.incidence_percent)?;
+            }
+        }
+        for s in &self.signoffs {
+            writeln!(f, "sign-off {s}")?;
+        }
+        for l in &self.late {
+            writeln!(f, "late: {l}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Unused-import guard for `Db` in docs.
+#[allow(dead_code)]
+fn _db(_: &Db) {}

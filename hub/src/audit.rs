@@ -1,0 +1,108 @@
+//! Append-only, hash-chained audit log. Entries are written in the same transaction as the change
+//! they describe; each entry's hash covers the previous hash, so editing or deleting any row
+//! breaks every later link (`jianka-hub audit verify`).
+
+use crate::store::{Db, StoreError, dynamic, values_placeholders};
+use sha2::{Digest, Sha256};
+use sqlx::{Any, Row, Transaction};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    pub action: String,
+    pub subject: String,
+    pub old: String,
+    pub new: String,
+}
+
+impl AuditEntry {
+    pub fn new(action: &str, subject: impl Into<String>, old: impl Into<String>, new: impl Into<String>) -> Self {
+        AuditEntry { action: action.into(), subject: subject.into(), old: old.into(), new: new.into() }
+    }
+}
+
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+pub fn entry_hash(prev: &str, seq: i64, at: i64, key_id: &str, e: &AuditEntry) -> String {
+    let mut h = Sha256::new();
+    for part in [prev, &seq.to_string(), &at.to_string(), key_id, &e.action, &e.subject, &e.old, &e.new] {
+        h.update((part.len() as u64).to_le_bytes());
+        h.update(part.as_bytes());
+    }
+    hex::encode(h.finalize())
+}
+
+/// Appends entries inside the caller's transaction (the caller holds the hub's writer lock).
+pub async fn append(
+    tx: &mut Transaction<'static, Any>,
+    at: i64,
+    key_id: &str,
+    entries: &[AuditEntry],
+) -> Result<(), StoreError> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let last = sqlx::query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetch_optional(&mut **tx).await?;
+    let (mut seq, mut prev) = match last {
+        Some(r) => (r.try_get::<i64, _>(0)?, r.try_get::<String, _>(1)?),
+        None => (0, GENESIS.to_string()),
+    };
+    for chunk in entries.chunks(100) {
+        let sql = format!(
+            "INSERT INTO audit (seq, at, key_id, action, subject, old, new, prev_hash, hash) VALUES {}",
+            values_placeholders(chunk.len(), 9)
+        );
+        let mut q = sqlx::query(dynamic(sql));
+        for e in chunk {
+            seq += 1;
+            let hash = entry_hash(&prev, seq, at, key_id, e);
+            q = q
+                .bind(seq)
+                .bind(at)
+                .bind(key_id.to_string())
+                .bind(e.action.clone())
+                .bind(e.subject.clone())
+                .bind(e.old.clone())
+                .bind(e.new.clone())
+                .bind(prev.clone())
+                .bind(hash.clone());
+            prev = hash;
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditCheck {
+    Intact { entries: u64, head: String },
+    Broken { seq: i64, reason: String },
+}
+
+/// Re-computes the whole chain.
+pub async fn verify(db: &Db) -> Result<AuditCheck, StoreError> {
+    let rows =
+        sqlx::query("SELECT seq, at, key_id, action, subject, old, new, prev_hash, hash FROM audit ORDER BY seq")
+            .fetch_all(&db.pool)
+            .await?;
+    let mut prev = GENESIS.to_string();
+    let mut expect_seq = 1i64;
+    for r in &rows {
+        let seq: i64 = r.try_get(0)?;
+        if seq != expect_seq {
+            return Ok(AuditCheck::Broken { seq, reason: format!("entry {expect_seq} is missing") });
+        }
+        let e = AuditEntry { action: r.try_get(3)?, subject: r.try_get(4)?, old: r.try_get(5)?, new: r.try_get(6)? };
+        let stored_prev: String = r.try_get(7)?;
+        let stored: String = r.try_get(8)?;
+        if stored_prev != prev {
+            return Ok(AuditCheck::Broken { seq, reason: "does not link to the previous entry".into() });
+        }
+        let key_id: String = r.try_get(2)?;
+        if entry_hash(&prev, seq, r.try_get(1)?, &key_id, &e) != stored {
+            return Ok(AuditCheck::Broken { seq, reason: "contents do not match its hash (altered)".into() });
+        }
+        prev = stored;
+        expect_seq += 1;
+    }
+    Ok(AuditCheck::Intact { entries: rows.len() as u64, head: prev })
+}

@@ -1,0 +1,273 @@
+//! County → province: the county forwards its accepted records as its own change sets (origin =
+//! the county, its own seq chain) and its sign-offs; on cron schedules and on demand.
+//! Also the hub's other background jobs (New Year, locking), one worker shape for all.
+
+use crate::hub::{Hub, parse_storage_key, row_from};
+use anyhow::{Context, bail};
+use ed25519_dalek::SigningKey;
+use jianka_shared::{
+    Hlc, Tier,
+    changeset::{Draft, FieldWrite, Op},
+    protocol::*,
+    trust,
+};
+use sqlx::Row;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Envelopes above this go through chunked `/v1/uploads`.
+pub const SMALL_ENVELOPE: usize = 256 << 10;
+const CHUNK: usize = 1 << 20;
+const RECORDS_PER_CHANGESET: i64 = 20_000;
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ForwardReport {
+    pub changesets: u64,
+    pub records: u64,
+    pub signoffs: u64,
+}
+
+/// A signed request to the parent hub.
+pub fn signed(
+    client: &reqwest::Client,
+    key: &SigningKey,
+    method: reqwest::Method,
+    base: &str,
+    path_and_query: &str,
+    body: Vec<u8>,
+    now: i64,
+) -> reqwest::RequestBuilder {
+    let sig = trust::sign_request(key, method.as_str(), path_and_query, &body, now);
+    client
+        .request(method, format!("{}{path_and_query}", base.trim_end_matches('/')))
+        .header(HEADER_KEY, trust::KeyId::of(&key.verifying_key()).to_string())
+        .header(HEADER_TIME, now.to_string())
+        .header(HEADER_SIGNATURE, sig)
+        .body(body)
+}
+
+async fn answer<T: serde::de::DeserializeOwned>(resp: reqwest::Response) -> anyhow::Result<T> {
+    let status = resp.status();
+    let bytes = resp.bytes().await?;
+    if !status.is_success() {
+        let msg = serde_json::from_slice::<ApiError>(&bytes)
+            .map(|e| format!("{:?}: {}", e.code, e.message))
+            .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned());
+        bail!("parent hub answered {status}: {msg}");
+    }
+    serde_json::from_slice(&bytes).context("parent hub's answer is not the expected JSON")
+}
+
+impl Hub {
+    /// Sends every record changed since the last forward, then pending sign-offs.
+    pub async fn forward(&self) -> anyhow::Result<ForwardReport> {
+        if self.region().tier() != Tier::County {
+            bail!("only a county hub forwards; this hub serves {}", self.region());
+        }
+        let Some(base) = self.cfg.parent_url.clone() else {
+            bail!("no parent_url in the config: set the province hub's URL to forward");
+        };
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(120)).build()?;
+        let mut report = ForwardReport::default();
+        loop {
+            let cursor = self.db.meta_get("forward_cursor").await?.unwrap_or_else(|| "0|".into());
+            let (rev, k) = cursor.split_once('|').unwrap_or(("0", ""));
+            let rev: i64 = rev.parse().unwrap_or(0);
+            let rows = sqlx::query(
+                "SELECT k, region, hh, fields, deleted, rev FROM records WHERE rev > $1 OR (rev = $1 AND k > $2) ORDER BY rev, k LIMIT $3",
+            )
+            .bind(rev)
+            .bind(k)
+            .bind(RECORDS_PER_CHANGESET)
+            .fetch_all(&self.db.pool)
+            .await?;
+            if rows.is_empty() {
+                break;
+            }
+            let mut ops = Vec::with_capacity(rows.len());
+            let mut last = String::new();
+            for r in &rows {
+                let k: String = r.try_get(0)?;
+                let row = row_from(&k, r.try_get(1)?, r.try_get(2)?, &r.try_get::<String, _>(3)?, false)?;
+                let deleted = r.try_get::<i64, _>(4)? != 0;
+                last = format!("{}|{k}", r.try_get::<i64, _>(5)?);
+                let key = parse_storage_key(&k).context("stored key")?;
+                if deleted {
+                    let v = row.fields.values().map(|f| f.1).max().unwrap_or(0);
+                    ops.push(Op::Delete { key, version: Hlc(v), base: Hlc::ZERO });
+                } else {
+                    let fields = row
+                        .fields
+                        .iter()
+                        .map(|(n, f)| FieldWrite {
+                            name: n.clone(),
+                            value: f.0.clone(),
+                            version: Hlc(f.1),
+                            base: Hlc::ZERO,
+                        })
+                        .collect();
+                    ops.push(Op::Upsert { key, fields });
+                }
+            }
+            let state: SyncState = answer(
+                signed(&client, &self.key, reqwest::Method::GET, &base, "/v1/sync/state", vec![], self.now_secs())
+                    .send()
+                    .await?,
+            )
+            .await?;
+            let prev: [u8; 32] =
+                hex::decode(&state.last_hash).ok().and_then(|v| v.try_into().ok()).context("parent's last_hash")?;
+            let year = ops.first().map(|o| o.key().year).unwrap_or(0);
+            let draft = Draft {
+                origin: self.region().clone(),
+                seq: state.expected_seq,
+                prev_hash: prev,
+                year,
+                hlc: Hlc::new(self.clock.now().timestamp_millis().max(0) as u64, 0),
+                ops,
+            };
+            let bytes = draft.seal(&self.key)?;
+            let outcome = self.push_up(&client, &base, state.expected_seq, bytes).await?;
+            match outcome {
+                PushOutcome::Accepted { .. } | PushOutcome::Duplicate { .. } => {
+                    self.db.meta_set("forward_cursor", &last).await?;
+                    report.changesets += 1;
+                    report.records += rows.len() as u64;
+                }
+                PushOutcome::Gap { expected } => bail!("province expects change set {expected}; retry the forward"),
+            }
+        }
+        // Sign-offs not yet delivered.
+        let rows = sqlx::query("SELECT year, period, body FROM signoffs WHERE county = $1")
+            .bind(self.region().to_string())
+            .fetch_all(&self.db.pool)
+            .await?;
+        for r in rows {
+            let (year, period, body): (i64, String, String) = (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
+            let flag = format!("signoff_sent:{year}:{period}");
+            if self.db.meta_get(&flag).await?.is_some() {
+                continue;
+            }
+            let resp = signed(
+                &client,
+                &self.key,
+                reqwest::Method::POST,
+                &base,
+                "/v1/signoffs",
+                body.into_bytes(),
+                self.now_secs(),
+            )
+            .header("content-type", "application/json")
+            .send()
+            .await?;
+            let _: serde_json::Value = answer(resp).await?;
+            self.db.meta_set(&flag, "1").await?;
+            report.signoffs += 1;
+        }
+        tracing::info!(
+            changesets = report.changesets,
+            records = report.records,
+            signoffs = report.signoffs,
+            "forwarded to the province"
+        );
+        Ok(report)
+    }
+
+    async fn push_up(
+        &self,
+        client: &reqwest::Client,
+        base: &str,
+        seq: u64,
+        bytes: Vec<u8>,
+    ) -> anyhow::Result<PushOutcome> {
+        if bytes.len() <= SMALL_ENVELOPE {
+            let resp = signed(client, &self.key, reqwest::Method::POST, base, "/v1/changesets", bytes, self.now_secs())
+                .header("content-type", "application/octet-stream")
+                .send()
+                .await?;
+            return answer(resp).await;
+        }
+        let total = bytes.len() as u64;
+        let st: UploadState = answer(
+            signed(
+                client,
+                &self.key,
+                reqwest::Method::GET,
+                base,
+                &format!("/v1/uploads/{seq}"),
+                vec![],
+                self.now_secs(),
+            )
+            .send()
+            .await?,
+        )
+        .await?;
+        let mut offset = if st.total == total { st.received } else { 0 };
+        loop {
+            let end = (offset as usize + CHUNK).min(bytes.len());
+            let pq = format!("/v1/uploads/{seq}?offset={offset}&total={total}");
+            let ack: ChunkAck = answer(
+                signed(
+                    client,
+                    &self.key,
+                    reqwest::Method::PUT,
+                    base,
+                    &pq,
+                    bytes[offset as usize..end].to_vec(),
+                    self.now_secs(),
+                )
+                .header("content-type", "application/octet-stream")
+                .send()
+                .await?,
+            )
+            .await?;
+            if let Some(o) = ack.outcome {
+                return Ok(o);
+            }
+            if ack.received == offset {
+                bail!("province did not take the chunk at offset {offset}");
+            }
+            offset = ack.received;
+        }
+    }
+}
+
+/// Runs the cron jobs until `stop` turns true: forward (county with a parent), New Year, lock.
+pub fn spawn_schedules(hub: Arc<Hub>, mut stop: tokio::sync::watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let Ok(tz) = hub.cfg.timezone() else { return };
+        let mut jobs: Vec<(&'static str, cron::Schedule)> = Vec::new();
+        for (name, expr) in [("forward", &hub.cfg.schedule.forward), ("new_year", &hub.cfg.schedule.new_year)] {
+            if name == "forward" && (hub.cfg.parent_url.is_none() || hub.region().tier() != Tier::County) {
+                continue;
+            }
+            if let Ok(s) = expr.parse::<cron::Schedule>() {
+                jobs.push((name, s));
+            }
+        }
+        loop {
+            let now = hub.clock.now().with_timezone(&tz);
+            let next = jobs.iter().filter_map(|(n, s)| s.after(&now).next().map(|t| (t, *n))).min_by_key(|(t, _)| *t);
+            let Some((at, name)) = next else { return };
+            let wait = (at.with_timezone(&chrono::Utc) - hub.clock.now()).to_std().unwrap_or(Duration::ZERO);
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = stop.changed() => return,
+            }
+            if *stop.borrow() {
+                return;
+            }
+            // A clock that did not move (tests' manual clock) must not spin.
+            if hub.clock.now() < at.with_timezone(&chrono::Utc) {
+                continue;
+            }
+            let result = match name {
+                "forward" => hub.forward().await.map(|_| ()),
+                _ => hub.new_year(None).await.map(|_| ()).map_err(anyhow::Error::from),
+            };
+            if let Err(e) = result {
+                tracing::warn!(job = name, error = %e, "scheduled job failed; will retry at its next time");
+            }
+        }
+    })
+}

@@ -1,0 +1,165 @@
+//! The HTTP surface (thin): authenticate, call the hub, map errors. See the protocol in
+//! `jianka_shared::protocol`.
+
+use crate::error::HubError;
+use crate::hub::{Hub, Sender};
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use jianka_shared::protocol::*;
+use serde::Deserialize;
+use std::sync::Arc;
+
+pub fn router(hub: Arc<Hub>) -> Router {
+    let limit = hub.cfg.max_body_bytes;
+    Router::new()
+        .route("/v1/health", get(|| async { "ok" }))
+        .route("/v1/sync/state", get(sync_state))
+        .route("/v1/changesets", post(push_changeset))
+        .route("/v1/uploads/{seq}", put(put_chunk).get(get_upload))
+        .route("/v1/feedback", get(feedback))
+        .route("/v1/digest", get(digest))
+        .route("/v1/signoffs", post(post_signoff))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(hub)
+}
+
+fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
+async fn auth(hub: &Hub, method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Result<Sender, HubError> {
+    let pq = uri.path_and_query().map(|p| p.as_str()).unwrap_or(uri.path());
+    hub.authenticate(
+        method.as_str(),
+        pq,
+        header(headers, HEADER_KEY),
+        header(headers, HEADER_TIME),
+        header(headers, HEADER_SIGNATURE),
+        body,
+    )
+    .await
+}
+
+fn body_or_error(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes, HubError> {
+    body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            HubError::new(
+                ErrorCode::TooLarge,
+                format!("request body is over the {limit}-byte limit; send large change sets through /v1/uploads"),
+            )
+        } else {
+            HubError::new(ErrorCode::Malformed, format!("could not read the request body: {e}"))
+        }
+    })
+}
+
+async fn sync_state(
+    State(hub): State<Arc<Hub>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Json<SyncState>, HubError> {
+    let sender = auth(&hub, &method, &uri, &headers, b"").await?;
+    Ok(Json(hub.sync_state(&sender).await?))
+}
+
+async fn push_changeset(
+    State(hub): State<Arc<Hub>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<PushOutcome>, HubError> {
+    let body = body_or_error(body, hub.cfg.max_body_bytes)?;
+    let sender = auth(&hub, &method, &uri, &headers, &body).await?;
+    Ok(Json(hub.ingest(&sender, &body).await?))
+}
+
+#[derive(Deserialize)]
+struct ChunkQuery {
+    offset: u64,
+    total: u64,
+}
+
+async fn put_chunk(
+    State(hub): State<Arc<Hub>>,
+    Path(seq): Path<u64>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<ChunkAck>, HubError> {
+    let body = body_or_error(body, hub.cfg.max_body_bytes)?;
+    let sender = auth(&hub, &method, &uri, &headers, &body).await?;
+    let q: ChunkQuery = serde_urlencoded_query(&uri)?;
+    Ok(Json(hub.upload_chunk(&sender, seq, q.offset, q.total, &body).await?))
+}
+
+fn serde_urlencoded_query<T: serde::de::DeserializeOwned>(uri: &Uri) -> Result<T, HubError> {
+    Query::<T>::try_from_uri(uri)
+        .map(|q| q.0)
+        .map_err(|e| HubError::new(ErrorCode::BadRequest, format!("bad query string: {e}")))
+}
+
+async fn get_upload(
+    State(hub): State<Arc<Hub>>,
+    Path(seq): Path<u64>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Json<UploadState>, HubError> {
+    let sender = auth(&hub, &method, &uri, &headers, b"").await?;
+    Ok(Json(hub.upload_state(&sender, seq).await?))
+}
+
+#[derive(Deserialize)]
+struct SinceQuery {
+    #[serde(default)]
+    since: u64,
+}
+
+async fn feedback(
+    State(hub): State<Arc<Hub>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Json<FeedbackPage>, HubError> {
+    let sender = auth(&hub, &method, &uri, &headers, b"").await?;
+    let q: SinceQuery = serde_urlencoded_query(&uri)?;
+    Ok(Json(hub.feedback(&sender.region, q.since).await?))
+}
+
+#[derive(Deserialize)]
+struct DigestQuery {
+    year: u16,
+}
+
+async fn digest(
+    State(hub): State<Arc<Hub>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Json<DigestReport>, HubError> {
+    let sender = auth(&hub, &method, &uri, &headers, b"").await?;
+    let q: DigestQuery = serde_urlencoded_query(&uri)?;
+    Ok(Json(hub.digest(&sender.region, q.year).await?))
+}
+
+async fn post_signoff(
+    State(hub): State<Arc<Hub>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<serde_json::Value>, HubError> {
+    let body = body_or_error(body, hub.cfg.max_body_bytes)?;
+    let sender = auth(&hub, &method, &uri, &headers, &body).await?;
+    let signoff: SignOff = serde_json::from_slice(&body)
+        .map_err(|e| HubError::new(ErrorCode::Malformed, format!("sign-off is not valid JSON: {e}")))?;
+    hub.receive_signoff(&sender, signoff).await?;
+    Ok(Json(serde_json::json!({"accepted": true})))
+}

@@ -1,0 +1,1084 @@
+//! The hub's state and its request-independent operations: authentication through the trust
+//! chain, ingest (verify → chain → sequence → decompress → validate → merge → quota → write, one
+//! transaction), feedback, sync state and digests.
+
+use crate::audit::{self, AuditEntry};
+use crate::clock::Clock;
+use crate::config::{HubConfig, QuotaFile};
+use crate::error::HubError;
+use crate::merge::{FieldOutcome, FieldState, Fields, merge_field};
+use crate::store::{Db, dynamic, get_i64, in_placeholders, values_placeholders};
+use crate::years;
+use anyhow::Context;
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use jianka_shared::{
+    Hlc, IdNumber, Record, RecordKey, RecordKind, RegionCode, Tier, Year,
+    changeset::{self, ChangeSetError, FieldWrite, Limits, Op},
+    digest::{SetDigest, record_digest},
+    domain::{Household, Member, Status},
+    profile::{CountyQuota, Profile},
+    protocol::*,
+    trust::{self, Certificate, KeyId},
+};
+use sqlx::{Any, Row, Transaction};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+pub const DECISION_ADMIT: &str = "认定";
+pub const DECISION_REFUSE: &str = "不予认定";
+
+/// An authenticated caller: a child enrolled at this hub.
+#[derive(Debug, Clone)]
+pub struct Sender {
+    pub region: RegionCode,
+    pub key_id: KeyId,
+    pub key: VerifyingKey,
+}
+
+pub struct Hub {
+    pub cfg: HubConfig,
+    pub db: Db,
+    pub clock: Arc<dyn Clock>,
+    pub key: SigningKey,
+    pub profile: Option<Profile>,
+    pub quotas: QuotaFile,
+    pub limits: Limits,
+    /// Serialises every write transaction (SQLite has one writer anyway; on PostgreSQL quota rows
+    /// are also locked with FOR UPDATE) and holds the hub's own HLC.
+    writer: tokio::sync::Mutex<Hlc>,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Hub({}, {:?})", self.cfg.region, self.db)
+    }
+}
+
+/// The storage key of a record: `kind/year/id`.
+pub fn storage_key(k: &RecordKey) -> String {
+    format!("{}/{}/{}", k.kind.to_u8(), k.year, k.id)
+}
+
+pub fn parse_storage_key(s: &str) -> Option<RecordKey> {
+    let mut it = s.splitn(3, '/');
+    let kind = RecordKind::from_u8(it.next()?.parse().ok()?)?;
+    let year = it.next()?.parse().ok()?;
+    Some(RecordKey { kind, year, id: it.next()?.to_string() })
+}
+
+/// A record row as the hub holds it.
+#[derive(Debug, Clone)]
+pub struct Row_ {
+    pub key: RecordKey,
+    pub region: String,
+    pub hh: String,
+    pub fields: Fields,
+    pub deleted: bool,
+}
+
+impl Row_ {
+    pub fn to_record(&self) -> Record {
+        Record { key: self.key.clone(), fields: self.fields.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect() }
+    }
+    fn field(&self, name: &str) -> Option<&str> {
+        self.fields.get(name).map(|f| f.0.as_str())
+    }
+}
+
+/// What one ingest produced, beyond the outcome.
+#[derive(Default)]
+struct Effects {
+    rows: HashMap<String, Row_>,
+    dirty: Vec<String>,
+    rejected: Vec<Rejection>,
+    quarantine: Vec<(String, Rejection, String)>,
+    feedback: Vec<(String, Feedback)>,
+    conflicts: Vec<ConflictRow>,
+    audit: Vec<AuditEntry>,
+    applied: u64,
+}
+
+struct ConflictRow {
+    kind: &'static str,
+    k: String,
+    field: String,
+    current_value: String,
+    current_by: String,
+    proposed_value: String,
+    proposed_by: String,
+    proposal: String,
+}
+
+fn reject(fx: &mut Effects, to: &RegionCode, key: &RecordKey, reason: RejectReason, message: String, payload: String) {
+    let r = Rejection { key: key.clone(), reason, message };
+    fx.quarantine.push((to.to_string(), r.clone(), payload));
+    fx.feedback.push((to.to_string(), Feedback::Rejected(r.clone())));
+    fx.rejected.push(r);
+}
+
+impl Hub {
+    pub async fn open(cfg: HubConfig, clock: Arc<dyn Clock>) -> anyhow::Result<Hub> {
+        cfg.check()?;
+        let key_path = cfg.resolve(&cfg.key_file);
+        let key = jianka_keyfile::Keypair::read(&key_path)
+            .with_context(|| format!("reading the hub key {}", key_path.display()))?
+            .signing()
+            .clone();
+        let profile = cfg.load_profile()?;
+        let quotas = cfg.load_quotas()?;
+        let db = Db::open(&cfg.database_url()).await.with_context(|| format!("opening database {}", cfg.database))?;
+        Ok(Hub {
+            cfg,
+            db,
+            clock,
+            key,
+            profile,
+            quotas,
+            limits: Limits { max_envelope: 64 << 20, max_body: 256 << 20 },
+            writer: tokio::sync::Mutex::new(Hlc::ZERO),
+        })
+    }
+
+    pub fn region(&self) -> &RegionCode {
+        &self.cfg.region
+    }
+
+    pub fn key_id(&self) -> KeyId {
+        KeyId::of(&self.key.verifying_key())
+    }
+
+    pub fn now_secs(&self) -> i64 {
+        self.clock.now().timestamp()
+    }
+
+    pub fn today(&self) -> chrono::NaiveDate {
+        self.clock.now().with_timezone(&chrono_tz::Asia::Shanghai).date_naive()
+    }
+
+    /// Takes the writer lock and a fresh HLC timestamp for the hub's own writes.
+    pub async fn begin_write(&self) -> Result<(tokio::sync::MutexGuard<'_, Hlc>, Transaction<'static, Any>), HubError> {
+        let guard = self.writer.lock().await;
+        let tx = self.db.pool.begin().await?;
+        Ok((guard, tx))
+    }
+
+    pub fn tick(&self, h: &mut Hlc) -> Hlc {
+        *h = h.tick(self.clock.now().timestamp_millis().max(0) as u64);
+        *h
+    }
+
+    // ---------------------------------------------------------------- authentication
+
+    /// Checks the three auth headers against the children this hub enrolled.
+    pub async fn authenticate(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        key: Option<&str>,
+        time: Option<&str>,
+        signature: Option<&str>,
+        body: &[u8],
+    ) -> Result<Sender, HubError> {
+        let (Some(key), Some(time), Some(sig)) = (key, time, signature) else {
+            return Err(HubError::new(
+                ErrorCode::Unauthenticated,
+                format!("missing authentication headers {HEADER_KEY}, {HEADER_TIME}, {HEADER_SIGNATURE}"),
+            ));
+        };
+        let key_id = KeyId::parse(key).ok_or_else(|| {
+            HubError::new(ErrorCode::Unauthenticated, format!("{HEADER_KEY} {key:?} is not 16 hex digits"))
+        })?;
+        let t: i64 = time.trim().parse().map_err(|_| {
+            HubError::new(ErrorCode::Unauthenticated, format!("{HEADER_TIME} {time:?} is not Unix seconds"))
+        })?;
+        let now = self.now_secs();
+        if (t - now).abs() > MAX_CLOCK_SKEW_SECS {
+            return Err(HubError::new(
+                ErrorCode::ClockSkew,
+                format!("request time {t} is {}s away from the hub's clock {now}; fix the node's clock", t - now),
+            ));
+        }
+        let row = sqlx::query("SELECT subject, cert, revoked, revoked_reason FROM certs WHERE key_id = $1")
+            .bind(key_id.to_string())
+            .fetch_optional(&self.db.pool)
+            .await?;
+        let Some(row) = row else {
+            return Err(HubError::new(
+                ErrorCode::UnknownKey,
+                format!("key {key_id} is not enrolled at hub {}", self.region()),
+            ));
+        };
+        if get_i64(&row, 2) != 0 {
+            let reason: Option<String> = row.try_get(3).ok();
+            return Err(HubError::new(
+                ErrorCode::RevokedKey,
+                format!(
+                    "key {key_id} has been revoked ({}); ask the county for a new certificate",
+                    reason.unwrap_or_default()
+                ),
+            ));
+        }
+        let cert: Certificate = serde_json::from_str(&row.try_get::<String, _>(1)?)
+            .map_err(|e| HubError::new(ErrorCode::Internal, format!("stored certificate unreadable: {e}")))?;
+        let vk = trust::verify_child(&cert, &self.key.verifying_key(), self.today())
+            .map_err(|e| HubError::new(ErrorCode::UnknownKey, e.to_string()))?;
+        if !self.region().contains(&cert.subject) {
+            return Err(HubError::new(
+                ErrorCode::OutsideRegion,
+                format!("{} is outside hub region {}", cert.subject, self.region()),
+            ));
+        }
+        if !trust::verify_request(&vk, method, path_and_query, body, t, sig) {
+            return Err(HubError::new(
+                ErrorCode::BadSignature,
+                format!("request signature does not verify for key {key_id} over {method} {path_and_query}"),
+            ));
+        }
+        Ok(Sender { region: cert.subject, key_id, key: vk })
+    }
+
+    // ---------------------------------------------------------------- ingest
+
+    /// Ingests one envelope from `sender`. Nothing is stored unless everything up to the merge
+    /// succeeded; the merge, the sequence advance, feedback and audit commit together.
+    pub async fn ingest(&self, sender: &Sender, bytes: &[u8]) -> Result<PushOutcome, HubError> {
+        let sealed = changeset::parse(bytes, self.limits).map_err(cs_error)?;
+        if sealed.header.origin != sender.region {
+            return Err(HubError::new(
+                ErrorCode::OutsideRegion,
+                format!(
+                    "change set claims origin {} but was sent with the key of {}",
+                    sealed.header.origin, sender.region
+                ),
+            ));
+        }
+        let verified = sealed.verify(&sender.key).map_err(|e| HubError::new(ErrorCode::BadSignature, e.to_string()))?;
+        let header = verified.header().clone();
+        if header.seq == 0 {
+            return Err(HubError::new(ErrorCode::Malformed, "change-set seq starts at 1"));
+        }
+        let hash = hex::encode(changeset::envelope_hash(bytes));
+        let origin = sender.region.to_string();
+        let (mut hlc, mut tx) = self.begin_write().await?;
+        let (next_seq, last_hash) = stream_state(&mut tx, &origin).await?;
+        if header.seq < next_seq {
+            let stored: Option<String> = sqlx::query("SELECT hash FROM envelopes WHERE origin = $1 AND seq = $2")
+                .bind(&origin)
+                .bind(header.seq as i64)
+                .fetch_optional(&mut *tx)
+                .await?
+                .map(|r| r.get(0));
+            if stored.as_deref() == Some(hash.as_str()) {
+                return Ok(PushOutcome::Duplicate { seq: header.seq });
+            }
+            sqlx::query(
+                "INSERT INTO equivocations (origin, seq, stored_hash, offered_hash, at) VALUES ($1,$2,$3,$4,$5)",
+            )
+            .bind(&origin)
+            .bind(header.seq as i64)
+            .bind(stored.unwrap_or_default())
+            .bind(&hash)
+            .bind(self.now_secs())
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("UPDATE certs SET equivocating = 1 WHERE key_id = $1")
+                .bind(sender.key_id.to_string())
+                .execute(&mut *tx)
+                .await?;
+            audit::append(
+                &mut tx,
+                self.now_secs(),
+                &sender.key_id.to_string(),
+                &[AuditEntry::new("equivocation", format!("{origin}#{}", header.seq), "", &hash)],
+            )
+            .await?;
+            tx.commit().await?;
+            tracing::warn!(%origin, seq = header.seq, "equivocation: same seq, different content; node flagged");
+            return Err(HubError::new(
+                ErrorCode::Equivocation,
+                format!(
+                    "{origin} already sent a different change set #{}; the node is flagged for the county officer",
+                    header.seq
+                ),
+            ));
+        }
+        if header.seq > next_seq {
+            return Ok(PushOutcome::Gap { expected: next_seq });
+        }
+        if hex::encode(header.prev_hash) != last_hash {
+            return Err(HubError::new(
+                ErrorCode::BrokenChain,
+                format!(
+                    "change set #{} does not chain to the previous envelope of {origin} (expected prev_hash {last_hash})",
+                    header.seq
+                ),
+            ));
+        }
+        let cs = verified.open(self.limits).map_err(cs_error)?;
+        if let Some(max) = cs.ops.iter().flat_map(op_versions).max() {
+            *hlc = hlc.observe(max, self.clock.now().timestamp_millis().max(0) as u64);
+        }
+        let mut fx = Effects::default();
+        self.apply_ops(&mut tx, &sender.region, header.seq, &cs.ops, &mut fx).await?;
+        let households = fx.reexam_candidates();
+        if self.region().tier() == Tier::County {
+            self.reexamine(&mut tx, &mut hlc, households, &mut fx).await?;
+        }
+        fx.feedback.push((origin.clone(), Feedback::Ack { seq: header.seq }));
+        self.write_effects(&mut tx, &sender.region, header.seq, &mut fx).await?;
+        let now = self.now_secs();
+        sqlx::query("INSERT INTO envelopes (origin, seq, hash, received_at, ops) VALUES ($1,$2,$3,$4,$5)")
+            .bind(&origin)
+            .bind(header.seq as i64)
+            .bind(&hash)
+            .bind(now)
+            .bind(cs.ops.len() as i64)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO streams (origin, next_seq, last_hash) VALUES ($1,$2,$3) \
+             ON CONFLICT (origin) DO UPDATE SET next_seq = excluded.next_seq, last_hash = excluded.last_hash",
+        )
+        .bind(&origin)
+        .bind(header.seq as i64 + 1)
+        .bind(&hash)
+        .execute(&mut *tx)
+        .await?;
+        fx.audit.push(AuditEntry::new("changeset", format!("{origin}#{}", header.seq), "", &hash));
+        audit::append(&mut tx, now, &sender.key_id.to_string(), &fx.audit).await?;
+        tx.commit().await?;
+        tracing::info!(%origin, seq = header.seq, applied = fx.applied, rejected = fx.rejected.len(), "change set accepted");
+        Ok(PushOutcome::Accepted { seq: header.seq, applied: fx.applied, rejected: fx.rejected })
+    }
+
+    async fn load_rows(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        keys: &[String],
+        into: &mut HashMap<String, Row_>,
+    ) -> Result<(), HubError> {
+        for chunk in keys.chunks(500) {
+            let sql = format!(
+                "SELECT k, region, hh, fields, deleted FROM records WHERE k IN ({})",
+                in_placeholders(chunk.len())
+            );
+            let mut q = sqlx::query(dynamic(sql));
+            for k in chunk {
+                q = q.bind(k.clone());
+            }
+            for r in q.fetch_all(&mut **tx).await? {
+                let k: String = r.try_get(0)?;
+                let row = row_from(&k, r.try_get(1)?, r.try_get(2)?, &r.try_get::<String, _>(3)?, get_i64(&r, 4) != 0)?;
+                into.insert(k, row);
+            }
+        }
+        Ok(())
+    }
+
+    async fn apply_ops(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        writer: &RegionCode,
+        seq: u64,
+        ops: &[Op],
+        fx: &mut Effects,
+    ) -> Result<(), HubError> {
+        let keys: Vec<String> = {
+            let mut seen = HashSet::new();
+            ops.iter().map(|o| storage_key(o.key())).filter(|k| seen.insert(k.clone())).collect()
+        };
+        self.load_rows(tx, &keys, &mut fx.rows).await?;
+        let years: HashSet<Year> = ops.iter().map(|o| o.key().year).collect();
+        let mut states = HashMap::new();
+        for y in years {
+            states.insert(y, years::effective_state(&self.db, y, self.today(), self.profile.as_ref()).await?);
+        }
+        let today = self.today();
+        for op in ops {
+            let key = op.key();
+            let k = storage_key(key);
+            let payload = serde_json::to_string(op).unwrap_or_default();
+            let existing = fx.rows.get(&k).filter(|r| !r.deleted).cloned();
+            // The village the record belongs to: from its key, or a member's `village` field.
+            let village = match key.kind {
+                RecordKind::Member => {
+                    op_field(op, "village").map(str::to_string).or_else(|| existing.as_ref().map(|r| r.region.clone()))
+                }
+                _ => key.village_prefix().map(str::to_string),
+            };
+            let Some(village) = village.and_then(|v| RegionCode::parse(&v).ok()).filter(|v| v.tier() == Tier::Village)
+            else {
+                reject(
+                    fx,
+                    writer,
+                    key,
+                    RejectReason::FailedValidation,
+                    format!("{key}: no valid 12-digit village code"),
+                    payload,
+                );
+                continue;
+            };
+            if !writer.contains(&village) {
+                reject(
+                    fx,
+                    writer,
+                    key,
+                    RejectReason::NotAuthorised,
+                    format!("{key} belongs to village {village}, outside {writer}"),
+                    payload,
+                );
+                continue;
+            }
+            let (state, reopened) = states.get(&key.year).cloned().unwrap_or((YearState::Open, vec![]));
+            if state == YearState::Locked && !reopened.iter().any(|r| r.contains(&village)) {
+                let who = years::reopen_by(self.region());
+                reject(
+                    fx,
+                    writer,
+                    key,
+                    RejectReason::YearLocked,
+                    format!("year {} is locked; only {who} may reopen it", key.year),
+                    payload,
+                );
+                continue;
+            }
+            match op {
+                Op::Delete { .. } => {
+                    if let Some(mut row) = existing {
+                        fx.audit.push(AuditEntry::new("delete", k.clone(), fields_json(&row.fields), ""));
+                        row.deleted = true;
+                        fx.rows.insert(k.clone(), row);
+                        fx.dirty.push(k);
+                        fx.applied += 1;
+                    }
+                }
+                Op::Upsert { fields, .. } => {
+                    if key.kind == RecordKind::Member {
+                        if IdNumber::parse(&key.id, today).is_err() {
+                            let msg = IdNumber::parse(&key.id, today).err().map(|e| e.to_string()).unwrap_or_default();
+                            let masked = jianka_shared::id_number::mask(&key.id);
+                            reject(
+                                fx,
+                                writer,
+                                key,
+                                RejectReason::FailedValidation,
+                                msg.replace(&key.id, &masked),
+                                payload,
+                            );
+                            continue;
+                        }
+                        if let Some(ex) = &existing
+                            && let Some(w) = fields.iter().find(|w| w.name == "household")
+                            && ex.hh != w.value
+                            && (w.base == Hlc::ZERO
+                                || !writer.contains(&RegionCode::parse(&ex.region).unwrap_or(village.clone())))
+                        {
+                            fx.conflicts.push(ConflictRow {
+                                kind: "duplicate_person",
+                                k: k.clone(),
+                                field: "household".into(),
+                                current_value: ex.hh.clone(),
+                                current_by: ex.fields.get("household").map(|f| f.2.clone()).unwrap_or_default(),
+                                proposed_value: w.value.clone(),
+                                proposed_by: writer.to_string(),
+                                proposal: payload.clone(),
+                            });
+                            let msg = format!(
+                                "{key} is already a member of household {}; held for the county's decision",
+                                ex.hh
+                            );
+                            reject(fx, writer, key, RejectReason::DuplicatePerson, msg, payload);
+                            continue;
+                        }
+                    }
+                    if let Some(ex) = &existing
+                        && let Ok(r) = RegionCode::parse(&ex.region)
+                        && !writer.contains(&r)
+                    {
+                        reject(
+                            fx,
+                            writer,
+                            key,
+                            RejectReason::NotAuthorised,
+                            format!("{key} belongs to {r}, outside {writer}"),
+                            payload,
+                        );
+                        continue;
+                    }
+                    let mut row = existing.unwrap_or_else(|| Row_ {
+                        key: key.clone(),
+                        region: village.to_string(),
+                        hh: String::new(),
+                        fields: Fields::new(),
+                        deleted: false,
+                    });
+                    let mut old = BTreeMap::new();
+                    let mut new = BTreeMap::new();
+                    for w in fields {
+                        match merge_field(row.fields.get(&w.name), w, writer) {
+                            FieldOutcome::Apply => {
+                                if let Some(o) = row.fields.get(&w.name) {
+                                    old.insert(w.name.clone(), o.0.clone());
+                                }
+                                new.insert(w.name.clone(), w.value.clone());
+                                row.fields.insert(
+                                    w.name.clone(),
+                                    FieldState(w.value.clone(), w.version.0, writer.to_string()),
+                                );
+                            }
+                            FieldOutcome::Same | FieldOutcome::Superseded => {}
+                            FieldOutcome::Stale { by } => {
+                                let msg = format!(
+                                    "{key} field {}: edited from an old version; {by} has changed it since",
+                                    w.name
+                                );
+                                reject(fx, writer, key, RejectReason::Stale, msg, field_payload(key, w));
+                            }
+                            FieldOutcome::NotAuthorised { owner } => {
+                                let msg = format!(
+                                    "{key} field {} is owned by the {owner}; a {} may not write it",
+                                    w.name,
+                                    writer.tier()
+                                );
+                                reject(fx, writer, key, RejectReason::NotAuthorised, msg, field_payload(key, w));
+                            }
+                            FieldOutcome::Conflict { current } => {
+                                fx.conflicts.push(ConflictRow {
+                                    kind: "field",
+                                    k: k.clone(),
+                                    field: w.name.clone(),
+                                    current_value: current.0.clone(),
+                                    current_by: current.2.clone(),
+                                    proposed_value: w.value.clone(),
+                                    proposed_by: writer.to_string(),
+                                    proposal: field_payload(key, w),
+                                });
+                                let msg = format!(
+                                    "{key} field {}: {} also changed it; held for the tier above",
+                                    w.name, current.2
+                                );
+                                reject(fx, writer, key, RejectReason::Conflict, msg, field_payload(key, w));
+                            }
+                        }
+                    }
+                    if let Err(msg) = check_record(&row, today) {
+                        reject(fx, writer, key, RejectReason::FailedValidation, format!("{key}: {msg}"), payload);
+                        continue;
+                    }
+                    if new.is_empty() {
+                        continue;
+                    }
+                    row.deleted = false;
+                    row.hh = match key.kind {
+                        RecordKind::Member => row.field("household").unwrap_or_default().to_string(),
+                        RecordKind::Household => key.id.clone(),
+                        RecordKind::Village => String::new(),
+                    };
+                    if key.kind == RecordKind::Member {
+                        row.region = row.field("village").unwrap_or(&row.region).to_string();
+                    }
+                    fx.audit.push(AuditEntry::new(
+                        "upsert",
+                        format!("{}#{seq}", audit_subject(key)),
+                        serde_json::to_string(&old).unwrap_or_default(),
+                        serde_json::to_string(&new).unwrap_or_default(),
+                    ));
+                    fx.rows.insert(k.clone(), row);
+                    fx.dirty.push(k);
+                    fx.applied += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// 县复审 for households waiting at `CountyReview`, in household-id order: validation, held
+    /// duplicates, then the county ceiling and the township allocation.
+    async fn reexamine(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        hlc: &mut Hlc,
+        households: Vec<String>,
+        fx: &mut Effects,
+    ) -> Result<(), HubError> {
+        if households.is_empty() {
+            return Ok(());
+        }
+        // Make this change set's own writes visible to the queries below.
+        self.flush_rows(tx, fx).await?;
+        let county_quota = self.county_quota();
+        for k in households {
+            let Some(hrow) = fx.rows.get(&k).cloned() else { continue };
+            let members = load_members(tx, hrow.key.year, &hrow.key.id).await?;
+            let township = RegionCode::parse(&hrow.region[..9.min(hrow.region.len())]).ok();
+            let Some(township) = township else { continue };
+            let held = has_open_conflict(tx, &members, &hrow.key).await?;
+            if held {
+                continue;
+            }
+            let recs: Vec<Record> = members.iter().map(Row_::to_record).collect();
+            let verdict: Result<u64, (RejectReason, String)> = match Household::from_records(&hrow.to_record(), &recs) {
+                Err(e) => Err((RejectReason::FailedValidation, e)),
+                Ok(h) => {
+                    let v = h.validate();
+                    let count_ok = hrow.field("members").and_then(|m| m.parse::<usize>().ok()) == Some(h.members.len());
+                    if !v.is_empty() {
+                        Err((
+                            RejectReason::FailedValidation,
+                            v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join("; "),
+                        ))
+                    } else if !count_ok {
+                        Err((
+                            RejectReason::FailedValidation,
+                            format!(
+                                "rule 3 (成员): household says {} members but {} member rows arrived",
+                                hrow.field("members").unwrap_or("?"),
+                                h.members.len()
+                            ),
+                        ))
+                    } else {
+                        Ok(h.members.len() as u64)
+                    }
+                }
+            };
+            let year = hrow.key.year;
+            let verdict = match (verdict, &county_quota) {
+                (Ok(n), Some(q)) => {
+                    let county_used = quota_used(tx, &self.db, q.county.as_str(), year).await?;
+                    let town_used = quota_used(tx, &self.db, township.as_str(), year).await?;
+                    let town_alloc = q.townships.get(&township).copied();
+                    if county_used + n > q.people {
+                        Err((
+                            RejectReason::OverQuota,
+                            format!(
+                                "county {} ceiling {} people, {} already recognised; this household has {n}",
+                                q.county, q.people, county_used
+                            ),
+                        ))
+                    } else if let Some(a) = town_alloc.filter(|a| town_used + n > *a) {
+                        Err((
+                            RejectReason::OverQuota,
+                            format!(
+                                "township {township} allocation {a} people, {town_used} already recognised; this household has {n}"
+                            ),
+                        ))
+                    } else {
+                        quota_add(tx, q.county.as_str(), year, n as i64).await?;
+                        quota_add(tx, township.as_str(), year, n as i64).await?;
+                        fx.feedback.push((
+                            township.to_string(),
+                            Feedback::Quota {
+                                township: township.clone(),
+                                people: town_alloc.unwrap_or(q.people),
+                                used: town_used + n,
+                            },
+                        ));
+                        Ok(n)
+                    }
+                }
+                (v, _) => v,
+            };
+            let (status, decision, reason) = match &verdict {
+                Ok(_) => (Status::CountyAnnounced, DECISION_ADMIT, String::new()),
+                Err((r, m)) => (Status::NotRecognised, DECISION_REFUSE, format!("{}: {m}", r.label())),
+            };
+            let version = self.tick(hlc);
+            let mut row = hrow.clone();
+            let mut old = BTreeMap::new();
+            let mut new = BTreeMap::new();
+            for (field, value) in [
+                ("status", format!("{status:?}")),
+                ("county.decision", decision.to_string()),
+                ("county.reason", reason.clone()),
+            ] {
+                if let Some(o) = row.fields.get(field) {
+                    old.insert(field.to_string(), o.0.clone());
+                }
+                new.insert(field.to_string(), value.clone());
+                row.fields.insert(field.to_string(), FieldState(value.clone(), version.0, self.region().to_string()));
+                fx.feedback.push((
+                    township.to_string(),
+                    Feedback::Correction { key: row.key.clone(), field: field.into(), value, version },
+                ));
+            }
+            if let Err((r, m)) = verdict {
+                let rej = Rejection { key: row.key.clone(), reason: r, message: m };
+                fx.feedback.push((township.to_string(), Feedback::Rejected(rej.clone())));
+                fx.rejected.push(rej);
+            }
+            fx.audit.push(AuditEntry::new(
+                "county_decision",
+                audit_subject(&row.key),
+                serde_json::to_string(&old).unwrap_or_default(),
+                serde_json::to_string(&new).unwrap_or_default(),
+            ));
+            fx.rows.insert(k.clone(), row);
+            fx.dirty.push(k);
+        }
+        Ok(())
+    }
+
+    /// The county's ceilings when scale control is on (no profile or a profile with
+    /// `scale_control = false` → none).
+    pub fn county_quota(&self) -> Option<CountyQuota> {
+        if self.profile.as_ref().is_some_and(|p| !p.scale_control) {
+            return None;
+        }
+        self.quotas.counties.iter().find(|q| &q.county == self.region()).cloned()
+    }
+
+    async fn flush_rows(&self, tx: &mut Transaction<'static, Any>, fx: &mut Effects) -> Result<(), HubError> {
+        let mut seen = HashSet::new();
+        let dirty: Vec<String> = fx.dirty.drain(..).filter(|k| seen.insert(k.clone())).collect();
+        let rows: Vec<&Row_> = dirty.iter().filter_map(|k| fx.rows.get(k)).collect();
+        write_rows(tx, &rows).await
+    }
+
+    async fn write_effects(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        origin: &RegionCode,
+        seq: u64,
+        fx: &mut Effects,
+    ) -> Result<(), HubError> {
+        self.flush_rows(tx, fx).await?;
+        let now = self.now_secs();
+        for chunk in fx.quarantine.chunks(100) {
+            let sql = format!(
+                "INSERT INTO quarantine (origin, seq, k, reason, message, payload, at) VALUES {}",
+                values_placeholders(chunk.len(), 7)
+            );
+            let mut q = sqlx::query(dynamic(sql));
+            for (_, r, payload) in chunk {
+                q = q
+                    .bind(origin.to_string())
+                    .bind(seq as i64)
+                    .bind(storage_key(&r.key))
+                    .bind(serde_json::to_string(&r.reason).unwrap_or_default())
+                    .bind(r.message.clone())
+                    .bind(payload.clone())
+                    .bind(now);
+            }
+            q.execute(&mut **tx).await?;
+        }
+        for c in &fx.conflicts {
+            sqlx::query(
+                "INSERT INTO conflicts (kind, k, field, current_value, current_by, proposed_value, proposed_by, proposal, status, at) \
+                 VALUES ($1,$2,$3,$4,$5,$6,$7,$8,'open',$9)",
+            )
+            .bind(c.kind)
+            .bind(&c.k)
+            .bind(&c.field)
+            .bind(&c.current_value)
+            .bind(&c.current_by)
+            .bind(&c.proposed_value)
+            .bind(&c.proposed_by)
+            .bind(&c.proposal)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+        }
+        push_feedback(tx, &fx.feedback).await
+    }
+
+    // ---------------------------------------------------------------- queries
+
+    pub async fn sync_state(&self, sender: &Sender) -> Result<SyncState, HubError> {
+        let mut conn = self.db.pool.acquire().await?;
+        let r = sqlx::query("SELECT next_seq, last_hash FROM streams WHERE origin = $1")
+            .bind(sender.region.to_string())
+            .fetch_optional(&mut *conn)
+            .await?;
+        let (expected_seq, last_hash) = match r {
+            Some(r) => (get_i64(&r, 0) as u64, r.try_get(1)?),
+            None => (1, hex::encode([0u8; 32])),
+        };
+        Ok(SyncState {
+            origin: sender.region.clone(),
+            expected_seq,
+            last_hash,
+            cycle: years::cycle_infos(&self.db, self.today(), self.profile.as_ref(), self.region()).await?,
+            hub_time: self.now_secs(),
+        })
+    }
+
+    pub async fn feedback(&self, region: &RegionCode, since: u64) -> Result<FeedbackPage, HubError> {
+        let rows = sqlx::query("SELECT id, item FROM feedback WHERE region = $1 AND id > $2 ORDER BY id LIMIT 1000")
+            .bind(region.to_string())
+            .bind(since as i64)
+            .fetch_all(&self.db.pool)
+            .await?;
+        let mut items = Vec::with_capacity(rows.len());
+        for r in rows {
+            let item: Feedback = serde_json::from_str(&r.try_get::<String, _>(1)?)
+                .map_err(|e| HubError::new(ErrorCode::Internal, format!("stored feedback unreadable: {e}")))?;
+            items.push(FeedbackEntry { id: get_i64(&r, 0) as u64, item });
+        }
+        let next = items.last().map(|e| e.id).unwrap_or(since);
+        Ok(FeedbackPage { items, next })
+    }
+
+    /// Records of `scope` for `year` (live only), sorted by key.
+    pub async fn records_in(&self, scope: &RegionCode, year: Year) -> Result<Vec<Row_>, HubError> {
+        let (lo, hi) = range_of(scope);
+        let rows = sqlx::query("SELECT k, region, hh, fields, deleted FROM records WHERE year = $1 AND region >= $2 AND region < $3 AND deleted = 0")
+            .bind(year as i64)
+            .bind(lo)
+            .bind(hi)
+            .fetch_all(&self.db.pool)
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let k: String = r.try_get(0)?;
+            out.push(row_from(&k, r.try_get(1)?, r.try_get(2)?, &r.try_get::<String, _>(3)?, false)?);
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    pub async fn digest(&self, scope: &RegionCode, year: Year) -> Result<DigestReport, HubError> {
+        let rows = self.records_in(scope, year).await?;
+        let mut set = SetDigest::default();
+        let mut records = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let d = record_digest(&r.to_record());
+            set.add(&d);
+            records.push((r.key.clone(), hex::encode(d)));
+        }
+        Ok(DigestReport { scope: scope.clone(), year, count: set.count, digest: set.hex(), records })
+    }
+}
+
+// -------------------------------------------------------------------- helpers
+
+impl Effects {
+    /// Households touched by this change set now waiting at county review, sorted by id.
+    fn reexam_candidates(&self) -> Vec<String> {
+        let mut touched: Vec<String> = self
+            .dirty
+            .iter()
+            .filter_map(|k| self.rows.get(k))
+            .filter_map(|r| match r.key.kind {
+                RecordKind::Household => Some(storage_key(&r.key)),
+                RecordKind::Member => {
+                    Some(storage_key(&RecordKey::new(RecordKind::Household, r.key.year, r.hh.clone())))
+                }
+                RecordKind::Village => None,
+            })
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .filter(|k| {
+                self.rows.get(k).is_some_and(|r| {
+                    !r.deleted && r.field("status").and_then(Status::parse) == Some(Status::CountyReview)
+                })
+            })
+            .collect();
+        touched.sort_by(|a, b| parse_storage_key(a).cmp(&parse_storage_key(b)));
+        touched
+    }
+}
+
+pub fn cs_error(e: ChangeSetError) -> HubError {
+    match e {
+        ChangeSetError::TooLarge { .. } | ChangeSetError::BodyTooLarge { .. } => {
+            HubError::new(ErrorCode::TooLarge, e.to_string())
+        }
+        ChangeSetError::BadSignature(_) | ChangeSetError::KeyMismatch { .. } => {
+            HubError::new(ErrorCode::BadSignature, e.to_string())
+        }
+        _ => HubError::new(ErrorCode::Malformed, e.to_string()),
+    }
+}
+
+fn op_versions(op: &Op) -> Vec<Hlc> {
+    match op {
+        Op::Upsert { fields, .. } => fields.iter().map(|f| f.version).collect(),
+        Op::Delete { version, .. } => vec![*version],
+    }
+}
+
+fn op_field<'a>(op: &'a Op, name: &str) -> Option<&'a str> {
+    match op {
+        Op::Upsert { fields, .. } => fields.iter().find(|f| f.name == name).map(|f| f.value.as_str()),
+        Op::Delete { .. } => None,
+    }
+}
+
+fn field_payload(key: &RecordKey, w: &FieldWrite) -> String {
+    serde_json::to_string(&Op::Upsert { key: key.clone(), fields: vec![w.clone()] }).unwrap_or_default()
+}
+
+/// Audit subjects never carry a full ID number.
+fn audit_subject(key: &RecordKey) -> String {
+    key.to_string()
+}
+
+fn fields_json(f: &Fields) -> String {
+    serde_json::to_string(&f.iter().map(|(k, v)| (k, &v.0)).collect::<BTreeMap<_, _>>()).unwrap_or_default()
+}
+
+/// Per-record checks that need no other record: closed vocabularies and numbers.
+fn check_record(row: &Row_, _today: chrono::NaiveDate) -> Result<(), String> {
+    use jianka_shared::labels::*;
+    let f = |n: &str| row.field(n);
+    match row.key.kind {
+        RecordKind::Member => {
+            // A partial upsert of an existing member is fine; a new one needs the full form.
+            if f("name").is_some() {
+                Member::from_record(&row.to_record())?;
+            }
+        }
+        RecordKind::Household => {
+            if let Some(v) = f("attribute") {
+                Attribute::parse(v).map_err(|e| e.to_string())?;
+            }
+            if let Some(v) = f("main_cause") {
+                Cause::parse(v).map_err(|e| e.to_string())?;
+            }
+            for n in ["income", "income_per_capita"] {
+                if let Some(v) = f(n) {
+                    let y = jianka_shared::Yuan::parse(v).map_err(|e| format!("{n}: {e}"))?;
+                    if y.fen() < 0 {
+                        return Err(format!("rule 5 ({n}): income may not be negative"));
+                    }
+                }
+            }
+            if let Some(v) = f("status") {
+                Status::parse(v).ok_or_else(|| format!("status {v:?} is not a workflow step"))?;
+            }
+        }
+        RecordKind::Village => {
+            for n in ["households", "population", "poor_households", "poor_population"] {
+                if let Some(v) = f(n) {
+                    v.parse::<u32>().map_err(|_| format!("{n} {v:?} is not a whole number"))?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn row_from(k: &str, region: String, hh: String, fields: &str, deleted: bool) -> Result<Row_, HubError> {
+    let key = parse_storage_key(k)
+        .ok_or_else(|| HubError::new(ErrorCode::Internal, format!("stored key {k:?} unreadable")))?;
+    let fields: Fields = serde_json::from_str(fields)
+        .map_err(|e| HubError::new(ErrorCode::Internal, format!("stored fields of {key} unreadable: {e}")))?;
+    Ok(Row_ { key, region, hh, fields, deleted })
+}
+
+/// `[lo, hi)` of region codes under `scope` (digits sort below ':').
+pub fn range_of(scope: &RegionCode) -> (String, String) {
+    (scope.to_string(), format!("{scope}:"))
+}
+
+pub async fn write_rows(tx: &mut Transaction<'static, Any>, rows: &[&Row_]) -> Result<(), HubError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let rev: i64 =
+        sqlx::query("SELECT COALESCE(MAX(rev), 0) FROM records").fetch_one(&mut **tx).await.map(|r| get_i64(&r, 0))?
+            + 1;
+    for chunk in rows.chunks(200) {
+        let sql = format!(
+            "INSERT INTO records (k, kind, year, id, region, hh, fields, deleted, rev) VALUES {} \
+             ON CONFLICT (k) DO UPDATE SET region = excluded.region, hh = excluded.hh, fields = excluded.fields, \
+             deleted = excluded.deleted, rev = excluded.rev",
+            values_placeholders(chunk.len(), 9)
+        );
+        let mut q = sqlx::query(dynamic(sql));
+        for r in chunk {
+            q = q
+                .bind(storage_key(&r.key))
+                .bind(r.key.kind.to_u8() as i64)
+                .bind(r.key.year as i64)
+                .bind(r.key.id.clone())
+                .bind(r.region.clone())
+                .bind(r.hh.clone())
+                .bind(serde_json::to_string(&r.fields).expect("in-memory encoding"))
+                .bind(r.deleted as i64)
+                .bind(rev);
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+pub async fn push_feedback(tx: &mut Transaction<'static, Any>, items: &[(String, Feedback)]) -> Result<(), HubError> {
+    for chunk in items.chunks(200) {
+        let sql = format!("INSERT INTO feedback (region, item) VALUES {}", values_placeholders(chunk.len(), 2));
+        let mut q = sqlx::query(dynamic(sql));
+        for (region, item) in chunk {
+            q = q.bind(region.clone()).bind(serde_json::to_string(item).expect("in-memory encoding"));
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+async fn stream_state(tx: &mut Transaction<'static, Any>, origin: &str) -> Result<(u64, String), HubError> {
+    let r = sqlx::query("SELECT next_seq, last_hash FROM streams WHERE origin = $1")
+        .bind(origin)
+        .fetch_optional(&mut **tx)
+        .await?;
+    Ok(match r {
+        Some(r) => (get_i64(&r, 0) as u64, r.try_get(1)?),
+        None => (1, hex::encode([0u8; 32])),
+    })
+}
+
+pub async fn load_members(
+    tx: &mut Transaction<'static, Any>,
+    year: Year,
+    household: &str,
+) -> Result<Vec<Row_>, HubError> {
+    let rows = sqlx::query(
+        "SELECT k, region, hh, fields FROM records WHERE year = $1 AND hh = $2 AND kind = $3 AND deleted = 0",
+    )
+    .bind(year as i64)
+    .bind(household)
+    .bind(RecordKind::Member.to_u8() as i64)
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut out = Vec::new();
+    for r in rows {
+        let k: String = r.try_get(0)?;
+        out.push(row_from(&k, r.try_get(1)?, r.try_get(2)?, &r.try_get::<String, _>(3)?, false)?);
+    }
+    Ok(out)
+}
+
+async fn has_open_conflict(
+    tx: &mut Transaction<'static, Any>,
+    members: &[Row_],
+    household: &RecordKey,
+) -> Result<bool, HubError> {
+    // A duplicate person proposed for this household, or held away from it, keeps it waiting.
+    let n: i64 = sqlx::query("SELECT COUNT(*) FROM conflicts WHERE status = 'open' AND kind = 'duplicate_person' AND (proposed_value = $1 OR current_value = $1)")
+        .bind(&household.id)
+        .fetch_one(&mut **tx)
+        .await
+        .map(|r| get_i64(&r, 0))?;
+    let _ = members;
+    Ok(n > 0)
+}
+
+pub async fn quota_used(tx: &mut Transaction<'static, Any>, db: &Db, scope: &str, year: Year) -> Result<u64, HubError> {
+    sqlx::query("INSERT INTO quota_use (scope, year, people) VALUES ($1, $2, 0) ON CONFLICT (scope, year) DO NOTHING")
+        .bind(scope)
+        .bind(year as i64)
+        .execute(&mut **tx)
+        .await?;
+    let sql = db.dialect.lock_quota_sql().unwrap_or("SELECT people FROM quota_use WHERE scope = $1 AND year = $2");
+    let r = sqlx::query(sql).bind(scope).bind(year as i64).fetch_one(&mut **tx).await?;
+    Ok(get_i64(&r, 0).max(0) as u64)
+}
+
+pub async fn quota_add(tx: &mut Transaction<'static, Any>, scope: &str, year: Year, n: i64) -> Result<(), HubError> {
+    sqlx::query("UPDATE quota_use SET people = people + $1 WHERE scope = $2 AND year = $3")
+        .bind(n)
+        .bind(scope)
+        .bind(year as i64)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,182 @@
+//! Storage: one SQL code path over sqlx's `Any` driver, with the parts that differ per backend
+//! (migrations, connection setup, row locking) behind the [`Dialect`] trait — one implementation
+//! for SQLite (the default, embedded) and one for PostgreSQL (a province).
+//!
+//! Every statement uses `$n` placeholders, which both SQLite and PostgreSQL accept.
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{AnyPool, AssertSqlSafe, Executor, Row, SqlSafeStr};
+use std::borrow::Cow;
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("migrating the database: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://USER@HOST/DB")]
+    BadUrl(String),
+}
+
+/// What differs between the SQLite and the PostgreSQL backend.
+pub trait Dialect: Send + Sync + 'static {
+    fn name(&self) -> &'static str;
+    /// Append-only migrations, embedded in the binary, applied in order at start.
+    fn migrations(&self) -> &'static [(i64, &'static str, &'static str)];
+    /// Statements run on every new connection.
+    fn connection_setup(&self) -> &'static [&'static str];
+    /// Locks the quota row of `scope` for the rest of the transaction (`$1` = scope, `$2` = year).
+    /// SQLite serialises writers already, so the hub's writer lock is enough there.
+    fn lock_quota_sql(&self) -> Option<&'static str>;
+}
+
+pub struct Sqlite;
+pub struct Postgres;
+
+static SQLITE_MIGRATIONS: &[(i64, &str, &str)] =
+    &[(1, "initial", include_str!("../migrations/sqlite/0001_initial.sql"))];
+static PG_MIGRATIONS: &[(i64, &str, &str)] = &[(1, "initial", include_str!("../migrations/postgres/0001_initial.sql"))];
+
+impl Dialect for Sqlite {
+    fn name(&self) -> &'static str {
+        "sqlite"
+    }
+    fn migrations(&self) -> &'static [(i64, &'static str, &'static str)] {
+        SQLITE_MIGRATIONS
+    }
+    fn connection_setup(&self) -> &'static [&'static str] {
+        // WAL: readers (feedback, digests) never block the writer; NORMAL is durable in WAL mode
+        // up to the last checkpointed commit and much faster than FULL.
+        &[
+            "PRAGMA journal_mode = WAL",
+            "PRAGMA synchronous = NORMAL",
+            "PRAGMA foreign_keys = ON",
+            "PRAGMA busy_timeout = 10000",
+        ]
+    }
+    fn lock_quota_sql(&self) -> Option<&'static str> {
+        None
+    }
+}
+
+impl Dialect for Postgres {
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+    fn migrations(&self) -> &'static [(i64, &'static str, &'static str)] {
+        PG_MIGRATIONS
+    }
+    fn connection_setup(&self) -> &'static [&'static str] {
+        &[]
+    }
+    fn lock_quota_sql(&self) -> Option<&'static str> {
+        Some("SELECT people FROM quota_use WHERE scope = $1 AND year = $2 FOR UPDATE")
+    }
+}
+
+/// The hub's database: a pool plus its dialect.
+#[derive(Clone)]
+pub struct Db {
+    pub pool: AnyPool,
+    pub dialect: Arc<dyn Dialect>,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Db({})", self.dialect.name())
+    }
+}
+
+pub fn dialect_for(url: &str) -> Result<Arc<dyn Dialect>, StoreError> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(Sqlite))
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        Ok(Arc::new(Postgres))
+    } else {
+        Err(StoreError::BadUrl(url.to_string()))
+    }
+}
+
+impl Db {
+    /// Connects (creating a SQLite file if missing) and applies pending migrations.
+    pub async fn open(url: &str) -> Result<Db, StoreError> {
+        sqlx::any::install_default_drivers();
+        let dialect = dialect_for(url)?;
+        let url = if dialect.name() == "sqlite" && !url.contains("mode=") {
+            format!("{url}{}mode=rwc", if url.contains('?') { "&" } else { "?" })
+        } else {
+            url.to_string()
+        };
+        let setup = dialect.connection_setup();
+        let max = if dialect.name() == "sqlite" { 4 } else { 8 };
+        let pool = AnyPoolOptions::new()
+            .max_connections(max)
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    for s in setup {
+                        conn.execute(*s).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await?;
+        let migrations = dialect
+            .migrations()
+            .iter()
+            .map(|(v, d, sql)| Migration::new(*v, Cow::Borrowed(*d), MigrationType::Simple, sql.into_sql_str(), false))
+            .collect();
+        Migrator::with_migrations(migrations).run(&pool).await?;
+        Ok(Db { pool, dialect })
+    }
+
+    pub async fn meta_get(&self, k: &str) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query("SELECT v FROM meta WHERE k = $1").bind(k).fetch_optional(&self.pool).await?.map(|r| r.get(0)))
+    }
+
+    pub async fn meta_set(&self, k: &str, v: &str) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO meta (k, v) VALUES ($1, $2) ON CONFLICT (k) DO UPDATE SET v = excluded.v")
+            .bind(k)
+            .bind(v)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+/// Builds `($1,$2,..),($n+1,..)…` for a multi-row statement.
+pub fn values_placeholders(rows: usize, cols: usize) -> String {
+    let mut s = String::with_capacity(rows * cols * 5);
+    for r in 0..rows {
+        if r > 0 {
+            s.push(',');
+        }
+        s.push('(');
+        for c in 0..cols {
+            if c > 0 {
+                s.push(',');
+            }
+            s.push('$');
+            s.push_str(&(r * cols + c + 1).to_string());
+        }
+        s.push(')');
+    }
+    s
+}
+
+pub fn in_placeholders(n: usize) -> String {
+    (1..=n).map(|i| format!("${i}")).collect::<Vec<_>>().join(",")
+}
+
+pub fn dynamic(sql: String) -> sqlx::SqlStr {
+    // Only placeholders and fixed identifiers are interpolated; values are always bound.
+    AssertSqlSafe(sql).into_sql_str()
+}
+
+pub fn get_i64(row: &AnyRow, i: usize) -> i64 {
+    row.try_get::<i64, _>(i).unwrap_or_default()
+}
