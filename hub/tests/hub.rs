@@ -1,0 +1,401 @@
+//! Black-box tests of the hub over real HTTP on loopback with real databases.
+
+mod common;
+use common::*;
+use jianka_hub::audit;
+use jianka_shared::{
+    Hlc, RecordKey, RecordKind,
+    changeset::{Draft, FieldWrite, Op},
+    domain::Status,
+    protocol::*,
+};
+
+async fn core_flow(pg: bool) {
+    let s = setup(pg, 100, &[]).await;
+    let mut node = enroll_node(&s.county, "420322105", 7).await;
+    let h = household("420322105200", 1, 3, 1, Status::CountyReview);
+    let (applied, rejected) = accepted(&node.push(ops_of(&h, 10)).await);
+    assert_eq!(applied, 4);
+    assert!(rejected.is_empty(), "{rejected:?}");
+    // The county admitted it and told the node.
+    let fb = node.feedback(0).await;
+    assert!(fb.items.iter().any(|e| matches!(&e.item, Feedback::Correction { field, value, .. } if field == "county.decision" && value == "认定")));
+    assert!(fb.items.iter().any(|e| matches!(e.item, Feedback::Ack { seq: 1 })));
+    assert!(node.feedback(fb.next).await.items.is_empty());
+    // Digest covers the four records as the hub holds them.
+    let d: DigestReport = node.request("GET", "/v1/digest?year=2014", vec![]).await.json();
+    assert_eq!(d.count, 4);
+    // Sync state chains to the last envelope.
+    let st: SyncState = node.request("GET", "/v1/sync/state", vec![]).await.json();
+    assert_eq!(st.expected_seq, 2);
+    assert_eq!(st.last_hash, hex::encode(node.prev));
+    // Replay: the same bytes again are a duplicate and change nothing.
+    node.seq -= 1;
+    node.prev = [0; 32];
+    let again = node.seal(ops_of(&h, 10));
+    let a = node.request("POST", "/v1/changesets", again).await;
+    assert_eq!(a.json::<PushOutcome>(), PushOutcome::Duplicate { seq: 1 });
+    // Same seq, different content: equivocation, flagged.
+    node.seq = 0;
+    node.prev = [0; 32];
+    let other = node.seal(ops_of(&household("420322105200", 2, 1, 2, Status::Applied), 11));
+    let a = node.request("POST", "/v1/changesets", other).await;
+    assert_eq!((a.status, a.code()), (409, ErrorCode::Equivocation));
+    // Gap.
+    node.seq = 5;
+    let a = node.push(vec![]).await;
+    assert_eq!(a.json::<PushOutcome>(), PushOutcome::Gap { expected: 2 });
+    let d2: DigestReport = node.request("GET", "/v1/digest?year=2014", vec![]).await.json();
+    assert_eq!(d2.digest, d.digest, "nothing changed");
+    assert!(matches!(audit::verify(&s.county.hub.db).await.unwrap(), audit::AuditCheck::Intact { .. }));
+}
+
+#[tokio::test]
+async fn core_flow_sqlite() {
+    core_flow(false).await;
+}
+
+#[tokio::test]
+async fn core_flow_postgres() {
+    if pg_available() {
+        core_flow(true).await;
+    }
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_each_with_its_own_error_and_nothing_stored() {
+    let s = setup(false, 100, &[]).await;
+    let mut node = enroll_node(&s.county, "420322105", 7).await;
+    let h = household("420322105200", 1, 2, 1, Status::Applied);
+    // Forged: signed by a key the hub never enrolled.
+    let mut stranger =
+        Node { key: ed25519_dalek::SigningKey::from_bytes(&[99; 32]), ..enroll_node(&s.county, "420322106", 8).await };
+    stranger.region = common::r("420322106");
+    let a = stranger.push(ops_of(&h, 1)).await;
+    assert_eq!((a.status, a.code()), (401, ErrorCode::UnknownKey));
+    // Tampered body under a valid request signature over different bytes.
+    let bytes = node.seal(ops_of(&h, 1));
+    let mut tampered = bytes.clone();
+    let n = tampered.len();
+    tampered[n - 70] ^= 1;
+    let a = node.request("POST", "/v1/changesets", tampered).await;
+    assert_eq!((a.status, a.code()), (401, ErrorCode::BadSignature));
+    // Origin not the sender's region: a township pushing another township's stream.
+    let mut imposter = enroll_node(&s.county, "420322107", 9).await;
+    imposter.region = common::r("420322105");
+    let a = imposter.push(ops_of(&h, 1)).await;
+    assert_eq!((a.status, a.code()), (403, ErrorCode::OutsideRegion));
+    // A record of another township inside one's own stream: quarantined, reported.
+    let mut t107 = enroll_node(&s.county, "420322107", 10).await;
+    let (applied, rej) = accepted(&t107.push(ops_of(&h, 1)).await);
+    assert_eq!(applied, 0);
+    assert!(rej.iter().all(|r| r.reason == RejectReason::NotAuthorised), "{rej:?}");
+    // A certificate issued by another county: unknown here.
+    // Clock skew.
+    let mut skewed = enroll_node(&s.county, "420322108", 11).await;
+    skewed.now -= 3 * 24 * 3600;
+    let a = skewed.push(ops_of(&h, 1)).await;
+    assert_eq!((a.status, a.code()), (401, ErrorCode::ClockSkew));
+    // Oversized body.
+    let big = vec![0u8; s.county.hub.cfg.max_body_bytes + 1];
+    let a = node.request("POST", "/v1/changesets", big).await;
+    assert_eq!((a.status, a.code()), (413, ErrorCode::TooLarge));
+    // Garbage envelope.
+    let a = node.request("POST", "/v1/changesets", b"JKCS garbage".to_vec()).await;
+    assert_eq!((a.status, a.code()), (400, ErrorCode::Malformed));
+    // Compression bomb: small on the wire, huge declared body.
+    let bomb = Draft {
+        origin: node.region.clone(),
+        seq: 1,
+        prev_hash: [0; 32],
+        year: 2014,
+        hlc: Hlc(1),
+        ops: vec![Op::Upsert {
+            key: RecordKey::new(RecordKind::Village, 2014, "420322105200"),
+            fields: vec![FieldWrite {
+                name: "name".into(),
+                value: "0".repeat(300 << 20),
+                version: Hlc(1),
+                base: Hlc::ZERO,
+            }],
+        }],
+    }
+    .seal(&node.key)
+    .unwrap();
+    assert!(bomb.len() < 1 << 20);
+    let a = node.request("POST", "/v1/changesets", bomb).await;
+    assert_eq!((a.status, a.code()), (413, ErrorCode::TooLarge));
+    // Malformed JSON sign-off.
+    let a = node.request("POST", "/v1/signoffs", b"{not json".to_vec()).await;
+    assert_eq!((a.status, a.code()), (400, ErrorCode::Malformed));
+    // Revoked key.
+    let kid = jianka_shared::trust::KeyId::of(&node.key.verifying_key());
+    s.county.hub.revoke(kid, "laptop stolen").await.unwrap();
+    let a = node.request("POST", "/v1/changesets", bytes).await;
+    assert_eq!((a.status, a.code()), (401, ErrorCode::RevokedKey));
+    // Nothing of all that was stored.
+    let d = s.county.hub.digest(&common::r("420322"), 2014).await.unwrap();
+    assert_eq!(d.count, 0);
+}
+
+#[tokio::test]
+async fn a_certificate_from_another_county_is_unknown_here() {
+    let s = setup(false, 100, &[]).await;
+    // County 420323's township, certified by a key this county never saw.
+    let other = ed25519_dalek::SigningKey::from_bytes(&[42; 32]);
+    let node_key = ed25519_dalek::SigningKey::from_bytes(&[43; 32]);
+    let today = t0().date_naive();
+    let _cert = jianka_shared::trust::Certificate::issue(
+        &common::r("420323"),
+        &other,
+        &common::r("420323105"),
+        &node_key.verifying_key(),
+        today,
+        today + chrono::Days::new(10),
+    );
+    let mut n = Node {
+        region: common::r("420323105"),
+        key: node_key,
+        seq: 0,
+        prev: [0; 32],
+        url: s.county.url.clone(),
+        client: reqwest::Client::new(),
+        now: t0().timestamp(),
+    };
+    let a = n.push(vec![]).await;
+    assert_eq!((a.status, a.code()), (401, ErrorCode::UnknownKey));
+    // And this county refuses to enroll a township of another county.
+    let err = s
+        .county
+        .hub
+        .enroll(&common::r("420323105"), &jianka_keyfile::public_hex(&n.key.verifying_key()), None)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("outside"), "{err}");
+    let err = s
+        .county
+        .hub
+        .enroll(&common::r("420322"), &jianka_keyfile::public_hex(&n.key.verifying_key()), None)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("enrolls only a township"), "{err}");
+}
+
+#[tokio::test]
+async fn many_townships_pushing_at_once_never_exceed_the_ceiling() {
+    // Ceiling 40 people; 8 townships each push 5 households of 3 (120 people wanted).
+    let s = setup(false, 40, &[]).await;
+    let mut tasks = Vec::new();
+    for t in 0..8u32 {
+        let mut node = enroll_node(&s.county, &format!("4203221{:02}", t), 20 + t as u8).await;
+        tasks.push(tokio::spawn(async move {
+            let mut ops = Vec::new();
+            for i in 0..5 {
+                ops.extend(ops_of(
+                    &household(&format!("4203221{:02}200", t), i, 3, t * 10 + i, Status::CountyReview),
+                    5,
+                ));
+            }
+            accepted(&node.push(ops).await).1
+        }));
+    }
+    let mut refused = 0;
+    for t in tasks {
+        refused += t.await.unwrap().iter().filter(|r| r.reason == RejectReason::OverQuota).count();
+    }
+    let rows = s.county.hub.records_in(&common::r("420322"), 2014).await.unwrap();
+    let admitted_people: usize = rows
+        .iter()
+        .filter(|r| {
+            r.key.kind == RecordKind::Household && r.fields.get("county.decision").map(|f| f.0.as_str()) == Some("认定")
+        })
+        .map(|r| r.fields["members"].0.parse::<usize>().unwrap())
+        .sum();
+    assert_eq!(admitted_people, 39, "13 households of 3 fit under 40");
+    assert_eq!(refused, 40 - 13);
+    let refusals =
+        rows.iter().filter(|r| r.fields.get("county.decision").map(|f| f.0.as_str()) == Some("不予认定")).count();
+    assert_eq!(refusals, 27);
+}
+
+#[tokio::test]
+async fn township_allocation_is_a_ceiling_too_and_order_is_by_household_id() {
+    let s = setup(false, 100, &[("420322105", 5)]).await;
+    let mut node = enroll_node(&s.county, "420322105", 7).await;
+    let mut ops = Vec::new();
+    for i in [3u32, 1, 2] {
+        ops.extend(ops_of(&household("420322105200", i, 2, i, Status::CountyReview), 5));
+    }
+    let (_, rej) = accepted(&node.push(ops).await);
+    assert_eq!(rej.len(), 1);
+    assert_eq!(rej[0].reason, RejectReason::OverQuota);
+    assert_eq!(rej[0].key.id, "420322105200-0003", "households decided in id order: 0001, 0002 fit, 0003 does not");
+    let fb = node.feedback(0).await;
+    assert!(fb.items.iter().any(|e| matches!(&e.item, Feedback::Quota { people: 5, used: 4, .. })));
+}
+
+#[tokio::test]
+async fn same_person_in_two_townships_is_a_conflict_for_the_county() {
+    let s = setup(false, 100, &[]).await;
+    let mut a = enroll_node(&s.county, "420322105", 7).await;
+    let mut b = enroll_node(&s.county, "420322106", 8).await;
+    let ha = household("420322105200", 1, 2, 1, Status::CountyReview);
+    accepted(&a.push(ops_of(&ha, 5)).await);
+    // Township 106 registers the same head in its own household (空挂户).
+    let mut hb = household("420322106200", 9, 1, 2, Status::CountyReview);
+    hb.members[0] = ha.members[0].clone();
+    let (_, rej) = accepted(&b.push(ops_of(&hb, 6)).await);
+    assert!(rej.iter().any(|r| r.reason == RejectReason::DuplicatePerson), "{rej:?}");
+    let list = s.county.hub.conflicts(false).await.unwrap();
+    assert_eq!(list.len(), 1);
+    assert!(!list[0].record.contains(ha.members[0].id_number.as_str()), "ID numbers masked in listings");
+    s.county
+        .hub
+        .resolve_conflict(list[0].id, Some("420322105200-0001"), None, "lives in 105 (home visit)")
+        .await
+        .unwrap();
+    assert!(s.county.hub.conflicts(false).await.unwrap().is_empty());
+    let fb = b.feedback(0).await;
+    assert!(
+        fb.items.iter().any(|e| matches!(&e.item, Feedback::Resolved { value, .. } if value == "420322105200-0001"))
+    );
+}
+
+#[tokio::test]
+async fn stale_township_edit_after_county_decision_is_reported_not_applied() {
+    let s = setup(false, 100, &[]).await;
+    let mut a = enroll_node(&s.county, "420322105", 7).await;
+    let h = household("420322105200", 1, 2, 1, Status::CountyReview);
+    accepted(&a.push(ops_of(&h, 5)).await);
+    // The township edits `status` from its old version 5; the county has changed it since.
+    let key = RecordKey::new(RecordKind::Household, 2014, h.id());
+    let op = Op::Upsert {
+        key: key.clone(),
+        fields: vec![FieldWrite { name: "status".into(), value: "Applied".into(), version: Hlc(50), base: Hlc(5) }],
+    };
+    let (_, rej) = accepted(&a.push(vec![op]).await);
+    assert_eq!(rej.len(), 1);
+    assert_eq!(rej[0].reason, RejectReason::Stale);
+    // And a township may not write the county's fields at all.
+    let op = Op::Upsert {
+        key,
+        fields: vec![FieldWrite {
+            name: "county.decision".into(),
+            value: "认定".into(),
+            version: Hlc(60),
+            base: Hlc::ZERO,
+        }],
+    };
+    let (_, rej) = accepted(&a.push(vec![op]).await);
+    assert_eq!(rej[0].reason, RejectReason::NotAuthorised);
+}
+
+#[tokio::test]
+async fn audit_chain_detects_tampering() {
+    let s = setup(false, 100, &[]).await;
+    let mut a = enroll_node(&s.county, "420322105", 7).await;
+    accepted(&a.push(ops_of(&household("420322105200", 1, 2, 1, Status::CountyReview), 5)).await);
+    let db = &s.county.hub.db;
+    assert!(matches!(audit::verify(db).await.unwrap(), audit::AuditCheck::Intact { entries, .. } if entries >= 4));
+    sqlx::query("UPDATE audit SET new = 'forged' WHERE seq = 3").execute(&db.pool).await.unwrap();
+    assert!(matches!(audit::verify(db).await.unwrap(), audit::AuditCheck::Broken { seq: 3, .. }));
+}
+
+#[tokio::test]
+async fn county_forwards_and_signs_off_and_the_province_verifies() {
+    let s = setup(false, 100, &[]).await;
+    let mut a = enroll_node(&s.county, "420322105", 7).await;
+    accepted(&a.push(ops_of(&household("420322105200", 1, 2, 1, Status::CountyReview), 5)).await);
+    let so = s.county.hub.signoff(2014, "2014-annual").await.unwrap();
+    assert_eq!(so.summary.households, 1);
+    assert_eq!(so.summary.people, 2);
+    assert_eq!(so.summary.quota_used, 2);
+    let rep = s.county.hub.forward().await.unwrap();
+    assert_eq!((rep.changesets, rep.records, rep.signoffs), (1, 3, 1));
+    let p = s.province.hub.digest(&common::r("420322"), 2014).await.unwrap();
+    assert_eq!(p.digest, so.digest);
+    // Nothing new: nothing sent.
+    assert_eq!(s.county.hub.forward().await.unwrap().changesets, 0);
+    let report = s.province.hub.report(Some(2014)).await.unwrap();
+    assert_eq!(report.signoffs.len(), 1);
+    assert_eq!(report.years[0].total.people, 2);
+    assert!(s.province.hub.late(2014).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn chunked_upload_resumes_and_ingests_once_complete() {
+    let s = setup(false, 100, &[]).await;
+    let mut a = enroll_node(&s.county, "420322105", 7).await;
+    let bytes = a.seal(ops_of(&household("420322105200", 1, 2, 1, Status::Applied), 5));
+    let total = bytes.len();
+    let half = total / 2;
+    let ack: ChunkAck =
+        a.request("PUT", &format!("/v1/uploads/1?offset=0&total={total}"), bytes[..half].to_vec()).await.json();
+    assert_eq!((ack.received, ack.outcome.is_none()), (half as u64, true));
+    // A chunk at the wrong offset is ignored.
+    let ack: ChunkAck =
+        a.request("PUT", &format!("/v1/uploads/1?offset=3&total={total}"), bytes[3..].to_vec()).await.json();
+    assert_eq!(ack.received, half as u64);
+    let st: UploadState = a.request("GET", "/v1/uploads/1", vec![]).await.json();
+    assert_eq!(st.received, half as u64);
+    let ack: ChunkAck =
+        a.request("PUT", &format!("/v1/uploads/1?offset={half}&total={total}"), bytes[half..].to_vec()).await.json();
+    assert!(matches!(ack.outcome, Some(PushOutcome::Accepted { applied: 3, .. })), "{ack:?}");
+}
+
+#[tokio::test]
+async fn new_year_freezes_opens_window_then_locks_and_reopens() {
+    use chrono::TimeZone;
+    let s = setup(false, 100, &[]).await;
+    let mut a = enroll_node(&s.county, "420322105", 7).await;
+    let h = household("420322105200", 1, 2, 1, Status::CountyReview);
+    accepted(&a.push(ops_of(&h, 5)).await);
+    // New Year 2015 (Beijing time).
+    s.county.clock.set(chrono::Utc.with_ymd_and_hms(2014, 12, 31, 16, 0, 1).unwrap());
+    let ny = s.county.hub.new_year(None).await.unwrap();
+    assert_eq!(ny.frozen, 2014);
+    assert_eq!(ny.carried_households, 1);
+    assert_eq!(s.county.hub.records_in(&common::r("420322"), 2015).await.unwrap().len(), 3);
+    // A node offline across New Year syncs on 3 January: edits to 2014 still accepted.
+    s.county.clock.set(chrono::Utc.with_ymd_and_hms(2015, 1, 3, 1, 0, 0).unwrap());
+    a.now = s.county.clock.now_secs();
+    let st: SyncState = a.request("GET", "/v1/sync/state", vec![]).await.json();
+    assert!(st.cycle.iter().any(|c| c.year == 2014 && c.state == YearState::UpdateWindow));
+    let key = RecordKey::new(RecordKind::Household, 2014, h.id());
+    let edit = |v: u64, val: &str| Op::Upsert {
+        key: key.clone(),
+        fields: vec![FieldWrite { name: "phone".into(), value: val.into(), version: Hlc(v), base: Hlc(5) }],
+    };
+    let (applied, _) = accepted(&a.push(vec![edit(100, "13900000000")]).await);
+    assert_eq!(applied, 1);
+    assert!(s.county.hub.late(2014).await.unwrap().is_empty());
+    // February: the window has closed; edits to 2014 are refused, naming who may reopen.
+    s.county.clock.set(chrono::Utc.with_ymd_and_hms(2015, 2, 3, 1, 0, 0).unwrap());
+    a.now = s.county.clock.now_secs();
+    let (_, rej) = accepted(&a.push(vec![edit(200, "13700000000")]).await);
+    assert_eq!(rej[0].reason, RejectReason::YearLocked);
+    assert!(rej[0].message.contains("420322"), "{}", rej[0].message);
+    // The county reopens 2014 for this township, for a reason: edits go in again.
+    s.county.hub.reopen(2014, &common::r("420322105"), "court ruling").await.unwrap();
+    let (applied, rej) = accepted(&a.push(vec![edit(300, "13600000000")]).await);
+    assert_eq!((applied, rej.len()), (1, 0));
+    let fb = a.feedback(0).await;
+    assert!(fb.items.iter().any(|e| matches!(&e.item, Feedback::Cycle(c) if c.state == YearState::Reopened)));
+}
+
+#[tokio::test]
+async fn a_township_that_misses_the_deadline_is_listed_late() {
+    use chrono::TimeZone;
+    let s = setup(false, 100, &[]).await;
+    let mut a = enroll_node(&s.county, "420322105", 7).await;
+    let _b = enroll_node(&s.county, "420322106", 8).await;
+    s.county.clock.set(chrono::Utc.with_ymd_and_hms(2015, 1, 10, 1, 0, 0).unwrap());
+    a.now = s.county.clock.now_secs();
+    s.county.hub.new_year(Some(2014)).await.unwrap();
+    accepted(&a.push(vec![]).await);
+    s.county.clock.set(chrono::Utc.with_ymd_and_hms(2015, 2, 2, 1, 0, 0).unwrap());
+    let late = s.county.hub.late(2014).await.unwrap();
+    assert_eq!(late.len(), 1);
+    assert_eq!(late[0].0.as_str(), "420322106");
+    assert!(late[0].1.contains("late"));
+}
