@@ -119,15 +119,16 @@ impl Hub {
     }
 
     /// A hub subcommand against this hub's config.
+    /// A hub subcommand against this hub's config (`--config` goes last, after any nested subcommand).
     pub fn cmd(&self, args: &[&str]) -> anyhow::Result<String> {
-        let mut a = vec![args[0], "--config", self.config_str()];
-        a.extend_from_slice(&args[1..]);
+        let mut a = args.to_vec();
+        a.extend_from_slice(&["--config", self.config_str()]);
         run_ok("jianka-hub", &a, &self.envs)
     }
 
     pub fn cmd_raw(&self, args: &[&str]) -> anyhow::Result<Output> {
-        let mut a = vec![args[0], "--config", self.config_str()];
-        a.extend_from_slice(&args[1..]);
+        let mut a = args.to_vec();
+        a.extend_from_slice(&["--config", self.config_str()]);
         run("jianka-hub", &a, &self.envs)
     }
 
@@ -142,16 +143,15 @@ impl Hub {
     pub fn start(&mut self) -> anyhow::Result<()> {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("hub.log"))?;
         let child = Command::new(binary("jianka-hub"))
-            .args(["run", "--config", self.config_str(), "--listen", &self.addr.to_string()])
+            .args(["serve", "--config", self.config_str(), "--listen", &self.addr.to_string()])
             .envs(self.envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()?;
         self.child = Some(child);
-        wait_healthy(&self.url(), Duration::from_secs(20)).with_context(|| {
-            format!("hub {} did not come up; log:\n{}", self.region, self.log())
-        })
+        wait_healthy(&self.url(), Duration::from_secs(20))
+            .with_context(|| format!("hub {} did not come up; log:\n{}", self.region, self.log()))
     }
 
     pub fn log(&self) -> String {

@@ -23,7 +23,8 @@ pub fn county_with_township(root: &std::path::Path, township: &str) -> anyhow::R
 
 fn households_csv(dir: &std::path::Path, villages: &[&str], n: u32, seed: u64) -> std::path::PathBuf {
     let mut g = Generator::new(seed, 2014);
-    let hs: Vec<_> = (0..n).map(|i| g.household(villages[i as usize % villages.len()], i + 1, Status::Applied)).collect();
+    let hs: Vec<_> =
+        (0..n).map(|i| g.household(villages[i as usize % villages.len()], i + 1, Status::Applied)).collect();
     let path = dir.join("扶贫手册.csv");
     write_csv(std::fs::File::create(&path).unwrap(), &hs).unwrap();
     path
@@ -46,7 +47,7 @@ async fn township_sync_survives_a_bad_link_and_verifies_identical() {
         let _ = tokio::task::block_in_place(|| node.cmd_raw(&["sync"]));
         let status = tokio::task::block_in_place(|| node.cmd(&["status", "--json"])).unwrap();
         let v: serde_json::Value = serde_json::from_str(&status).unwrap();
-        if v["pending_changes"].as_u64() == Some(0) && v["unacknowledged_changesets"].as_u64().unwrap_or(0) == 0 {
+        if v["pending_changes"].as_u64() == Some(0) && v["unacknowledged_change_sets"].as_u64().unwrap_or(0) == 0 {
             drained = true;
             break;
         }
@@ -62,5 +63,5 @@ async fn township_sync_survives_a_bad_link_and_verifies_identical() {
     assert!(out.status.success(), "verify found differences:\n{text}\n{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(v["identical"], true, "{text}");
-    assert!(v["node_count"].as_u64().unwrap() >= 300 + 600, "{text}");
+    assert!(v["local_count"].as_u64().unwrap() >= 300 + 600, "{text}");
 }
