@@ -562,7 +562,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-fn init(dir: &Path, township: &str, hub: &str, profile: Option<&Path>) -> Result<ExitCode> {
+/// Creates a node directory (config, database, key); prints the public key and key id.
+pub fn init(dir: &Path, township: &str, hub: &str, profile: Option<&Path>) -> Result<ExitCode> {
     let code = RegionCode::parse(township).map_err(|e| Refused(e.to_string()))?;
     if code.tier() != Tier::Township {
         return Err(

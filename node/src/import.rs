@@ -327,7 +327,7 @@ pub fn import_households(node: &mut Node, path: &Path, opts: ImportOptions) -> R
     let mut bad_households: Vec<bool> = Vec::new();
     // ID number → (index into `built`/`bad_households`, line) of its first household in the file.
     let mut seen_people: HashMap<String, (usize, u64)> = HashMap::new();
-    let pb = progress_bar(rows.len() * 2, opts.progress_over * 2, "checking");
+    let pb = progress_bar(rows.len() * 2, opts.progress_over.saturating_mul(2), "checking");
 
     for key in &order {
         let idxs = &groups[key];
@@ -371,6 +371,7 @@ pub fn import_households(node: &mut Node, path: &Path, opts: ImportOptions) -> R
         let mut members = Vec::new();
         let mut lines = Vec::new();
         let mut heads = Vec::new();
+        let mut unreadable_member = false;
         for &ri in idxs {
             pb.inc(1);
             let r = &rows[ri];
@@ -438,10 +439,11 @@ pub fn import_households(node: &mut Node, path: &Path, opts: ImportOptions) -> R
                         e(r.line, c, reason);
                     }
                     bad = true;
+                    unreadable_member = true;
                 }
             }
         }
-        if heads.len() != 1 {
+        if heads.len() != 1 && !unreadable_member {
             let l = heads.get(1).map(|&i| rows[i].line).unwrap_or(first_line);
             e(
                 l,
@@ -492,7 +494,8 @@ pub fn import_households(node: &mut Node, path: &Path, opts: ImportOptions) -> R
             }
             _ => None,
         };
-        if let Some(h) = &h {
+        // With a member row unreadable, household-level checks would only echo that error.
+        if let Some(h) = h.as_ref().filter(|_| !unreadable_member) {
             for v in h.validate() {
                 // Rule 1 (sex) and 3 (heads), rule 2 inside the household were reported per row above.
                 if v.rule == 1 || v.rule == 2 || v.field == "与户主关系" {
