@@ -1,0 +1,98 @@
+//! Workflow date rules: steps in order, 7-day notices by date, objections stop a notice.
+
+mod common;
+use common::*;
+use jianka_node::edit::Refused;
+use jianka_node::import::{ImportOptions, import_households};
+use jianka_node::workflow::{advance, object, resolve_objection};
+use jianka_shared::domain::Status;
+
+fn d(s: &str) -> chrono::NaiveDate {
+    s.parse().unwrap()
+}
+
+fn refused(r: anyhow::Result<impl std::fmt::Debug>, part: &str) {
+    let e = r.unwrap_err();
+    assert!(e.is::<Refused>(), "not a refusal: {e:#}");
+    assert!(e.to_string().contains(part), "{e} does not mention {part:?}");
+}
+
+#[test]
+fn full_township_workflow_with_notice_windows_and_objections() {
+    let t = TestNode::new();
+    let p = t.path("h.csv");
+    write_csv(&p, &household_rows(VILLAGE, "0001", 3, 7));
+    let mut node = t.open(clock_at("2014-07-15T09:00:00+08:00"));
+    import_households(&mut node, &p, ImportOptions { year: 2014, dry_run: false, progress_over: usize::MAX }).unwrap();
+    let h = format!("{VILLAGE}-0001");
+    let y = 2014;
+
+    refused(advance(&mut node, y, &h, d("2014-06-01"), None, 7), "minutes");
+    assert_eq!(advance(&mut node, y, &h, d("2014-06-01"), Some("村民代表大会 2014-06-01"), 7).unwrap().1, Status::Appraised);
+    assert_eq!(advance(&mut node, y, &h, d("2014-06-02"), None, 7).unwrap().1, Status::VillageNotice);
+    // The village notice began 06-02 and runs 7 days: not before 06-09.
+    refused(advance(&mut node, y, &h, d("2014-06-08"), None, 7), "2014-06-09");
+    // Dates go forward only, and not past today.
+    refused(advance(&mut node, y, &h, d("2014-06-01"), None, 7), "before");
+    refused(advance(&mut node, y, &h, d("2014-08-01"), None, 7), "future");
+    assert_eq!(advance(&mut node, y, &h, d("2014-06-09"), None, 7).unwrap().1, Status::TownshipReview);
+    refused(object(&mut node, y, &h, "李某", "收入不实", d("2014-06-10")), "public notice");
+    assert_eq!(advance(&mut node, y, &h, d("2014-06-10"), None, 7).unwrap().1, Status::TownshipNotice);
+
+    // An objection stops the township notice…
+    let o = object(&mut node, y, &h, "李某", "家有轿车", d("2014-06-12")).unwrap();
+    refused(advance(&mut node, y, &h, d("2014-06-30"), None, 7), "objection");
+    // …and once resolved the notice runs its full 7 days again from the resolution.
+    resolve_objection(&mut node, o, "核实无车", d("2014-06-20")).unwrap();
+    refused(resolve_objection(&mut node, o, "again", d("2014-06-21")), "already resolved");
+    refused(advance(&mut node, y, &h, d("2014-06-26"), None, 7), "2014-06-27");
+    assert_eq!(advance(&mut node, y, &h, d("2014-06-27"), None, 7).unwrap().1, Status::CountyReview);
+
+    // The next step is the county's.
+    refused(advance(&mut node, y, &h, d("2014-07-01"), None, 7), "county");
+    // Each step was captured for the hub.
+    let status_writes: i64 = node
+        .conn
+        .query_row("SELECT COUNT(*) FROM changes WHERE op LIKE '%\"status\"%'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(status_writes, 1 + 5, "import plus five steps");
+}
+
+#[test]
+fn household_edits_keep_rules_and_member_changes_recompute_per_capita() {
+    use jianka_node::edit::{household_edit, member_add, member_remove};
+    let t = TestNode::new();
+    let p = t.path("h.csv");
+    write_csv(&p, &household_rows(VILLAGE, "0001", 2, 9));
+    let mut node = t.open(clock_at("2014-07-15T09:00:00+08:00"));
+    import_households(&mut node, &p, ImportOptions { year: 2014, dry_run: false, progress_over: usize::MAX }).unwrap();
+    let h = format!("{VILLAGE}-0001");
+    // Per-capita must follow income (rule 5).
+    refused(household_edit(&mut node, 2014, &h, &["家庭年纯收入=5000".into()]), "rule 5");
+    household_edit(&mut node, 2014, &h, &["家庭年纯收入=5000".into(), "income_per_capita=2500".into()]).unwrap();
+    refused(household_edit(&mut node, 2014, &h, &["status=CountyAnnounced".into()]), "workflow advance");
+    refused(household_edit(&mut node, 2014, &h, &["county.decision=认定".into()]), "county");
+    refused(household_edit(&mut node, 2014, &h, &["其他致贫原因=因病".into()]), "main cause");
+    let child = id(2010, 3, 3, 13);
+    member_add(
+        &mut node,
+        2014,
+        &h,
+        &child,
+        &["姓名=王小山", "与户主关系=之子", "性别=男", "文化程度=学龄前儿童", "健康状况=健康", "劳动能力=无劳动力"]
+            .map(String::from),
+    )
+    .unwrap();
+    let (rec, members) = jianka_node::edit::load_household(&node.conn, 2014, &h).unwrap();
+    assert_eq!(members.len(), 3);
+    assert_eq!(rec.fields["members"], "3");
+    assert_eq!(rec.fields["income_per_capita"], "1666.67");
+    // Sex must match the ID number.
+    refused(
+        member_add(&mut node, 2014, &h, &id(2011, 3, 3, 13), &["姓名=王", "与户主关系=之女", "性别=女", "文化程度=学龄前儿童", "健康状况=健康", "劳动能力=无劳动力"].map(String::from)),
+        "rule 1",
+    );
+    member_remove(&mut node, 2014, &child).unwrap();
+    let (rec, _) = jianka_node::edit::load_household(&node.conn, 2014, &h).unwrap();
+    assert_eq!(rec.fields["income_per_capita"], "2500");
+}
