@@ -125,7 +125,7 @@ impl Hub {
         let mut chain = self.chain()?;
         let today = self.today();
         let until = valid_until.unwrap_or(today + chrono::Days::new(365 * 5));
-        let cert = Certificate::issue(self.region(), &self.key, subject, &pk, today, until);
+        let cert = Certificate::issue(self.region(), &self.key, subject, &pk, today - chrono::Days::new(1), until);
         let key_id = KeyId::of(&pk);
         let (_g, mut tx) = self.begin_write().await?;
         sqlx::query("INSERT INTO certs (key_id, subject, cert) VALUES ($1,$2,$3) ON CONFLICT (key_id) DO UPDATE SET subject = excluded.subject, cert = excluded.cert, revoked = 0")

@@ -85,8 +85,7 @@ pub async fn verify(db: &Db) -> Result<AuditCheck, StoreError> {
             .fetch_all(&db.pool)
             .await?;
     let mut prev = GENESIS.to_string();
-    let mut expect_seq = 1i64;
-    for r in &rows {
+    for (expect_seq, r) in (1i64..).zip(rows.iter()) {
         let seq: i64 = r.try_get(0)?;
         if seq != expect_seq {
             return Ok(AuditCheck::Broken { seq, reason: format!("entry {expect_seq} is missing") });
@@ -102,7 +101,6 @@ pub async fn verify(db: &Db) -> Result<AuditCheck, StoreError> {
             return Ok(AuditCheck::Broken { seq, reason: "contents do not match its hash (altered)".into() });
         }
         prev = stored;
-        expect_seq += 1;
     }
     Ok(AuditCheck::Intact { entries: rows.len() as u64, head: prev })
 }

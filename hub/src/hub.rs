@@ -873,7 +873,7 @@ impl Effects {
                 })
             })
             .collect();
-        touched.sort_by(|a, b| parse_storage_key(a).cmp(&parse_storage_key(b)));
+        touched.sort_by_key(|k| parse_storage_key(k));
         touched
     }
 }

@@ -235,7 +235,7 @@ enum QuotaCmd {
     },
 }
 
-async fn open(config: &PathBuf) -> anyhow::Result<jianka_hub::Hub> {
+async fn open(config: &std::path::Path) -> anyhow::Result<jianka_hub::Hub> {
     let cfg = HubConfig::load(config)?;
     jianka_hub::Hub::open(cfg, clock::from_env()?).await
 }
@@ -247,7 +247,7 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let today = clock::from_env()?.now().date_naive();
+    let today = clock::from_env()?.now().with_timezone(&chrono_tz::Asia::Shanghai).date_naive();
     match cli.cmd {
         Cmd::Init { region, dir, parent_url, profile, quotas, database } => {
             let pk = admin::init(

@@ -1,0 +1,288 @@
+//! Hub ingest benchmark.
+//!
+//!   cargo run --release -p jianka-hub --example ingest_bench -- [--members N] [--province-people N]
+//!       [--counties C] [--pg URL]
+//!
+//! 1. County ingest: member records/s through verify + decompress + merge + quota + write (the
+//!    real `Hub::ingest`), beside a plain prepared-statement insert of the same rows into SQLite.
+//! 2. Province consolidation: N people from C counties (each county's records as its own change
+//!    sets), time and peak RSS, on SQLite and (with --pg) on PostgreSQL.
+
+use chrono::{NaiveDate, TimeZone, Utc};
+use ed25519_dalek::SigningKey;
+use jianka_hub::{Hub, HubConfig, ManualClock, admin, hub::Sender};
+use jianka_shared::{
+    Hlc, RegionCode, Yuan,
+    changeset::{Draft, FieldWrite, Op, envelope_hash},
+    domain::{Household, Member, Status},
+    labels::*,
+    trust::KeyId,
+};
+use std::sync::Arc;
+use std::time::Instant;
+
+fn arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
+}
+
+fn households(village_prefix: &str, count: usize, members: usize, salt: u64, status: Status) -> Vec<Household> {
+    let base = NaiveDate::from_ymd_opt(1950, 1, 1).unwrap();
+    (0..count)
+        .map(|h| {
+            let village = RegionCode::parse(&format!("{village_prefix}{:03}", 200 + (h % 50))).unwrap();
+            let ms: Vec<Member> = (0..members)
+                .map(|i| {
+                    let n = salt * 10_000_000 + (h * members + i) as u64;
+                    let id = jianka_shared::IdNumber::compose(
+                        &village_prefix[..6],
+                        base + chrono::Days::new(n % 20000),
+                        (n / 20000 % 999 + 1) as u16,
+                    )
+                    .unwrap();
+                    Member {
+                        sex: id.sex(),
+                        id_number: id,
+                        name: format!("成员{i}"),
+                        relation: if i == 0 { Relation::Head } else { Relation::Son },
+                        education: Education::Primary,
+                        schooling: None,
+                        health: Health::Healthy,
+                        labour: Labour::Ordinary,
+                        migrant_work: None,
+                        medical_insurance: true,
+                        pension_insurance: false,
+                    }
+                })
+                .collect();
+            Household {
+                year: 2014,
+                village,
+                number: format!("{h:06}"),
+                attribute: Attribute::General,
+                standard: Standard::National,
+                main_cause: Cause::Illness,
+                other_causes: vec![],
+                income: Yuan::from_yuan(1000 * members as i64),
+                income_per_capita: Yuan::from_yuan(1000),
+                unsafe_housing: false,
+                water_difficulty: false,
+                phone: "13800000000".into(),
+                bank_account: "6217000000000000".into(),
+                helper_name: "张".into(),
+                helper_unit: "扶贫办".into(),
+                helper_phone: "0719-0000000".into(),
+                status,
+                members: ms,
+            }
+        })
+        .collect()
+}
+
+fn ops(hs: &[Household]) -> Vec<Op> {
+    hs.iter()
+        .flat_map(|h| h.to_records())
+        .map(|r| Op::Upsert {
+            key: r.key,
+            fields: r
+                .fields
+                .into_iter()
+                .map(|(name, value)| FieldWrite { name, value, version: Hlc(7), base: Hlc::ZERO })
+                .collect(),
+        })
+        .collect()
+}
+
+fn seal_stream(origin: &RegionCode, key: &SigningKey, ops: Vec<Op>, per: usize) -> Vec<Vec<u8>> {
+    let mut prev = [0u8; 32];
+    let mut out = Vec::new();
+    for (i, chunk) in ops.chunks(per).enumerate() {
+        let d = Draft {
+            origin: origin.clone(),
+            seq: i as u64 + 1,
+            prev_hash: prev,
+            year: 2014,
+            hlc: Hlc(1),
+            ops: chunk.to_vec(),
+        };
+        let b = d.seal(key).unwrap();
+        prev = envelope_hash(&b);
+        out.push(b);
+    }
+    out
+}
+
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+async fn open_hub(region: &str, db: Option<String>, quotas: Option<(u64, &str)>) -> (Arc<Hub>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let today = NaiveDate::from_ymd_opt(2014, 9, 1).unwrap();
+    let prov = tempfile::tempdir().unwrap();
+    let qpath = quotas.map(|(people, county)| {
+        std::fs::write(
+            dir.path().join("q.toml"),
+            format!("[[counties]]\ncounty = \"{county}\"\npeople = {people}\nvillages = 1000\n"),
+        )
+        .unwrap();
+        std::path::PathBuf::from("q.toml")
+    });
+    admin::init(
+        &admin::InitOptions {
+            region: RegionCode::parse(region).unwrap(),
+            dir: dir.path().into(),
+            parent_url: None,
+            profile: None,
+            quotas: qpath,
+            database: db,
+        },
+        today,
+    )
+    .unwrap();
+    let cfg = HubConfig::load(&dir.path().join("hub.toml")).unwrap();
+    let clock = ManualClock::new(Utc.with_ymd_and_hms(2014, 9, 1, 2, 0, 0).unwrap());
+    let hub = Arc::new(Hub::open(cfg, Arc::new(clock)).await.unwrap());
+    if region.len() == 6 {
+        // A county needs a chain to enroll: have a throwaway province issue one.
+        admin::init(
+            &admin::InitOptions {
+                region: RegionCode::parse(&region[..2]).unwrap(),
+                dir: prov.path().into(),
+                parent_url: None,
+                profile: None,
+                quotas: None,
+                database: Some("sqlite://p.db".into()),
+            },
+            today,
+        )
+        .unwrap();
+        let p = Hub::open(
+            HubConfig::load(&prov.path().join("hub.toml")).unwrap(),
+            Arc::new(ManualClock::new(Utc.with_ymd_and_hms(2014, 9, 1, 2, 0, 0).unwrap())),
+        )
+        .await
+        .unwrap();
+        let chain = p.enroll(hub.region(), &jianka_keyfile::public_hex(&hub.key.verifying_key()), None).await.unwrap();
+        jianka_keyfile::write_chain(&dir.path().join("chain.json"), &chain).unwrap();
+    }
+    (hub, dir)
+}
+
+async fn enroll(hub: &Hub, region: &str, seed: u8) -> (Sender, SigningKey) {
+    let mut s = [seed; 32];
+    s[1] = region.len() as u8;
+    s[2..8].copy_from_slice(&region.as_bytes()[region.len() - 6..]);
+    let key = SigningKey::from_bytes(&s);
+    hub.enroll(&RegionCode::parse(region).unwrap(), &jianka_keyfile::public_hex(&key.verifying_key()), None)
+        .await
+        .unwrap();
+    (
+        Sender {
+            region: RegionCode::parse(region).unwrap(),
+            key_id: KeyId::of(&key.verifying_key()),
+            key: key.verifying_key(),
+        },
+        key,
+    )
+}
+
+#[tokio::main]
+async fn main() {
+    let members: usize = arg("--members").and_then(|s| s.parse().ok()).unwrap_or(150_000);
+    let province_people: usize = arg("--province-people").and_then(|s| s.parse().ok()).unwrap_or(300_000);
+    let counties: usize = arg("--counties").and_then(|s| s.parse().ok()).unwrap_or(10);
+    let pg = arg("--pg");
+
+    // ---- 1. county ingest vs plain insert
+    let hs = households("420322105", members / 3, 3, 1, Status::CountyReview);
+    let all_ops = ops(&hs);
+    let member_rows: Vec<(String, String)> = hs
+        .iter()
+        .flat_map(|h| h.to_records())
+        .filter(|r| r.key.kind == jianka_shared::RecordKind::Member)
+        .map(|r| (r.key.id.clone(), serde_json::to_string(&r.fields).unwrap()))
+        .collect();
+    let (county, _d) = open_hub("420322", None, Some((u64::MAX / 4, "420322"))).await;
+    let (sender, key) = enroll(&county, "420322105", 1).await;
+    let envelopes = seal_stream(&sender.region, &key, all_ops, 6_000);
+    let t = Instant::now();
+    for e in &envelopes {
+        county.ingest(&sender, e).await.unwrap();
+    }
+    let hub_secs = t.elapsed().as_secs_f64();
+    let dir = tempfile::tempdir().unwrap();
+    let t = Instant::now();
+    {
+        let mut c = rusqlite::Connection::open(dir.path().join("plain.db")).unwrap();
+        c.pragma_update(None, "journal_mode", "WAL").unwrap();
+        c.pragma_update(None, "synchronous", "NORMAL").unwrap();
+        c.execute("CREATE TABLE members (id TEXT PRIMARY KEY, fields TEXT NOT NULL)", []).unwrap();
+        let tx = c.transaction().unwrap();
+        {
+            let mut st = tx.prepare("INSERT INTO members (id, fields) VALUES (?1, ?2)").unwrap();
+            for (id, f) in &member_rows {
+                st.execute((id, f)).unwrap();
+            }
+        }
+        tx.commit().unwrap();
+    }
+    let plain_secs = t.elapsed().as_secs_f64();
+    let n = member_rows.len() as f64;
+    println!("county ingest: {} members ({} households, {} change sets)", member_rows.len(), hs.len(), envelopes.len());
+    println!("  hub ingest (verify+decompress+merge+quota+write): {:>10.0} members/s ({hub_secs:.2}s)", n / hub_secs);
+    println!(
+        "  plain prepared INSERT into SQLite:                {:>10.0} members/s ({plain_secs:.2}s)",
+        n / plain_secs
+    );
+    println!("  ratio: {:.2} (target >= 0.5)", plain_secs / hub_secs);
+    drop(county);
+
+    // ---- 2. province consolidation
+    let mut backends = vec![("sqlite", None)];
+    if let Some(url) = pg {
+        backends.push(("postgres", Some(url)));
+    }
+    for (name, url) in backends {
+        let db = match &url {
+            Some(u) => {
+                sqlx::any::install_default_drivers();
+                let dbname = format!("jianka_bench_{}", std::process::id());
+                let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(u).await.unwrap();
+                sqlx::Executor::execute(&mut conn, sqlx::AssertSqlSafe(format!("CREATE DATABASE {dbname}")))
+                    .await
+                    .unwrap();
+                Some(format!("{}/{dbname}", u.rsplit_once('/').unwrap().0))
+            }
+            None => None,
+        };
+        let (prov, _pd) = open_hub("42", db, None).await;
+        let per_county = province_people / counties;
+        let t = Instant::now();
+        let mut records = 0usize;
+        for c in 0..counties {
+            let code = format!("42{:04}", 100 + c);
+            let (sender, key) = enroll(&prov, &code, 3).await;
+            // Generate each county's data only when it is sent, as a county would.
+            let hs = households(&format!("{code}105"), per_county / 3, 3, 100 + c as u64, Status::CountyAnnounced);
+            let o = ops(&hs);
+            records += o.len();
+            for e in seal_stream(&sender.region, &key, o, 20_000) {
+                prov.ingest(&sender, &e).await.unwrap();
+            }
+        }
+        let secs = t.elapsed().as_secs_f64();
+        println!(
+            "province consolidation [{name}]: {} people, {records} records from {counties} counties in {secs:.1}s ({:.0} people/s); peak RSS {:.0} MB",
+            per_county / 3 * 3 * counties,
+            (per_county / 3 * 3 * counties) as f64 / secs,
+            peak_rss_mb()
+        );
+    }
+}
