@@ -11,7 +11,7 @@ use jianka_shared::protocol::YearState;
 use jianka_shared::record::{Record, RecordKey, RecordKind};
 use jianka_shared::{Hlc, RegionCode, Year};
 use rusqlite::{Connection, OptionalExtension, params};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashSet};
 
 /// Field name → (value, version).
 pub type Versioned = BTreeMap<String, (String, Hlc)>;
@@ -139,7 +139,7 @@ pub struct Capture {
     township: RegionCode,
     hlc: Hlc,
     clock: Clock,
-    year_ok: HashMap<Year, bool>,
+    year_ok: HashSet<Year>,
     pub changes: usize,
 }
 
@@ -149,7 +149,7 @@ pub fn load_hlc(conn: &Connection) -> Result<Hlc> {
 
 impl Capture {
     pub fn begin(conn: &Connection, township: &RegionCode, clock: Clock) -> Result<Capture> {
-        Ok(Capture { township: township.clone(), hlc: load_hlc(conn)?, clock, year_ok: HashMap::new(), changes: 0 })
+        Ok(Capture { township: township.clone(), hlc: load_hlc(conn)?, clock, year_ok: HashSet::new(), changes: 0 })
     }
 
     fn tick(&mut self) -> Hlc {
@@ -165,7 +165,7 @@ impl Capture {
         if !region.starts_with(self.township.as_str()) {
             return Err(WriteError::OutsideTownship { key: key.to_string(), township: self.township.clone() }.into());
         }
-        if !self.year_ok.contains_key(&key.year) {
+        if !self.year_ok.contains(&key.year) {
             let (state, _, reopen_by) = year_state(conn, key.year)?;
             if state == YearState::Locked {
                 return Err(WriteError::YearLocked {
@@ -174,7 +174,7 @@ impl Capture {
                 }
                 .into());
             }
-            self.year_ok.insert(key.year, true);
+            self.year_ok.insert(key.year);
         }
         Ok(())
     }

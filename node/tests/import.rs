@@ -69,9 +69,10 @@ fn good_file_imports_and_reimport_changes_nothing() {
     assert_eq!((again.records_changed, again.changes_captured), (0, 0));
     let node = t.open(clock_at(NOW));
     assert_eq!(store::pending_changes(&node.conn).unwrap(), before);
-    let h = store::load(&node.conn, &jianka_shared::RecordKey::new(RecordKind::Household, YEAR, format!("{VILLAGE}-0003")))
-        .unwrap()
-        .unwrap();
+    let h =
+        store::load(&node.conn, &jianka_shared::RecordKey::new(RecordKind::Household, YEAR, format!("{VILLAGE}-0003")))
+            .unwrap()
+            .unwrap();
     assert_eq!(h.get("status"), Some("Applied"));
     assert_eq!(h.get("other_causes"), Some("缺资金、缺技术"));
     assert_eq!(h.get("members"), Some("3"));
@@ -157,7 +158,11 @@ fn rule2_same_person_in_two_households_of_the_file() {
     rows[3][c("身份证号")] = rows[1][c("身份证号")].clone();
     let t = TestNode::new();
     let r = run(&t, &rows);
-    assert!(r.errors.iter().any(|e| e.line == 5 && e.column == "身份证号" && e.reason.contains("line 3")), "{:#?}", r.errors);
+    assert!(
+        r.errors.iter().any(|e| e.line == 5 && e.column == "身份证号" && e.reason.contains("line 3")),
+        "{:#?}",
+        r.errors
+    );
     assert_eq!((r.households_imported, r.households_refused), (1, 2));
 }
 
@@ -167,7 +172,11 @@ fn rule2_same_person_as_in_the_register() {
     run(&t, &household_rows(VILLAGE, "0009", 2, 2));
     // The same people re-registered under another number (分户/空挂户) are refused.
     let r = run(&t, &base());
-    assert!(r.errors.iter().any(|e| e.line == 4 && e.reason.contains("already a member of household")), "{:#?}", r.errors);
+    assert!(
+        r.errors.iter().any(|e| e.line == 4 && e.reason.contains("already a member of household")),
+        "{:#?}",
+        r.errors
+    );
     assert_eq!(r.households_refused, 1);
 }
 

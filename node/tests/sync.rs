@@ -23,7 +23,11 @@ fn set_config(t: &TestNode, from: &str, to: &str) {
 async fn setup(households: u32, members: usize) -> (TestNode, Hub) {
     let t = TestNode::new();
     let key = t.open(clock_at(NOW)).keypair().unwrap().public();
-    let hub = Hub { state: Arc::new(Mutex::new(HubState::default())), node_key: key, origin: RegionCode::parse(TOWNSHIP).unwrap() };
+    let hub = Hub {
+        state: Arc::new(Mutex::new(HubState::default())),
+        node_key: key,
+        origin: RegionCode::parse(TOWNSHIP).unwrap(),
+    };
     let url = serve(hub.clone()).await;
     set_config(&t, "hub_url = \"http://127.0.0.1:9\"", &format!("hub_url = \"{url}\""));
     let mut rows = Vec::new();
@@ -33,7 +37,8 @@ async fn setup(households: u32, members: usize) -> (TestNode, Hub) {
     let p = t.path("h.csv");
     write_csv(&p, &rows);
     let mut node = t.open(clock_at(NOW));
-    let r = import_households(&mut node, &p, ImportOptions { year: 2014, dry_run: false, progress_over: usize::MAX }).unwrap();
+    let r = import_households(&mut node, &p, ImportOptions { year: 2014, dry_run: false, progress_over: usize::MAX })
+        .unwrap();
     assert!(r.errors.is_empty());
     (t, hub)
 }
@@ -65,7 +70,8 @@ async fn push_retry_and_verify() {
     let r = sync_now(&mut node).await;
     assert!(r.sealed.is_empty() && r.pushed.is_empty());
     // A local edit makes them differ, and verify names the record.
-    jianka_node::edit::household_edit(&mut node, 2014, &format!("{VILLAGE}-0003"), &["联系电话=13911112222".into()]).unwrap();
+    jianka_node::edit::household_edit(&mut node, 2014, &format!("{VILLAGE}-0003"), &["联系电话=13911112222".into()])
+        .unwrap();
     let v = identical(&node, &hub);
     assert_eq!(v.differing, vec![format!("2014/household/{VILLAGE}-0003")]);
     sync_now(&mut node).await;
@@ -181,12 +187,8 @@ async fn usb_bundle_round_trip() {
     // At the county: open, ingest, answer.
     let b: Bundle = open_file(&hub.node_key, "bundle", &std::fs::read(&out).unwrap()).unwrap();
     let outcomes: Vec<_> = b.envelopes.iter().map(|e| hub.ingest(e).unwrap()).collect();
-    let answer = AnswerBundle {
-        origin: b.origin.clone(),
-        outcomes,
-        feedback: hub.feedback_page(0),
-        state: hub.sync_state(),
-    };
+    let answer =
+        AnswerBundle { origin: b.origin.clone(), outcomes, feedback: hub.feedback_page(0), state: hub.sync_state() };
     let answer_file = t.path("answer.jkb");
     std::fs::write(&answer_file, seal_file(&county, "answer", &answer)).unwrap();
     // A forged answer (signed by another key) is refused.

@@ -28,7 +28,10 @@ fn full_township_workflow_with_notice_windows_and_objections() {
     let y = 2014;
 
     refused(advance(&mut node, y, &h, d("2014-06-01"), None, 7), "minutes");
-    assert_eq!(advance(&mut node, y, &h, d("2014-06-01"), Some("村民代表大会 2014-06-01"), 7).unwrap().1, Status::Appraised);
+    assert_eq!(
+        advance(&mut node, y, &h, d("2014-06-01"), Some("村民代表大会 2014-06-01"), 7).unwrap().1,
+        Status::Appraised
+    );
     assert_eq!(advance(&mut node, y, &h, d("2014-06-02"), None, 7).unwrap().1, Status::VillageNotice);
     // The village notice began 06-02 and runs 7 days: not before 06-09.
     refused(advance(&mut node, y, &h, d("2014-06-08"), None, 7), "2014-06-09");
@@ -51,10 +54,8 @@ fn full_township_workflow_with_notice_windows_and_objections() {
     // The next step is the county's.
     refused(advance(&mut node, y, &h, d("2014-07-01"), None, 7), "county");
     // Each step was captured for the hub.
-    let status_writes: i64 = node
-        .conn
-        .query_row("SELECT COUNT(*) FROM changes WHERE op LIKE '%\"status\"%'", [], |r| r.get(0))
-        .unwrap();
+    let status_writes: i64 =
+        node.conn.query_row("SELECT COUNT(*) FROM changes WHERE op LIKE '%\"status\"%'", [], |r| r.get(0)).unwrap();
     assert_eq!(status_writes, 1 + 5, "import plus five steps");
 }
 
@@ -89,7 +90,14 @@ fn household_edits_keep_rules_and_member_changes_recompute_per_capita() {
     assert_eq!(rec.fields["income_per_capita"], "1666.67");
     // Sex must match the ID number.
     refused(
-        member_add(&mut node, 2014, &h, &id(2011, 3, 3, 13), &["姓名=王", "与户主关系=之女", "性别=女", "文化程度=学龄前儿童", "健康状况=健康", "劳动能力=无劳动力"].map(String::from)),
+        member_add(
+            &mut node,
+            2014,
+            &h,
+            &id(2011, 3, 3, 13),
+            &["姓名=王", "与户主关系=之女", "性别=女", "文化程度=学龄前儿童", "健康状况=健康", "劳动能力=无劳动力"]
+                .map(String::from),
+        ),
         "rule 1",
     );
     member_remove(&mut node, 2014, &child).unwrap();

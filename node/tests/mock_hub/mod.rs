@@ -1,6 +1,6 @@
 //! A small in-process county hub speaking the node protocol, with fault knobs, so the node's
 //! sync can be tested on its own (the real hub is tested against the node in tests/).
-#![allow(dead_code)]
+#![allow(dead_code, clippy::result_large_err)]
 
 use axum::Router;
 use axum::body::Bytes;
@@ -125,8 +125,15 @@ impl Hub {
     pub fn sync_state(&self) -> SyncState {
         let s = self.state.lock().unwrap();
         let expected = Self::expected(&s);
-        let last_hash = s.envelopes.get(&(expected - 1)).map(|b| hex::encode(envelope_hash(b))).unwrap_or("0".repeat(64));
-        SyncState { origin: self.origin.clone(), expected_seq: expected, last_hash, cycle: s.cycle.clone(), hub_time: 0 }
+        let last_hash =
+            s.envelopes.get(&(expected - 1)).map(|b| hex::encode(envelope_hash(b))).unwrap_or("0".repeat(64));
+        SyncState {
+            origin: self.origin.clone(),
+            expected_seq: expected,
+            last_hash,
+            cycle: s.cycle.clone(),
+            hub_time: 0,
+        }
     }
 
     pub fn feedback_page(&self, since: u64) -> FeedbackPage {

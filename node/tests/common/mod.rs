@@ -1,5 +1,5 @@
 //! Shared test helpers: a node in a temp dir, 扶贫手册 rows and files.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::new_without_default)]
 
 use chrono::{DateTime, NaiveDate, Utc};
 use jianka_node::Node;
