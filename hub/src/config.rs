@@ -1,4 +1,4 @@
-//! `hub.toml`: defaults → file → environment (`JIANKA_…`, `__` for nesting, e.g. `JIANKA_SCHEDULE__FORWARD`).
+//! `hub.toml`: defaults → file → environment (`JIANKA_HUB_…`, `__` for nesting, e.g. `JIANKA_HUB_SCHEDULE__FORWARD`).
 
 use anyhow::{Context, bail};
 use jianka_shared::{
@@ -202,13 +202,11 @@ impl HubConfig {
     }
 }
 
-/// `JIANKA_DATABASE=…` sets `database`; `JIANKA_SCHEDULE__FORWARD=…` sets `schedule.forward`.
+/// `JIANKA_HUB_DATABASE=…` sets `database`; `JIANKA_HUB_SCHEDULE__FORWARD=…` sets `schedule.forward`.
 fn apply_env(table: &mut toml::Table, vars: impl Iterator<Item = (String, String)>) {
     for (k, v) in vars {
-        let Some(rest) = k.strip_prefix("JIANKA_") else { continue };
-        if rest == "NOW" || rest.starts_with("TEST_") {
-            continue;
-        }
+        // Only JIANKA_HUB_*: other JIANKA_* variables (the node's, the tests') are not ours.
+        let Some(rest) = k.strip_prefix("JIANKA_HUB_") else { continue };
         let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
         let value = if path.last().is_some_and(|l| l == "max_body_bytes") {
             v.parse::<i64>().map(toml::Value::Integer).unwrap_or(toml::Value::String(v))
@@ -244,10 +242,12 @@ mod tests {
         apply_env(
             &mut t,
             [
-                ("JIANKA_DATABASE".to_string(), "postgres://x".to_string()),
-                ("JIANKA_SCHEDULE__FORWARD".to_string(), "0 0 3 * * *".to_string()),
-                ("JIANKA_MAX_BODY_BYTES".to_string(), "10".to_string()),
+                ("JIANKA_HUB_DATABASE".to_string(), "postgres://x".to_string()),
+                ("JIANKA_HUB_SCHEDULE__FORWARD".to_string(), "0 0 3 * * *".to_string()),
+                ("JIANKA_HUB_MAX_BODY_BYTES".to_string(), "10".to_string()),
                 ("JIANKA_NOW".to_string(), "ignored".to_string()),
+                ("JIANKA_TEST_PG".to_string(), "not a hub setting".to_string()),
+                ("JIANKA_NODE_HUB_URL".to_string(), "not a hub setting".to_string()),
             ]
             .into_iter(),
         );

@@ -18,7 +18,7 @@ use std::path::PathBuf;
 ///   jianka-hub enroll --config county/hub.toml --subject 420322105 --public-key <node key hex> --out node-chain.json
 ///   jianka-hub serve --config county/hub.toml
 ///
-/// Environment: JIANKA_<FIELD> overrides hub.toml (JIANKA_SCHEDULE__FORWARD for nested keys);
+/// Environment: JIANKA_HUB_<FIELD> overrides hub.toml (JIANKA_HUB_SCHEDULE__FORWARD for nested keys);
 /// JIANKA_NOW (RFC 3339) fixes the clock; RUST_LOG sets the log level.
 #[derive(Parser)]
 #[command(name = "jianka-hub", version, verbatim_doc_comment)]
