@@ -10,7 +10,6 @@ use crate::table::{self, Table};
 use anyhow::{Result, bail};
 use jianka_shared::domain::{Household, Member, Status, Village, household_id};
 use jianka_shared::labels::*;
-use jianka_shared::record::{RecordKey, RecordKind};
 use jianka_shared::{IdNumber, RegionCode, Tier, Year, Yuan};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
@@ -287,6 +286,8 @@ pub fn import_households(node: &mut Node, path: &Path, opts: ImportOptions) -> R
     let file = path.display().to_string();
     let table = table::read(path)?;
     let cols = map_columns(&table, &file)?;
+    // A bigger page cache for this one bulk transaction (the daemon keeps SQLite's small default).
+    node.conn.pragma_update(None, "cache_size", -65536)?;
     let today = node.clock.today();
     let township = node.township().clone();
     let mut report = ImportReport {
@@ -413,17 +414,15 @@ pub fn import_households(node: &mut Node, path: &Path, opts: ImportOptions) -> R
                         }
                     }
                     // …and against the node's register.
-                    let mkey = RecordKey::new(RecordKind::Member, opts.year, m.id_number.as_str());
-                    if let Some(s) = store::load(&node.conn, &mkey)?.filter(|s| !s.deleted)
-                        && s.get("household").is_some_and(|h| h != hid)
+                    if let Some(other) = store::member_household(&node.conn, opts.year, m.id_number.as_str())?
+                        && other != hid
                     {
                         e(
                             r.line,
                             Col::IdNumber,
                             format!(
-                                "{} is already a member of household {} in this node's register (rule 2)",
-                                m.id_number.masked(),
-                                s.get("household").unwrap_or("?")
+                                "{} is already a member of household {other} in this node's register (rule 2)",
+                                m.id_number.masked()
                             ),
                         );
                         bad = true;

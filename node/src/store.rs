@@ -94,6 +94,17 @@ pub fn members_of(conn: &Connection, year: Year, household: &str) -> Result<Vec<
     Ok(out)
 }
 
+/// The household a live member belongs to, if any (the person's one household, rule 2).
+pub fn member_household(conn: &Connection, year: Year, id_number: &str) -> Result<Option<String>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT household FROM records WHERE kind = 'member' AND year = ?1 AND id = ?2 AND deleted = 0",
+        )?
+        .query_row(params![year, id_number], |r| r.get::<_, Option<String>>(0))
+        .optional()?
+        .flatten())
+}
+
 /// Every year the replica holds records for.
 pub fn years(conn: &Connection) -> Result<Vec<Year>> {
     let mut stmt = conn.prepare("SELECT DISTINCT year FROM records ORDER BY year")?;
