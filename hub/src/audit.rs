@@ -2,7 +2,7 @@
 //! they describe; each entry's hash covers the previous hash, so editing or deleting any row
 //! breaks every later link (`jianka-hub audit verify`).
 
-use crate::store::{Db, StoreError, dynamic, values_placeholders};
+use crate::store::{Db, StoreError, dynamic, is_sqlite, placeholders, rows_per_statement};
 use sha2::{Digest, Sha256};
 use sqlx::{Any, Row, Transaction};
 
@@ -46,10 +46,11 @@ pub async fn append(
         Some(r) => (r.try_get::<i64, _>(0)?, r.try_get::<String, _>(1)?),
         None => (0, GENESIS.to_string()),
     };
-    for chunk in entries.chunks(100) {
+    let sqlite = is_sqlite(tx);
+    for chunk in entries.chunks(rows_per_statement(9)) {
         let sql = format!(
             "INSERT INTO audit (seq, at, key_id, action, subject, old, new, prev_hash, hash) VALUES {}",
-            values_placeholders(chunk.len(), 9)
+            placeholders(sqlite, chunk.len(), 9)
         );
         let mut q = sqlx::query(dynamic(sql));
         for e in chunk {

@@ -7,7 +7,7 @@ use crate::clock::Clock;
 use crate::config::{HubConfig, QuotaFile};
 use crate::error::HubError;
 use crate::merge::{FieldOutcome, FieldState, Fields, merge_field};
-use crate::store::{Db, dynamic, get_i64, in_placeholders, values_placeholders};
+use crate::store::{Db, dynamic, get_i64, in_list, is_sqlite, placeholders, rows_per_statement};
 use crate::years;
 use anyhow::Context;
 use ed25519_dalek::{SigningKey, VerifyingKey};
@@ -94,8 +94,59 @@ struct Effects {
     quarantine: Vec<(String, Rejection, String)>,
     feedback: Vec<(String, Feedback)>,
     conflicts: Vec<ConflictRow>,
-    audit: Vec<AuditEntry>,
+    /// Field changes of this change set, written as one audit entry (see [`ChangeLog`]).
+    changes: ChangeLog,
+    /// The county's decisions in this change set, one audit entry.
+    decisions: ChangeLog,
     applied: u64,
+}
+
+/// Old and new values of every record a change set touched, accumulated as two JSON arrays of
+/// `[subject, {field: value}]` — one audit entry per change set instead of one row per record
+/// (the hash chain covers them the same way; `jianka-hub audit verify` re-checks it).
+#[derive(Default)]
+pub struct ChangeLog {
+    old: Vec<u8>,
+    new: Vec<u8>,
+    records: usize,
+}
+
+struct Pairs<'a, V: AsRef<str>>(&'a [(&'a str, V)]);
+
+impl<V: AsRef<str>> serde::Serialize for Pairs<'_, V> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(k, v)| (*k, v.as_ref())))
+    }
+}
+
+impl ChangeLog {
+    /// Records one record's change; `new` empty means deleted.
+    pub fn record<O: AsRef<str>, N: AsRef<str>>(&mut self, subject: &str, old: &[(&str, O)], new: &[(&str, N)]) {
+        for (buf, pairs) in [(&mut self.old, None), (&mut self.new, Some(new))] {
+            buf.push(if self.records == 0 { b'[' } else { b',' });
+            let written = match pairs {
+                None => serde_json::to_writer(&mut *buf, &(subject, Pairs(old))),
+                Some(p) => serde_json::to_writer(&mut *buf, &(subject, Pairs(p))),
+            };
+            written.expect("in-memory encoding");
+        }
+        self.records += 1;
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records == 0
+    }
+
+    /// `(old, new)` as JSON arrays (`[]` when nothing changed).
+    pub fn finish(mut self) -> (String, String) {
+        if self.records == 0 {
+            return ("[]".into(), "[]".into());
+        }
+        self.old.push(b']');
+        self.new.push(b']');
+        let text = |b: Vec<u8>| String::from_utf8(b).expect("serde_json writes UTF-8");
+        (text(self.old), text(self.new))
+    }
 }
 
 struct ConflictRow {
@@ -319,7 +370,7 @@ impl Hub {
             *hlc = hlc.observe(max, self.clock.now().timestamp_millis().max(0) as u64);
         }
         let mut fx = Effects::default();
-        self.apply_ops(&mut tx, &sender.region, header.seq, &cs.ops, &mut fx).await?;
+        self.apply_ops(&mut tx, &sender.region, &cs.ops, &mut fx).await?;
         let households = fx.reexam_candidates();
         if self.region().tier() == Tier::County {
             self.reexamine(&mut tx, &mut hlc, households, &mut fx).await?;
@@ -344,8 +395,15 @@ impl Hub {
         .bind(&hash)
         .execute(&mut *tx)
         .await?;
-        fx.audit.push(AuditEntry::new("changeset", format!("{origin}#{}", header.seq), "", &hash));
-        audit::append(&mut tx, now, &sender.key_id.to_string(), &fx.audit).await?;
+        // One entry per change set: the envelope's hash and every record's old and new values.
+        let subject = format!("{origin}#{} envelope {hash}", header.seq);
+        let (old, new) = std::mem::take(&mut fx.changes).finish();
+        let mut entries = vec![AuditEntry::new("changeset", subject, old, new)];
+        if !fx.decisions.is_empty() {
+            let (old, new) = std::mem::take(&mut fx.decisions).finish();
+            entries.push(AuditEntry::new("county_decisions", format!("{origin}#{}", header.seq), old, new));
+        }
+        audit::append(&mut tx, now, &sender.key_id.to_string(), &entries).await?;
         tx.commit().await?;
         tracing::info!(%origin, seq = header.seq, applied = fx.applied, rejected = fx.rejected.len(), "change set accepted");
         Ok(PushOutcome::Accepted { seq: header.seq, applied: fx.applied, rejected: fx.rejected })
@@ -357,10 +415,11 @@ impl Hub {
         keys: &[String],
         into: &mut HashMap<String, Row_>,
     ) -> Result<(), HubError> {
-        for chunk in keys.chunks(500) {
+        let sqlite = is_sqlite(tx);
+        for chunk in keys.chunks(5_000) {
             let sql = format!(
                 "SELECT k, region, hh, fields, deleted FROM records WHERE k IN ({})",
-                in_placeholders(chunk.len())
+                in_list(sqlite, chunk.len())
             );
             let mut q = sqlx::query(dynamic(sql));
             for k in chunk {
@@ -379,7 +438,6 @@ impl Hub {
         &self,
         tx: &mut Transaction<'static, Any>,
         writer: &RegionCode,
-        seq: u64,
         ops: &[Op],
         fx: &mut Effects,
     ) -> Result<(), HubError> {
@@ -397,7 +455,8 @@ impl Hub {
         for op in ops {
             let key = op.key();
             let k = storage_key(key);
-            let payload = serde_json::to_string(op).unwrap_or_default();
+            // Only a rejected op is kept whole (quarantine), so encode it only then.
+            let payload = || serde_json::to_string(op).unwrap_or_default();
             let existing = fx.rows.get(&k).filter(|r| !r.deleted).cloned();
             // The village the record belongs to: from its key, or a member's `village` field.
             let village = match key.kind {
@@ -414,7 +473,7 @@ impl Hub {
                     key,
                     RejectReason::FailedValidation,
                     format!("{key}: no valid 12-digit village code"),
-                    payload,
+                    payload(),
                 );
                 continue;
             };
@@ -425,7 +484,7 @@ impl Hub {
                     key,
                     RejectReason::NotAuthorised,
                     format!("{key} belongs to village {village}, outside {writer}"),
-                    payload,
+                    payload(),
                 );
                 continue;
             }
@@ -438,14 +497,15 @@ impl Hub {
                     key,
                     RejectReason::YearLocked,
                     format!("year {} is locked; only {who} may reopen it", key.year),
-                    payload,
+                    payload(),
                 );
                 continue;
             }
             match op {
                 Op::Delete { .. } => {
                     if let Some(mut row) = existing {
-                        fx.audit.push(AuditEntry::new("delete", k.clone(), fields_json(&row.fields), ""));
+                        let old: Vec<(&str, &str)> = row.fields.iter().map(|(n, f)| (n.as_str(), f.value())).collect();
+                        fx.changes.record::<_, &str>(&audit_subject(key), &old, &[]);
                         row.deleted = true;
                         fx.rows.insert(k.clone(), row);
                         fx.dirty.push(k);
@@ -463,7 +523,7 @@ impl Hub {
                                 key,
                                 RejectReason::FailedValidation,
                                 msg.replace(&key.id, &masked),
-                                payload,
+                                payload(),
                             );
                             continue;
                         }
@@ -481,13 +541,13 @@ impl Hub {
                                 current_by: ex.fields.get("household").map(|f| f.2.clone()).unwrap_or_default(),
                                 proposed_value: w.value.clone(),
                                 proposed_by: writer.to_string(),
-                                proposal: payload.clone(),
+                                proposal: payload(),
                             });
                             let msg = format!(
                                 "{key} is already a member of household {}; held for the county's decision",
                                 ex.hh
                             );
-                            reject(fx, writer, key, RejectReason::DuplicatePerson, msg, payload);
+                            reject(fx, writer, key, RejectReason::DuplicatePerson, msg, payload());
                             continue;
                         }
                     }
@@ -501,7 +561,7 @@ impl Hub {
                             key,
                             RejectReason::NotAuthorised,
                             format!("{key} belongs to {r}, outside {writer}"),
-                            payload,
+                            payload(),
                         );
                         continue;
                     }
@@ -512,19 +572,17 @@ impl Hub {
                         fields: Fields::new(),
                         deleted: false,
                     });
-                    let mut old = BTreeMap::new();
-                    let mut new = BTreeMap::new();
+                    let mut old: Vec<(&str, String)> = Vec::new();
+                    let mut new: Vec<(&str, &str)> = Vec::with_capacity(fields.len());
+                    let writer_code = writer.to_string();
                     for w in fields {
                         match merge_field(row.fields.get(&w.name), w, writer) {
                             FieldOutcome::Apply => {
-                                if let Some(o) = row.fields.get(&w.name) {
-                                    old.insert(w.name.clone(), o.0.clone());
+                                new.push((&w.name, &w.value));
+                                let state = FieldState(w.value.clone(), w.version.0, writer_code.clone());
+                                if let Some(prev) = row.fields.insert(w.name.clone(), state) {
+                                    old.push((&w.name, prev.0));
                                 }
-                                new.insert(w.name.clone(), w.value.clone());
-                                row.fields.insert(
-                                    w.name.clone(),
-                                    FieldState(w.value.clone(), w.version.0, writer.to_string()),
-                                );
                             }
                             FieldOutcome::Same | FieldOutcome::Superseded => {}
                             FieldOutcome::Stale { by } => {
@@ -562,7 +620,7 @@ impl Hub {
                         }
                     }
                     if let Err(msg) = check_record(&row, today) {
-                        reject(fx, writer, key, RejectReason::FailedValidation, format!("{key}: {msg}"), payload);
+                        reject(fx, writer, key, RejectReason::FailedValidation, format!("{key}: {msg}"), payload());
                         continue;
                     }
                     if new.is_empty() {
@@ -577,12 +635,7 @@ impl Hub {
                     if key.kind == RecordKind::Member {
                         row.region = row.field("village").unwrap_or(&row.region).to_string();
                     }
-                    fx.audit.push(AuditEntry::new(
-                        "upsert",
-                        format!("{}#{seq}", audit_subject(key)),
-                        serde_json::to_string(&old).unwrap_or_default(),
-                        serde_json::to_string(&new).unwrap_or_default(),
-                    ));
+                    fx.changes.record(&audit_subject(key), &old, &new);
                     fx.rows.insert(k.clone(), row);
                     fx.dirty.push(k);
                     fx.applied += 1;
@@ -594,6 +647,11 @@ impl Hub {
 
     /// 县复审 for households waiting at `CountyReview`, in household-id order: validation, held
     /// duplicates, then the county ceiling and the township allocation.
+    ///
+    /// Everything it needs is read up front in a few batched queries (members of all candidate
+    /// households, open duplicate-person conflicts, quota use); quota use is then counted in memory
+    /// and written back once. The caller holds the writer lock, and on PostgreSQL the quota rows
+    /// are also locked `FOR UPDATE`, so concurrent merges still never pass a ceiling.
     async fn reexamine(
         &self,
         tx: &mut Transaction<'static, Any>,
@@ -604,19 +662,19 @@ impl Hub {
         if households.is_empty() {
             return Ok(());
         }
-        // Make this change set's own writes visible to the queries below.
-        self.flush_rows(tx, fx).await?;
+        let mut members = self.members_of(tx, &households, fx).await?;
+        let held = held_households(tx, fx).await?;
         let county_quota = self.county_quota();
+        let mut ledger = QuotaLedger::default();
+        let mut quota_news: BTreeMap<RegionCode, (u64, u64)> = BTreeMap::new();
+        let hub_code = self.region().to_string();
         for k in households {
-            let Some(hrow) = fx.rows.get(&k).cloned() else { continue };
-            let members = load_members(tx, hrow.key.year, &hrow.key.id).await?;
-            let township = RegionCode::parse(&hrow.region[..9.min(hrow.region.len())]).ok();
-            let Some(township) = township else { continue };
-            let held = has_open_conflict(tx, &members, &hrow.key).await?;
-            if held {
+            let Some(hrow) = fx.rows.get(&k) else { continue };
+            let Some(township) = RegionCode::parse(&hrow.region[..9.min(hrow.region.len())]).ok() else { continue };
+            if held.contains(&hrow.key.id) {
                 continue;
             }
-            let recs: Vec<Record> = members.iter().map(Row_::to_record).collect();
+            let recs: Vec<Record> = members.remove(&(hrow.key.year, hrow.key.id.clone())).unwrap_or_default();
             let verdict: Result<u64, (RejectReason, String)> = match Household::from_records(&hrow.to_record(), &recs) {
                 Err(e) => Err((RejectReason::FailedValidation, e)),
                 Ok(h) => {
@@ -644,8 +702,8 @@ impl Hub {
             let year = hrow.key.year;
             let verdict = match (verdict, &county_quota) {
                 (Ok(n), Some(q)) => {
-                    let county_used = quota_used(tx, &self.db, q.county.as_str(), year).await?;
-                    let town_used = quota_used(tx, &self.db, township.as_str(), year).await?;
+                    let county_used = ledger.used(tx, &self.db, q.county.as_str(), year).await?;
+                    let town_used = ledger.used(tx, &self.db, township.as_str(), year).await?;
                     let town_alloc = q.townships.get(&township).copied();
                     if county_used + n > q.people {
                         Err((
@@ -663,16 +721,9 @@ impl Hub {
                             ),
                         ))
                     } else {
-                        quota_add(tx, q.county.as_str(), year, n as i64).await?;
-                        quota_add(tx, township.as_str(), year, n as i64).await?;
-                        fx.feedback.push((
-                            township.to_string(),
-                            Feedback::Quota {
-                                township: township.clone(),
-                                people: town_alloc.unwrap_or(q.people),
-                                used: town_used + n,
-                            },
-                        ));
+                        ledger.add(q.county.as_str(), year, n);
+                        ledger.add(township.as_str(), year, n);
+                        quota_news.insert(township.clone(), (town_alloc.unwrap_or(q.people), town_used + n));
                         Ok(n)
                     }
                 }
@@ -683,39 +734,96 @@ impl Hub {
                 Err((r, m)) => (Status::NotRecognised, DECISION_REFUSE, format!("{}: {m}", r.label())),
             };
             let version = self.tick(hlc);
-            let mut row = hrow.clone();
-            let mut old = BTreeMap::new();
-            let mut new = BTreeMap::new();
-            for (field, value) in [
+            let Some(row) = fx.rows.get_mut(&k) else { continue };
+            let decided = [
                 ("status", format!("{status:?}")),
                 ("county.decision", decision.to_string()),
-                ("county.reason", reason.clone()),
-            ] {
-                if let Some(o) = row.fields.get(field) {
-                    old.insert(field.to_string(), o.0.clone());
+                ("county.reason", reason),
+            ];
+            let mut old: Vec<(&str, String)> = Vec::new();
+            for (field, value) in &decided {
+                let state = FieldState(value.clone(), version.0, hub_code.clone());
+                if let Some(prev) = row.fields.insert(field.to_string(), state) {
+                    old.push((field, prev.0));
                 }
-                new.insert(field.to_string(), value.clone());
-                row.fields.insert(field.to_string(), FieldState(value.clone(), version.0, self.region().to_string()));
                 fx.feedback.push((
                     township.to_string(),
-                    Feedback::Correction { key: row.key.clone(), field: field.into(), value, version },
+                    Feedback::Correction {
+                        key: row.key.clone(),
+                        field: field.to_string(),
+                        value: value.clone(),
+                        version,
+                    },
                 ));
             }
+            fx.decisions.record(
+                &audit_subject(&row.key),
+                &old,
+                &decided.iter().map(|(f, v)| (*f, v.as_str())).collect::<Vec<_>>(),
+            );
             if let Err((r, m)) = verdict {
                 let rej = Rejection { key: row.key.clone(), reason: r, message: m };
                 fx.feedback.push((township.to_string(), Feedback::Rejected(rej.clone())));
                 fx.rejected.push(rej);
             }
-            fx.audit.push(AuditEntry::new(
-                "county_decision",
-                audit_subject(&row.key),
-                serde_json::to_string(&old).unwrap_or_default(),
-                serde_json::to_string(&new).unwrap_or_default(),
-            ));
-            fx.rows.insert(k.clone(), row);
             fx.dirty.push(k);
         }
+        ledger.persist(tx).await?;
+        // The township's quota as it stands after this change set.
+        for (township, (people, used)) in quota_news {
+            fx.feedback.push((township.to_string(), Feedback::Quota { township, people, used }));
+        }
         Ok(())
+    }
+
+    /// The live members of each candidate household `(year, household id)`: as stored, overlaid
+    /// with this change set's own (not yet written) rows, sorted by key.
+    async fn members_of(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        households: &[String],
+        fx: &Effects,
+    ) -> Result<HashMap<(Year, String), Vec<Record>>, HubError> {
+        let mut by_year: BTreeMap<Year, Vec<String>> = BTreeMap::new();
+        for k in households {
+            if let Some(r) = fx.rows.get(k) {
+                by_year.entry(r.key.year).or_default().push(r.key.id.clone());
+            }
+        }
+        let wanted: HashSet<(Year, &str)> =
+            by_year.iter().flat_map(|(y, ids)| ids.iter().map(move |id| (*y, id.as_str()))).collect();
+        let mut out: HashMap<(Year, String), Vec<Record>> = HashMap::new();
+        let sqlite = is_sqlite(tx);
+        for (year, ids) in &by_year {
+            for chunk in ids.chunks(5_000) {
+                let sql = format!(
+                    "SELECT k, region, hh, fields FROM records WHERE year = {year} AND kind = {} AND deleted = 0 AND hh IN ({})",
+                    RecordKind::Member.to_u8(),
+                    in_list(sqlite, chunk.len())
+                );
+                let mut q = sqlx::query(dynamic(sql));
+                for id in chunk {
+                    q = q.bind(id.clone());
+                }
+                for r in q.fetch_all(&mut **tx).await? {
+                    let k: String = r.try_get(0)?;
+                    if fx.rows.contains_key(&k) {
+                        continue; // this change set's version wins, added below
+                    }
+                    let row = row_from(&k, r.try_get(1)?, r.try_get(2)?, &r.try_get::<String, _>(3)?, false)?;
+                    out.entry((*year, row.hh.clone())).or_default().push(row.to_record());
+                }
+            }
+        }
+        for r in fx.rows.values() {
+            if r.key.kind == RecordKind::Member && !r.deleted && wanted.contains(&(r.key.year, r.hh.as_str())) {
+                out.entry((r.key.year, r.hh.clone())).or_default().push(r.to_record());
+            }
+        }
+        for v in out.values_mut() {
+            v.sort_by(|a, b| a.key.cmp(&b.key));
+        }
+        Ok(out)
     }
 
     /// The county's ceilings when scale control is on (no profile or a profile with
@@ -743,10 +851,11 @@ impl Hub {
     ) -> Result<(), HubError> {
         self.flush_rows(tx, fx).await?;
         let now = self.now_secs();
-        for chunk in fx.quarantine.chunks(100) {
+        let sqlite = is_sqlite(tx);
+        for chunk in fx.quarantine.chunks(rows_per_statement(7)) {
             let sql = format!(
                 "INSERT INTO quarantine (origin, seq, k, reason, message, payload, at) VALUES {}",
-                values_placeholders(chunk.len(), 7)
+                placeholders(sqlite, chunk.len(), 7)
             );
             let mut q = sqlx::query(dynamic(sql));
             for (_, r, payload) in chunk {
@@ -913,10 +1022,6 @@ fn audit_subject(key: &RecordKey) -> String {
     key.to_string()
 }
 
-fn fields_json(f: &Fields) -> String {
-    serde_json::to_string(&f.iter().map(|(k, v)| (k, &v.0)).collect::<BTreeMap<_, _>>()).unwrap_or_default()
-}
-
 /// Per-record checks that need no other record: closed vocabularies and numbers.
 fn check_record(row: &Row_, _today: chrono::NaiveDate) -> Result<(), String> {
     use jianka_shared::labels::*;
@@ -978,12 +1083,13 @@ pub async fn write_rows(tx: &mut Transaction<'static, Any>, rows: &[&Row_]) -> R
     let rev: i64 =
         sqlx::query("SELECT COALESCE(MAX(rev), 0) FROM records").fetch_one(&mut **tx).await.map(|r| get_i64(&r, 0))?
             + 1;
-    for chunk in rows.chunks(200) {
+    let sqlite = is_sqlite(tx);
+    for chunk in rows.chunks(rows_per_statement(9)) {
         let sql = format!(
             "INSERT INTO records (k, kind, year, id, region, hh, fields, deleted, rev) VALUES {} \
              ON CONFLICT (k) DO UPDATE SET region = excluded.region, hh = excluded.hh, fields = excluded.fields, \
              deleted = excluded.deleted, rev = excluded.rev",
-            values_placeholders(chunk.len(), 9)
+            placeholders(sqlite, chunk.len(), 9)
         );
         let mut q = sqlx::query(dynamic(sql));
         for r in chunk {
@@ -1004,8 +1110,9 @@ pub async fn write_rows(tx: &mut Transaction<'static, Any>, rows: &[&Row_]) -> R
 }
 
 pub async fn push_feedback(tx: &mut Transaction<'static, Any>, items: &[(String, Feedback)]) -> Result<(), HubError> {
-    for chunk in items.chunks(200) {
-        let sql = format!("INSERT INTO feedback (region, item) VALUES {}", values_placeholders(chunk.len(), 2));
+    let sqlite = is_sqlite(tx);
+    for chunk in items.chunks(rows_per_statement(2)) {
+        let sql = format!("INSERT INTO feedback (region, item) VALUES {}", placeholders(sqlite, chunk.len(), 2));
         let mut q = sqlx::query(dynamic(sql));
         for (region, item) in chunk {
             q = q.bind(region.clone()).bind(serde_json::to_string(item).expect("in-memory encoding"));
@@ -1026,40 +1133,64 @@ async fn stream_state(tx: &mut Transaction<'static, Any>, origin: &str) -> Resul
     })
 }
 
-pub async fn load_members(
-    tx: &mut Transaction<'static, Any>,
-    year: Year,
-    household: &str,
-) -> Result<Vec<Row_>, HubError> {
+/// Households that an open duplicate-person conflict keeps waiting: one proposed for them or
+/// held away from them (stored, or raised by this very change set).
+async fn held_households(tx: &mut Transaction<'static, Any>, fx: &Effects) -> Result<HashSet<String>, HubError> {
     let rows = sqlx::query(
-        "SELECT k, region, hh, fields FROM records WHERE year = $1 AND hh = $2 AND kind = $3 AND deleted = 0",
+        "SELECT proposed_value, current_value FROM conflicts WHERE status = 'open' AND kind = 'duplicate_person'",
     )
-    .bind(year as i64)
-    .bind(household)
-    .bind(RecordKind::Member.to_u8() as i64)
     .fetch_all(&mut **tx)
     .await?;
-    let mut out = Vec::new();
+    let mut held = HashSet::new();
     for r in rows {
-        let k: String = r.try_get(0)?;
-        out.push(row_from(&k, r.try_get(1)?, r.try_get(2)?, &r.try_get::<String, _>(3)?, false)?);
+        held.insert(r.try_get::<String, _>(0)?);
+        held.insert(r.try_get::<String, _>(1)?);
     }
-    Ok(out)
+    for c in fx.conflicts.iter().filter(|c| c.kind == "duplicate_person") {
+        held.insert(c.proposed_value.clone());
+        held.insert(c.current_value.clone());
+    }
+    Ok(held)
 }
 
-async fn has_open_conflict(
-    tx: &mut Transaction<'static, Any>,
-    members: &[Row_],
-    household: &RecordKey,
-) -> Result<bool, HubError> {
-    // A duplicate person proposed for this household, or held away from it, keeps it waiting.
-    let n: i64 = sqlx::query("SELECT COUNT(*) FROM conflicts WHERE status = 'open' AND kind = 'duplicate_person' AND (proposed_value = $1 OR current_value = $1)")
-        .bind(&household.id)
-        .fetch_one(&mut **tx)
-        .await
-        .map(|r| get_i64(&r, 0))?;
-    let _ = members;
-    Ok(n > 0)
+/// Quota use counted in memory during one transaction: each scope's stored figure is read (and
+/// on PostgreSQL locked) once, admissions are added in memory, and the sums written back once.
+#[derive(Default)]
+struct QuotaLedger {
+    scopes: BTreeMap<(String, Year), (u64, u64)>,
+}
+
+impl QuotaLedger {
+    async fn used(
+        &mut self,
+        tx: &mut Transaction<'static, Any>,
+        db: &Db,
+        scope: &str,
+        year: Year,
+    ) -> Result<u64, HubError> {
+        let key = (scope.to_string(), year);
+        if let Some((stored, added)) = self.scopes.get(&key) {
+            return Ok(stored + added);
+        }
+        let stored = quota_used(tx, db, scope, year).await?;
+        self.scopes.insert(key, (stored, 0));
+        Ok(stored)
+    }
+
+    fn add(&mut self, scope: &str, year: Year, n: u64) {
+        if let Some(e) = self.scopes.get_mut(&(scope.to_string(), year)) {
+            e.1 += n;
+        }
+    }
+
+    async fn persist(self, tx: &mut Transaction<'static, Any>) -> Result<(), HubError> {
+        for ((scope, year), (_, added)) in self.scopes {
+            if added > 0 {
+                quota_add(tx, &scope, year, added as i64).await?;
+            }
+        }
+        Ok(())
+    }
 }
 
 pub async fn quota_used(tx: &mut Transaction<'static, Any>, db: &Db, scope: &str, year: Year) -> Result<u64, HubError> {

@@ -56,6 +56,7 @@ impl Dialect for Sqlite {
             "PRAGMA synchronous = NORMAL",
             "PRAGMA foreign_keys = ON",
             "PRAGMA busy_timeout = 10000",
+            "PRAGMA wal_autocheckpoint = 16384",
         ]
     }
     fn lock_quota_sql(&self) -> Option<&'static str> {
@@ -150,7 +151,15 @@ impl Db {
 
 /// Builds `($1,$2,..),($n+1,..)…` for a multi-row statement.
 pub fn values_placeholders(rows: usize, cols: usize) -> String {
-    let mut s = String::with_capacity(rows * cols * 5);
+    placeholders(false, rows, cols)
+}
+
+/// `(…),(…)` for `rows` rows of `cols` values bound in order. On SQLite the markers are anonymous
+/// `?`: sqlx resolves every *named* marker (`$n`) through `sqlite3_bind_parameter_name`, a linear
+/// scan, which makes a statement with thousands of `$n` markers quadratic (it dominated ingest).
+pub fn placeholders(sqlite: bool, rows: usize, cols: usize) -> String {
+    let mut s = String::with_capacity(rows * (cols * 6 + 3));
+    let mut n = 0usize;
     for r in 0..rows {
         if r > 0 {
             s.push(',');
@@ -160,8 +169,13 @@ pub fn values_placeholders(rows: usize, cols: usize) -> String {
             if c > 0 {
                 s.push(',');
             }
-            s.push('$');
-            s.push_str(&(r * cols + c + 1).to_string());
+            n += 1;
+            if sqlite {
+                s.push('?');
+            } else {
+                s.push('$');
+                s.push_str(&n.to_string());
+            }
         }
         s.push(')');
     }
@@ -170,6 +184,22 @@ pub fn values_placeholders(rows: usize, cols: usize) -> String {
 
 pub fn in_placeholders(n: usize) -> String {
     (1..=n).map(|i| format!("${i}")).collect::<Vec<_>>().join(",")
+}
+
+/// `?,?,…` on SQLite, `$1,$2,…` on PostgreSQL (see [`placeholders`]).
+pub fn in_list(sqlite: bool, n: usize) -> String {
+    if sqlite { vec!["?"; n].join(",") } else { in_placeholders(n) }
+}
+
+/// Whether a connection (or transaction) talks to SQLite.
+pub fn is_sqlite(conn: &sqlx::AnyConnection) -> bool {
+    conn.backend_name().eq_ignore_ascii_case("sqlite")
+}
+
+/// How many rows of `cols` values fit in one statement: both backends accept at least 32766 bound
+/// values; fewer, larger statements mean fewer round trips to the database thread/server.
+pub fn rows_per_statement(cols: usize) -> usize {
+    (30_000 / cols.max(1)).max(1)
 }
 
 pub fn dynamic(sql: String) -> sqlx::SqlStr {

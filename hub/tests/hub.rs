@@ -295,10 +295,35 @@ async fn audit_chain_detects_tampering() {
     let s = setup(false, 100, &[]).await;
     let mut a = enroll_node(&s.county, "420322105", 7).await;
     accepted(&a.push(ops_of(&household("420322105200", 1, 2, 1, Status::CountyReview), 5)).await);
+    // A second change set edits a field: its entry records the old and the new value.
+    let edit = Op::Upsert {
+        key: RecordKey::new(RecordKind::Household, 2014, "420322105200-0001"),
+        fields: vec![FieldWrite { name: "phone".into(), value: "13900000000".into(), version: Hlc(90), base: Hlc(5) }],
+    };
+    accepted(&a.push(vec![edit]).await);
     let db = &s.county.hub.db;
     assert!(matches!(audit::verify(db).await.unwrap(), audit::AuditCheck::Intact { entries, .. } if entries >= 4));
-    sqlx::query("UPDATE audit SET new = 'forged' WHERE seq = 3").execute(&db.pool).await.unwrap();
-    assert!(matches!(audit::verify(db).await.unwrap(), audit::AuditCheck::Broken { seq: 3, .. }));
+    let rows: Vec<(i64, String, String, String, String)> = sqlx::query_as(
+        "SELECT seq, action, subject, old, new FROM audit WHERE action IN ('changeset', 'county_decisions') ORDER BY seq",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    let (first, decisions, second) = (&rows[0], &rows[1], &rows[2]);
+    assert_eq!(
+        (first.1.as_str(), decisions.1.as_str(), second.1.as_str()),
+        ("changeset", "county_decisions", "changeset")
+    );
+    assert!(first.2.starts_with("420322105#1 envelope "), "{}", first.2);
+    assert!(first.4.contains("420322105200-0001") && first.4.contains("\"members\":\"2\""), "{}", first.4);
+    assert!(decisions.4.contains("认定"), "{}", decisions.4);
+    assert!(second.3.contains("\"phone\":\"") && second.4.contains("\"phone\":\"13900000000\""), "{second:?}");
+    assert!(!second.3.contains("13900000000"), "old value is the previous one");
+    sqlx::query(sqlx::AssertSqlSafe(format!("UPDATE audit SET new = 'forged' WHERE seq = {}", first.0)))
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    assert!(matches!(audit::verify(db).await.unwrap(), audit::AuditCheck::Broken { seq, .. } if seq == first.0));
 }
 
 #[tokio::test]
