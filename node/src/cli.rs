@@ -241,8 +241,22 @@ pub enum WorkflowCmd {
     /// with no open objection; 民主评议 needs --minutes.
     ///
     /// Example: jianka-node workflow advance 420322105200-0001 --date 2014-05-12
+    ///
+    /// With --all (optionally --village CODE) every household the township still works on moves
+    /// one step, as a village's list goes through its meeting and notices together; households that
+    /// may not move yet are listed with the reason and left as they are.
+    /// Example: jianka-node workflow advance --all --village 420322105200 --date 2014-05-06
     Advance {
-        household: String,
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        household: Option<String>,
+        /// Every household of the year (or of --village) that the township still works on.
+        #[arg(long)]
+        all: bool,
+        /// With --all: only this village's households (12-digit code).
+        #[arg(long, requires = "all")]
+        village: Option<String>,
+        #[arg(long)]
+        json: bool,
         /// Date of the step (default: today, Asia/Shanghai).
         #[arg(long)]
         date: Option<NaiveDate>,
@@ -435,7 +449,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Workflow(cmd) => {
             let mut node = open(&cli.config, clock)?;
             match cmd {
-                WorkflowCmd::Advance { household, date, minutes, year } => {
+                WorkflowCmd::Advance { household: Some(household), date, minutes, year, .. } => {
                     let y = node.year(year.year);
                     let (from, to) = workflow::advance(
                         &mut node,
@@ -446,6 +460,31 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         notice_days,
                     )?;
                     println!("{household}: {} → {} ({from:?} → {to:?})", from.label(), to.label());
+                }
+                WorkflowCmd::Advance { household: None, village, date, minutes, year, json, .. } => {
+                    let y = node.year(year.year);
+                    let r = workflow::advance_all(
+                        &mut node,
+                        y,
+                        village.as_deref(),
+                        date.unwrap_or(today),
+                        minutes.as_deref(),
+                        notice_days,
+                    )?;
+                    if json {
+                        print_json(&r)?;
+                    } else {
+                        let mut by_step: std::collections::BTreeMap<String, usize> = Default::default();
+                        for (_, from, to) in &r.advanced {
+                            *by_step.entry(format!("{} → {}", from.label(), to.label())).or_default() += 1;
+                        }
+                        for (step, n) in by_step {
+                            println!("{n} households: {step}");
+                        }
+                        for (hid, why) in &r.refused {
+                            eprintln!("{hid}: not moved: {why}");
+                        }
+                    }
                 }
                 WorkflowCmd::Object { household, by, reason, date, year } => {
                     let y = node.year(year.year);

@@ -2,7 +2,7 @@
 //! backoff and jitter on what may succeed later (connection failures, cut bodies, 5xx).
 
 use crate::clock::Clock;
-use backon::{ExponentialBuilder, Retryable};
+use backon::{BackoffBuilder, ExponentialBuilder, Retryable};
 use ed25519_dalek::SigningKey;
 use jianka_shared::protocol::{ApiError, ErrorCode, HEADER_KEY, HEADER_SIGNATURE, HEADER_TIME};
 use jianka_shared::trust::{KeyId, sign_request};
@@ -59,11 +59,18 @@ impl HubClient {
     }
 
     fn backoff(&self) -> ExponentialBuilder {
+        // A lost request on a township link is usually a dropped connection, noticed at once:
+        // retry soon, then back off exponentially (with jitter, so townships do not retry in step).
         ExponentialBuilder::default()
             .with_jitter()
-            .with_min_delay(Duration::from_millis(200))
+            .with_min_delay(Duration::from_millis(50))
             .with_max_delay(Duration::from_secs(15))
             .with_max_times(self.retries)
+    }
+
+    /// The delays between attempts, for callers that re-check state before resending.
+    pub fn retry_delays(&self) -> impl Iterator<Item = Duration> {
+        self.backoff().build()
     }
 
     /// One signed request, no retry. Returns the body of a 2xx answer.

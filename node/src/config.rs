@@ -89,10 +89,10 @@ fn default_timeout() -> u64 {
     30
 }
 fn default_chunk_threshold() -> usize {
-    256 * 1024
+    64 * 1024
 }
 fn default_chunk() -> usize {
-    64 * 1024
+    32 * 1024
 }
 fn default_warn_days() -> i64 {
     10
@@ -208,8 +208,8 @@ max_changeset_age_secs = 300
 retries = 6
 request_timeout_secs = 30
 # Change sets above this size go in resumable chunks of chunk_bytes.
-chunk_threshold_bytes = 262144
-chunk_bytes = 65536
+chunk_threshold_bytes = 65536
+chunk_bytes = 32768
 # Warn the clerk this many days before a deadline (status).
 deadline_warning_days = 10
 "#

@@ -57,10 +57,35 @@ pub fn apply_item(conn: &Connection, item: &Feedback, now_ms: u64) -> Result<()>
                 params![c.year, state, c.deadline, c.reopen_by],
             )?;
         }
-        Feedback::Resolved { key, field, value, note: _ } => {
+        Feedback::Resolved { key, field, value, note } => {
             // The settled value stands over any local one: give it a version newer than ours.
-            let version = store::load_hlc(conn)?.tick(now_ms);
-            store::apply_remote(conn, key, field, value, version.max(Hlc(1)))?;
+            let version = store::load_hlc(conn)?.tick(now_ms).max(Hlc(1));
+            let local_household = store::load(conn, key)?.and_then(|s| s.get("household").map(str::to_string));
+            let moved_away = key.kind == jianka_shared::RecordKind::Member
+                && field == "household"
+                && local_household.as_deref().is_some_and(|h| h != value);
+            if moved_away {
+                // The person stays in another household (拆户/空挂户 settled by the county): they leave
+                // ours. The clerk is told, to correct the household's size and incomes.
+                store::remove_remote(conn, key, version)?;
+                let r = jianka_shared::protocol::Rejection {
+                    key: key.clone(),
+                    reason: jianka_shared::protocol::RejectReason::DuplicatePerson,
+                    message: format!(
+                        "{note}: the person belongs to household {value} and was removed from household {}; \
+                         correct that household's member count and incomes",
+                        local_household.unwrap_or_default()
+                    ),
+                };
+                // The held-duplicate notice is settled; what is left to do is the new notice.
+                conn.execute(
+                    "UPDATE rejections SET resolved_ms = ?4 WHERE kind = ?1 AND year = ?2 AND rid = ?3 AND resolved_ms IS NULL",
+                    params![key.kind.as_str(), key.year, key.id, now_ms as i64],
+                )?;
+                record_rejection(conn, &r, now_ms)?;
+                return Ok(());
+            }
+            store::apply_remote(conn, key, field, value, version)?;
             conn.execute(
                 "UPDATE rejections SET resolved_ms = ?4 WHERE kind = ?1 AND year = ?2 AND rid = ?3 AND resolved_ms IS NULL",
                 params![key.kind.as_str(), key.year, key.id, now_ms as i64],

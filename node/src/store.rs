@@ -278,6 +278,21 @@ pub fn apply_remote(conn: &Connection, key: &RecordKey, field: &str, value: &str
     Ok(true)
 }
 
+/// Removes a record because the tier above decided it is not this township's (a duplicate person
+/// settled in another household): a tombstone without an outbox entry, as the hub already agrees.
+pub fn remove_remote(conn: &Connection, key: &RecordKey, version: Hlc) -> Result<bool> {
+    let Some(mut stored) = load(conn, key)?.filter(|s| !s.deleted) else {
+        return Ok(false);
+    };
+    stored.deleted = true;
+    stored.deleted_version = version;
+    save(conn, key, &stored)?;
+    if version > load_hlc(conn)? {
+        db::set_meta(conn, "hlc", &version.0.to_string())?;
+    }
+    Ok(true)
+}
+
 /// Pending (not yet sealed) outbox entries.
 pub fn pending_changes(conn: &Connection) -> Result<u64> {
     Ok(conn.query_row("SELECT COUNT(*) FROM changes WHERE seq IS NULL", [], |r| r.get::<_, i64>(0))? as u64)

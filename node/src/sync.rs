@@ -133,7 +133,7 @@ async fn push(node: &Node, client: &HubClient, seq: u64, bytes: &[u8]) -> Result
     let r = if bytes.len() > s.chunk_threshold_bytes {
         upload(client, seq, bytes, s.chunk_bytes).await
     } else {
-        client.call::<PushOutcome>("POST", "/v1/changesets", bytes).await
+        post(client, seq, bytes).await
     };
     r.map_err(|e| match e.code() {
         Some(ErrorCode::Equivocation) => anyhow::anyhow!(
@@ -143,27 +143,78 @@ async fn push(node: &Node, client: &HubClient, seq: u64, bytes: &[u8]) -> Result
     })
 }
 
-/// Chunked, resumable upload: continue from what the hub says it holds.
+/// Whether the hub already applied `seq` (its answer may have been lost on the way back).
+async fn already_applied(client: &HubClient, seq: u64) -> Result<bool, HubError> {
+    let st: SyncState = client.call("GET", "/v1/sync/state", b"").await?;
+    Ok(st.expected_seq > seq)
+}
+
+/// Sends a whole envelope. After a failure it asks the hub what it holds before resending, so
+/// a lost answer costs a small request, not the envelope again.
+async fn post(client: &HubClient, seq: u64, bytes: &[u8]) -> Result<PushOutcome, HubError> {
+    let mut delays = client.retry_delays();
+    loop {
+        let err = match client.once("POST", "/v1/changesets", bytes).await {
+            Ok(body) => {
+                return serde_json::from_slice(&body).map_err(|e| HubError::BadAnswer {
+                    method: "POST",
+                    path: "/v1/changesets".into(),
+                    message: e.to_string(),
+                });
+            }
+            Err(e) if e.retryable() => e,
+            Err(e) => return Err(e),
+        };
+        let Some(d) = delays.next() else { return Err(err) };
+        tracing::warn!(error = %err, retry_in_ms = d.as_millis() as u64, seq, "push failed; retrying");
+        tokio::time::sleep(d).await;
+        if already_applied(client, seq).await? {
+            return Ok(PushOutcome::Duplicate { seq });
+        }
+    }
+}
+
+/// Chunked, resumable upload: continue from what the hub says it holds, and after a failure ask
+/// it again rather than resending blindly.
 async fn upload(client: &HubClient, seq: u64, bytes: &[u8], chunk: usize) -> Result<PushOutcome, HubError> {
     let total = bytes.len() as u64;
-    let state: UploadState = client.call("GET", &format!("/v1/uploads/{seq}"), b"").await?;
-    let mut received = if state.total == total { state.received.min(total) } else { 0 };
+    let mut delays = client.retry_delays();
+    let resume = |state: UploadState| if state.total == total { state.received.min(total) } else { 0 };
+    let mut received = resume(client.call("GET", &format!("/v1/uploads/{seq}"), b"").await?);
     loop {
-        let end = (received + chunk as u64).min(total);
-        let path = format!("/v1/uploads/{seq}?offset={received}&total={total}");
-        let ack: ChunkAck = client.call("PUT", &path, &bytes[received as usize..end as usize]).await?;
-        if let Some(outcome) = ack.outcome {
-            return Ok(outcome);
-        }
-        if ack.received >= total {
+        if received >= total {
             // Assembled but the outcome was lost (e.g. a cut answer): the sync state tells.
-            let st: SyncState = client.call("GET", "/v1/sync/state", b"").await?;
-            if st.expected_seq > seq {
+            if already_applied(client, seq).await? {
                 return Ok(PushOutcome::Duplicate { seq });
             }
+            let st: SyncState = client.call("GET", "/v1/sync/state", b"").await?;
             return Ok(PushOutcome::Gap { expected: st.expected_seq });
         }
-        tracing::debug!(seq, received = ack.received, total, "chunk acknowledged");
-        received = ack.received;
+        let end = (received + chunk as u64).min(total);
+        let path = format!("/v1/uploads/{seq}?offset={received}&total={total}");
+        match client.once("PUT", &path, &bytes[received as usize..end as usize]).await {
+            Ok(body) => {
+                let ack: ChunkAck = serde_json::from_slice(&body).map_err(|e| HubError::BadAnswer {
+                    method: "PUT",
+                    path: path.clone(),
+                    message: e.to_string(),
+                })?;
+                if let Some(outcome) = ack.outcome {
+                    return Ok(outcome);
+                }
+                tracing::debug!(seq, received = ack.received, total, "chunk acknowledged");
+                received = ack.received;
+            }
+            Err(e) if e.retryable() => {
+                let Some(d) = delays.next() else { return Err(e) };
+                tracing::warn!(error = %e, retry_in_ms = d.as_millis() as u64, seq, "chunk failed; retrying");
+                tokio::time::sleep(d).await;
+                if already_applied(client, seq).await? {
+                    return Ok(PushOutcome::Duplicate { seq });
+                }
+                received = resume(client.call("GET", &format!("/v1/uploads/{seq}"), b"").await?);
+            }
+            Err(e) => return Err(e),
+        }
     }
 }

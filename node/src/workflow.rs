@@ -157,6 +157,40 @@ pub fn advance(
     Ok((from, to))
 }
 
+/// What a bulk advance did: households moved, and those refused with the reason.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct BulkAdvance {
+    pub advanced: Vec<(String, Status, Status)>,
+    pub refused: Vec<(String, String)>,
+}
+
+/// Moves every household of `year` (optionally of one village) that the township still works on
+/// one step on, as a village's list goes through appraisal and notices together. Each household is
+/// its own transaction; one refused (an open objection, a notice not yet over) does not stop the rest.
+pub fn advance_all(
+    node: &mut Node,
+    year: Year,
+    village: Option<&str>,
+    date: NaiveDate,
+    minutes: Option<&str>,
+    notice_days: i64,
+) -> Result<BulkAdvance> {
+    let ids: Vec<String> = crate::store::records(&node.conn, RecordKind::Household, year)?
+        .into_iter()
+        .filter(|r| village.is_none_or(|v| r.key.id.starts_with(v)))
+        .filter(|r| status_of(&r.fields).is_ok_and(|s| s.next().is_some_and(|(_, tier)| tier == Tier::Township)))
+        .map(|r| r.key.id)
+        .collect();
+    let mut out = BulkAdvance::default();
+    for hid in ids {
+        match advance(node, year, &hid, date, minutes, notice_days) {
+            Ok((from, to)) => out.advanced.push((hid, from, to)),
+            Err(e) => out.refused.push((hid, format!("{e:#}"))),
+        }
+    }
+    Ok(out)
+}
+
 pub fn object(node: &mut Node, year: Year, hid: &str, by: &str, reason: &str, date: NaiveDate) -> Result<i64> {
     let (rec, _) = load_household(&node.conn, year, hid)?;
     let st = status_of(&rec.fields)?;

@@ -127,3 +127,110 @@ pub fn print_changeset(f: &ChangeSetFigures) {
     );
     println!("  wire / zstd-19 CSV     {:>12.3}           (target <= 1.25)", per / base);
 }
+
+/// One township's first full sync, clean and through a lossy link.
+pub struct SyncFigures {
+    pub households: u32,
+    pub records: u64,
+    pub clean_secs: f64,
+    pub clean_bytes: u64,
+    pub clean_requests: u64,
+    pub lossy_secs: f64,
+    pub lossy_bytes: u64,
+    pub lossy_requests: u64,
+    pub loss: f64,
+}
+
+/// Imports `households` into a fresh township node and syncs it to a fresh county through the
+/// fault proxy, once on a clean link and once (another township, same data size) losing `loss`
+/// of all requests. Time counts the clerk's `sync` runs until the outbox is drained.
+pub fn sync_figures(households: u32, loss: f64) -> anyhow::Result<SyncFigures> {
+    use crate::generate::write_csv;
+    use crate::harness::{Hub, Node};
+    use crate::proxy::{FaultProxy, Faults};
+
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let tmp = tempfile::tempdir()?;
+    let root = tmp.path();
+    let mut province = Hub::init(&root.join("province"), "42", &[])?;
+    let mut county = Hub::init(&root.join("county"), "420322", &["--parent-url", &province.url()])?;
+    let chain = province.enroll("420322", &county.dir.join("hub.key"))?;
+    county.cmd(&["install-chain", chain.to_str().unwrap_or_default()])?;
+    province.start()?;
+    county.start()?;
+
+    let run_one = |township: &str, faults: Faults, seed: u64| -> anyhow::Result<(f64, u64, u64, u64)> {
+        let proxy = rt.block_on(FaultProxy::start(county.addr, faults, seed))?;
+        let node = Node::init(&root.join(township), township, &proxy.url())?;
+        let chain = county.enroll(township, &node.key_file())?;
+        node.cmd(&["trust", chain.to_str().unwrap_or_default()])?;
+        let mut g = Generator::new(seed, 2014);
+        let village = format!("{township}200");
+        let hs: Vec<_> = (0..households).map(|i| g.household(&village, i + 1, Status::Applied)).collect();
+        let records: u64 = hs.iter().map(|h| 1 + h.members.len() as u64).sum();
+        let csv = root.join(format!("{township}.csv"));
+        write_csv(std::fs::File::create(&csv)?, &hs)?;
+        node.cmd(&["import", csv.to_str().unwrap_or_default(), "--year", "2014"])?;
+        let t = Instant::now();
+        let mut drained = false;
+        for _ in 0..200 {
+            let _ = node.cmd_raw(&["sync"])?;
+            let status: serde_json::Value = serde_json::from_str(&node.cmd(&["status", "--json"])?)?;
+            if status["pending_changes"].as_u64() == Some(0) && status["unacknowledged_change_sets"].as_u64() == Some(0)
+            {
+                drained = true;
+                break;
+            }
+        }
+        anyhow::ensure!(drained, "{township} never drained its outbox");
+        let secs = t.elapsed().as_secs_f64();
+        let s = proxy.stats();
+        if std::env::var_os("JIANKA_BENCH_LOG").is_some() {
+            for l in s.log.lock().map(|l| l.clone()).unwrap_or_default() {
+                eprintln!("  {township}: {l}");
+            }
+        }
+        Ok((
+            secs,
+            s.bytes.load(std::sync::atomic::Ordering::Relaxed),
+            s.requests.load(std::sync::atomic::Ordering::Relaxed),
+            records,
+        ))
+    };
+    let (clean_secs, clean_bytes, clean_requests, records) = run_one("420322105", Faults::clean(), 1)?;
+    let (lossy_secs, lossy_bytes, lossy_requests, _) = run_one("420322106", Faults::lossy(loss), 2)?;
+    Ok(SyncFigures {
+        households,
+        records,
+        clean_secs,
+        clean_bytes,
+        clean_requests,
+        lossy_secs,
+        lossy_bytes,
+        lossy_requests,
+        loss,
+    })
+}
+
+pub fn print_sync(f: &SyncFigures) {
+    println!("township sync, {} households ({} records), node → county over loopback HTTP:", f.households, f.records);
+    println!(
+        "  node push throughput   {:>12.0} records/s   (clean link, {:.2} s, {} requests, {} bytes)",
+        f.records as f64 / f.clean_secs,
+        f.clean_secs,
+        f.clean_requests,
+        f.clean_bytes
+    );
+    println!(
+        "  link losing {:.0}% of requests: {:.2} s, {} requests, {} bytes",
+        f.loss * 100.0,
+        f.lossy_secs,
+        f.lossy_requests,
+        f.lossy_bytes
+    );
+    println!("  lossy / clean time     {:>12.2}           (target <= 2)", f.lossy_secs / f.clean_secs);
+    println!(
+        "  lossy / clean bytes    {:>12.2}           (target <= 1.5)",
+        f.lossy_bytes as f64 / f.clean_bytes as f64
+    );
+}

@@ -50,23 +50,32 @@ pub const HEADERS: [&str; 26] = [
 pub struct Generator {
     rng: StdRng,
     year: Year,
+    /// ID sequence numbers of this generator start here, so generators with seeds that differ
+    /// modulo 4 never produce the same person.
+    seq_base: u16,
     next_seq: std::collections::HashMap<(String, NaiveDate), u16>,
 }
 
 impl Generator {
     pub fn new(seed: u64, year: Year) -> Generator {
-        Generator { rng: StdRng::seed_from_u64(seed), year, next_seq: Default::default() }
+        Generator {
+            rng: StdRng::seed_from_u64(seed),
+            year,
+            seq_base: (seed % 4) as u16 * 250,
+            next_seq: Default::default(),
+        }
     }
 
     fn id(&mut self, area: &str, birth: NaiveDate, male: bool) -> IdNumber {
-        // Unique per (area, birth date): sequence numbers advance with the right parity.
-        let seq = self.next_seq.entry((area.to_string(), birth)).or_insert(self.rng.random_range(0..100) * 2);
+        // Unique per (area, birth date) within this generator's 250 sequence numbers; the parity
+        // of the sequence number is the sex.
+        let seq = self.next_seq.entry((area.to_string(), birth)).or_insert(0);
         let mut s = *seq;
         if (s % 2 == 1) != male {
             s += 1;
         }
         *seq = s + 1;
-        IdNumber::compose(area, birth, s % 1000).expect("valid parts")
+        IdNumber::compose(area, birth, self.seq_base + s % 250).expect("valid parts")
     }
 
     fn birth(&mut self, age: i32) -> NaiveDate {

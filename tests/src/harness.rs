@@ -18,8 +18,12 @@ fn bin_dir() -> PathBuf {
     dir
 }
 
-/// Path of a workspace binary, built once per test process with the same profile.
+/// Path of a workspace binary, built once per test process with the same profile; or, when
+/// `JIANKA_BIN_DIR` is set, taken from that directory as is (to test installed binaries).
 pub fn binary(name: &str) -> PathBuf {
+    if let Some(dir) = std::env::var_os("JIANKA_BIN_DIR") {
+        return PathBuf::from(dir).join(name);
+    }
     static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
     let built = BUILT.get_or_init(|| {
         let dir = bin_dir();
@@ -91,17 +95,22 @@ pub struct Hub {
 impl Hub {
     /// `jianka-hub init` in `dir`; `extra` adds flags such as `--profile` and `--quotas`.
     pub fn init(dir: &Path, region: &str, extra: &[&str]) -> anyhow::Result<Hub> {
+        Hub::init_with(dir, region, extra, Vec::new())
+    }
+
+    /// Like [`Hub::init`], with environment variables (e.g. `JIANKA_NOW`) for this hub's every command.
+    pub fn init_with(dir: &Path, region: &str, extra: &[&str], envs: Vec<(String, String)>) -> anyhow::Result<Hub> {
         std::fs::create_dir_all(dir)?;
         let d = dir.to_str().context("utf-8 path")?;
         let mut args = vec!["init", "--region", region, "--dir", d];
         args.extend_from_slice(extra);
-        run_ok("jianka-hub", &args, &[])?;
+        run_ok("jianka-hub", &args, &envs)?;
         Ok(Hub {
             region: region.into(),
             dir: dir.to_path_buf(),
             config: dir.join("hub.toml"),
             addr: free_addr(),
-            envs: Vec::new(),
+            envs,
             child: None,
         })
     }
@@ -208,10 +217,15 @@ pub struct Node {
 
 impl Node {
     pub fn init(dir: &Path, township: &str, hub_url: &str) -> anyhow::Result<Node> {
+        Node::init_with(dir, township, hub_url, Vec::new())
+    }
+
+    /// Like [`Node::init`], with environment variables (e.g. `JIANKA_NOW`) for this node's every command.
+    pub fn init_with(dir: &Path, township: &str, hub_url: &str, envs: Vec<(String, String)>) -> anyhow::Result<Node> {
         std::fs::create_dir_all(dir.parent().unwrap_or(dir))?;
         let d = dir.to_str().context("utf-8 path")?;
-        run_ok("jianka-node", &["init", "--dir", d, "--township", township, "--hub", hub_url], &[])?;
-        Ok(Node { township: township.into(), dir: dir.to_path_buf(), config: dir.join("node.toml"), envs: Vec::new() })
+        run_ok("jianka-node", &["init", "--dir", d, "--township", township, "--hub", hub_url], &envs)?;
+        Ok(Node { township: township.into(), dir: dir.to_path_buf(), config: dir.join("node.toml"), envs })
     }
 
     pub fn key_file(&self) -> PathBuf {

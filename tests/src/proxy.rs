@@ -55,6 +55,8 @@ pub struct Stats {
     pub duplicated: AtomicU64,
     /// Bytes that crossed the link in both directions, as the client sent and received them.
     pub bytes: AtomicU64,
+    /// One line per request (`fate method path request-bytes response-bytes`), for diagnosing a run.
+    pub log: Mutex<Vec<String>>,
 }
 
 struct Shared {
@@ -151,7 +153,14 @@ async fn serve(mut client: TcpStream, s: Arc<Shared>) -> std::io::Result<()> {
             (fate, delay)
         };
         s.stats.bytes.fetch_add(request.len() as u64, Ordering::Relaxed);
+        let line = String::from_utf8_lossy(&request[..request.len().min(120)]).lines().next().unwrap_or("").to_string();
+        let note = |fate: &str, resp: usize| {
+            if let Ok(mut log) = s.stats.log.lock() {
+                log.push(format!("{fate} {line} {} {resp}", request.len()));
+            }
+        };
         if let Fate::Drop = fate {
+            note("drop", 0);
             s.stats.dropped.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
@@ -166,11 +175,13 @@ async fn serve(mut client: TcpStream, s: Arc<Shared>) -> std::io::Result<()> {
         if let Fate::Cut(frac) = fate {
             s.stats.cut.fetch_add(1, Ordering::Relaxed);
             let n = (response.len() as f64 * frac) as usize;
+            note("cut", n);
             s.stats.bytes.fetch_add(n as u64, Ordering::Relaxed);
             client.write_all(&response[..n]).await?;
             return Ok(());
         }
         s.stats.bytes.fetch_add(response.len() as u64, Ordering::Relaxed);
+        note("pass", response.len());
         client.write_all(&response).await?;
     }
 }

@@ -15,6 +15,8 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 const YEAR: &str = "2014";
+/// The demo replays the 2014 registration: every process's clock reads this (JIANKA_NOW).
+const NOW: &str = "2014-06-01T09:00:00+08:00";
 const HOUSEHOLDS_PER_TOWNSHIP: u32 = 150;
 /// 郧西县's people ceiling in the demo: below what its townships submit, so the ceiling bites.
 const YUNXI_CEILING: u64 = 700;
@@ -62,17 +64,18 @@ async fn main() -> anyhow::Result<()> {
 
     tokio::task::block_in_place(|| -> anyhow::Result<()> {
         step("province hub 湖北省 (42): init and start");
-        let mut province = Hub::init(&out.join("province-42"), "42", &["--profile", p, "--quotas", q])?;
+        let mut province = Hub::init_with(&out.join("province-42"), "42", &["--profile", p, "--quotas", q], clock())?;
         province.start()?;
 
         let mut counties = Vec::new();
         for code in ["420322", "420323"] {
             let name = regions.name_of(code).to_string();
             step(&format!("county hub {name} ({code}): init, enrolled by the province, start"));
-            let mut hub = Hub::init(
+            let mut hub = Hub::init_with(
                 &out.join(format!("county-{code}")),
                 code,
                 &["--parent-url", &province.url(), "--profile", p, "--quotas", q],
+                clock(),
             )?;
             let chain = province.enroll(code, &hub.dir.join("hub.key"))?;
             hub.cmd(&["install-chain", chain.to_str().context("utf-8")?])?;
@@ -90,7 +93,8 @@ async fn main() -> anyhow::Result<()> {
         let mut first_member_elsewhere: Option<String> = None;
         for county in &mut counties {
             for t in regions.townships_of(&county.code).into_iter().take(2) {
-                let node = Node::init(&out.join(format!("township-{}", t.code)), &t.code, &county.proxy.url())?;
+                let node =
+                    Node::init_with(&out.join(format!("township-{}", t.code)), &t.code, &county.proxy.url(), clock())?;
                 let chain = county.hub.enroll(&t.code, &node.key_file())?;
                 node.cmd(&["trust", chain.to_str().context("utf-8")?])?;
                 let villages: Vec<String> = regions.villages_of(&t.code).iter().map(|v| v.code.clone()).collect();
@@ -163,13 +167,8 @@ async fn main() -> anyhow::Result<()> {
         if let Some(c) = conflicts.as_array().and_then(|a| a.first()) {
             indent(&serde_json::to_string(c)?);
             let id = c["id"].as_i64().context("conflict id")?;
-            let keep = c["households"]
-                .as_array()
-                .and_then(|h| h.first())
-                .and_then(|h| h.as_str())
-                .or_else(|| c["existing_household"].as_str())
-                .context("conflict names no household")?
-                .to_string();
+            // The person stays where the county's home visit found them: here, the first household.
+            let keep = c["current_value"].as_str().context("conflict names no household")?.to_string();
             yunxi.hub.cmd(&[
                 "conflicts",
                 "resolve",
@@ -184,19 +183,41 @@ async fn main() -> anyhow::Result<()> {
         for county in &counties {
             for t in &county.townships {
                 sync_until_drained(&t.node)?;
-                let v = t.node.cmd_raw(&["verify", "--year", YEAR])?;
-                println!(
-                    "    {} {}: verify {}",
-                    county.name,
-                    t.name,
-                    if v.status.success() { "identical at node and county" } else { "DIFFERENT" }
-                );
+                let v = t.node.cmd_raw(&["verify", "--year", YEAR, "--json"])?;
+                let report: serde_json::Value = serde_json::from_slice(&v.stdout).unwrap_or_default();
+                if v.status.success() {
+                    println!(
+                        "    {} {}: verify: {} records identical at node and county",
+                        county.name, t.name, report["local_count"]
+                    );
+                } else {
+                    println!(
+                        "    {} {}: verify: DIFFERENT: only at the node {}, only at the county {}, differing {}",
+                        county.name, t.name, report["only_local"], report["only_hub"], report["differing"]
+                    );
+                }
             }
         }
 
         step("counties sign off and forward to the province");
         for county in &counties {
-            indent(&county.hub.cmd(&["signoff", "--year", YEAR, "--period", "2014-registration"])?);
+            let signoff: serde_json::Value = serde_json::from_str(&county.hub.cmd(&[
+                "signoff",
+                "--year",
+                YEAR,
+                "--period",
+                "2014-registration",
+            ])?)?;
+            println!(
+                "    {} signed off {} records: {} households, {} people, quota used {} of {}; digest {}…",
+                county.name,
+                signoff["record_count"],
+                signoff["summary"]["households"],
+                signoff["summary"]["people"],
+                signoff["summary"]["quota_used"],
+                signoff["summary"]["quota_people"],
+                signoff["digest"].as_str().unwrap_or_default().get(..16).unwrap_or_default()
+            );
             indent(&county.hub.cmd(&["forward"])?);
         }
 
@@ -232,6 +253,10 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+fn clock() -> Vec<(String, String)> {
+    vec![("JIANKA_NOW".into(), NOW.into())]
+}
+
 fn step(s: &str) {
     println!("\n== {s}");
 }
@@ -242,14 +267,26 @@ fn indent(s: &str) {
     }
 }
 
-/// Runs `sync` until the node has nothing pending or unacknowledged; returns the passes taken.
+/// Runs `sync` until a pass succeeds with nothing left pending or unacknowledged; returns the passes taken.
 fn sync_until_drained(node: &Node) -> anyhow::Result<u32> {
+    let mut last_error = String::new();
     for pass in 1..=100 {
-        let _ = node.cmd_raw(&["sync"])?;
+        let out = node.cmd_raw(&["sync"])?;
+        let ok = out.status.success();
+        if !ok {
+            last_error = String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .filter(|l| !l.contains(" WARN "))
+                .collect::<Vec<_>>()
+                .join(" | ");
+        }
         let status: serde_json::Value = serde_json::from_str(&node.cmd(&["status", "--json"])?)?;
-        if status["pending_changes"].as_u64() == Some(0) && status["unacknowledged_change_sets"].as_u64() == Some(0) {
+        if ok
+            && status["pending_changes"].as_u64() == Some(0)
+            && status["unacknowledged_change_sets"].as_u64() == Some(0)
+        {
             return Ok(pass);
         }
     }
-    anyhow::bail!("{} did not drain its outbox in 100 passes", node.township)
+    anyhow::bail!("{} did not drain its outbox in 100 passes; last error: {last_error}", node.township)
 }
