@@ -98,6 +98,10 @@ struct Effects {
     changes: ChangeLog,
     /// The county's decisions in this change set, one audit entry.
     decisions: ChangeLog,
+    /// Conflicts this change set settled (completed moves): id and resolution.
+    resolved: Vec<(i64, String)>,
+    /// The version a completed move's fields get at least (the hub's clock for this change set).
+    move_version: u64,
     applied: u64,
 }
 
@@ -369,7 +373,7 @@ impl Hub {
         if let Some(max) = cs.ops.iter().flat_map(op_versions).max() {
             *hlc = hlc.observe(max, self.clock.now().timestamp_millis().max(0) as u64);
         }
-        let mut fx = Effects::default();
+        let mut fx = Effects { move_version: self.tick(&mut hlc).0, ..Effects::default() };
         self.apply_ops(&mut tx, &sender.region, &cs.ops, &mut fx).await?;
         let households = fx.reexam_candidates();
         if self.region().tier() == Tier::County {
@@ -452,6 +456,9 @@ impl Hub {
             states.insert(y, years::effective_state(&self.db, y, self.today(), self.profile.as_ref()).await?);
         }
         let today = self.today();
+        // Cross-county moves waiting at the province for the departure side, by member key.
+        let mut moves =
+            if self.region().tier() == Tier::Province { pending_moves(tx, ops).await? } else { HashMap::new() };
         for op in ops {
             let key = op.key();
             let k = storage_key(key);
@@ -503,6 +510,23 @@ impl Hub {
             }
             match op {
                 Op::Delete { .. } => {
+                    if let Some(ex) = &existing
+                        && key.kind == RecordKind::Member
+                        && let Some(mv) = moves.remove(&k)
+                    {
+                        // The departure of a person another county is waiting for: the move completes.
+                        self.complete_move(fx, key, ex, mv);
+                        continue;
+                    }
+                    if let Some(ex) = &existing
+                        && key.kind == RecordKind::Member
+                        && ex.field(MOVE_OUT).is_some()
+                    {
+                        // Declared as moving to another county that has not sent the arrival yet: the
+                        // person stays where they are until it does (never in neither county).
+                        fx.changes.record::<&str, _>(&audit_subject(key), &[], &[(MOVE_OUT, "departure held")]);
+                        continue;
+                    }
                     if let Some(mut row) = existing {
                         let old: Vec<(&str, &str)> = row.fields.iter().map(|(n, f)| (n.as_str(), f.value())).collect();
                         fx.changes.record::<_, &str>(&audit_subject(key), &old, &[]);
@@ -525,6 +549,42 @@ impl Hub {
                                 msg.replace(&key.id, &masked),
                                 payload(),
                             );
+                            continue;
+                        }
+                        if self.region().tier() == Tier::Province
+                            && let Some(ex) = &existing
+                            && let Some(w) = fields.iter().find(|w| w.name == "household")
+                            && ex.hh != w.value
+                            && let Ok(from) = RegionCode::parse(&ex.region)
+                            && !writer.contains(&from)
+                        {
+                            // A person arriving from another county (跨县迁移), which the province completes.
+                            let mv = PendingMove {
+                                conflict: None,
+                                to: writer.clone(),
+                                household: w.value.clone(),
+                                proposal: op.clone(),
+                            };
+                            if ex.field(MOVE_OUT) == Some(writer.as_str()) {
+                                self.complete_move(fx, key, ex, mv);
+                            } else {
+                                fx.conflicts.push(ConflictRow {
+                                    kind: "move",
+                                    k: k.clone(),
+                                    field: "household".into(),
+                                    current_value: ex.hh.clone(),
+                                    current_by: from.ancestor(Tier::County).unwrap_or(from).to_string(),
+                                    proposed_value: w.value.clone(),
+                                    proposed_by: writer.to_string(),
+                                    proposal: payload(),
+                                });
+                                let msg = format!(
+                                    "{key} is a member of household {} in another county: held as a cross-county move, \
+                                     completed by the province when that county records the departure",
+                                    ex.hh
+                                );
+                                reject(fx, writer, key, RejectReason::DuplicatePerson, msg, payload());
+                            }
                             continue;
                         }
                         if let Some(ex) = &existing
@@ -636,6 +696,15 @@ impl Hub {
                         row.region = row.field("village").unwrap_or(&row.region).to_string();
                     }
                     fx.changes.record(&audit_subject(key), &old, &new);
+                    let departs_to = (key.kind == RecordKind::Member).then(|| row.field(MOVE_OUT)).flatten();
+                    if let Some(to) = departs_to
+                        && moves.get(&k).is_some_and(|m| m.to.as_str() == to)
+                        && let Some(mv) = moves.remove(&k)
+                    {
+                        // The departure names the county already waiting for this person.
+                        self.complete_move(fx, key, &row, mv);
+                        continue;
+                    }
                     fx.rows.insert(k.clone(), row);
                     fx.dirty.push(k);
                     fx.applied += 1;
@@ -643,6 +712,48 @@ impl Hub {
             }
         }
         Ok(())
+    }
+
+    /// Completes a cross-county move in this change set's transaction: the person's record is
+    /// replaced by the arriving county's, so at every commit they belong to exactly one county.
+    fn complete_move(&self, fx: &mut Effects, key: &RecordKey, from: &Row_, mv: PendingMove) {
+        let Op::Upsert { fields, .. } = &mv.proposal else { return };
+        let version = fx.move_version;
+        let mut fields_new = Fields::new();
+        for w in fields {
+            fields_new.insert(w.name.clone(), FieldState(w.value.clone(), w.version.0.max(version), mv.to.to_string()));
+        }
+        let village = fields_new.get("village").map(|f| f.0.clone()).unwrap_or_default();
+        let row =
+            Row_ { key: key.clone(), region: village, hh: mv.household.clone(), fields: fields_new, deleted: false };
+        let old: Vec<(&str, &str)> = from.fields.iter().map(|(n, f)| (n.as_str(), f.value())).collect();
+        let new: Vec<(&str, &str)> = row.fields.iter().map(|(n, f)| (n.as_str(), f.value())).collect();
+        fx.changes.record(&format!("move {}", audit_subject(key)), &old, &new);
+        let from_county = RegionCode::parse(&from.region)
+            .ok()
+            .and_then(|r| r.ancestor(Tier::County))
+            .map(|c| c.to_string())
+            .unwrap_or_default();
+        let note = format!("cross-county move {from_county} → {} completed by the province", mv.to);
+        for to in [from_county.clone(), mv.to.to_string()] {
+            fx.feedback.push((
+                to,
+                Feedback::Resolved {
+                    key: key.clone(),
+                    field: "household".into(),
+                    value: mv.household.clone(),
+                    note: note.clone(),
+                },
+            ));
+        }
+        if let Some(id) = mv.conflict {
+            fx.resolved.push((id, format!("{} — {note}", mv.household)));
+        }
+        tracing::info!(key = %key, from = %from_county, to = %mv.to, "cross-county move completed");
+        let k = storage_key(key);
+        fx.rows.insert(k.clone(), row);
+        fx.dirty.push(k);
+        fx.applied += 1;
     }
 
     /// 县复审 for households waiting at `CountyReview`, in household-id order: validation, held
@@ -886,6 +997,13 @@ impl Hub {
             .bind(now)
             .execute(&mut **tx)
             .await?;
+        }
+        for (id, resolution) in &fx.resolved {
+            sqlx::query("UPDATE conflicts SET status = 'resolved', resolution = $1 WHERE id = $2")
+                .bind(resolution)
+                .bind(id)
+                .execute(&mut **tx)
+                .await?;
         }
         push_feedback(tx, &fx.feedback).await
     }
@@ -1131,6 +1249,50 @@ async fn stream_state(tx: &mut Transaction<'static, Any>, origin: &str) -> Resul
         Some(r) => (get_i64(&r, 0) as u64, r.try_get(1)?),
         None => (1, hex::encode([0u8; 32])),
     })
+}
+
+/// A member field a departing township sets to the 6-digit county the person moves to (跨县迁出):
+/// the province then completes the move when that county's arrival comes, keeping the person
+/// where they are until it does.
+pub const MOVE_OUT: &str = "move_out";
+
+/// A cross-county arrival held at the province until the departure side catches up.
+struct PendingMove {
+    conflict: Option<i64>,
+    to: RegionCode,
+    household: String,
+    proposal: Op,
+}
+
+/// Open cross-county moves for the members this change set touches.
+async fn pending_moves(
+    tx: &mut Transaction<'static, Any>,
+    ops: &[Op],
+) -> Result<HashMap<String, PendingMove>, HubError> {
+    let keys: HashSet<String> =
+        ops.iter().filter(|o| o.key().kind == RecordKind::Member).map(|o| storage_key(o.key())).collect();
+    let mut out = HashMap::new();
+    if keys.is_empty() {
+        return Ok(out);
+    }
+    // Open moves are few; read them all rather than bind thousands of keys.
+    let rows = sqlx::query(
+        "SELECT id, k, proposed_by, proposed_value, proposal FROM conflicts WHERE status = 'open' AND kind = 'move' ORDER BY id",
+    )
+    .fetch_all(&mut **tx)
+    .await?;
+    for r in rows {
+        let k: String = r.try_get(1)?;
+        if !keys.contains(&k) || out.contains_key(&k) {
+            continue;
+        }
+        let to = RegionCode::parse(&r.try_get::<String, _>(2)?)
+            .map_err(|e| HubError::new(ErrorCode::Internal, format!("stored move unreadable: {e}")))?;
+        let proposal: Op = serde_json::from_str(&r.try_get::<String, _>(4)?)
+            .map_err(|e| HubError::new(ErrorCode::Internal, format!("stored move proposal unreadable: {e}")))?;
+        out.insert(k, PendingMove { conflict: Some(r.try_get(0)?), to, household: r.try_get(3)?, proposal });
+    }
+    Ok(out)
 }
 
 /// Households that an open duplicate-person conflict keeps waiting: one proposed for them or
