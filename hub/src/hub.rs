@@ -378,6 +378,7 @@ impl Hub {
         let households = fx.reexam_candidates();
         if self.region().tier() == Tier::County {
             self.reexamine(&mut tx, &mut hlc, households, &mut fx).await?;
+            self.reexamine_villages(&mut tx, &mut hlc, &mut fx).await?;
         }
         fx.feedback.push((origin.clone(), Feedback::Ack { seq: header.seq }));
         self.write_effects(&mut tx, &sender.region, header.seq, &mut fx).await?;
@@ -884,6 +885,105 @@ impl Hub {
         for (township, (people, used)) in quota_news {
             fx.feedback.push((township.to_string(), Feedback::Quota { township, people, used }));
         }
+        Ok(())
+    }
+
+    /// The county's decision on poor villages (贫困村) waiting at `CountyReview`, in village-code
+    /// order: admitted while the county's village ceiling (its quota, after signed 微调
+    /// adjustments) has room, held as 不予认定 (over quota) beyond it. No ceiling without scale
+    /// control. Counted like people: read once under the writer lock (FOR UPDATE on PostgreSQL).
+    async fn reexamine_villages(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        hlc: &mut Hlc,
+        fx: &mut Effects,
+    ) -> Result<(), HubError> {
+        let mut candidates: Vec<String> = fx
+            .dirty
+            .iter()
+            .filter(|k| {
+                fx.rows.get(*k).is_some_and(|r| {
+                    r.key.kind == RecordKind::Village
+                        && !r.deleted
+                        && r.field("status").and_then(Status::parse) == Some(Status::CountyReview)
+                })
+            })
+            .cloned()
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        if candidates.is_empty() {
+            return Ok(());
+        }
+        candidates.sort();
+        let ceiling = match self.county_quota() {
+            Some(q) => {
+                let adjusted =
+                    self.village_quotas().await.map_err(|e| HubError::new(ErrorCode::Internal, e.to_string()))?;
+                Some(adjusted.get(&q.county).copied().unwrap_or(q.villages))
+            }
+            None => None,
+        };
+        let scope = format!("villages:{}", self.region());
+        let mut ledger = QuotaLedger::default();
+        let hub_code = self.region().to_string();
+        for k in candidates {
+            let Some(row) = fx.rows.get(&k) else { continue };
+            let year = row.key.year;
+            let Some(township) = RegionCode::parse(&row.key.id[..9.min(row.key.id.len())]).ok() else { continue };
+            let verdict = match ceiling {
+                None => Ok(()),
+                Some(max) => {
+                    let used = ledger.used(tx, &self.db, &scope, year).await?;
+                    if used < max {
+                        ledger.add(&scope, year, 1);
+                        Ok(())
+                    } else {
+                        Err(format!(
+                            "county {} village ceiling {max} poor villages, {used} already recognised",
+                            self.region()
+                        ))
+                    }
+                }
+            };
+            let (status, decision, reason) = match &verdict {
+                Ok(()) => (Status::CountyAnnounced, DECISION_ADMIT, String::new()),
+                Err(m) => (Status::NotRecognised, DECISION_REFUSE, format!("{}: {m}", RejectReason::OverQuota.label())),
+            };
+            let version = self.tick(hlc);
+            let Some(row) = fx.rows.get_mut(&k) else { continue };
+            let decided = [
+                ("status", format!("{status:?}")),
+                ("county.decision", decision.to_string()),
+                ("county.reason", reason),
+            ];
+            let mut old: Vec<(&str, String)> = Vec::new();
+            for (field, value) in &decided {
+                if let Some(prev) =
+                    row.fields.insert(field.to_string(), FieldState(value.clone(), version.0, hub_code.clone()))
+                {
+                    old.push((field, prev.0));
+                }
+                fx.feedback.push((
+                    township.to_string(),
+                    Feedback::Correction {
+                        key: row.key.clone(),
+                        field: field.to_string(),
+                        value: value.clone(),
+                        version,
+                    },
+                ));
+            }
+            let new: Vec<(&str, &str)> = decided.iter().map(|(f, v)| (*f, v.as_str())).collect();
+            fx.decisions.record(&audit_subject(&row.key), &old, &new);
+            if let Err(m) = verdict {
+                let rej = Rejection { key: row.key.clone(), reason: RejectReason::OverQuota, message: m };
+                fx.feedback.push((township.to_string(), Feedback::Rejected(rej.clone())));
+                fx.rejected.push(rej);
+            }
+            fx.dirty.push(k);
+        }
+        ledger.persist(tx).await?;
         Ok(())
     }
 

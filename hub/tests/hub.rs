@@ -62,9 +62,21 @@ async fn core_flow_postgres() {
     }
 }
 
+// Each storage test runs on both backends (PostgreSQL when JIANKA_TEST_PG is set).
 #[tokio::test]
-async fn bad_input_is_refused_each_with_its_own_error_and_nothing_stored() {
-    let s = setup(false, 100, &[]).await;
+async fn bad_input_is_refused_each_with_its_own_error_and_nothing_stored_sqlite() {
+    bad_input_is_refused_each_with_its_own_error_and_nothing_stored(false).await;
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_each_with_its_own_error_and_nothing_stored_postgres() {
+    if pg_available() {
+        bad_input_is_refused_each_with_its_own_error_and_nothing_stored(true).await;
+    }
+}
+
+async fn bad_input_is_refused_each_with_its_own_error_and_nothing_stored(pg: bool) {
+    let s = setup(pg, 100, &[]).await;
     let mut node = enroll_node(&s.county, "420322105", 7).await;
     let h = household("420322105200", 1, 2, 1, Status::Applied);
     // Forged: signed by a key the hub never enrolled.
@@ -181,10 +193,22 @@ async fn a_certificate_from_another_county_is_unknown_here() {
     assert!(err.to_string().contains("enrolls only a township"), "{err}");
 }
 
+// Each storage test runs on both backends (PostgreSQL when JIANKA_TEST_PG is set).
 #[tokio::test]
-async fn many_townships_pushing_at_once_never_exceed_the_ceiling() {
+async fn many_townships_pushing_at_once_never_exceed_the_ceiling_sqlite() {
+    many_townships_pushing_at_once_never_exceed_the_ceiling(false).await;
+}
+
+#[tokio::test]
+async fn many_townships_pushing_at_once_never_exceed_the_ceiling_postgres() {
+    if pg_available() {
+        many_townships_pushing_at_once_never_exceed_the_ceiling(true).await;
+    }
+}
+
+async fn many_townships_pushing_at_once_never_exceed_the_ceiling(pg: bool) {
     // Ceiling 40 people; 8 townships each push 5 households of 3 (120 people wanted).
-    let s = setup(false, 40, &[]).await;
+    let s = setup(pg, 40, &[]).await;
     let mut tasks = Vec::new();
     for t in 0..8u32 {
         let mut node = enroll_node(&s.county, &format!("4203221{:02}", t), 20 + t as u8).await;
@@ -218,9 +242,21 @@ async fn many_townships_pushing_at_once_never_exceed_the_ceiling() {
     assert_eq!(refusals, 27);
 }
 
+// Each storage test runs on both backends (PostgreSQL when JIANKA_TEST_PG is set).
 #[tokio::test]
-async fn township_allocation_is_a_ceiling_too_and_order_is_by_household_id() {
-    let s = setup(false, 100, &[("420322105", 5)]).await;
+async fn township_allocation_is_a_ceiling_too_and_order_is_by_household_id_sqlite() {
+    township_allocation_is_a_ceiling_too_and_order_is_by_household_id(false).await;
+}
+
+#[tokio::test]
+async fn township_allocation_is_a_ceiling_too_and_order_is_by_household_id_postgres() {
+    if pg_available() {
+        township_allocation_is_a_ceiling_too_and_order_is_by_household_id(true).await;
+    }
+}
+
+async fn township_allocation_is_a_ceiling_too_and_order_is_by_household_id(pg: bool) {
+    let s = setup(pg, 100, &[("420322105", 5)]).await;
     let mut node = enroll_node(&s.county, "420322105", 7).await;
     let mut ops = Vec::new();
     for i in [3u32, 1, 2] {
@@ -234,9 +270,21 @@ async fn township_allocation_is_a_ceiling_too_and_order_is_by_household_id() {
     assert!(fb.items.iter().any(|e| matches!(&e.item, Feedback::Quota { people: 5, used: 4, .. })));
 }
 
+// Each storage test runs on both backends (PostgreSQL when JIANKA_TEST_PG is set).
 #[tokio::test]
-async fn same_person_in_two_townships_is_a_conflict_for_the_county() {
-    let s = setup(false, 100, &[]).await;
+async fn same_person_in_two_townships_is_a_conflict_for_the_county_sqlite() {
+    same_person_in_two_townships_is_a_conflict_for_the_county(false).await;
+}
+
+#[tokio::test]
+async fn same_person_in_two_townships_is_a_conflict_for_the_county_postgres() {
+    if pg_available() {
+        same_person_in_two_townships_is_a_conflict_for_the_county(true).await;
+    }
+}
+
+async fn same_person_in_two_townships_is_a_conflict_for_the_county(pg: bool) {
+    let s = setup(pg, 100, &[]).await;
     let mut a = enroll_node(&s.county, "420322105", 7).await;
     let mut b = enroll_node(&s.county, "420322106", 8).await;
     let ha = household("420322105200", 1, 2, 1, Status::CountyReview);
@@ -261,9 +309,21 @@ async fn same_person_in_two_townships_is_a_conflict_for_the_county() {
     );
 }
 
+// Each storage test runs on both backends (PostgreSQL when JIANKA_TEST_PG is set).
 #[tokio::test]
-async fn stale_township_edit_after_county_decision_is_reported_not_applied() {
-    let s = setup(false, 100, &[]).await;
+async fn stale_township_edit_after_county_decision_is_reported_not_applied_sqlite() {
+    stale_township_edit_after_county_decision_is_reported_not_applied(false).await;
+}
+
+#[tokio::test]
+async fn stale_township_edit_after_county_decision_is_reported_not_applied_postgres() {
+    if pg_available() {
+        stale_township_edit_after_county_decision_is_reported_not_applied(true).await;
+    }
+}
+
+async fn stale_township_edit_after_county_decision_is_reported_not_applied(pg: bool) {
+    let s = setup(pg, 100, &[]).await;
     let mut a = enroll_node(&s.county, "420322105", 7).await;
     let h = household("420322105200", 1, 2, 1, Status::CountyReview);
     accepted(&a.push(ops_of(&h, 5)).await);
@@ -290,9 +350,21 @@ async fn stale_township_edit_after_county_decision_is_reported_not_applied() {
     assert_eq!(rej[0].reason, RejectReason::NotAuthorised);
 }
 
+// Each storage test runs on both backends (PostgreSQL when JIANKA_TEST_PG is set).
 #[tokio::test]
-async fn audit_chain_detects_tampering() {
-    let s = setup(false, 100, &[]).await;
+async fn audit_chain_detects_tampering_sqlite() {
+    audit_chain_detects_tampering(false).await;
+}
+
+#[tokio::test]
+async fn audit_chain_detects_tampering_postgres() {
+    if pg_available() {
+        audit_chain_detects_tampering(true).await;
+    }
+}
+
+async fn audit_chain_detects_tampering(pg: bool) {
+    let s = setup(pg, 100, &[]).await;
     let mut a = enroll_node(&s.county, "420322105", 7).await;
     accepted(&a.push(ops_of(&household("420322105200", 1, 2, 1, Status::CountyReview), 5)).await);
     // A second change set edits a field: its entry records the old and the new value.
@@ -326,9 +398,21 @@ async fn audit_chain_detects_tampering() {
     assert!(matches!(audit::verify(db).await.unwrap(), audit::AuditCheck::Broken { seq, .. } if seq == first.0));
 }
 
+// Each storage test runs on both backends (PostgreSQL when JIANKA_TEST_PG is set).
 #[tokio::test]
-async fn county_forwards_and_signs_off_and_the_province_verifies() {
-    let s = setup(false, 100, &[]).await;
+async fn county_forwards_and_signs_off_and_the_province_verifies_sqlite() {
+    county_forwards_and_signs_off_and_the_province_verifies(false).await;
+}
+
+#[tokio::test]
+async fn county_forwards_and_signs_off_and_the_province_verifies_postgres() {
+    if pg_available() {
+        county_forwards_and_signs_off_and_the_province_verifies(true).await;
+    }
+}
+
+async fn county_forwards_and_signs_off_and_the_province_verifies(pg: bool) {
+    let s = setup(pg, 100, &[]).await;
     let mut a = enroll_node(&s.county, "420322105", 7).await;
     accepted(&a.push(ops_of(&household("420322105200", 1, 2, 1, Status::CountyReview), 5)).await);
     let so = s.county.hub.signoff(2014, "2014-annual").await.unwrap();
@@ -347,9 +431,21 @@ async fn county_forwards_and_signs_off_and_the_province_verifies() {
     assert!(s.province.hub.late(2014).await.unwrap().is_empty());
 }
 
+// Each storage test runs on both backends (PostgreSQL when JIANKA_TEST_PG is set).
 #[tokio::test]
-async fn chunked_upload_resumes_and_ingests_once_complete() {
-    let s = setup(false, 100, &[]).await;
+async fn chunked_upload_resumes_and_ingests_once_complete_sqlite() {
+    chunked_upload_resumes_and_ingests_once_complete(false).await;
+}
+
+#[tokio::test]
+async fn chunked_upload_resumes_and_ingests_once_complete_postgres() {
+    if pg_available() {
+        chunked_upload_resumes_and_ingests_once_complete(true).await;
+    }
+}
+
+async fn chunked_upload_resumes_and_ingests_once_complete(pg: bool) {
+    let s = setup(pg, 100, &[]).await;
     let mut a = enroll_node(&s.county, "420322105", 7).await;
     let bytes = a.seal(ops_of(&household("420322105200", 1, 2, 1, Status::Applied), 5));
     let total = bytes.len();
@@ -368,10 +464,22 @@ async fn chunked_upload_resumes_and_ingests_once_complete() {
     assert!(matches!(ack.outcome, Some(PushOutcome::Accepted { applied: 3, .. })), "{ack:?}");
 }
 
+// Each storage test runs on both backends (PostgreSQL when JIANKA_TEST_PG is set).
 #[tokio::test]
-async fn new_year_freezes_opens_window_then_locks_and_reopens() {
+async fn new_year_freezes_opens_window_then_locks_and_reopens_sqlite() {
+    new_year_freezes_opens_window_then_locks_and_reopens(false).await;
+}
+
+#[tokio::test]
+async fn new_year_freezes_opens_window_then_locks_and_reopens_postgres() {
+    if pg_available() {
+        new_year_freezes_opens_window_then_locks_and_reopens(true).await;
+    }
+}
+
+async fn new_year_freezes_opens_window_then_locks_and_reopens(pg: bool) {
     use chrono::TimeZone;
-    let s = setup(false, 100, &[]).await;
+    let s = setup(pg, 100, &[]).await;
     let mut a = enroll_node(&s.county, "420322105", 7).await;
     let h = household("420322105200", 1, 2, 1, Status::CountyReview);
     accepted(&a.push(ops_of(&h, 5)).await);
@@ -408,10 +516,22 @@ async fn new_year_freezes_opens_window_then_locks_and_reopens() {
     assert!(fb.items.iter().any(|e| matches!(&e.item, Feedback::Cycle(c) if c.state == YearState::Reopened)));
 }
 
+// Each storage test runs on both backends (PostgreSQL when JIANKA_TEST_PG is set).
 #[tokio::test]
-async fn a_township_that_misses_the_deadline_is_listed_late() {
+async fn a_township_that_misses_the_deadline_is_listed_late_sqlite() {
+    a_township_that_misses_the_deadline_is_listed_late(false).await;
+}
+
+#[tokio::test]
+async fn a_township_that_misses_the_deadline_is_listed_late_postgres() {
+    if pg_available() {
+        a_township_that_misses_the_deadline_is_listed_late(true).await;
+    }
+}
+
+async fn a_township_that_misses_the_deadline_is_listed_late(pg: bool) {
     use chrono::TimeZone;
-    let s = setup(false, 100, &[]).await;
+    let s = setup(pg, 100, &[]).await;
     let mut a = enroll_node(&s.county, "420322105", 7).await;
     let _b = enroll_node(&s.county, "420322106", 8).await;
     s.county.clock.set(chrono::Utc.with_ymd_and_hms(2015, 1, 10, 1, 0, 0).unwrap());
@@ -423,4 +543,65 @@ async fn a_township_that_misses_the_deadline_is_listed_late() {
     assert_eq!(late.len(), 1);
     assert_eq!(late[0].0.as_str(), "420322106");
     assert!(late[0].1.contains("late"));
+}
+
+fn village_op(code: &str, status: Status, version: u64) -> Op {
+    let f = |name: &str, value: String| FieldWrite { name: name.into(), value, version: Hlc(version), base: Hlc::ZERO };
+    Op::Upsert {
+        key: RecordKey::new(RecordKind::Village, 2014, code),
+        fields: vec![
+            f("name", format!("村{code}")),
+            f("households", "300".into()),
+            f("population", "1000".into()),
+            f("poor_households", "90".into()),
+            f("poor_population", "300".into()),
+            f("status", format!("{status:?}")),
+        ],
+    }
+}
+
+/// Poor villages beyond the county's village ceiling (3 in the test quotas) are held as 不予认定,
+/// in village-code order whatever order they arrive in, and across townships pushing at once.
+async fn village_ceiling(pg: bool) {
+    let s = setup(pg, 100, &[]).await;
+    let mut t105 = enroll_node(&s.county, "420322105", 7).await;
+    let mut t106 = enroll_node(&s.county, "420322106", 8).await;
+    let first = vec![
+        village_op("420322105204", Status::CountyReview, 5),
+        village_op("420322105201", Status::CountyReview, 5),
+        village_op("420322105203", Status::TownshipNotice, 5),
+    ];
+    let second =
+        vec![village_op("420322106202", Status::CountyReview, 5), village_op("420322106201", Status::CountyReview, 5)];
+    let (a, b) = tokio::join!(t105.push(first), t106.push(second));
+    let (_, ra) = accepted(&a);
+    let (_, rb) = accepted(&b);
+    let refused: Vec<_> = ra.iter().chain(rb.iter()).collect();
+    assert_eq!(refused.len(), 1, "4 candidates, ceiling 3: {refused:?}");
+    assert_eq!(refused[0].reason, RejectReason::OverQuota);
+    let rows = s.county.hub.records_in(&common::r("420322"), 2014).await.unwrap();
+    let decided: Vec<(String, String)> =
+        rows.iter().filter_map(|r| r.fields.get("county.decision").map(|d| (r.key.id.clone(), d.0.clone()))).collect();
+    assert_eq!(decided.iter().filter(|(_, d)| d == "认定").count(), 3);
+    // Within each change set the order is by code: 105201 before 105204, 106201 before 106202.
+    let refused_id = &refused[0].key.id;
+    assert!(refused_id == "420322105204" || refused_id == "420322106202", "{refused_id}");
+    // Not at county review: no decision.
+    assert!(!decided.iter().any(|(id, _)| id == "420322105203"));
+    // The ceiling stays full for a later village.
+    let (_, r) = accepted(&t105.push(vec![village_op("420322105203", Status::CountyReview, 9)]).await);
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].reason, RejectReason::OverQuota);
+}
+
+#[tokio::test]
+async fn village_ceiling_sqlite() {
+    village_ceiling(false).await;
+}
+
+#[tokio::test]
+async fn village_ceiling_postgres() {
+    if pg_available() {
+        village_ceiling(true).await;
+    }
 }
