@@ -29,6 +29,15 @@ pub fn window_year(node: &Node, given: Option<Year>) -> Result<Year> {
         (Some(y), _) => y,
         (None, [y]) => *y,
         (None, []) => {
+            // A clerk typing an adjustment after the window closed needs to hear that the year is
+            // locked and who may reopen it, not only that no window is open.
+            let last_locked: Option<i64> = node
+                .conn
+                .query_row("SELECT max(year) FROM cycle WHERE state = 'locked'", [], |r| r.get(0))
+                .unwrap_or(None);
+            if let Some(y) = last_locked {
+                return locked_refusal(node, y as Year);
+            }
             return refuse(
                 "no update window is open: adjustments (动态调整) are entered only during the annual update, \
                  which the county opens at New Year (the node learns it at its next sync)",
@@ -36,18 +45,26 @@ pub fn window_year(node: &Node, given: Option<Year>) -> Result<Year> {
         }
         (None, many) => return refuse(format!("update windows are open for years {many:?}; choose one with --year")),
     };
-    let (state, deadline, reopen_by) = store::year_state(&node.conn, year)?;
+    let (state, _, _) = store::effective_year_state(&node.conn, year, node.clock.today())?;
     match state {
         YearState::UpdateWindow | YearState::Reopened => Ok(year),
-        YearState::Locked => refuse(format!(
-            "year {year} is locked (the update window closed{}); a reopening must be granted by {}",
-            deadline.map(|d| format!(" after {d}")).unwrap_or_default(),
-            reopen_by.unwrap_or_else(|| "the county".into())
-        )),
+        YearState::Locked => locked_refusal(node, year),
         YearState::Open => refuse(format!(
             "year {year} has no open update window; adjustments are entered only during the annual update"
         )),
     }
+}
+
+fn locked_refusal<T>(node: &Node, year: Year) -> Result<T> {
+    let (_, deadline, reopen_by) = store::year_state(&node.conn, year)?;
+    refuse(format!(
+        "year {year} is locked (the update window closed{}); a reopening must be granted by {}",
+        deadline.map(|d| format!(" after {d}")).unwrap_or_default(),
+        reopen_by.unwrap_or_else(|| format!(
+            "the county ({})",
+            node.township().ancestor(Tier::County).map(|c| c.to_string()).unwrap_or_default()
+        ))
+    ))
 }
 
 fn log(node: &Node, year: Year, kind: &str, subject: &str, reason: &str, date: NaiveDate, detail: &str) -> Result<()> {
@@ -85,6 +102,14 @@ pub fn exit(node: &mut Node, year: Year, hid: &str, reason: &str, date: NaiveDat
         ],
     )?;
     log(node, year, "exit", hid, reason, date, "")
+}
+
+/// Facts of a household updated in the annual update (e.g. the year's income), logged as such.
+pub fn update(node: &mut Node, year: Year, hid: &str, sets: &[String], date: NaiveDate) -> Result<usize> {
+    let n = crate::edit::household_update(node, year, hid, sets)?;
+    let fields: Vec<&str> = sets.iter().filter_map(|s| s.split_once('=').map(|(k, _)| k)).collect();
+    log(node, year, "update", hid, "年度更新", date, &fields.join(","))?;
+    Ok(n)
 }
 
 fn member_household(node: &Node, year: Year, id: &IdNumber) -> Result<String> {

@@ -97,12 +97,14 @@ pub fn import_answer(node: &mut Node, file: &Path) -> Result<AnswerReport> {
         }
         let (last, _) = outbox::last_envelope(&tx)?;
         outbox::mark_acked_below(&tx, answer.state.expected_seq.min(last + 1), now)?;
-        for c in &answer.state.cycle {
-            feedback::apply_item(&tx, &jianka_shared::protocol::Feedback::Cycle(c.clone()), now)?;
-        }
         tx.commit()?;
     }
     let applied = feedback::apply_page(&mut node.conn, &answer.feedback.items, now)?;
+    // The answer's state is the hub's word as of its writing; older Cycle items in the feedback
+    // must not undo it (e.g. an update window opening, read after it closed).
+    for c in &answer.state.cycle {
+        feedback::apply_item(&node.conn, &jianka_shared::protocol::Feedback::Cycle(c.clone()), now)?;
+    }
     crate::db::set_meta(&node.conn, "last_sync_ok", &node.clock.now().to_rfc3339())?;
     Ok(AnswerReport { acknowledged, feedback_applied: applied, expected_seq: answer.state.expected_seq })
 }

@@ -349,6 +349,17 @@ pub enum AdjustCmd {
         #[command(flatten)]
         year: YearArg,
     },
+    /// Update a household's facts found in the annual update (income, phone, causes, housing…),
+    /// also after the county's decision; the same fields as `household edit`.
+    ///
+    /// Example: jianka-node adjust update 420322105200-0001 --set income=5200 --set phone=13900001111
+    Update {
+        household: String,
+        #[arg(long = "set", value_name = "FIELD=VALUE", required = true)]
+        sets: Vec<String>,
+        #[command(flatten)]
+        year: YearArg,
+    },
     /// New entries (新增) from a 扶贫手册 file; they pass the workflow and the quota again.
     New {
         file: PathBuf,
@@ -793,6 +804,11 @@ fn adjust_cmd(cmd: AdjustCmd, config: &Path, clock: Clock) -> Result<ExitCode> {
             let y = adjust::window_year(&node, year.year)?;
             let new_id = adjust::move_household(&mut node, y, &household, &to_village, date.unwrap_or(today))?;
             println!("{household} moved: now {new_id}");
+        }
+        AdjustCmd::Update { household, sets, year } => {
+            let y = adjust::window_year(&node, year.year)?;
+            let n = adjust::update(&mut node, y, &household, &sets, today)?;
+            println!("{household}: {n} change(s) queued");
         }
         AdjustCmd::New { file, dry_run, year } => {
             let y = adjust::window_year(&node, year.year)?;

@@ -85,8 +85,20 @@ fn ensure_editable_status(h: &Household) -> Result<()> {
 }
 
 pub fn household_edit(node: &mut Node, year: Year, id: &str, sets: &[String]) -> Result<usize> {
+    household_edit_in(node, year, id, sets, true)
+}
+
+/// Household facts changed in the annual update (incomes, phone, causes…), whatever the
+/// household's workflow status: the caller has checked the update window is open.
+pub fn household_update(node: &mut Node, year: Year, id: &str, sets: &[String]) -> Result<usize> {
+    household_edit_in(node, year, id, sets, false)
+}
+
+fn household_edit_in(node: &mut Node, year: Year, id: &str, sets: &[String], check_status: bool) -> Result<usize> {
     let (mut rec, members) = load_household(&node.conn, year, id)?;
-    ensure_editable_status(&typed(&rec, &members)?)?;
+    if check_status {
+        ensure_editable_status(&typed(&rec, &members)?)?;
+    }
     for (field, value) in parse_sets(sets)? {
         match field.as_str() {
             "status" => return refuse("status moves only through `jianka-node workflow advance`"),

@@ -144,6 +144,25 @@ pub fn year_state(conn: &Connection, year: Year) -> Result<(YearState, Option<St
     })
 }
 
+/// The state that governs writes on `today`: an update window whose deadline has passed counts
+/// as locked, as the hub computes it at merge time, so a node offline past the deadline refuses
+/// the edit itself instead of queueing one the county is bound to refuse.
+pub fn effective_year_state(
+    conn: &Connection,
+    year: Year,
+    today: chrono::NaiveDate,
+) -> Result<(YearState, Option<String>, Option<String>)> {
+    let (state, deadline, reopen_by) = year_state(conn, year)?;
+    let past_deadline = deadline
+        .as_deref()
+        .and_then(|d| chrono::NaiveDate::parse_from_str(d.get(..10).unwrap_or(d), "%Y-%m-%d").ok())
+        .is_some_and(|d| today > d);
+    if state == YearState::UpdateWindow && past_deadline {
+        return Ok((YearState::Locked, deadline, reopen_by));
+    }
+    Ok((state, deadline, reopen_by))
+}
+
 /// Writes local edits and their outbox entries. Create one per transaction and call
 /// [`Capture::finish`] before committing (it persists the clock).
 pub struct Capture {
@@ -177,11 +196,11 @@ impl Capture {
             return Err(WriteError::OutsideTownship { key: key.to_string(), township: self.township.clone() }.into());
         }
         if !self.year_ok.contains(&key.year) {
-            let (state, _, reopen_by) = year_state(conn, key.year)?;
+            let (state, _, reopen_by) = effective_year_state(conn, key.year, self.clock.today())?;
             if state == YearState::Locked {
                 return Err(WriteError::YearLocked {
                     year: key.year,
-                    reopen_by: reopen_by.unwrap_or_else(|| "the county (县扶贫办)".into()),
+                    reopen_by: reopen_by.unwrap_or_else(|| format!("the county ({})", county_of(&self.township))),
                 }
                 .into());
             }
@@ -296,4 +315,9 @@ pub fn remove_remote(conn: &Connection, key: &RecordKey, version: Hlc) -> Result
 /// Pending (not yet sealed) outbox entries.
 pub fn pending_changes(conn: &Connection) -> Result<u64> {
     Ok(conn.query_row("SELECT COUNT(*) FROM changes WHERE seq IS NULL", [], |r| r.get::<_, i64>(0))? as u64)
+}
+
+/// The county above a township, for messages naming who may reopen a year.
+fn county_of(township: &RegionCode) -> String {
+    township.ancestor(jianka_shared::Tier::County).map(|c| c.to_string()).unwrap_or_else(|| "county".into())
 }

@@ -115,6 +115,11 @@ pub async fn sync_once(node: &mut Node, client: &HubClient, force_seal: bool) ->
             break;
         }
     }
+    // Cycle items in the feedback are history (e.g. the window opening, while the node was away);
+    // the sync state read above is the hub's word as of now, so it has the last say.
+    for c in &state.cycle {
+        feedback::apply_item(&node.conn, &Feedback::Cycle(c.clone()), now())?;
+    }
     report.pending_envelopes = outbox::unacked(&node.conn)?.len();
     db::set_meta(&node.conn, "last_sync_ok", &node.clock.now().to_rfc3339())?;
     Ok(report)
