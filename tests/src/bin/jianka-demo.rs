@@ -199,6 +199,24 @@ async fn main() -> anyhow::Result<()> {
             }
         }
 
+        step("what the counties decided, as each township sees it (jianka-node status)");
+        for county in &counties {
+            for t in &county.townships {
+                let st: serde_json::Value = serde_json::from_str(&t.node.cmd(&["status", "--json"])?)?;
+                let mut reasons: std::collections::BTreeMap<String, usize> = Default::default();
+                for r in st["rejections"].as_array().into_iter().flatten() {
+                    *reasons.entry(r["reason"].as_str().unwrap_or("?").to_string()).or_default() += 1;
+                }
+                println!(
+                    "    {} {}: households by status {}; to act on: {}",
+                    county.name,
+                    t.name,
+                    st["households_by_status"],
+                    if reasons.is_empty() { "nothing".to_string() } else { format!("{reasons:?}") }
+                );
+            }
+        }
+
         step("counties sign off and forward to the province");
         for county in &counties {
             let signoff: serde_json::Value = serde_json::from_str(&county.hub.cmd(&[
