@@ -27,6 +27,19 @@ enum What {
         #[arg(long, default_value_t = 0.3)]
         loss: f64,
     },
+    /// Hub ingest beside a plain SQLite insert of the same rows, and a province consolidation
+    /// (runs the hub's `ingest_bench` example, which drives the hub library in-process).
+    Hub {
+        #[arg(long, default_value_t = 30_000)]
+        members: usize,
+        #[arg(long, default_value_t = 6_000_000)]
+        province_people: usize,
+        #[arg(long, default_value_t = 100)]
+        counties: usize,
+        /// PostgreSQL URL for the province run on PostgreSQL too (default: $JIANKA_TEST_PG if set).
+        #[arg(long)]
+        pg: Option<String>,
+    },
     /// Everything, in one run.
     All,
 }
@@ -36,11 +49,28 @@ fn main() -> anyhow::Result<()> {
     match cli.what.unwrap_or(What::All) {
         What::Changeset { records } => bench_support::print_changeset(&bench_support::changeset_figures(records)),
         What::Sync { households, loss } => bench_support::print_sync(&bench_support::sync_figures(households, loss)?),
+        What::Hub { members, province_people, counties, pg } => hub(members, province_people, counties, pg)?,
         What::All => {
             bench_support::print_changeset(&bench_support::changeset_figures(10_000));
             println!();
             bench_support::print_sync(&bench_support::sync_figures(5_000, 0.3)?);
+            println!();
+            hub(30_000, 6_000_000, 100, None)?;
         }
     }
+    Ok(())
+}
+
+fn hub(members: usize, province_people: usize, counties: usize, pg: Option<String>) -> anyhow::Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut c = std::process::Command::new(cargo);
+    c.args(["run", "--quiet", "--release", "-p", "jianka-hub", "--example", "ingest_bench", "--"]);
+    c.args(["--members", &members.to_string()]);
+    c.args(["--province-people", &province_people.to_string(), "--counties", &counties.to_string()]);
+    if let Some(url) = pg.or_else(|| std::env::var("JIANKA_TEST_PG").ok()) {
+        c.args(["--pg", &url]);
+    }
+    let status = c.status()?;
+    anyhow::ensure!(status.success(), "the hub benchmark failed: {status}");
     Ok(())
 }
