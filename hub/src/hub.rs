@@ -253,6 +253,19 @@ impl Hub {
                 format!("request time {t} is {}s away from the hub's clock {now}; fix the node's clock", t - now),
             ));
         }
+        let Sender { region, key: vk, .. } = self.enrolled(key_id).await?;
+        if !trust::verify_request(&vk, method, path_and_query, body, t, sig) {
+            return Err(HubError::new(
+                ErrorCode::BadSignature,
+                format!("request signature does not verify for key {key_id} over {method} {path_and_query}"),
+            ));
+        }
+        Ok(Sender { region, key_id, key: vk })
+    }
+
+    /// The enrolled, unrevoked child speaking with `key_id`, its certificate checked against this
+    /// hub's key: for signed requests and for files that arrive on a USB stick.
+    pub async fn enrolled(&self, key_id: KeyId) -> Result<Sender, HubError> {
         let row = sqlx::query("SELECT subject, cert, revoked, revoked_reason FROM certs WHERE key_id = $1")
             .bind(key_id.to_string())
             .fetch_optional(&self.db.pool)
@@ -281,12 +294,6 @@ impl Hub {
             return Err(HubError::new(
                 ErrorCode::OutsideRegion,
                 format!("{} is outside hub region {}", cert.subject, self.region()),
-            ));
-        }
-        if !trust::verify_request(&vk, method, path_and_query, body, t, sig) {
-            return Err(HubError::new(
-                ErrorCode::BadSignature,
-                format!("request signature does not verify for key {key_id} over {method} {path_and_query}"),
             ));
         }
         Ok(Sender { region: cert.subject, key_id, key: vk })
@@ -383,12 +390,13 @@ impl Hub {
         fx.feedback.push((origin.clone(), Feedback::Ack { seq: header.seq }));
         self.write_effects(&mut tx, &sender.region, header.seq, &mut fx).await?;
         let now = self.now_secs();
-        sqlx::query("INSERT INTO envelopes (origin, seq, hash, received_at, ops) VALUES ($1,$2,$3,$4,$5)")
+        sqlx::query("INSERT INTO envelopes (origin, seq, hash, received_at, ops, year) VALUES ($1,$2,$3,$4,$5,$6)")
             .bind(&origin)
             .bind(header.seq as i64)
             .bind(&hash)
             .bind(now)
             .bind(cs.ops.len() as i64)
+            .bind(header.year as i64)
             .execute(&mut *tx)
             .await?;
         sqlx::query(
@@ -1124,7 +1132,8 @@ impl Hub {
             origin: sender.region.clone(),
             expected_seq,
             last_hash,
-            cycle: years::cycle_infos(&self.db, self.today(), self.profile.as_ref(), self.region()).await?,
+            cycle: years::cycle_infos(&self.db, self.today(), self.profile.as_ref(), self.region(), &sender.region)
+                .await?,
             hub_time: self.now_secs(),
         })
     }

@@ -3,7 +3,7 @@
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use jianka_hub::{HubConfig, admin, audit, clock};
-use jianka_shared::{RegionCode, trust::KeyId};
+use jianka_shared::{RegionCode, protocol::PushOutcome, trust::KeyId};
 use std::path::PathBuf;
 
 // The hub allocates and frees many small strings per record (field maps, statements); mimalloc
@@ -131,6 +131,19 @@ enum Cmd {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Ingest a township's USB bundle (from `jianka-node export-bundle`) and write the signed answer
+    /// file for the same stick (read back with `jianka-node import-answer`).
+    ///
+    /// Example: jianka-hub import-bundle --config hub.toml /media/usb/420322105.jkb --answer /media/usb/420322105.answer
+    #[command(verbatim_doc_comment)]
+    ImportBundle {
+        #[arg(long)]
+        config: PathBuf,
+        file: PathBuf,
+        /// Where to write the county's answer file.
+        #[arg(long)]
+        answer: PathBuf,
+    },
     /// What the hub holds, by region; with --year, year-over-year entries/exits and village incidence.
     ///
     /// Example: jianka-hub report --config hub.toml --year 2015 --json
@@ -167,9 +180,11 @@ enum Cmd {
         #[arg(long)]
         year: u16,
     },
-    /// Reopen a locked year for one child region (an audited exception).
+    /// Reopen a locked year for one child region (an audited exception), until the end of
+    /// --until (default: 7 days from today); after that the year is locked again.
     ///
     /// Example: jianka-hub reopen --config hub.toml --year 2014 --region 420322105 --reason "court ruling on household 0042"
+    /// Example: jianka-hub reopen --config hub.toml --year 2014 --region 420322105 --reason "复核" --until 2015-03-15
     #[command(verbatim_doc_comment)]
     Reopen {
         #[arg(long)]
@@ -180,6 +195,9 @@ enum Cmd {
         region: RegionCode,
         #[arg(long)]
         reason: String,
+        /// Last day of the reopening (YYYY-MM-DD, Beijing time); default 7 days from today.
+        #[arg(long)]
+        until: Option<chrono::NaiveDate>,
     },
 }
 
@@ -337,6 +355,24 @@ async fn main() -> anyhow::Result<()> {
             let r = hub.forward().await?;
             println!("forwarded {} change sets ({} records) and {} sign-offs", r.changesets, r.records, r.signoffs);
         }
+        Cmd::ImportBundle { config, file, answer } => {
+            let hub = open(&config).await?;
+            let bytes = std::fs::read(&file).with_context(|| format!("reading bundle {}", file.display()))?;
+            let r = jianka_hub::bundle::import_bundle(&hub, &bytes)
+                .await
+                .with_context(|| format!("bundle {} was not imported", file.display()))?;
+            std::fs::write(&answer, &r.answer_file).with_context(|| format!("writing {}", answer.display()))?;
+            let applied = r.answer.outcomes.iter().filter(|o| matches!(o, PushOutcome::Accepted { .. })).count();
+            println!(
+                "{}: {} change sets ({} applied, {} already here); answer with {} feedback items written to {}",
+                r.answer.origin,
+                r.answer.outcomes.len(),
+                applied,
+                r.answer.outcomes.len() - applied,
+                r.answer.feedback.items.len(),
+                answer.display()
+            );
+        }
         Cmd::Report { config, json, year } => {
             let hub = open(&config).await?;
             let r = hub.report(year).await?;
@@ -378,10 +414,10 @@ async fn main() -> anyhow::Result<()> {
                 println!("{r}: {m}");
             }
         }
-        Cmd::Reopen { config, year, region, reason } => {
+        Cmd::Reopen { config, year, region, reason, until } => {
             let hub = open(&config).await?;
-            hub.reopen(year, &region, &reason).await?;
-            println!("year {year} reopened for {region} (audited)");
+            let until = hub.reopen(year, &region, &reason, until).await?;
+            println!("year {year} reopened for {region} until {until} (audited); locked again after that day");
         }
     }
     Ok(())
