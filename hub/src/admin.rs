@@ -560,7 +560,13 @@ impl Hub {
                 .collect(),
         };
         let child_tier = if self.region().tier() == Tier::Province { Tier::County } else { Tier::Township };
-        let mut out = Report { region: self.region().clone(), years: vec![], signoffs: vec![], late: vec![] };
+        let mut out = Report {
+            region: self.region().clone(),
+            years: vec![],
+            signoffs: vec![],
+            late: vec![],
+            not_yet_delivered: vec![],
+        };
         for y in years {
             let rows = self.records_in(self.region(), y).await?;
             let prev = self.records_in(self.region(), y.saturating_sub(1)).await?;
@@ -600,13 +606,17 @@ impl Hub {
                     years::effective_state(&self.db, y, self.today(), self.profile.as_ref()).await?.0,
                 )
                 .to_string(),
-                total: summarise(&rows, self.county_quota().map(|q| q.people), 0),
+                total: summarise(&rows, self.county_quota().map(|q| q.people), self.quota_in_ledger(y).await?),
                 by_region,
                 entries: now_ids.difference(&prev_ids).count() as u64,
                 exits: if prev.is_empty() { 0 } else { prev_ids.difference(&now_ids).count() as u64 },
                 villages,
             });
-            out.late.extend(self.late(y).await.unwrap_or_default().into_iter().map(|(r, m)| format!("{r}: {m}")));
+            // Before the deadline nobody is late yet: those still owing are listed apart.
+            if let Ok(due) = self.undelivered(y).await {
+                let lines = due.missing.into_iter().map(|(r, m)| format!("{r}: {m}"));
+                if due.passed { out.late.extend(lines) } else { out.not_yet_delivered.extend(lines) }
+            }
         }
         for r in sqlx::query("SELECT body FROM signoffs ORDER BY county, year, period").fetch_all(&self.db.pool).await?
         {
@@ -625,7 +635,21 @@ impl Hub {
     }
 }
 
-fn is_recognised(r: &Row_) -> bool {
+impl Hub {
+    /// People counted against this county's ceiling for `year`, as the merge's quota ledger holds
+    /// them (read only; 0 at a hub without re-examination).
+    pub async fn quota_in_ledger(&self, year: Year) -> Result<u64, HubError> {
+        let r = sqlx::query("SELECT people FROM quota_use WHERE scope = $1 AND year = $2")
+            .bind(self.region().as_str())
+            .bind(year as i64)
+            .fetch_optional(&self.db.pool)
+            .await?;
+        Ok(r.map(|r| get_i64(&r, 0).max(0) as u64).unwrap_or(0))
+    }
+}
+
+/// Recognised by the county (admitted at re-examination, announced or filed).
+pub(crate) fn is_recognised(r: &Row_) -> bool {
     matches!(
         r.fields.get("status").and_then(|s| Status::parse(&s.0)),
         Some(Status::CountyAnnounced | Status::ProvinceFiled)
@@ -678,7 +702,11 @@ pub struct Report {
     pub region: RegionCode,
     pub years: Vec<YearReport>,
     pub signoffs: Vec<String>,
+    /// Children that missed a passed deadline.
     pub late: Vec<String>,
+    /// Children that still owe a delivery whose deadline has not passed yet.
+    #[serde(default)]
+    pub not_yet_delivered: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -736,6 +764,9 @@ impl std::fmt::Display for Report {
         }
         for l in &self.late {
             writeln!(f, "late: {l}")?;
+        }
+        for l in &self.not_yet_delivered {
+            writeln!(f, "not yet delivered: {l}")?;
         }
         Ok(())
     }

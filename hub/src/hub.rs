@@ -103,6 +103,10 @@ struct Effects {
     /// The version a completed move's fields get at least (the hub's clock for this change set).
     move_version: u64,
     applied: u64,
+    /// Frozen years whose accepted changes are carried into the next year (see
+    /// [`Hub::carry_into_next_year`]), and the field values their records had before this change set.
+    carry_years: HashSet<Year>,
+    before: HashMap<String, Fields>,
 }
 
 /// Old and new values of every record a change set touched, accumulated as two JSON arrays of
@@ -386,6 +390,7 @@ impl Hub {
         if self.region().tier() == Tier::County {
             self.reexamine(&mut tx, &mut hlc, households, &mut fx).await?;
             self.reexamine_villages(&mut tx, &mut hlc, &mut fx).await?;
+            self.carry_into_next_year(&mut tx, &mut fx).await?;
         }
         fx.feedback.push((origin.clone(), Feedback::Ack { seq: header.seq }));
         self.write_effects(&mut tx, &sender.region, header.seq, &mut fx).await?;
@@ -463,6 +468,21 @@ impl Hub {
         let mut states = HashMap::new();
         for y in years {
             states.insert(y, years::effective_state(&self.db, y, self.today(), self.profile.as_ref()).await?);
+        }
+        if self.region().tier() == Tier::County {
+            for (y, (state, _)) in &states {
+                if *state != YearState::Open
+                    && years::carries_into_next(&self.db, *y, self.today(), self.profile.as_ref()).await?
+                {
+                    fx.carry_years.insert(*y);
+                }
+            }
+            // Kept only when needed: the carry compares the next year's values with these.
+            for (k, r) in &fx.rows {
+                if fx.carry_years.contains(&r.key.year) {
+                    fx.before.insert(k.clone(), r.fields.clone());
+                }
+            }
         }
         let today = self.today();
         // Cross-county moves waiting at the province for the departure side, by member key.
@@ -992,6 +1012,193 @@ impl Hub {
             fx.dirty.push(k);
         }
         ledger.persist(tx).await?;
+        Ok(())
+    }
+
+    /// Adjustments accepted into a frozen year (its January window, or a reopening) carry into
+    /// the next year, which New Year built as a copy of it: exits and refusals leave the next year
+    /// (with their members), deaths are deleted there, births, moves and admitted new entries
+    /// arrive there. A field the next year has already changed on its own keeps its own value
+    /// (it is the newer record); the frozen year's signed snapshot is not touched. The next
+    /// year's quota ledger follows the households that become, or stop being, recognised there.
+    async fn carry_into_next_year(&self, tx: &mut Transaction<'static, Any>, fx: &mut Effects) -> Result<(), HubError> {
+        if fx.carry_years.is_empty() {
+            return Ok(());
+        }
+        let version = fx.move_version;
+        let mut seen = HashSet::new();
+        let mut sources: Vec<String> = fx
+            .dirty
+            .iter()
+            .filter(|k| fx.rows.get(*k).is_some_and(|r| fx.carry_years.contains(&r.key.year)))
+            .filter(|k| seen.insert((*k).clone()))
+            .cloned()
+            .collect();
+        // A member's fate follows its household's: load the households not in this change set.
+        let mut households: HashMap<String, Row_> = HashMap::new();
+        let missing_hh: Vec<String> = sources
+            .iter()
+            .filter_map(|k| fx.rows.get(k))
+            .filter(|r| r.key.kind == RecordKind::Member && !r.hh.is_empty())
+            .map(|r| storage_key(&RecordKey::new(RecordKind::Household, r.key.year, r.hh.clone())))
+            .filter(|k| !fx.rows.contains_key(k))
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        self.load_rows(tx, &missing_hh, &mut households).await?;
+        let carried_household = |h: &Row_| {
+            !h.deleted
+                && !matches!(h.field("status").and_then(Status::parse), Some(Status::NotRecognised | Status::Exited))
+        };
+        // Households that arrive in the next year bring their members, also those sent earlier.
+        let next_key = |r: &Row_| RecordKey { year: r.key.year + 1, ..r.key.clone() };
+        let mut next: HashMap<String, Row_> = HashMap::new();
+        let next_keys: Vec<String> =
+            sources.iter().filter_map(|k| fx.rows.get(k)).map(|r| storage_key(&next_key(r))).collect();
+        self.load_rows(tx, &next_keys, &mut next).await?;
+        let live_next = |fx: &Effects, next: &HashMap<String, Row_>, nk: &str| -> Option<Row_> {
+            fx.rows.get(nk).or_else(|| next.get(nk)).filter(|r| !r.deleted).cloned()
+        };
+        let arriving: Vec<(Year, String)> = sources
+            .iter()
+            .filter_map(|k| fx.rows.get(k))
+            .filter(|r| r.key.kind == RecordKind::Household && carried_household(r))
+            .filter(|r| live_next(fx, &next, &storage_key(&next_key(r))).is_none())
+            .map(|r| (r.key.year, r.key.id.clone()))
+            .collect();
+        for (year, id) in &arriving {
+            for r in sqlx::query(
+                "SELECT k, region, hh, fields FROM records WHERE year = $1 AND kind = $2 AND hh = $3 AND deleted = 0",
+            )
+            .bind(*year as i64)
+            .bind(RecordKind::Member.to_u8() as i64)
+            .bind(id)
+            .fetch_all(&mut **tx)
+            .await?
+            {
+                let k: String = r.try_get(0)?;
+                if seen.insert(k.clone()) {
+                    let row = row_from(&k, r.try_get(1)?, r.try_get(2)?, &r.try_get::<String, _>(3)?, false)?;
+                    let nk = storage_key(&next_key(&row));
+                    fx.rows.insert(k.clone(), row);
+                    self.load_rows(tx, &[nk], &mut next).await?;
+                    sources.push(k);
+                }
+            }
+        }
+        // Households first, so members see their household's fate in this same pass.
+        sources.sort_by_key(|k| fx.rows.get(k).map(|r| r.key.kind != RecordKind::Household));
+        let quota = self.county_quota().is_some();
+        let mut ledger: Vec<(String, Year, i64)> = Vec::new();
+        let mut leaving: Vec<(Year, String)> = Vec::new();
+        for k in sources {
+            let Some(src) = fx.rows.get(&k).cloned() else { continue };
+            let nkey = next_key(&src);
+            let nk = storage_key(&nkey);
+            let carried = match src.key.kind {
+                RecordKind::Household => carried_household(&src),
+                RecordKind::Member => {
+                    let hk = storage_key(&RecordKey::new(RecordKind::Household, src.key.year, src.hh.clone()));
+                    !src.deleted && fx.rows.get(&hk).or_else(|| households.get(&hk)).is_some_and(carried_household)
+                }
+                RecordKind::Village => !src.deleted,
+            };
+            let existing = live_next(fx, &next, &nk);
+            let was_recognised = existing.as_ref().is_some_and(crate::admin::is_recognised);
+            let people = |r: &Row_| r.field("members").and_then(|m| m.parse::<i64>().ok()).unwrap_or(0);
+            let township = src.region.get(..9).unwrap_or(&src.region).to_string();
+            if !carried {
+                let Some(mut gone) = existing else { continue };
+                let old: Vec<(&str, &str)> = gone.fields.iter().map(|(n, f)| (n.as_str(), f.value())).collect();
+                fx.changes.record::<_, &str>(&audit_subject(&nkey), &old, &[]);
+                if src.key.kind == RecordKind::Household {
+                    leaving.push((nkey.year, nkey.id.clone()));
+                    if quota && was_recognised {
+                        ledger.push((township, nkey.year, -people(&gone)));
+                    }
+                }
+                gone.deleted = true;
+                fx.rows.insert(nk.clone(), gone);
+                fx.dirty.push(nk);
+                continue;
+            }
+            let before = fx.before.get(&k);
+            let mut row = existing.unwrap_or_else(|| Row_ {
+                key: nkey.clone(),
+                region: src.region.clone(),
+                hh: src.hh.clone(),
+                fields: Fields::new(),
+                deleted: false,
+            });
+            let mut old: Vec<(&str, String)> = Vec::new();
+            let mut new: Vec<(&str, &str)> = Vec::new();
+            for (name, f) in &src.fields {
+                let cur = row.fields.get(name).map(|c| c.0.as_str());
+                if cur == Some(f.0.as_str()) {
+                    continue;
+                }
+                // Changed in the next year since New Year: that newer value stands.
+                let untouched = cur.is_none() || cur == before.and_then(|b| b.get(name)).map(|b| b.0.as_str());
+                if !untouched {
+                    continue;
+                }
+                new.push((name, &f.0));
+                if let Some(prev) =
+                    row.fields.insert(name.clone(), FieldState(f.0.clone(), f.1.max(version), f.2.clone()))
+                {
+                    old.push((name, prev.0));
+                }
+            }
+            if new.is_empty() {
+                continue;
+            }
+            fx.changes.record(&audit_subject(&nkey), &old, &new);
+            match src.key.kind {
+                RecordKind::Member => {
+                    row.hh = row.field("household").unwrap_or_default().to_string();
+                    row.region = row.field("village").unwrap_or(&row.region).to_string();
+                }
+                RecordKind::Household => {
+                    let now_recognised = crate::admin::is_recognised(&row);
+                    if quota && now_recognised != was_recognised {
+                        let n = people(&row);
+                        ledger.push((township, nkey.year, if now_recognised { n } else { -n }));
+                    }
+                }
+                RecordKind::Village => {}
+            }
+            fx.rows.insert(nk.clone(), row);
+            fx.dirty.push(nk);
+        }
+        // Members of households that left the next year leave with them.
+        for (year, id) in leaving {
+            for r in sqlx::query(
+                "SELECT k, region, hh, fields FROM records WHERE year = $1 AND kind = $2 AND hh = $3 AND deleted = 0",
+            )
+            .bind(year as i64)
+            .bind(RecordKind::Member.to_u8() as i64)
+            .bind(&id)
+            .fetch_all(&mut **tx)
+            .await?
+            {
+                let k: String = r.try_get(0)?;
+                if fx.rows.get(&k).is_some_and(|m| m.deleted || m.hh != id) {
+                    continue;
+                }
+                let mut m = row_from(&k, r.try_get(1)?, r.try_get(2)?, &r.try_get::<String, _>(3)?, false)?;
+                m.deleted = true;
+                fx.changes.record::<_, &str>(&audit_subject(&m.key), &[("household", id.as_str())], &[]);
+                fx.rows.insert(k.clone(), m);
+                fx.dirty.push(k);
+            }
+        }
+        let county = self.region().to_string();
+        for (township, year, n) in ledger {
+            for scope in [county.as_str(), township.as_str()] {
+                quota_used(tx, &self.db, scope, year).await?;
+                quota_add(tx, scope, year, n).await?;
+            }
+        }
         Ok(())
     }
 

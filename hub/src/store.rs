@@ -37,9 +37,14 @@ pub trait Dialect: Send + Sync + 'static {
 pub struct Sqlite;
 pub struct Postgres;
 
-static SQLITE_MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "initial", include_str!("../migrations/sqlite/0001_initial.sql"))];
-static PG_MIGRATIONS: &[(i64, &str, &str)] = &[(1, "initial", include_str!("../migrations/postgres/0001_initial.sql"))];
+static SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "initial", include_str!("../migrations/sqlite/0001_initial.sql")),
+    (2, "cycle_fixes", include_str!("../migrations/sqlite/0002_cycle_fixes.sql")),
+];
+static PG_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "initial", include_str!("../migrations/postgres/0001_initial.sql")),
+    (2, "cycle_fixes", include_str!("../migrations/postgres/0002_cycle_fixes.sql")),
+];
 
 impl Dialect for Sqlite {
     fn name(&self) -> &'static str {

@@ -4,7 +4,7 @@
 
 use crate::audit::{self, AuditEntry};
 use crate::error::HubError;
-use crate::hub::{Hub, Row_, push_feedback, write_rows};
+use crate::hub::{Hub, Row_, push_feedback, quota_add, quota_used, write_rows};
 use crate::store::{Db, get_i64};
 use chrono::{Datelike, NaiveDate};
 use jianka_shared::{
@@ -71,34 +71,106 @@ pub async fn effective_state(
     if state == YearState::Reopened {
         state = YearState::Locked;
     }
-    let reopened = sqlx::query("SELECT region FROM reopenings WHERE year = $1")
+    // Only reopenings still running today count: after its last day the year is locked again.
+    let mut reopened = Vec::new();
+    for r in sqlx::query("SELECT region, at, until_day FROM reopenings WHERE year = $1")
         .bind(year as i64)
         .fetch_all(&db.pool)
         .await?
-        .into_iter()
-        .filter_map(|r| RegionCode::parse(&r.get::<String, _>(0)).ok())
-        .collect();
+    {
+        let until = reopening_until(get_i64(&r, 1), r.try_get::<Option<String>, _>(2)?.as_deref());
+        if today <= until
+            && let Ok(region) = RegionCode::parse(&r.get::<String, _>(0))
+        {
+            reopened.push(region);
+        }
+    }
     Ok((state, reopened))
 }
 
+/// Whether changes accepted into `year` carry into `year + 1`: `year` was frozen at New Year (so
+/// the next year started as its copy) and the next year is not locked itself.
+pub async fn carries_into_next(
+    db: &Db,
+    year: Year,
+    today: NaiveDate,
+    profile: Option<&Profile>,
+) -> Result<bool, HubError> {
+    let frozen = sqlx::query("SELECT state FROM years WHERE year = $1")
+        .bind(year as i64)
+        .fetch_optional(&db.pool)
+        .await?
+        .is_some_and(|r| r.get::<String, _>(0) != "open");
+    let next_exists = sqlx::query("SELECT state FROM years WHERE year = $1")
+        .bind(year as i64 + 1)
+        .fetch_optional(&db.pool)
+        .await?
+        .is_some();
+    Ok(frozen && next_exists && effective_state(db, year + 1, today, profile).await?.0 != YearState::Locked)
+}
+
+/// A reopening lasts this many days unless granted with an explicit end.
+pub const DEFAULT_REOPENING_DAYS: u64 = 7;
+
+/// The last day of a reopening granted at `at` (unix seconds): its stored end, or the default
+/// length for reopenings stored without one.
+fn reopening_until(at: i64, until_day: Option<&str>) -> NaiveDate {
+    until_day.and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok()).unwrap_or_else(|| {
+        let granted = chrono::DateTime::from_timestamp(at, 0)
+            .unwrap_or_default()
+            .with_timezone(&chrono_tz::Asia::Shanghai)
+            .date_naive();
+        granted + chrono::Days::new(DEFAULT_REOPENING_DAYS)
+    })
+}
+
+/// The reopening of `year` that covers `region` today, if any: its last day.
+pub async fn reopened_for(
+    db: &Db,
+    year: Year,
+    region: &RegionCode,
+    today: NaiveDate,
+) -> Result<Option<NaiveDate>, HubError> {
+    let mut last: Option<NaiveDate> = None;
+    for r in sqlx::query("SELECT region, at, until_day FROM reopenings WHERE year = $1")
+        .bind(year as i64)
+        .fetch_all(&db.pool)
+        .await?
+    {
+        let until = reopening_until(get_i64(&r, 1), r.try_get::<Option<String>, _>(2)?.as_deref());
+        let covers = RegionCode::parse(&r.get::<String, _>(0)).is_ok_and(|g| g.contains(region) || region.contains(&g));
+        if covers && today <= until {
+            last = last.max(Some(until));
+        }
+    }
+    Ok(last)
+}
+
+/// The cycle of every year as `asker` (a child region) sees it: a locked year shows as reopened
+/// only while a reopening covering the asker runs, with the reopening's last day as deadline.
 pub async fn cycle_infos(
     db: &Db,
     today: NaiveDate,
     profile: Option<&Profile>,
     hub: &RegionCode,
+    asker: &RegionCode,
 ) -> Result<Vec<CycleInfo>, HubError> {
     let rows = sqlx::query("SELECT year FROM years ORDER BY year").fetch_all(&db.pool).await?;
     let mut out = Vec::new();
     for r in rows {
         let year = get_i64(&r, 0) as Year;
-        let (mut state, reopened) = effective_state(db, year, today, profile).await?;
-        if state == YearState::Locked && !reopened.is_empty() {
+        let (mut state, _) = effective_state(db, year, today, profile).await?;
+        let mut deadline = household_deadline(year, profile);
+        if state == YearState::Locked
+            && let Some(until) = reopened_for(db, year, asker, today).await?
+        {
             state = YearState::Reopened;
+            deadline = until;
         }
         out.push(CycleInfo {
             year,
             state,
-            deadline: (state != YearState::Open).then(|| household_deadline(year, profile).to_string()),
+            deadline: (state != YearState::Open).then(|| deadline.to_string()),
             reopen_by: matches!(state, YearState::Locked | YearState::Reopened).then(|| reopen_by(hub)),
         });
     }
@@ -206,6 +278,25 @@ impl Hub {
             .collect();
         let refs: Vec<&Row_> = carried.iter().collect();
         write_rows(&mut tx, &refs).await?;
+        // The new year's quota ledger starts with the recognised people carried into it, so its
+        // ceiling counts them (and the report and sign-off agree with the merge).
+        if self.region().tier() == Tier::County && self.county_quota().is_some() {
+            let mut people: std::collections::BTreeMap<String, i64> = Default::default();
+            let recognised: std::collections::HashSet<&str> = carried
+                .iter()
+                .filter(|r| r.key.kind == RecordKind::Household && crate::admin::is_recognised(r))
+                .map(|r| r.key.id.as_str())
+                .collect();
+            for m in carried.iter().filter(|r| r.key.kind == RecordKind::Member && recognised.contains(r.hh.as_str())) {
+                *people.entry(m.region.get(..9).unwrap_or(&m.region).to_string()).or_default() += 1;
+            }
+            let total: i64 = people.values().sum();
+            people.insert(self.region().to_string(), total);
+            for (scope, n) in people {
+                quota_used(&mut tx, &self.db, &scope, next).await?;
+                quota_add(&mut tx, &scope, next, n).await?;
+            }
+        }
         let children = child_regions(&self.db).await?;
         let deadline = household_deadline(ended, self.profile.as_ref()).to_string();
         let mut fb = Vec::new();
@@ -267,8 +358,24 @@ impl Hub {
         Ok(())
     }
 
-    /// Reopens a locked year for one child region: an audited exception, for a stated reason.
-    pub async fn reopen(&self, year: Year, region: &RegionCode, reason: &str) -> Result<(), HubError> {
+    /// Reopens a locked year for one child region until the end of `until` (default: 7 days from
+    /// today), after which the year is locked again: an audited exception, for a stated reason.
+    /// Returns the reopening's last day.
+    pub async fn reopen(
+        &self,
+        year: Year,
+        region: &RegionCode,
+        reason: &str,
+        until: Option<NaiveDate>,
+    ) -> Result<NaiveDate, HubError> {
+        let today = self.today();
+        let until = until.unwrap_or(today + chrono::Days::new(DEFAULT_REOPENING_DAYS));
+        if until < today {
+            return Err(HubError::new(
+                ErrorCode::BadRequest,
+                format!("a reopening must last at least until today ({today}); --until {until} has passed"),
+            ));
+        }
         if !self.region().contains(region) || region == self.region() {
             return Err(HubError::new(
                 ErrorCode::OutsideRegion,
@@ -279,36 +386,57 @@ impl Hub {
             return Err(HubError::new(ErrorCode::BadRequest, "a reopening needs a stated reason (--reason)"));
         }
         let (_g, mut tx) = self.begin_write().await?;
-        sqlx::query("INSERT INTO reopenings (year, region, reason, at) VALUES ($1,$2,$3,$4)")
+        sqlx::query("INSERT INTO reopenings (year, region, reason, at, until_day) VALUES ($1,$2,$3,$4,$5)")
             .bind(year as i64)
             .bind(region.to_string())
             .bind(reason)
             .bind(self.now_secs())
+            .bind(until.to_string())
             .execute(&mut *tx)
             .await?;
-        let info =
-            CycleInfo { year, state: YearState::Reopened, deadline: None, reopen_by: Some(reopen_by(self.region())) };
+        let info = CycleInfo {
+            year,
+            state: YearState::Reopened,
+            deadline: Some(until.to_string()),
+            reopen_by: Some(reopen_by(self.region())),
+        };
         push_feedback(&mut tx, &[(region.to_string(), Feedback::Cycle(info))]).await?;
         audit::append(
             &mut tx,
             self.now_secs(),
             &self.key_id().to_string(),
-            &[AuditEntry::new("reopen", format!("year {year} for {region}"), "locked", reason)],
+            &[AuditEntry::new(
+                "reopen",
+                format!("year {year} for {region} until {until}"),
+                "locked",
+                format!("{reason} (until {until}, then locked again)"),
+            )],
         )
         .await?;
         tx.commit().await?;
-        Ok(())
+        tracing::info!(year, %region, %until, "year reopened");
+        Ok(until)
     }
 
     /// Children that have not delivered for `year` by its deadline: townships (at a county) that
-    /// sent nothing since the update window opened; counties (at a province) with no sign-off.
+    /// sent no change set about `year` since the update window opened; counties (at a province)
+    /// with no sign-off. Each message ends in "(late)" once the deadline has passed, "(not yet
+    /// delivered)" before.
     pub async fn late(&self, year: Year) -> Result<Vec<(RegionCode, String)>, HubError> {
+        Ok(self.undelivered(year).await?.missing)
+    }
+
+    /// The children that owe `year`'s delivery, its deadline, and whether it has passed.
+    pub async fn undelivered(&self, year: Year) -> Result<Undelivered, HubError> {
         let children = child_regions(&self.db).await?;
         let today = self.today();
         let mut late = Vec::new();
+        let deadline = match self.region().tier() {
+            Tier::Province => county_table_deadline(year),
+            _ => household_deadline(year, self.profile.as_ref()),
+        };
         match self.region().tier() {
             Tier::Province => {
-                let deadline = county_table_deadline(year);
                 for c in children {
                     let n: i64 = sqlx::query("SELECT COUNT(*) FROM signoffs WHERE county = $1 AND year = $2")
                         .bind(&c)
@@ -326,7 +454,6 @@ impl Hub {
                 }
             }
             _ => {
-                let deadline = household_deadline(year, self.profile.as_ref());
                 let opened = NaiveDate::from_ymd_opt(year as i32 + 1, 1, 1).expect("1 January");
                 let since = opened
                     .and_hms_opt(0, 0, 0)
@@ -344,11 +471,12 @@ impl Hub {
                     .timestamp();
                 for c in children {
                     let n: i64 = sqlx::query(
-                        "SELECT COUNT(*) FROM envelopes WHERE origin = $1 AND received_at >= $2 AND received_at < $3",
+                        "SELECT COUNT(*) FROM envelopes WHERE origin = $1 AND received_at >= $2 AND received_at < $3 AND year = $4",
                     )
                     .bind(&c)
                     .bind(since)
                     .bind(until)
+                    .bind(year as i64)
                     .fetch_one(&self.db.pool)
                     .await
                     .map(|r| get_i64(&r, 0))?;
@@ -362,8 +490,17 @@ impl Hub {
                 }
             }
         }
-        Ok(late)
+        Ok(Undelivered { deadline, passed: today > deadline, missing: late })
     }
+}
+
+/// Children that owe a year's delivery (see [`Hub::undelivered`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Undelivered {
+    pub deadline: NaiveDate,
+    /// The deadline has passed: the children listed are late, not merely not yet delivered.
+    pub passed: bool,
+    pub missing: Vec<(RegionCode, String)>,
 }
 
 /// Regions with an unrevoked certificate at this hub.

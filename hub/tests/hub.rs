@@ -509,7 +509,7 @@ async fn new_year_freezes_opens_window_then_locks_and_reopens(pg: bool) {
     assert_eq!(rej[0].reason, RejectReason::YearLocked);
     assert!(rej[0].message.contains("420322"), "{}", rej[0].message);
     // The county reopens 2014 for this township, for a reason: edits go in again.
-    s.county.hub.reopen(2014, &common::r("420322105"), "court ruling").await.unwrap();
+    s.county.hub.reopen(2014, &common::r("420322105"), "court ruling", None).await.unwrap();
     let (applied, rej) = accepted(&a.push(vec![edit(300, "13600000000")]).await);
     assert_eq!((applied, rej.len()), (1, 0));
     let fb = a.feedback(0).await;
