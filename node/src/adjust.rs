@@ -176,8 +176,8 @@ pub fn move_household(node: &mut Node, year: Year, hid: &str, to_village: &str, 
     if !node.township().contains(&village) {
         return refuse(format!(
             "{village} is outside township {}: a move to another township is entered there as a new entry \
-             (adjust new) and recorded here as an exit (adjust exit --reason 迁出); a move to another county is \
-             completed by the province",
+             (adjust new) and recorded here as an exit (adjust exit --reason 迁出); a person moving to another county \
+             is recorded with adjust move-out (and adjust move-in there); the province completes the move",
             node.township()
         ));
     }
@@ -208,3 +208,57 @@ pub fn move_household(node: &mut Node, year: Year, hid: &str, to_village: &str, 
     log(node, year, "move", hid, "迁移", date, &new_id)?;
     Ok(new_id)
 }
+
+/// The 6-digit county a cross-county move names: a county code other than this township's own.
+fn other_county(node: &Node, code: &str, flag: &str) -> Result<RegionCode> {
+    let county = RegionCode::parse(code).map_err(|e| crate::edit::Refused(format!("{flag}: {e}")))?;
+    if county.tier() != Tier::County {
+        return refuse(format!("{flag} {county} is not a 6-digit county code"));
+    }
+    if node.township().ancestor(Tier::County).as_ref() == Some(&county) {
+        return refuse(format!(
+            "{county} is this township's own county: a move inside the county is a marriage (adjust marriage), \
+             a household move (adjust move) or an exit here and a new entry there"
+        ));
+    }
+    Ok(county)
+}
+
+/// 跨县迁出: a member leaves for another county. The member gets `move_out = <county>`; the person
+/// stays here until the province completes the move with the arrival the other county sends
+/// (never in both counties, never in neither); the county passes the completion down, and the
+/// member then leaves this node.
+pub fn move_out(node: &mut Node, year: Year, id: &str, to_county: &str, reason: &str, date: NaiveDate) -> Result<()> {
+    if reason.trim().is_empty() {
+        return refuse("a move out of the county needs a --reason");
+    }
+    let county = other_county(node, to_county, "--to-county")?;
+    let id = IdNumber::parse_stored(id).map_err(|e| crate::edit::Refused(e.to_string()))?;
+    let hid = member_household(node, year, &id)?;
+    let key = RecordKey::new(RecordKind::Member, year, id.as_str());
+    let declared = store::load(&node.conn, &key)?.and_then(|s| s.get(MOVE_OUT).map(str::to_string));
+    if let Some(c) = declared.filter(|c| !c.is_empty()) {
+        return refuse(format!("{} is already moving out to county {c}; the province completes the move", id.masked()));
+    }
+    set_fields(node, &key, &[(MOVE_OUT, county.to_string())])?;
+    log(node, year, "move_out", id.as_str(), reason, date, &format!("{hid} → {county}"))
+}
+
+/// 跨县迁入: a person arriving from another county joins a household here (fields as for
+/// `member add`). The province holds the arrival until the old county records the departure.
+pub fn move_in(
+    node: &mut Node,
+    year: Year,
+    hid: &str,
+    id: &str,
+    from_county: &str,
+    sets: &[String],
+    date: NaiveDate,
+) -> Result<()> {
+    let county = other_county(node, from_county, "--from-county")?;
+    crate::edit::member_add_unchecked(node, year, hid, id, sets)?;
+    log(node, year, "move_in", id, "跨县迁入", date, &format!("{county} → {hid}"))
+}
+
+/// The member field naming the county a person moves to (the hub's `move_out`).
+pub const MOVE_OUT: &str = "move_out";

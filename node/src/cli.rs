@@ -349,6 +349,42 @@ pub enum AdjustCmd {
         #[command(flatten)]
         year: YearArg,
     },
+    /// 跨县迁出: a member moves to another county. The person stays here until the province
+    /// completes the move with the other county's arrival; then the member leaves this node.
+    ///
+    /// Example: jianka-node adjust move-out 420322198001011234 --to-county 420323 --date 2015-01-12 --reason 投亲
+    MoveOut {
+        id_number: String,
+        /// The 6-digit county the person moves to.
+        #[arg(long)]
+        to_county: String,
+        #[arg(long)]
+        date: Option<NaiveDate>,
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        year: YearArg,
+    },
+    /// 跨县迁入: a person from another county joins a household here (fields as for `member add`).
+    /// The province holds the arrival until the old county records the departure.
+    ///
+    /// Example: jianka-node adjust move-in --household 420323101200-0007 --id-number 420322198001011234
+    ///   --from-county 420322 --date 2015-01-08 --set 姓名=王五 --set 与户主关系=之子 --set 性别=男 …
+    MoveIn {
+        #[arg(long)]
+        household: String,
+        #[arg(long)]
+        id_number: String,
+        /// The 6-digit county the person comes from.
+        #[arg(long)]
+        from_county: String,
+        #[arg(long = "set", value_name = "FIELD=VALUE")]
+        sets: Vec<String>,
+        #[arg(long)]
+        date: Option<NaiveDate>,
+        #[command(flatten)]
+        year: YearArg,
+    },
     /// Update a household's facts found in the annual update (income, phone, causes, housing…),
     /// also after the county's decision; the same fields as `household edit`.
     ///
@@ -804,6 +840,18 @@ fn adjust_cmd(cmd: AdjustCmd, config: &Path, clock: Clock) -> Result<ExitCode> {
             let y = adjust::window_year(&node, year.year)?;
             let new_id = adjust::move_household(&mut node, y, &household, &to_village, date.unwrap_or(today))?;
             println!("{household} moved: now {new_id}");
+        }
+        AdjustCmd::MoveOut { id_number, to_county, date, reason, year } => {
+            let y = adjust::window_year(&node, year.year)?;
+            adjust::move_out(&mut node, y, &id_number, &to_county, &reason, date.unwrap_or(today))?;
+            println!(
+                "move out to county {to_county} recorded; the province completes it when that county takes the person"
+            );
+        }
+        AdjustCmd::MoveIn { household, id_number, from_county, sets, date, year } => {
+            let y = adjust::window_year(&node, year.year)?;
+            adjust::move_in(&mut node, y, &household, &id_number, &from_county, &sets, date.unwrap_or(today))?;
+            println!("arrival from county {from_county} recorded in {household}; the province completes the move");
         }
         AdjustCmd::Update { household, sets, year } => {
             let y = adjust::window_year(&node, year.year)?;

@@ -146,3 +146,67 @@ fn exit_death_birth_update_inside_the_window() {
     }
     assert!(store::pending_changes(&node.conn).unwrap() > before, "the adjustments are queued for the county");
 }
+
+#[test]
+fn cross_county_move_out_and_in_are_captured_inside_the_window() {
+    let t = TestNode::new();
+    let mut node = node_at(&t, "2015-01-10T09:00:00+08:00");
+    let h1 = format!("{VILLAGE}-0001");
+    let members = store::members_of(&node.conn, 2014, &h1).unwrap();
+    let mover = members.iter().find(|m| m.fields.get("relation").is_some_and(|r| r != "户主")).unwrap().key.id.clone();
+
+    // Outside the window: refused like every adjustment.
+    refused(adjust::window_year(&node, None), "no update window is open");
+    told(&node, 2014, YearState::UpdateWindow, Some("2015-01-31"), None);
+    let before = store::pending_changes(&node.conn).unwrap();
+
+    refused(adjust::move_out(&mut node, 2014, &mover, "420322", "投亲", d("2015-01-10")), "own county");
+    refused(adjust::move_out(&mut node, 2014, &mover, "420323105", "投亲", d("2015-01-10")), "6-digit county");
+    refused(adjust::move_out(&mut node, 2014, &mover, "42x", "投亲", d("2015-01-10")), "--to-county");
+    refused(adjust::move_out(&mut node, 2014, &mover, "420323", " ", d("2015-01-10")), "--reason");
+    let stranger = id(1980, 1, 1, 555);
+    refused(adjust::move_out(&mut node, 2014, &stranger, "420323", "投亲", d("2015-01-10")), "not registered");
+
+    adjust::move_out(&mut node, 2014, &mover, "420323", "投亲", d("2015-01-10")).unwrap();
+    // Declared, not gone: the person stays here until the province completes the move.
+    assert_eq!(field(&node, RecordKind::Member, &mover, "move_out").as_deref(), Some("420323"));
+    assert_eq!(field(&node, RecordKind::Member, &mover, "household").as_deref(), Some(h1.as_str()));
+    assert!(store::pending_changes(&node.conn).unwrap() > before, "the declaration is queued for the county");
+    refused(adjust::move_out(&mut node, 2014, &mover, "420323", "投亲", d("2015-01-11")), "already moving out");
+    assert_eq!(logged(&node, "move_out"), 1);
+
+    // The completion comes down as a Resolved naming the new county's household: the member leaves.
+    let key = RecordKey::new(RecordKind::Member, 2014, &mover);
+    let done = Feedback::Resolved {
+        key: key.clone(),
+        field: "household".into(),
+        value: "420323101200-0007".into(),
+        note: "cross-county move 420322 → 420323 completed by the province".into(),
+    };
+    feedback::apply_item(&node.conn, &done, 1).unwrap();
+    assert_eq!(field(&node, RecordKind::Member, &mover, "household"), None);
+    assert_eq!(store::members_of(&node.conn, 2014, &h1).unwrap().len(), 2);
+
+    // An arrival from another county joins a household of this township.
+    let arriving = id(1990, 5, 6, 321);
+    let sets: Vec<String> =
+        ["姓名=李四", "与户主关系=之子", "性别=男", "文化程度=初中", "健康状况=健康", "劳动能力=普通劳动力"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+    refused(adjust::move_in(&mut node, 2014, &h1, &arriving, "420322", &sets, d("2015-01-12")), "own county");
+    refused(adjust::move_in(&mut node, 2014, &h1, &arriving, "4203", &sets, d("2015-01-12")), "6-digit county");
+    adjust::move_in(&mut node, 2014, &h1, &arriving, "420381", &sets, d("2015-01-12")).unwrap();
+    assert_eq!(field(&node, RecordKind::Member, &arriving, "household").as_deref(), Some(h1.as_str()));
+    refused(adjust::move_in(&mut node, 2014, &h1, &arriving, "420381", &sets, d("2015-01-12")), "already a member");
+    assert_eq!(logged(&node, "move_in"), 1);
+    // The settled arrival's Resolved confirms it (same household): it stays.
+    let confirmed = Feedback::Resolved {
+        key: RecordKey::new(RecordKind::Member, 2014, &arriving),
+        field: "household".into(),
+        value: h1.clone(),
+        note: "cross-county move 420381 → 420322 completed by the province".into(),
+    };
+    feedback::apply_item(&node.conn, &confirmed, 2).unwrap();
+    assert_eq!(field(&node, RecordKind::Member, &arriving, "household").as_deref(), Some(h1.as_str()));
+}
