@@ -25,6 +25,8 @@ pub struct ForwardReport {
     pub changesets: u64,
     pub records: u64,
     pub signoffs: u64,
+    /// What pulling the province's feedback afterwards applied.
+    pub pulled: crate::upstream::PullReport,
 }
 
 /// A signed request to the parent hub.
@@ -46,7 +48,7 @@ pub fn signed(
         .body(body)
 }
 
-async fn answer<T: serde::de::DeserializeOwned>(resp: reqwest::Response) -> anyhow::Result<T> {
+pub(crate) async fn answer<T: serde::de::DeserializeOwned>(resp: reqwest::Response) -> anyhow::Result<T> {
     let status = resp.status();
     let bytes = resp.bytes().await?;
     if !status.is_success() {
@@ -84,6 +86,7 @@ impl Hub {
             if rows.is_empty() {
                 break;
             }
+            let batch = rows.len() as u64;
             let mut ops = Vec::with_capacity(rows.len());
             let mut last = String::new();
             for r in &rows {
@@ -92,6 +95,10 @@ impl Hub {
                 let deleted = r.try_get::<i64, _>(4)? != 0;
                 last = format!("{}|{k}", r.try_get::<i64, _>(5)?);
                 let key = parse_storage_key(&k).context("stored key")?;
+                if deleted && row.fields.contains_key(crate::upstream::MOVED_TO) {
+                    // The province's own completed move: it already holds the person elsewhere.
+                    continue;
+                }
                 if deleted {
                     let v = row.fields.values().map(|f| f.1).max().unwrap_or(0);
                     ops.push(Op::Delete { key, version: Hlc(v), base: Hlc::ZERO });
@@ -108,6 +115,10 @@ impl Hub {
                         .collect();
                     ops.push(Op::Upsert { key, fields });
                 }
+            }
+            if ops.is_empty() {
+                self.db.meta_set("forward_cursor", &last).await?;
+                continue;
             }
             let state: SyncState = answer(
                 signed(&client, &self.key, reqwest::Method::GET, &base, "/v1/sync/state", vec![], self.now_secs())
@@ -132,7 +143,7 @@ impl Hub {
                 PushOutcome::Accepted { .. } | PushOutcome::Duplicate { .. } => {
                     self.db.meta_set("forward_cursor", &last).await?;
                     report.changesets += 1;
-                    report.records += rows.len() as u64;
+                    report.records += batch;
                 }
                 PushOutcome::Gap { expected } => bail!("province expects change set {expected}; retry the forward"),
             }
@@ -164,6 +175,8 @@ impl Hub {
             self.db.meta_set(&flag, "1").await?;
             report.signoffs += 1;
         }
+        // Then what the province decided since (completed moves, corrections), for the townships.
+        report.pulled = self.pull_parent_feedback().await?;
         tracing::info!(
             changesets = report.changesets,
             records = report.records,

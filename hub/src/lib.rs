@@ -17,6 +17,7 @@ pub mod http;
 pub mod hub;
 pub mod merge;
 pub mod store;
+pub mod upstream;
 pub mod years;
 
 pub use clock::{Clock, ManualClock, SystemClock};

@@ -126,7 +126,12 @@ enum Cmd {
         #[arg(long)]
         period: String,
     },
-    /// Forward new records and sign-offs to the province now.
+    /// Forward new records and sign-offs to the province now, then pull the province's feedback:
+    /// completed cross-county moves remove the person here (or confirm an arrival) and are
+    /// passed down to the townships at their next sync. The same runs on the forward schedule.
+    ///
+    /// Example: jianka-hub forward --config county.toml
+    #[command(verbatim_doc_comment)]
     Forward {
         #[arg(long)]
         config: PathBuf,
@@ -354,6 +359,11 @@ async fn main() -> anyhow::Result<()> {
             let hub = open(&config).await?;
             let r = hub.forward().await?;
             println!("forwarded {} change sets ({} records) and {} sign-offs", r.changesets, r.records, r.signoffs);
+            let p = &r.pulled;
+            println!(
+                "pulled {} province feedback items: {} moved out of the county, {} arrivals confirmed, {} passed to townships",
+                p.items, p.moved_out, p.moved_in, p.passed_down
+            );
         }
         Cmd::ImportBundle { config, file, answer } => {
             let hub = open(&config).await?;

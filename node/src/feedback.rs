@@ -60,7 +60,17 @@ pub fn apply_item(conn: &Connection, item: &Feedback, now_ms: u64) -> Result<()>
         Feedback::Resolved { key, field, value, note } => {
             // The settled value stands over any local one: give it a version newer than ours.
             let version = store::load_hlc(conn)?.tick(now_ms).max(Hlc(1));
-            let local_household = store::load(conn, key)?.and_then(|s| s.get("household").map(str::to_string));
+            let local = store::load(conn, key)?;
+            if local.as_ref().is_none_or(|s| s.deleted) && key.kind == jianka_shared::RecordKind::Member {
+                // About a person this node does not hold (e.g. the county's carried copy of a
+                // moved member in the next year): nothing to change here but the notices.
+                conn.execute(
+                    "UPDATE rejections SET resolved_ms = ?4 WHERE kind = ?1 AND year = ?2 AND rid = ?3 AND resolved_ms IS NULL",
+                    params![key.kind.as_str(), key.year, key.id, now_ms as i64],
+                )?;
+                return Ok(());
+            }
+            let local_household = local.and_then(|s| s.get("household").map(str::to_string));
             let moved_away = key.kind == jianka_shared::RecordKind::Member
                 && field == "household"
                 && local_household.as_deref().is_some_and(|h| h != value);

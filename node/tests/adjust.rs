@@ -209,4 +209,10 @@ fn cross_county_move_out_and_in_are_captured_inside_the_window() {
     };
     feedback::apply_item(&node.conn, &confirmed, 2).unwrap();
     assert_eq!(field(&node, RecordKind::Member, &arriving, "household").as_deref(), Some(h1.as_str()));
+    // The county's carried next-year copy is settled too; this node holds no such record, and
+    // the notice must not create one.
+    let next_year = RecordKey::new(RecordKind::Member, 2015, &arriving);
+    let carried = Feedback::Resolved { key: next_year.clone(), field: "household".into(), value: h1, note: "x".into() };
+    feedback::apply_item(&node.conn, &carried, 3).unwrap();
+    assert!(store::load(&node.conn, &next_year).unwrap().is_none());
 }

@@ -1,0 +1,194 @@
+//! Province → county: a county hub pulls the province's feedback (`GET /v1/feedback?since=N` on
+//! the parent, signed with the county key) and applies it. A completed cross-county move removes
+//! the person from the county they left (a tombstone on the province's authority, audited, never
+//! forwarded back up) and confirms it in the county they joined; Resolved and Correction items
+//! are passed down to the townships they concern. The cursor is stored in the same transaction
+//! as the effects, so applying a page twice changes nothing.
+
+use crate::audit::{self, AuditEntry};
+use crate::error::HubError;
+use crate::forward::{answer, signed};
+use crate::hub::{Hub, Row_, push_feedback, row_from, storage_key, write_rows};
+use crate::merge::FieldState;
+use anyhow::{Context, bail};
+use jianka_shared::{RecordKey, RecordKind, RegionCode, Tier, protocol::*};
+use sqlx::{Any, Row, Transaction};
+use std::time::Duration;
+
+/// The meta key of the last province feedback id applied.
+const CURSOR: &str = "parent_feedback_since";
+/// Set on a tombstone the province's completed move wrote: names the county the person joined.
+/// `forward` does not send such a tombstone back up (the province wrote it).
+pub const MOVED_TO: &str = "province.moved_to";
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PullReport {
+    /// Feedback items newly applied.
+    pub items: u64,
+    /// People removed here because the province completed their move to another county.
+    pub moved_out: u64,
+    /// Arrivals here the province confirmed.
+    pub moved_in: u64,
+    /// Items passed down to townships.
+    pub passed_down: u64,
+}
+
+impl Hub {
+    /// Pulls and applies the province's feedback newer than the stored cursor, page by page.
+    pub async fn pull_parent_feedback(&self) -> anyhow::Result<PullReport> {
+        if self.region().tier() != Tier::County {
+            bail!("only a county hub pulls feedback from a parent; this hub serves {}", self.region());
+        }
+        let Some(base) = self.cfg.parent_url.clone() else {
+            bail!("no parent_url in the config: set the province hub's URL to pull its feedback");
+        };
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?;
+        let mut report = PullReport::default();
+        loop {
+            let since: u64 = self.db.meta_get(CURSOR).await?.and_then(|s| s.parse().ok()).unwrap_or(0);
+            let pq = format!("/v1/feedback?since={since}");
+            let page: FeedbackPage = answer(
+                signed(&client, &self.key, reqwest::Method::GET, &base, &pq, vec![], self.now_secs()).send().await?,
+            )
+            .await
+            .context("pulling the province's feedback")?;
+            if page.items.is_empty() {
+                break;
+            }
+            let applied = self.apply_parent_page(&page.items, &mut report).await?;
+            if applied == 0 {
+                break;
+            }
+        }
+        if report.items > 0 {
+            tracing::info!(
+                items = report.items,
+                moved_out = report.moved_out,
+                moved_in = report.moved_in,
+                passed_down = report.passed_down,
+                "applied the province's feedback"
+            );
+        }
+        Ok(report)
+    }
+
+    /// Applies one page of the province's feedback in one transaction with the cursor; items at
+    /// or below the stored cursor are skipped. Returns how many items were newly applied.
+    pub async fn apply_parent_page(&self, items: &[FeedbackEntry], report: &mut PullReport) -> Result<u64, HubError> {
+        let (mut hlc, mut tx) = self.begin_write().await?;
+        let mut cursor: u64 = sqlx::query("SELECT v FROM meta WHERE k = $1")
+            .bind(CURSOR)
+            .fetch_optional(&mut *tx)
+            .await?
+            .and_then(|r| r.try_get::<String, _>(0).ok())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let mut down: Vec<(String, Feedback)> = Vec::new();
+        let mut entries: Vec<AuditEntry> = Vec::new();
+        let mut applied = 0;
+        for entry in items {
+            if entry.id <= cursor {
+                continue;
+            }
+            cursor = entry.id;
+            applied += 1;
+            match &entry.item {
+                Feedback::Resolved { key, field, value, note } => {
+                    let Some(mut row) = load_row(&mut tx, key).await? else { continue };
+                    if row.deleted {
+                        continue;
+                    }
+                    let township = township_of(&row.region);
+                    let moved_away = key.kind == RecordKind::Member
+                        && field == "household"
+                        && row.hh != *value
+                        && !value.starts_with(self.region().as_str());
+                    if moved_away {
+                        // The province completed this person's move to another county: they leave
+                        // here in the same step, so the two counties agree with the province.
+                        let to_county = value.get(..6).unwrap_or(value).to_string();
+                        let version = self.tick(&mut hlc).0;
+                        row.fields.insert(MOVED_TO.into(), FieldState(to_county.clone(), version, parent_code(self)));
+                        row.deleted = true;
+                        write_rows(&mut tx, &[&row]).await?;
+                        entries.push(AuditEntry::new(
+                            "move_out",
+                            key.to_string(),
+                            row.hh.clone(),
+                            format!("{value} — {note} (tombstone on the province's authority)"),
+                        ));
+                        report.moved_out += 1;
+                    } else if key.kind == RecordKind::Member && field == "household" && row.hh == *value {
+                        entries.push(AuditEntry::new("move_in", key.to_string(), "", format!("{value} — {note}")));
+                        report.moved_in += 1;
+                    }
+                    if let Some(t) = township {
+                        down.push((t, entry.item.clone()));
+                    }
+                }
+                Feedback::Correction { key, field, value, version } => {
+                    let Some(mut row) = load_row(&mut tx, key).await? else { continue };
+                    if row.deleted {
+                        continue;
+                    }
+                    let newer = row.fields.get(field).is_none_or(|f| version.0 >= f.1);
+                    if newer && row.fields.get(field).map(|f| f.value()) != Some(value.as_str()) {
+                        let old = row.fields.get(field).map(|f| f.0.clone()).unwrap_or_default();
+                        row.fields.insert(field.clone(), FieldState(value.clone(), version.0, parent_code(self)));
+                        write_rows(&mut tx, &[&row]).await?;
+                        entries.push(AuditEntry::new(
+                            "province_correction",
+                            format!("{key} {field}"),
+                            old,
+                            value.clone(),
+                        ));
+                    }
+                    if let Some(t) = township_of(&row.region) {
+                        down.push((t, entry.item.clone()));
+                    }
+                }
+                // Acks, the province's refusals of forwarded records (a held move among them),
+                // quota and cycle notices concern the county itself, not its townships' replicas.
+                other => tracing::debug!(item = ?std::mem::discriminant(other), "province feedback noted"),
+            }
+        }
+        if applied == 0 {
+            return Ok(0);
+        }
+        report.passed_down += down.len() as u64;
+        report.items += applied;
+        push_feedback(&mut tx, &down).await?;
+        audit::append(&mut tx, self.now_secs(), &self.key_id().to_string(), &entries).await?;
+        sqlx::query("INSERT INTO meta (k, v) VALUES ($1, $2) ON CONFLICT (k) DO UPDATE SET v = excluded.v")
+            .bind(CURSOR)
+            .bind(cursor.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(applied)
+    }
+}
+
+/// The province above this county, as the writer of fields set on its authority.
+fn parent_code(hub: &Hub) -> String {
+    hub.region().ancestor(Tier::Province).map(|p| p.to_string()).unwrap_or_default()
+}
+
+fn township_of(region: &str) -> Option<String> {
+    RegionCode::parse(region).ok().and_then(|r| r.ancestor(Tier::Township)).map(|t| t.to_string())
+}
+
+async fn load_row(tx: &mut Transaction<'static, Any>, key: &RecordKey) -> Result<Option<Row_>, HubError> {
+    let k = storage_key(key);
+    let r = sqlx::query("SELECT region, hh, fields, deleted FROM records WHERE k = $1")
+        .bind(&k)
+        .fetch_optional(&mut **tx)
+        .await?;
+    match r {
+        None => Ok(None),
+        Some(r) => {
+            let deleted = crate::store::get_i64(&r, 3) != 0;
+            Ok(Some(row_from(&k, r.try_get(0)?, r.try_get(1)?, &r.try_get::<String, _>(2)?, deleted)?))
+        }
+    }
+}
