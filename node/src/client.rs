@@ -63,7 +63,7 @@ impl HubClient {
         // retry soon, then back off exponentially (with jitter, so townships do not retry in step).
         ExponentialBuilder::default()
             .with_jitter()
-            .with_min_delay(Duration::from_millis(50))
+            .with_min_delay(Duration::from_millis(25))
             .with_max_delay(Duration::from_secs(15))
             .with_max_times(self.retries)
     }

@@ -209,12 +209,17 @@ async fn upload(client: &HubClient, seq: u64, bytes: &[u8], chunk: usize) -> Res
                 }
                 tracing::debug!(seq, received = ack.received, total, "chunk acknowledged");
                 received = ack.received;
+                // Progress resets the backoff: a long upload over a lossy link must not wait
+                // longer and longer for failures spread over many chunks.
+                delays = client.retry_delays();
             }
             Err(e) if e.retryable() => {
                 let Some(d) = delays.next() else { return Err(e) };
                 tracing::warn!(error = %e, retry_in_ms = d.as_millis() as u64, seq, "chunk failed; retrying");
                 tokio::time::sleep(d).await;
-                if already_applied(client, seq).await? {
+                // Only the last chunk can have completed the envelope; for the others the hub's
+                // upload state alone says where to go on.
+                if end == total && already_applied(client, seq).await? {
                     return Ok(PushOutcome::Duplicate { seq });
                 }
                 received = resume(client.call("GET", &format!("/v1/uploads/{seq}"), b"").await?);
