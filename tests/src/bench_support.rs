@@ -234,3 +234,66 @@ pub fn print_sync(f: &SyncFigures) {
         f.lossy_bytes as f64 / f.clean_bytes as f64
     );
 }
+
+/// Import speed of the clerk's importer and the idle daemon's memory.
+pub struct NodeFigures {
+    pub rows: usize,
+    pub import_secs: f64,
+    pub csv_read_secs: f64,
+    pub idle_rss_kb: u64,
+}
+
+/// Times `jianka-node import` of a generated file of about `rows` member rows (one township),
+/// beside just reading and parsing the same CSV (the floor any importer pays), then starts the
+/// daemon on the filled database and reads its resident memory once it idles.
+pub fn node_figures(rows: usize) -> anyhow::Result<NodeFigures> {
+    use crate::generate::write_csv;
+    use crate::harness::Node;
+    let tmp = tempfile::tempdir()?;
+    let node = Node::init(&tmp.path().join("node"), "420322105", "http://127.0.0.1:9")?;
+    let mut g = Generator::new(3, 2014);
+    let mut hs = Vec::new();
+    let mut n = 0usize;
+    let villages = ["420322105200", "420322105201", "420322105202", "420322105203", "420322105204"];
+    while n < rows {
+        let h = g.household(villages[hs.len() % villages.len()], hs.len() as u32 + 1, Status::Applied);
+        n += h.members.len();
+        hs.push(h);
+    }
+    let csv = tmp.path().join("扶贫手册.csv");
+    write_csv(std::fs::File::create(&csv)?, &hs)?;
+    let t = Instant::now();
+    let mut r = csv::Reader::from_path(&csv)?;
+    let parsed = r.records().filter_map(Result::ok).count();
+    let csv_read_secs = t.elapsed().as_secs_f64();
+    anyhow::ensure!(parsed == n, "CSV holds {parsed} rows, expected {n}");
+    let t = Instant::now();
+    node.cmd(&["import", csv.to_str().unwrap_or_default(), "--year", "2014"])?;
+    let import_secs = t.elapsed().as_secs_f64();
+    // The daemon with no sync window open: what a township PC carries all day.
+    let text = std::fs::read_to_string(&node.config)?;
+    anyhow::ensure!(text.contains("\nwindows = []"), "node.toml has no empty `windows` to set");
+    std::fs::write(&node.config, text.replacen("\nwindows = []", "\nwindows = [\"0 0 3 1 1 *\"]", 1))?;
+    let mut child = node.spawn(&["run"])?;
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
+    let _ = child.kill();
+    let _ = child.wait();
+    let idle_rss_kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0);
+    Ok(NodeFigures { rows: n, import_secs, csv_read_secs, idle_rss_kb })
+}
+
+pub fn print_node(f: &NodeFigures) {
+    println!("township node, {} member rows (扶贫手册 CSV):", f.rows);
+    println!(
+        "  import                 {:>12.0} rows/s      ({:.2} s; reading and parsing the CSV alone: {:.0} rows/s)",
+        f.rows as f64 / f.import_secs,
+        f.import_secs,
+        f.rows as f64 / f.csv_read_secs
+    );
+    println!("  idle daemon memory     {:>12.1} MB RSS      (target <= 20)", f.idle_rss_kb as f64 / 1024.0);
+}

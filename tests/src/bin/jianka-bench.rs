@@ -27,6 +27,11 @@ enum What {
         #[arg(long, default_value_t = 0.3)]
         loss: f64,
     },
+    /// Import speed of a 100,000-row 扶贫手册 and the idle daemon's memory.
+    Node {
+        #[arg(long, default_value_t = 100_000)]
+        rows: usize,
+    },
     /// Hub ingest beside a plain SQLite insert of the same rows, and a province consolidation
     /// (runs the hub's `ingest_bench` example, which drives the hub library in-process).
     Hub {
@@ -49,11 +54,14 @@ fn main() -> anyhow::Result<()> {
     match cli.what.unwrap_or(What::All) {
         What::Changeset { records } => bench_support::print_changeset(&bench_support::changeset_figures(records)),
         What::Sync { households, loss } => bench_support::print_sync(&bench_support::sync_figures(households, loss)?),
+        What::Node { rows } => bench_support::print_node(&bench_support::node_figures(rows)?),
         What::Hub { members, province_people, counties, pg } => hub(members, province_people, counties, pg)?,
         What::All => {
             bench_support::print_changeset(&bench_support::changeset_figures(10_000));
             println!();
             bench_support::print_sync(&bench_support::sync_figures(5_000, 0.3)?);
+            println!();
+            bench_support::print_node(&bench_support::node_figures(100_000)?);
             println!();
             hub(30_000, 6_000_000, 100, None)?;
         }
