@@ -141,6 +141,18 @@ impl Hub {
         run("jianka-hub", &a, &self.envs)
     }
 
+    /// Starts a hub subcommand without waiting (to SIGKILL it mid-way).
+    pub fn spawn_cmd(&self, args: &[&str]) -> anyhow::Result<Child> {
+        Ok(Command::new(binary("jianka-hub"))
+            .args(args)
+            .args(["--config", self.config_str()])
+            .envs(self.envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?)
+    }
+
     /// Issues a certificate for a child whose key file is `child_key`; returns the chain file.
     pub fn enroll(&self, subject: &str, child_key: &Path) -> anyhow::Result<PathBuf> {
         let out = self.dir.join(format!("chain-{subject}.json"));

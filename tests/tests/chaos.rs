@@ -141,6 +141,38 @@ fn round(seed: u64, root: &Path, rt: &tokio::runtime::Runtime) -> anyhow::Result
     ensure!(admitted <= CEILING, "ceiling {CEILING} exceeded: {admitted} people admitted");
     ensure!(admitted > 0, "nobody admitted: the round exercised nothing");
     county.cmd(&["audit", "verify"]).context("audit chain")?;
+
+    // Upward: the county forwards while the province, or the forwarding process itself, is SIGKILLed.
+    let mut province_kills = 0;
+    for _ in 0..3 {
+        let mut fwd = county.spawn_cmd(&["forward"])?;
+        std::thread::sleep(Duration::from_millis(rng.random_range(0..150)));
+        if rng.random_bool(0.5) {
+            province.kill9();
+            province_kills += 1;
+            province.start()?;
+        } else {
+            let _ = fwd.kill();
+        }
+        let _ = fwd.wait();
+    }
+    county.cmd(&["signoff", "--year", &year, "--period", "chaos"])?;
+    county.cmd(&["forward"]).context("forward after the storm")?;
+    let county_records = live_records(&county, "420322")?;
+    let province_records = live_records(&province, "420322")?;
+    ensure!(
+        county_records == province_records,
+        "the province holds {} of the county's records, the county {}",
+        province_records.len(),
+        county_records.len()
+    );
+    let signoffs: i64 = rusqlite::Connection::open(province.dir.join("hub.db"))?.query_row(
+        "SELECT count(*) FROM signoffs WHERE county = '420322'",
+        [],
+        |r| r.get(0),
+    )?;
+    ensure!(signoffs == 1, "the province holds {signoffs} sign-offs of the county");
+    province.cmd(&["audit", "verify"]).context("province audit chain")?;
     let faults: u64 = towns
         .iter()
         .map(|t| {
@@ -151,7 +183,7 @@ fn round(seed: u64, root: &Path, rt: &tokio::runtime::Runtime) -> anyhow::Result
         })
         .sum();
     eprintln!(
-        "chaos round {seed:#x}: {admitted}/{CEILING} people admitted, county SIGKILLed {hub_kills}×, {faults} link faults"
+        "chaos round {seed:#x}: {admitted}/{CEILING} people admitted, county SIGKILLed {hub_kills}×, province {province_kills}×, {faults} link faults"
     );
     Ok(())
 }
@@ -174,6 +206,20 @@ fn check_change_sets_once(node: &Node, county: &Hub) -> anyhow::Result<()> {
     let equivocations: i64 = hub_db.query_row("SELECT count(*) FROM equivocations", [], |r| r.get(0))?;
     ensure!(equivocations == 0, "the county saw {equivocations} equivocations");
     Ok(())
+}
+
+/// Keys and field values of the live records of `region` a hub holds (the writer of each field aside).
+fn live_records(hub: &Hub, region: &str) -> anyhow::Result<std::collections::BTreeMap<String, Vec<String>>> {
+    let db = rusqlite::Connection::open(hub.dir.join("hub.db"))?;
+    let mut stmt = db.prepare("SELECT k, fields FROM records WHERE deleted = 0 AND region LIKE ?1 || '%'")?;
+    let rows: Vec<(String, String)> =
+        stmt.query_map([region], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
+    let mut out = std::collections::BTreeMap::new();
+    for (k, fields) in rows {
+        let f: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&fields)?;
+        out.insert(k, f.iter().map(|(name, v)| format!("{name}={}", v[0])).collect());
+    }
+    Ok(out)
 }
 
 /// People in households the county admitted (county.decision = 认定), counted from its records.
