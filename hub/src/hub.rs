@@ -7,7 +7,7 @@ use crate::clock::Clock;
 use crate::config::{HubConfig, QuotaFile};
 use crate::error::HubError;
 use crate::merge::{FieldOutcome, FieldState, Fields, merge_field};
-use crate::store::{Db, dynamic, get_i64, in_list, is_sqlite, placeholders, rows_per_statement};
+use crate::store::{Db, dynamic, execute_pipelined, get_i64, in_list, is_sqlite, placeholders, rows_per_statement};
 use crate::years;
 use anyhow::Context;
 use ed25519_dalek::{SigningKey, VerifyingKey};
@@ -1416,7 +1416,7 @@ impl Effects {
                 })
             })
             .collect();
-        touched.sort_by_key(|k| parse_storage_key(k));
+        touched.sort_by_cached_key(|k| parse_storage_key(k));
         touched
     }
 }
@@ -1518,7 +1518,7 @@ pub async fn write_rows(tx: &mut Transaction<'static, Any>, rows: &[&Row_]) -> R
         sqlx::query("SELECT COALESCE(MAX(rev), 0) FROM records").fetch_one(&mut **tx).await.map(|r| get_i64(&r, 0))?
             + 1;
     let sqlite = is_sqlite(tx);
-    for chunk in rows.chunks(rows_per_statement(9)) {
+    let build = |chunk: &[&Row_]| {
         let sql = format!(
             "INSERT INTO records (k, kind, year, id, region, hh, fields, deleted, rev) VALUES {} \
              ON CONFLICT (k) DO UPDATE SET region = excluded.region, hh = excluded.hh, fields = excluded.fields, \
@@ -1538,21 +1538,27 @@ pub async fn write_rows(tx: &mut Transaction<'static, Any>, rows: &[&Row_]) -> R
                 .bind(r.deleted as i64)
                 .bind(rev);
         }
-        q.execute(&mut **tx).await?;
-    }
+        q
+    };
+    execute_pipelined(tx, rows.chunks(PIPELINE_ROWS).map(build)).await?;
     Ok(())
 }
 
+/// Rows per statement when statements are pipelined (see [`execute_pipelined`]): small enough that
+/// building the first one costs little, large enough that round trips stay few.
+const PIPELINE_ROWS: usize = 500;
+
 pub async fn push_feedback(tx: &mut Transaction<'static, Any>, items: &[(String, Feedback)]) -> Result<(), HubError> {
     let sqlite = is_sqlite(tx);
-    for chunk in items.chunks(rows_per_statement(2)) {
+    let build = |chunk: &[(String, Feedback)]| {
         let sql = format!("INSERT INTO feedback (region, item) VALUES {}", placeholders(sqlite, chunk.len(), 2));
         let mut q = sqlx::query(dynamic(sql));
         for (region, item) in chunk {
             q = q.bind(region.clone()).bind(serde_json::to_string(item).expect("in-memory encoding"));
         }
-        q.execute(&mut **tx).await?;
-    }
+        q
+    };
+    execute_pipelined(tx, items.chunks(PIPELINE_ROWS * 4).map(build)).await?;
     Ok(())
 }
 

@@ -215,3 +215,24 @@ pub fn dynamic(sql: String) -> sqlx::SqlStr {
 pub fn get_i64(row: &AnyRow, i: usize) -> i64 {
     row.try_get::<i64, _>(i).unwrap_or_default()
 }
+
+/// Executes `queries` in order, building each next statement (encoding and binding its rows)
+/// while the previous one executes — on SQLite's worker thread or the PostgreSQL server — so
+/// the hub's CPU work overlaps the database's instead of waiting for it.
+pub async fn execute_pipelined<'q>(
+    conn: &mut sqlx::AnyConnection,
+    mut queries: impl Iterator<Item = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>>,
+) -> Result<(), sqlx::Error> {
+    let mut next = queries.next();
+    while let Some(query) = next.take() {
+        let mut running = std::pin::pin!(query.execute(&mut *conn));
+        // The first poll hands the statement to the database; build the next one meanwhile.
+        let early = std::future::poll_fn(|cx| std::task::Poll::Ready(running.as_mut().poll(cx))).await;
+        next = queries.next();
+        match early {
+            std::task::Poll::Ready(done) => done?,
+            std::task::Poll::Pending => running.await?,
+        };
+    }
+    Ok(())
+}
