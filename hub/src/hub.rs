@@ -7,7 +7,10 @@ use crate::clock::Clock;
 use crate::config::{HubConfig, QuotaFile};
 use crate::error::HubError;
 use crate::merge::{FieldOutcome, FieldState, Fields, merge_field};
-use crate::store::{Db, dynamic, execute_pipelined, get_i64, in_list, is_sqlite, placeholders, rows_per_statement};
+use crate::store::{
+    Db, dynamic, execute_pipelined, execute_pipelined_with, get_i64, in_list, is_sqlite, placeholders,
+    rows_per_statement,
+};
 use crate::years;
 use anyhow::Context;
 use ed25519_dalek::{SigningKey, VerifyingKey};
@@ -107,6 +110,9 @@ struct Effects {
     /// [`Hub::carry_into_next_year`]), and the field values their records had before this change set.
     carry_years: HashSet<Year>,
     before: HashMap<String, Fields>,
+    /// Rows already written in this transaction, and how much of `dirty` preceded that write.
+    written: HashSet<String>,
+    written_upto: usize,
 }
 
 /// Old and new values of every record a change set touched, accumulated as two JSON arrays of
@@ -802,43 +808,61 @@ impl Hub {
         if households.is_empty() {
             return Ok(());
         }
-        let mut members = self.members_of(tx, &households, fx).await?;
+        let mut members = self.stored_members_of(tx, &households, fx).await?;
         let held = held_households(tx, fx).await?;
+        // This change set's member rows are final here (re-examination decides households only):
+        // write them now, and validate the households while the database stores them.
+        let mut written: HashSet<String> = HashSet::new();
+        let early: Vec<String> = fx
+            .dirty
+            .iter()
+            .filter(|k| fx.rows.get(*k).is_some_and(|r| r.key.kind == RecordKind::Member))
+            .filter(|k| written.insert((*k).clone()))
+            .cloned()
+            .collect();
+        let mut by_household: HashMap<(Year, &str), Vec<&Row_>> = HashMap::new();
+        for r in fx.rows.values() {
+            if r.key.kind == RecordKind::Member && !r.deleted {
+                by_household.entry((r.key.year, r.hh.as_str())).or_default().push(r);
+            }
+        }
+        let rows: Vec<&Row_> = early.iter().filter_map(|k| fx.rows.get(k)).collect();
+        let statements = rows.len().div_ceil(PIPELINE_ROWS).max(1);
+        let per_step = households.len().div_ceil(statements).max(1);
+        let mut verdicts: Vec<(String, RegionCode, Verdict)> = Vec::with_capacity(households.len());
+        let mut pending = households.iter();
+        let validate_some = || {
+            for k in pending.by_ref().take(per_step) {
+                let Some(hrow) = fx.rows.get(k) else { continue };
+                let Some(township) = RegionCode::parse(&hrow.region[..9.min(hrow.region.len())]).ok() else {
+                    continue;
+                };
+                if held.contains(&hrow.key.id) {
+                    continue;
+                }
+                let mut recs = members.remove(&(hrow.key.year, hrow.key.id.clone())).unwrap_or_default();
+                if let Some(own) = by_household.get(&(hrow.key.year, hrow.key.id.as_str())) {
+                    recs.extend(own.iter().map(|r| r.to_record()));
+                }
+                recs.sort_by(|a, b| a.key.cmp(&b.key));
+                verdicts.push((k.clone(), township, validate_household(hrow, &recs)));
+            }
+            pending.len() > 0
+        };
+        let sqlite = is_sqlite(tx);
+        let rev = next_rev(tx).await?;
+        let inserts = rows.chunks(PIPELINE_ROWS).map(|chunk| records_insert(sqlite, chunk, rev));
+        execute_pipelined_with(tx, inserts, validate_some).await?;
+        // Still dirty (the carry into the next year reads its sources there), but written unless
+        // changed again after this point.
+        fx.written = written;
+        fx.written_upto = fx.dirty.len();
         let county_quota = self.county_quota();
         let mut ledger = QuotaLedger::default();
         let mut quota_news: BTreeMap<RegionCode, (u64, u64)> = BTreeMap::new();
         let hub_code = self.region().to_string();
-        for k in households {
+        for (k, township, verdict) in verdicts {
             let Some(hrow) = fx.rows.get(&k) else { continue };
-            let Some(township) = RegionCode::parse(&hrow.region[..9.min(hrow.region.len())]).ok() else { continue };
-            if held.contains(&hrow.key.id) {
-                continue;
-            }
-            let recs: Vec<Record> = members.remove(&(hrow.key.year, hrow.key.id.clone())).unwrap_or_default();
-            let verdict: Result<u64, (RejectReason, String)> = match Household::from_records(&hrow.to_record(), &recs) {
-                Err(e) => Err((RejectReason::FailedValidation, e)),
-                Ok(h) => {
-                    let v = h.validate();
-                    let count_ok = hrow.field("members").and_then(|m| m.parse::<usize>().ok()) == Some(h.members.len());
-                    if !v.is_empty() {
-                        Err((
-                            RejectReason::FailedValidation,
-                            v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join("; "),
-                        ))
-                    } else if !count_ok {
-                        Err((
-                            RejectReason::FailedValidation,
-                            format!(
-                                "rule 3 (成员): household says {} members but {} member rows arrived",
-                                hrow.field("members").unwrap_or("?"),
-                                h.members.len()
-                            ),
-                        ))
-                    } else {
-                        Ok(h.members.len() as u64)
-                    }
-                }
-            };
             let year = hrow.key.year;
             let verdict = match (verdict, &county_quota) {
                 (Ok(n), Some(q)) => {
@@ -1202,9 +1226,9 @@ impl Hub {
         Ok(())
     }
 
-    /// The live members of each candidate household `(year, household id)`: as stored, overlaid
-    /// with this change set's own (not yet written) rows, sorted by key.
-    async fn members_of(
+    /// The stored live members of each candidate household `(year, household id)`, leaving out
+    /// the records this change set holds (the caller adds its own versions).
+    async fn stored_members_of(
         &self,
         tx: &mut Transaction<'static, Any>,
         households: &[String],
@@ -1216,8 +1240,6 @@ impl Hub {
                 by_year.entry(r.key.year).or_default().push(r.key.id.clone());
             }
         }
-        let wanted: HashSet<(Year, &str)> =
-            by_year.iter().flat_map(|(y, ids)| ids.iter().map(move |id| (*y, id.as_str()))).collect();
         let mut out: HashMap<(Year, String), Vec<Record>> = HashMap::new();
         let sqlite = is_sqlite(tx);
         for (year, ids) in &by_year {
@@ -1241,14 +1263,6 @@ impl Hub {
                 }
             }
         }
-        for r in fx.rows.values() {
-            if r.key.kind == RecordKind::Member && !r.deleted && wanted.contains(&(r.key.year, r.hh.as_str())) {
-                out.entry((r.key.year, r.hh.clone())).or_default().push(r.to_record());
-            }
-        }
-        for v in out.values_mut() {
-            v.sort_by(|a, b| a.key.cmp(&b.key));
-        }
         Ok(out)
     }
 
@@ -1262,7 +1276,9 @@ impl Hub {
     }
 
     async fn flush_rows(&self, tx: &mut Transaction<'static, Any>, fx: &mut Effects) -> Result<(), HubError> {
-        let mut seen = HashSet::new();
+        // Rows written early (see `reexamine`) are skipped unless dirtied again since.
+        let again: HashSet<&String> = fx.dirty.get(fx.written_upto..).unwrap_or_default().iter().collect();
+        let mut seen: HashSet<String> = fx.written.iter().filter(|k| !again.contains(k)).cloned().collect();
         let dirty: Vec<String> = fx.dirty.drain(..).filter(|k| seen.insert(k.clone())).collect();
         let rows: Vec<&Row_> = dirty.iter().filter_map(|k| fx.rows.get(k)).collect();
         write_rows(tx, &rows).await
@@ -1456,6 +1472,35 @@ fn audit_subject(key: &RecordKey) -> String {
     key.to_string()
 }
 
+/// A household's re-examination: the people it brings, or why it is refused.
+type Verdict = Result<u64, (RejectReason, String)>;
+
+/// County re-examination of one household against its live members (sorted by key): the
+/// number of people it would bring, or why it is refused.
+fn validate_household(hrow: &Row_, recs: &[Record]) -> Verdict {
+    match Household::from_records(&hrow.to_record(), recs) {
+        Err(e) => Err((RejectReason::FailedValidation, e)),
+        Ok(h) => {
+            let v = h.validate();
+            let count_ok = hrow.field("members").and_then(|m| m.parse::<usize>().ok()) == Some(h.members.len());
+            if !v.is_empty() {
+                Err((RejectReason::FailedValidation, v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join("; ")))
+            } else if !count_ok {
+                Err((
+                    RejectReason::FailedValidation,
+                    format!(
+                        "rule 3 (成员): household says {} members but {} member rows arrived",
+                        hrow.field("members").unwrap_or("?"),
+                        h.members.len()
+                    ),
+                ))
+            } else {
+                Ok(h.members.len() as u64)
+            }
+        }
+    }
+}
+
 /// Per-record checks that need no other record: closed vocabularies and numbers.
 fn check_record(row: &Row_, _today: chrono::NaiveDate) -> Result<(), String> {
     use jianka_shared::labels::*;
@@ -1514,34 +1559,40 @@ pub async fn write_rows(tx: &mut Transaction<'static, Any>, rows: &[&Row_]) -> R
     if rows.is_empty() {
         return Ok(());
     }
-    let rev: i64 =
-        sqlx::query("SELECT COALESCE(MAX(rev), 0) FROM records").fetch_one(&mut **tx).await.map(|r| get_i64(&r, 0))?
-            + 1;
+    let rev = next_rev(tx).await?;
     let sqlite = is_sqlite(tx);
-    let build = |chunk: &[&Row_]| {
-        let sql = format!(
-            "INSERT INTO records (k, kind, year, id, region, hh, fields, deleted, rev) VALUES {} \
-             ON CONFLICT (k) DO UPDATE SET region = excluded.region, hh = excluded.hh, fields = excluded.fields, \
-             deleted = excluded.deleted, rev = excluded.rev",
-            placeholders(sqlite, chunk.len(), 9)
-        );
-        let mut q = sqlx::query(dynamic(sql));
-        for r in chunk {
-            q = q
-                .bind(storage_key(&r.key))
-                .bind(r.key.kind.to_u8() as i64)
-                .bind(r.key.year as i64)
-                .bind(r.key.id.clone())
-                .bind(r.region.clone())
-                .bind(r.hh.clone())
-                .bind(serde_json::to_string(&r.fields).expect("in-memory encoding"))
-                .bind(r.deleted as i64)
-                .bind(rev);
-        }
-        q
-    };
-    execute_pipelined(tx, rows.chunks(PIPELINE_ROWS).map(build)).await?;
+    execute_pipelined(tx, rows.chunks(PIPELINE_ROWS).map(|chunk| records_insert(sqlite, chunk, rev))).await?;
     Ok(())
+}
+
+/// The revision the next written rows get (forwarding reads rows by revision).
+async fn next_rev(tx: &mut Transaction<'static, Any>) -> Result<i64, HubError> {
+    let r = sqlx::query("SELECT COALESCE(MAX(rev), 0) FROM records").fetch_one(&mut **tx).await?;
+    Ok(get_i64(&r, 0) + 1)
+}
+
+/// One multi-row upsert of `rows` into `records` at revision `rev`.
+fn records_insert<'q>(sqlite: bool, rows: &[&Row_], rev: i64) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments> {
+    let sql = format!(
+        "INSERT INTO records (k, kind, year, id, region, hh, fields, deleted, rev) VALUES {} \
+         ON CONFLICT (k) DO UPDATE SET region = excluded.region, hh = excluded.hh, fields = excluded.fields, \
+         deleted = excluded.deleted, rev = excluded.rev",
+        placeholders(sqlite, rows.len(), 9)
+    );
+    let mut q = sqlx::query(dynamic(sql));
+    for r in rows {
+        q = q
+            .bind(storage_key(&r.key))
+            .bind(r.key.kind.to_u8() as i64)
+            .bind(r.key.year as i64)
+            .bind(r.key.id.clone())
+            .bind(r.region.clone())
+            .bind(r.hh.clone())
+            .bind(serde_json::to_string(&r.fields).expect("in-memory encoding"))
+            .bind(r.deleted as i64)
+            .bind(rev);
+    }
+    q
 }
 
 /// Rows per statement when statements are pipelined (see [`execute_pipelined`]): small enough that
