@@ -38,6 +38,17 @@ pub async fn append(
     key_id: &str,
     entries: &[AuditEntry],
 ) -> Result<(), StoreError> {
+    append_owned(tx, at, key_id, entries.to_vec()).await
+}
+
+/// [`append`] taking the entries by value: a change set's old and new texts run to megabytes,
+/// and binding moves them into the statement instead of copying them.
+pub async fn append_owned(
+    tx: &mut Transaction<'static, Any>,
+    at: i64,
+    key_id: &str,
+    entries: Vec<AuditEntry>,
+) -> Result<(), StoreError> {
     if entries.is_empty() {
         return Ok(());
     }
@@ -47,7 +58,10 @@ pub async fn append(
         None => (0, GENESIS.to_string()),
     };
     let sqlite = is_sqlite(tx);
-    for chunk in entries.chunks(rows_per_statement(9)) {
+    let per_statement = rows_per_statement(9);
+    let mut entries = entries.into_iter().peekable();
+    while entries.peek().is_some() {
+        let chunk: Vec<AuditEntry> = entries.by_ref().take(per_statement).collect();
         let sql = format!(
             "INSERT INTO audit (seq, at, key_id, action, subject, old, new, prev_hash, hash) VALUES {}",
             placeholders(sqlite, chunk.len(), 9)
@@ -55,18 +69,17 @@ pub async fn append(
         let mut q = sqlx::query(dynamic(sql));
         for e in chunk {
             seq += 1;
-            let hash = entry_hash(&prev, seq, at, key_id, e);
+            let hash = entry_hash(&prev, seq, at, key_id, &e);
             q = q
                 .bind(seq)
                 .bind(at)
                 .bind(key_id.to_string())
-                .bind(e.action.clone())
-                .bind(e.subject.clone())
-                .bind(e.old.clone())
-                .bind(e.new.clone())
-                .bind(prev.clone())
-                .bind(hash.clone());
-            prev = hash;
+                .bind(e.action)
+                .bind(e.subject)
+                .bind(e.old)
+                .bind(e.new)
+                .bind(std::mem::replace(&mut prev, hash.clone()))
+                .bind(hash);
         }
         q.execute(&mut **tx).await?;
     }

@@ -427,7 +427,7 @@ impl Hub {
             let (old, new) = std::mem::take(&mut fx.decisions).finish();
             entries.push(AuditEntry::new("county_decisions", format!("{origin}#{}", header.seq), old, new));
         }
-        audit::append(&mut tx, now, &sender.key_id.to_string(), &entries).await?;
+        audit::append_owned(&mut tx, now, &sender.key_id.to_string(), entries).await?;
         tx.commit().await?;
         tracing::info!(%origin, seq = header.seq, applied = fx.applied, rejected = fx.rejected.len(), "change set accepted");
         Ok(PushOutcome::Accepted { seq: header.seq, applied: fx.applied, rejected: fx.rejected })
