@@ -113,6 +113,9 @@ struct Effects {
     /// Rows already written in this transaction, and how much of `dirty` preceded that write.
     written: HashSet<String>,
     written_upto: usize,
+    /// Member records as `check_record` built them from the rows this change set wrote, so
+    /// re-examination does not copy every field again; dropped whenever such a row changes.
+    member_records: HashMap<String, Record>,
 }
 
 /// Old and new values of every record a change set touched, accumulated as two JSON arrays of
@@ -566,6 +569,7 @@ impl Hub {
                         let old: Vec<(&str, &str)> = row.fields.iter().map(|(n, f)| (n.as_str(), f.value())).collect();
                         fx.changes.record::<_, &str>(&audit_subject(key), &old, &[]);
                         row.deleted = true;
+                        fx.member_records.remove(&k);
                         fx.rows.insert(k.clone(), row);
                         fx.dirty.push(k);
                         fx.applied += 1;
@@ -714,10 +718,13 @@ impl Hub {
                             }
                         }
                     }
-                    if let Err(msg) = check_record(&row, today) {
-                        reject(fx, writer, key, RejectReason::FailedValidation, format!("{key}: {msg}"), payload());
-                        continue;
-                    }
+                    let checked = match check_record(&row, today) {
+                        Ok(checked) => checked,
+                        Err(msg) => {
+                            reject(fx, writer, key, RejectReason::FailedValidation, format!("{key}: {msg}"), payload());
+                            continue;
+                        }
+                    };
                     if new.is_empty() {
                         continue;
                     }
@@ -740,6 +747,10 @@ impl Hub {
                         self.complete_move(fx, key, &row, mv);
                         continue;
                     }
+                    match checked {
+                        Some(record) => fx.member_records.insert(k.clone(), record),
+                        None => fx.member_records.remove(&k),
+                    };
                     fx.rows.insert(k.clone(), row);
                     fx.dirty.push(k);
                     fx.applied += 1;
@@ -786,6 +797,7 @@ impl Hub {
         }
         tracing::info!(key = %key, from = %from_county, to = %mv.to, "cross-county move completed");
         let k = storage_key(key);
+        fx.member_records.remove(&k);
         fx.rows.insert(k.clone(), row);
         fx.dirty.push(k);
         fx.applied += 1;
@@ -820,12 +832,13 @@ impl Hub {
             .filter(|k| written.insert((*k).clone()))
             .cloned()
             .collect();
-        let mut by_household: HashMap<(Year, &str), Vec<&Row_>> = HashMap::new();
-        for r in fx.rows.values() {
+        let mut by_household: HashMap<(Year, &str), Vec<(&String, &Row_)>> = HashMap::new();
+        for (k, r) in &fx.rows {
             if r.key.kind == RecordKind::Member && !r.deleted {
-                by_household.entry((r.key.year, r.hh.as_str())).or_default().push(r);
+                by_household.entry((r.key.year, r.hh.as_str())).or_default().push((k, r));
             }
         }
+        let mut cached = std::mem::take(&mut fx.member_records);
         let rows: Vec<&Row_> = early.iter().filter_map(|k| fx.rows.get(k)).collect();
         let statements = rows.len().div_ceil(PIPELINE_ROWS).max(1);
         let per_step = households.len().div_ceil(statements).max(1);
@@ -842,7 +855,7 @@ impl Hub {
                 }
                 let mut recs = members.remove(&(hrow.key.year, hrow.key.id.clone())).unwrap_or_default();
                 if let Some(own) = by_household.get(&(hrow.key.year, hrow.key.id.as_str())) {
-                    recs.extend(own.iter().map(|r| r.to_record()));
+                    recs.extend(own.iter().map(|(k, r)| cached.remove(*k).unwrap_or_else(|| r.to_record())));
                 }
                 recs.sort_by(|a, b| a.key.cmp(&b.key));
                 verdicts.push((k.clone(), township, validate_household(hrow, &recs)));
@@ -1501,15 +1514,18 @@ fn validate_household(hrow: &Row_, recs: &[Record]) -> Verdict {
     }
 }
 
-/// Per-record checks that need no other record: closed vocabularies and numbers.
-fn check_record(row: &Row_, _today: chrono::NaiveDate) -> Result<(), String> {
+/// Per-record checks that need no other record: closed vocabularies and numbers. A full member
+/// form is checked as a record, which is returned for re-examination to reuse.
+fn check_record(row: &Row_, _today: chrono::NaiveDate) -> Result<Option<Record>, String> {
     use jianka_shared::labels::*;
     let f = |n: &str| row.field(n);
     match row.key.kind {
         RecordKind::Member => {
             // A partial upsert of an existing member is fine; a new one needs the full form.
             if f("name").is_some() {
-                Member::from_record(&row.to_record())?;
+                let record = row.to_record();
+                Member::from_record(&record)?;
+                return Ok(Some(record));
             }
         }
         RecordKind::Household => {
@@ -1539,7 +1555,7 @@ fn check_record(row: &Row_, _today: chrono::NaiveDate) -> Result<(), String> {
             }
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 pub fn row_from(k: &str, region: String, hh: String, fields: &str, deleted: bool) -> Result<Row_, HubError> {
