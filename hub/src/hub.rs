@@ -83,6 +83,10 @@ impl Row_ {
     pub fn to_record(&self) -> Record {
         Record { key: self.key.clone(), fields: self.fields.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect() }
     }
+    /// [`Row_::to_record`] moving the values instead of copying them.
+    pub fn into_record(self) -> Record {
+        Record { key: self.key, fields: self.fields.into_iter().map(|(k, v)| (k, v.0)).collect() }
+    }
     fn field(&self, name: &str) -> Option<&str> {
         self.fields.get(name).map(|f| f.0.as_str())
     }
@@ -497,6 +501,7 @@ impl Hub {
         // Cross-county moves waiting at the province for the departure side, by member key.
         let mut moves =
             if self.region().tier() == Tier::Province { pending_moves(tx, ops).await? } else { HashMap::new() };
+        let writer_code = writer.to_string();
         for op in ops {
             let key = op.key();
             let k = storage_key(key);
@@ -533,8 +538,10 @@ impl Hub {
                 );
                 continue;
             }
-            let (state, reopened) = states.get(&key.year).cloned().unwrap_or((YearState::Open, vec![]));
-            if state == YearState::Locked && !reopened.iter().any(|r| r.contains(&village)) {
+            let locked = states.get(&key.year).is_some_and(|(state, reopened)| {
+                *state == YearState::Locked && !reopened.iter().any(|r| r.contains(&village))
+            });
+            if locked {
                 let who = years::reopen_by(self.region());
                 reject(
                     fx,
@@ -673,7 +680,6 @@ impl Hub {
                     });
                     let mut old: Vec<(&str, String)> = Vec::new();
                     let mut new: Vec<(&str, &str)> = Vec::with_capacity(fields.len());
-                    let writer_code = writer.to_string();
                     for w in fields {
                         match merge_field(row.fields.get(&w.name), w, writer) {
                             FieldOutcome::Apply => {
@@ -1272,7 +1278,7 @@ impl Hub {
                         continue; // this change set's version wins, added below
                     }
                     let row = row_from(&k, r.try_get(1)?, r.try_get(2)?, &r.try_get::<String, _>(3)?, false)?;
-                    out.entry((*year, row.hh.clone())).or_default().push(row.to_record());
+                    out.entry((*year, row.hh.clone())).or_default().push(row.into_record());
                 }
             }
         }
