@@ -107,6 +107,8 @@ struct Effects {
     decisions: ChangeLog,
     /// Conflicts this change set settled (completed moves): id and resolution.
     resolved: Vec<(i64, String)>,
+    /// Moves this change set completed, kept so later copies from the county left are settled.
+    completed_moves: Vec<CompletedMove>,
     /// The version a completed move's fields get at least (the hub's clock for this change set).
     move_version: u64,
     applied: u64,
@@ -611,15 +613,22 @@ impl Hub {
                                 household: w.value.clone(),
                                 proposal: op.clone(),
                             };
+                            let holder = from.ancestor(Tier::County).unwrap_or(from);
                             if ex.field(MOVE_OUT) == Some(writer.as_str()) {
                                 self.complete_move(fx, key, ex, mv);
+                            } else if let Some(why) =
+                                settled_move(tx, fx, key, writer, &holder, op_field(op, MOVE_OUT), &w.value).await?
+                            {
+                                // A late copy from the county the person already left (e.g. its
+                                // next-year carry): the move is done; nothing changes here.
+                                self.settle_late_copy(fx, key, ex, writer, &holder, why);
                             } else {
                                 fx.conflicts.push(ConflictRow {
                                     kind: "move",
                                     k: k.clone(),
                                     field: "household".into(),
                                     current_value: ex.hh.clone(),
-                                    current_by: from.ancestor(Tier::County).unwrap_or(from).to_string(),
+                                    current_by: holder.to_string(),
                                     proposed_value: w.value.clone(),
                                     proposed_by: writer.to_string(),
                                     proposal: payload(),
@@ -801,12 +810,44 @@ impl Hub {
         if let Some(id) = mv.conflict {
             fx.resolved.push((id, format!("{} — {note}", mv.household)));
         }
+        fx.completed_moves.push(CompletedMove {
+            id: key.id.clone(),
+            year: key.year,
+            from_county: from_county.clone(),
+            to_county: mv.to.to_string(),
+            from_household: from.hh.clone(),
+        });
         tracing::info!(key = %key, from = %from_county, to = %mv.to, "cross-county move completed");
         let k = storage_key(key);
         fx.member_records.remove(&k);
         fx.rows.insert(k.clone(), row);
         fx.dirty.push(k);
         fx.applied += 1;
+    }
+
+    /// Accepts a late copy of a moved person from the county they left as already settled: the
+    /// person stays with `holder`; audited, and the writer is told where the person is, so its
+    /// stale copy goes the way a completed move's departure does.
+    fn settle_late_copy(
+        &self,
+        fx: &mut Effects,
+        key: &RecordKey,
+        ex: &Row_,
+        writer: &RegionCode,
+        holder: &RegionCode,
+        why: &str,
+    ) {
+        let note = format!("cross-county move {writer} → {holder} already completed ({why}); late copy settled");
+        fx.changes.record::<&str, _>(
+            &format!("move settled {}", audit_subject(key)),
+            &[],
+            &[(MOVE_OUT, note.as_str())],
+        );
+        fx.feedback.push((
+            writer.to_string(),
+            Feedback::Resolved { key: key.clone(), field: "household".into(), value: ex.hh.clone(), note },
+        ));
+        tracing::info!(key = %key, from = %writer, to = %holder, "late copy of a completed move settled");
     }
 
     /// 县复审 for households waiting at `CountyReview`, in household-id order: validation, held
@@ -1355,6 +1396,21 @@ impl Hub {
                 .execute(&mut **tx)
                 .await?;
         }
+        for m in &fx.completed_moves {
+            sqlx::query(
+                "INSERT INTO completed_moves (id, year, from_county, to_county, from_household, at) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id, year, from_county, to_county) \
+                 DO UPDATE SET from_household = excluded.from_household, at = excluded.at",
+            )
+            .bind(&m.id)
+            .bind(m.year as i64)
+            .bind(&m.from_county)
+            .bind(&m.to_county)
+            .bind(&m.from_household)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+        }
         push_feedback(tx, &fx.feedback).await
     }
 
@@ -1657,6 +1713,64 @@ struct PendingMove {
     to: RegionCode,
     household: String,
     proposal: Op,
+}
+
+/// A cross-county move the province completed (table `completed_moves`).
+struct CompletedMove {
+    id: String,
+    year: Year,
+    from_county: String,
+    to_county: String,
+    from_household: String,
+}
+
+/// Whether a member copy from `writer` for a person `holder` now holds is a settled move rather
+/// than a new one, and why: the copy itself names `holder` in `move_out`, or it is a stale copy
+/// (the household the person left) of a move from `writer` to `holder` completed this year or
+/// the year before (a New Year carry).
+async fn settled_move(
+    tx: &mut Transaction<'static, Any>,
+    fx: &Effects,
+    key: &RecordKey,
+    writer: &RegionCode,
+    holder: &RegionCode,
+    move_out: Option<&str>,
+    household: &str,
+) -> Result<Option<&'static str>, HubError> {
+    if move_out == Some(holder.as_str()) {
+        return Ok(Some("the copy names the county in move_out"));
+    }
+    let same = |year: Year, from: &str, to: &str, hh: &str| {
+        (year == key.year || year + 1 == key.year)
+            && from == writer.as_str()
+            && to == holder.as_str()
+            && hh == household
+    };
+    if fx
+        .completed_moves
+        .iter()
+        .any(|m| m.id == key.id && same(m.year, &m.from_county, &m.to_county, &m.from_household))
+    {
+        return Ok(Some("stale copy"));
+    }
+    // The latest completed move of this person up to this year decides (a later genuine return
+    // is a newer move).
+    let latest = sqlx::query(
+        "SELECT year, from_county, to_county, from_household FROM completed_moves WHERE id = $1 AND year <= $2 \
+         ORDER BY year DESC, at DESC LIMIT 1",
+    )
+    .bind(&key.id)
+    .bind(key.year as i64)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(match latest {
+        Some(r) => {
+            let year = Year::try_from(get_i64(&r, 0)).unwrap_or_default();
+            same(year, &r.try_get::<String, _>(1)?, &r.try_get::<String, _>(2)?, &r.try_get::<String, _>(3)?)
+                .then_some("stale copy")
+        }
+        None => None,
+    })
 }
 
 /// Open cross-county moves for the members this change set touches.

@@ -40,10 +40,12 @@ pub struct Postgres;
 static SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "initial", include_str!("../migrations/sqlite/0001_initial.sql")),
     (2, "cycle_fixes", include_str!("../migrations/sqlite/0002_cycle_fixes.sql")),
+    (3, "completed_moves", include_str!("../migrations/sqlite/0003_completed_moves.sql")),
 ];
 static PG_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "initial", include_str!("../migrations/postgres/0001_initial.sql")),
     (2, "cycle_fixes", include_str!("../migrations/postgres/0002_cycle_fixes.sql")),
+    (3, "completed_moves", include_str!("../migrations/postgres/0003_completed_moves.sql")),
 ];
 
 impl Dialect for Sqlite {

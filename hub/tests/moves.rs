@@ -16,7 +16,11 @@ const TO: &str = "420323";
 
 /// The counties (by village code prefix) the province holds `id` in.
 async fn counties_holding(s: &Setup, id: &str) -> Vec<String> {
-    let rows = s.province.hub.records_in(&r("42"), 2014).await.unwrap();
+    counties_holding_in(s, id, 2014).await
+}
+
+async fn counties_holding_in(s: &Setup, id: &str, year: u16) -> Vec<String> {
+    let rows = s.province.hub.records_in(&r("42"), year).await.unwrap();
     rows.iter()
         .filter(|r| r.key.kind == RecordKind::Member && r.key.id == id)
         .map(|r| r.region[..6].to_string())
@@ -126,6 +130,76 @@ async fn departure_first_then_arrival_days_later(pg: bool) {
     assert_eq!(moved.region, "420323101200");
     assert!(s.province.hub.conflicts(false).await.unwrap().is_empty());
     assert_audit_intact(&s).await;
+}
+
+/// After New Year both counties carry their records into 2015. The new county's 2015 copy of the
+/// moved person reaches the province first; the old county's copy comes late — still naming the
+/// new county in `move_out`, or stale without it. Either is the settled move, not a reverse one.
+async fn late_next_year_copy_from_the_old_county_is_settled(pg: bool) {
+    let s = setup(pg, 100, &[]).await;
+    let mut a = enroll_node(&s.province, FROM, 37).await;
+    let mut b = enroll_node(&s.province, TO, 38).await;
+    let (ha, hb, id) = households();
+    accepted(&a.push(ops_of(&ha, 10)).await);
+    accepted(&b.push(ops_of(&hb, 20)).await);
+    days_later(&s, &mut [&mut a, &mut b], 2);
+    accepted(&a.push(vec![delete(&id, 30)]).await);
+    assert_eq!(counties_holding(&s, &id).await, vec![TO], "the 2014 move is complete");
+
+    // January 2015: each county carries its households into the new year; B's arrives first.
+    days_later(&s, &mut [&mut a, &mut b], 135);
+    let (ha15, hb15) = (Household { year: 2015, ..ha.clone() }, Household { year: 2015, ..hb.clone() });
+    let (applied, rej) = accepted(&b.push(ops_of(&hb15, 60)).await);
+    assert!(rej.is_empty(), "{rej:?}");
+    assert_eq!(applied, 3);
+    assert_eq!(counties_holding_in(&s, &id, 2015).await, vec![TO]);
+
+    // A's late carry still names B in `move_out`.
+    let mut carried = ops_of(&ha15, 70);
+    for op in &mut carried {
+        if let Op::Upsert { key, fields } = op
+            && key.kind == RecordKind::Member
+            && key.id == id
+        {
+            fields.push(FieldWrite { name: "move_out".into(), value: TO.into(), version: Hlc(70), base: Hlc::ZERO });
+        }
+    }
+    let (applied, rej) = accepted(&a.push(carried).await);
+    assert!(rej.is_empty(), "settled, not refused: {rej:?}");
+    assert_eq!(applied, 2, "A's household and its remaining member; the mover is settled");
+    assert!(s.province.hub.conflicts(false).await.unwrap().is_empty(), "no reverse move held");
+    assert_eq!(counties_holding_in(&s, &id, 2015).await, vec![TO], "the person stays in B");
+
+    // A stale copy without `move_out` (the household the person left) is settled the same way.
+    days_later(&s, &mut [&mut a, &mut b], 1);
+    let (applied, rej) = accepted(&a.push(vec![member_op(&ha15, &id, 80)]).await);
+    assert!(rej.is_empty(), "{rej:?}");
+    assert_eq!(applied, 0);
+    assert!(s.province.hub.conflicts(false).await.unwrap().is_empty());
+    let rows = s.province.hub.records_in(&r("42"), 2015).await.unwrap();
+    let held = rows.iter().find(|r| r.key.id == id).unwrap();
+    assert_eq!((held.hh.as_str(), held.region.as_str()), (hb15.id().as_str(), "420323101200"));
+    // A is told where the person is, so its county drops its stale copy.
+    let fb = a.feedback(0).await;
+    let told = fb
+        .items
+        .iter()
+        .filter(|e| matches!(&e.item, Feedback::Resolved { key, value, .. } if key.year == 2015 && *value == hb15.id()))
+        .count();
+    assert_eq!(told, 2, "{:?}", fb.items);
+    assert_audit_intact(&s).await;
+}
+
+#[tokio::test]
+async fn late_next_year_copy_from_the_old_county_is_settled_sqlite() {
+    late_next_year_copy_from_the_old_county_is_settled(false).await;
+}
+
+#[tokio::test]
+async fn late_next_year_copy_from_the_old_county_is_settled_postgres() {
+    if pg_available() {
+        late_next_year_copy_from_the_old_county_is_settled(true).await;
+    }
 }
 
 /// A person the departure side names for a different county is not taken by this one.
