@@ -953,44 +953,9 @@ impl Hub {
                 }
                 (v, _) => v,
             };
-            let (status, decision, reason) = match &verdict {
-                Ok(_) => (Status::CountyAnnounced, DECISION_ADMIT, String::new()),
-                Err((r, m)) => (Status::NotRecognised, DECISION_REFUSE, format!("{}: {m}", r.label())),
-            };
+            let verdict = verdict.map(|_| ());
             let version = self.tick(hlc);
-            let Some(row) = fx.rows.get_mut(&k) else { continue };
-            let decided = [
-                ("status", format!("{status:?}")),
-                ("county.decision", decision.to_string()),
-                ("county.reason", reason),
-            ];
-            let mut old: Vec<(&str, String)> = Vec::new();
-            for (field, value) in &decided {
-                let state = FieldState(value.clone(), version.0, hub_code.clone());
-                if let Some(prev) = row.fields.insert(field.to_string(), state) {
-                    old.push((field, prev.0));
-                }
-                fx.feedback.push((
-                    township.to_string(),
-                    Feedback::Correction {
-                        key: row.key.clone(),
-                        field: field.to_string(),
-                        value: value.clone(),
-                        version,
-                    },
-                ));
-            }
-            fx.decisions.record(
-                &audit_subject(&row.key),
-                &old,
-                &decided.iter().map(|(f, v)| (*f, v.as_str())).collect::<Vec<_>>(),
-            );
-            if let Err((r, m)) = verdict {
-                let rej = Rejection { key: row.key.clone(), reason: r, message: m };
-                fx.feedback.push((township.to_string(), Feedback::Rejected(rej.clone())));
-                fx.rejected.push(rej);
-            }
-            fx.dirty.push(k);
+            record_decision(fx, k, &township, &hub_code, version, verdict);
         }
         ledger.persist(tx).await?;
         // The township's quota as it stands after this change set.
@@ -1058,42 +1023,9 @@ impl Hub {
                     }
                 }
             };
-            let (status, decision, reason) = match &verdict {
-                Ok(()) => (Status::CountyAnnounced, DECISION_ADMIT, String::new()),
-                Err(m) => (Status::NotRecognised, DECISION_REFUSE, format!("{}: {m}", RejectReason::OverQuota.label())),
-            };
+            let verdict = verdict.map_err(|m| (RejectReason::OverQuota, m));
             let version = self.tick(hlc);
-            let Some(row) = fx.rows.get_mut(&k) else { continue };
-            let decided = [
-                ("status", format!("{status:?}")),
-                ("county.decision", decision.to_string()),
-                ("county.reason", reason),
-            ];
-            let mut old: Vec<(&str, String)> = Vec::new();
-            for (field, value) in &decided {
-                if let Some(prev) =
-                    row.fields.insert(field.to_string(), FieldState(value.clone(), version.0, hub_code.clone()))
-                {
-                    old.push((field, prev.0));
-                }
-                fx.feedback.push((
-                    township.to_string(),
-                    Feedback::Correction {
-                        key: row.key.clone(),
-                        field: field.to_string(),
-                        value: value.clone(),
-                        version,
-                    },
-                ));
-            }
-            let new: Vec<(&str, &str)> = decided.iter().map(|(f, v)| (*f, v.as_str())).collect();
-            fx.decisions.record(&audit_subject(&row.key), &old, &new);
-            if let Err(m) = verdict {
-                let rej = Rejection { key: row.key.clone(), reason: RejectReason::OverQuota, message: m };
-                fx.feedback.push((township.to_string(), Feedback::Rejected(rej.clone())));
-                fx.rejected.push(rej);
-            }
-            fx.dirty.push(k);
+            record_decision(fx, k, &township, &hub_code, version, verdict);
         }
         ledger.persist(tx).await?;
         Ok(())
@@ -1510,6 +1442,46 @@ impl Effects {
         touched.sort_by_cached_key(|k| parse_storage_key(k));
         touched
     }
+}
+
+/// Writes the county's re-examination decision on one household or village: the decided fields
+/// (each also sent down to the township as a Correction), one line in the change set's decision
+/// audit entry, and a Rejected item when the county refuses.
+fn record_decision(
+    fx: &mut Effects,
+    k: String,
+    township: &RegionCode,
+    hub_code: &str,
+    version: Hlc,
+    verdict: Result<(), (RejectReason, String)>,
+) {
+    let Some(row) = fx.rows.get_mut(&k) else { return };
+    let (status, decision, reason) = match &verdict {
+        Ok(()) => (Status::CountyAnnounced, DECISION_ADMIT, String::new()),
+        Err((r, m)) => (Status::NotRecognised, DECISION_REFUSE, format!("{}: {m}", r.label())),
+    };
+    let decided =
+        [("status", format!("{status:?}")), ("county.decision", decision.to_string()), ("county.reason", reason)];
+    let mut old: Vec<(&str, String)> = Vec::new();
+    for (field, value) in &decided {
+        if let Some(prev) =
+            row.fields.insert(field.to_string(), FieldState(value.clone(), version.0, hub_code.to_string()))
+        {
+            old.push((field, prev.0));
+        }
+        fx.feedback.push((
+            township.to_string(),
+            Feedback::Correction { key: row.key.clone(), field: field.to_string(), value: value.clone(), version },
+        ));
+    }
+    let new: Vec<(&str, &str)> = decided.iter().map(|(f, v)| (*f, v.as_str())).collect();
+    fx.decisions.record(&audit_subject(&row.key), &old, &new);
+    if let Err((reason, message)) = verdict {
+        let rej = Rejection { key: row.key.clone(), reason, message };
+        fx.feedback.push((township.to_string(), Feedback::Rejected(rej.clone())));
+        fx.rejected.push(rej);
+    }
+    fx.dirty.push(k);
 }
 
 pub fn cs_error(e: ChangeSetError) -> HubError {
