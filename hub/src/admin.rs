@@ -134,13 +134,7 @@ impl Hub {
             .bind(serde_json::to_string(&cert)?)
             .execute(&mut *tx)
             .await?;
-        audit::append(
-            &mut tx,
-            self.now_secs(),
-            &self.key_id().to_string(),
-            &[AuditEntry::new("enroll", subject.to_string(), "", key_id.to_string())],
-        )
-        .await?;
+        self.audit(&mut tx, &[AuditEntry::new("enroll", subject.to_string(), "", key_id.to_string())]).await?;
         tx.commit().await?;
         chain.push(cert);
         Ok(chain)
@@ -160,13 +154,7 @@ impl Hub {
             .bind(key.to_string())
             .execute(&mut *tx)
             .await?;
-        audit::append(
-            &mut tx,
-            self.now_secs(),
-            &self.key_id().to_string(),
-            &[AuditEntry::new("revoke", subject.to_string(), key.to_string(), reason)],
-        )
-        .await?;
+        self.audit(&mut tx, &[AuditEntry::new("revoke", subject.to_string(), key.to_string(), reason)]).await?;
         tx.commit().await?;
         Ok(rev)
     }
@@ -365,10 +353,8 @@ impl Hub {
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        audit::append(
+        self.audit(
             &mut tx,
-            self.now_secs(),
-            &self.key_id().to_string(),
             &[AuditEntry::new(
                 "resolve",
                 format!("conflict #{id} {key}"),
@@ -513,13 +499,8 @@ impl Hub {
             .bind(self.now_secs())
             .execute(&mut *tx)
             .await?;
-        audit::append(
-            &mut tx,
-            self.now_secs(),
-            &self.key_id().to_string(),
-            &[AuditEntry::new("quota_adjust", format!("{from}->{to}"), have.to_string(), &stmt)],
-        )
-        .await?;
+        self.audit(&mut tx, &[AuditEntry::new("quota_adjust", format!("{from}->{to}"), have.to_string(), &stmt)])
+            .await?;
         tx.commit().await?;
         Ok(adj)
     }

@@ -229,6 +229,12 @@ impl Hub {
         self.clock.now().with_timezone(&chrono_tz::Asia::Shanghai).date_naive()
     }
 
+    /// Appends entries signed off by this hub's own key to the audit log, in `tx`.
+    pub async fn audit(&self, tx: &mut Transaction<'static, Any>, entries: &[AuditEntry]) -> Result<(), HubError> {
+        audit::append(tx, self.now_secs(), &self.key_id().to_string(), entries).await?;
+        Ok(())
+    }
+
     /// Takes the writer lock and a fresh HLC timestamp for the hub's own writes.
     pub async fn begin_write(&self) -> Result<(tokio::sync::MutexGuard<'_, Hlc>, Transaction<'static, Any>), HubError> {
         let guard = self.writer.lock().await;

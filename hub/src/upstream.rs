@@ -5,7 +5,7 @@
 //! are passed down to the townships they concern. The cursor is stored in the same transaction
 //! as the effects, so applying a page twice changes nothing.
 
-use crate::audit::{self, AuditEntry};
+use crate::audit::AuditEntry;
 use crate::error::HubError;
 use crate::forward::{answer, signed};
 use crate::hub::{Hub, Row_, push_feedback, row_from, storage_key, write_rows};
@@ -158,7 +158,7 @@ impl Hub {
         report.passed_down += down.len() as u64;
         report.items += applied;
         push_feedback(&mut tx, &down).await?;
-        audit::append(&mut tx, self.now_secs(), &self.key_id().to_string(), &entries).await?;
+        self.audit(&mut tx, &entries).await?;
         sqlx::query("INSERT INTO meta (k, v) VALUES ($1, $2) ON CONFLICT (k) DO UPDATE SET v = excluded.v")
             .bind(CURSOR)
             .bind(cursor.to_string())

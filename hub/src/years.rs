@@ -2,7 +2,7 @@
 //! just ended as a signed snapshot, open the update window, carry households forward), deadlines,
 //! locking and audited reopening.
 
-use crate::audit::{self, AuditEntry};
+use crate::audit::AuditEntry;
 use crate::error::HubError;
 use crate::hub::{Hub, Row_, push_feedback, quota_add, quota_used, write_rows};
 use crate::store::{Db, get_i64};
@@ -316,13 +316,7 @@ impl Hub {
             ));
         }
         push_feedback(&mut tx, &fb).await?;
-        audit::append(
-            &mut tx,
-            self.now_secs(),
-            &self.key_id().to_string(),
-            &[AuditEntry::new("new_year", format!("year {ended}"), "open", &snap_json)],
-        )
-        .await?;
+        self.audit(&mut tx, &[AuditEntry::new("new_year", format!("year {ended}"), "open", &snap_json)]).await?;
         tx.commit().await?;
         tracing::info!(
             year = ended,
@@ -347,13 +341,7 @@ impl Hub {
         .bind(year as i64)
         .execute(&mut *tx)
         .await?;
-        audit::append(
-            &mut tx,
-            self.now_secs(),
-            &self.key_id().to_string(),
-            &[AuditEntry::new("lock", format!("year {year}"), "", "locked")],
-        )
-        .await?;
+        self.audit(&mut tx, &[AuditEntry::new("lock", format!("year {year}"), "", "locked")]).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -401,10 +389,8 @@ impl Hub {
             reopen_by: Some(reopen_by(self.region())),
         };
         push_feedback(&mut tx, &[(region.to_string(), Feedback::Cycle(info))]).await?;
-        audit::append(
+        self.audit(
             &mut tx,
-            self.now_secs(),
-            &self.key_id().to_string(),
             &[AuditEntry::new(
                 "reopen",
                 format!("year {year} for {region} until {until}"),
