@@ -273,32 +273,13 @@ impl Node {
             .spawn()?)
     }
 
-    /// Points the node at another hub URL (e.g. through a fault proxy) by editing its config.
+    /// Points the node at another hub URL (e.g. through a fault proxy) by editing `hub_url` in its config.
     pub fn set_hub_url(&self, url: &str) -> anyhow::Result<()> {
         let text = std::fs::read_to_string(&self.config)?;
         let mut doc: toml::Table = toml::from_str(&text)?;
-        set_url(&mut doc, url);
+        anyhow::ensure!(doc.contains_key("hub_url"), "{} has no hub_url", self.config.display());
+        doc.insert("hub_url".into(), toml::Value::String(url.into()));
         std::fs::write(&self.config, toml::to_string(&doc)?)?;
         Ok(())
-    }
-}
-
-/// Sets the first `hub`/`hub_url`/`url` string found at the top level or in a `[sync]`/`[hub]` table.
-fn set_url(doc: &mut toml::Table, url: &str) {
-    for key in ["hub_url", "hub"] {
-        if let Some(v) = doc.get_mut(key).filter(|v| v.is_str()) {
-            *v = toml::Value::String(url.into());
-            return;
-        }
-    }
-    for table in ["hub", "sync"] {
-        if let Some(toml::Value::Table(t)) = doc.get_mut(table) {
-            for key in ["url", "hub_url"] {
-                if let Some(v) = t.get_mut(key) {
-                    *v = toml::Value::String(url.into());
-                    return;
-                }
-            }
-        }
     }
 }
