@@ -1,10 +1,13 @@
 //! Append-only, hash-chained audit log. Entries are written in the same transaction as the change
 //! they describe; each entry's hash covers the previous hash, so editing or deleting any row
-//! breaks every later link (`jianka-hub audit verify`).
+//! breaks every later link (`jianka-hub audit verify`). A change set's entry names its envelope's
+//! hash and lists the old and new values of the records it changed; the records it created
+//! exactly as sent are in the envelope, kept in `envelopes.bytes`, which verify checks too.
 
 use crate::store::{Db, StoreError, dynamic, is_sqlite, placeholders, rows_per_statement};
 use sha2::{Digest, Sha256};
 use sqlx::{Any, Row, Transaction};
+use std::collections::HashMap;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditEntry {
@@ -99,6 +102,8 @@ pub async fn verify(db: &Db) -> Result<AuditCheck, StoreError> {
             .fetch_all(&db.pool)
             .await?;
     let mut prev = GENESIS.to_string();
+    // Subjects of change-set entries, which name the envelope's hash.
+    let mut changesets: HashMap<String, i64> = HashMap::new();
     for (expect_seq, r) in (1i64..).zip(rows.iter()) {
         let seq: i64 = r.try_get(0)?;
         if seq != expect_seq {
@@ -114,7 +119,32 @@ pub async fn verify(db: &Db) -> Result<AuditCheck, StoreError> {
         if entry_hash(&prev, seq, r.try_get(1)?, &key_id, &e) != stored {
             return Ok(AuditCheck::Broken { seq, reason: "contents do not match its hash (altered)".into() });
         }
+        if e.action == "changeset" {
+            changesets.insert(e.subject, seq);
+        }
         prev = stored;
+    }
+    // The kept envelopes stand for the values of the records they created, so each must still
+    // be the bytes its audited hash names.
+    let envelopes =
+        sqlx::query("SELECT origin, seq, hash, bytes FROM envelopes WHERE bytes IS NOT NULL ORDER BY origin, seq")
+            .fetch_all(&db.pool)
+            .await?;
+    for r in envelopes {
+        let (origin, seq, hash): (String, i64, String) = (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
+        let bytes: Vec<u8> = r.try_get(3)?;
+        let Some(entry) = changesets.get(&format!("{origin}#{seq} envelope {hash}")).copied() else {
+            return Ok(AuditCheck::Broken {
+                seq: 0,
+                reason: format!("envelope {origin}#{seq} has no audit entry naming its hash {hash}"),
+            });
+        };
+        if hex::encode(jianka_shared::changeset::envelope_hash(&bytes)) != hash {
+            return Ok(AuditCheck::Broken {
+                seq: entry,
+                reason: format!("the kept envelope {origin}#{seq} does not match the hash its entry names (altered)"),
+            });
+        }
     }
     Ok(AuditCheck::Intact { entries: rows.len() as u64, head: prev })
 }

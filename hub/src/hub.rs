@@ -90,6 +90,10 @@ impl Row_ {
     fn field(&self, name: &str) -> Option<&str> {
         self.fields.get(name).map(|f| f.0.as_str())
     }
+    /// A member row as a [`Member`], read in place.
+    fn to_member(&self) -> Result<Member, String> {
+        Member::from_fields(&self.key.id, |n| self.field(n))
+    }
 }
 
 /// What one ingest produced, beyond the outcome.
@@ -105,6 +109,8 @@ struct Effects {
     changes: ChangeLog,
     /// The county's decisions in this change set, one audit entry.
     decisions: ChangeLog,
+    /// The decided values to send down, by township; batched into feedback items at the end.
+    corrections: Vec<(String, Correction)>,
     /// Conflicts this change set settled (completed moves): id and resolution.
     resolved: Vec<(i64, String)>,
     /// Moves this change set completed, kept so later copies from the county left are settled.
@@ -119,9 +125,9 @@ struct Effects {
     /// Rows already written in this transaction, and how much of `dirty` preceded that write.
     written: HashSet<String>,
     written_upto: usize,
-    /// Member records as `check_record` built them from the rows this change set wrote, so
+    /// Members as `check_record` parsed them from the rows this change set wrote, so
     /// re-examination does not copy every field again; dropped whenever such a row changes.
-    member_records: HashMap<String, Record>,
+    member_records: HashMap<String, Member>,
 }
 
 /// Old and new values of every record a change set touched, accumulated as two JSON arrays of
@@ -416,15 +422,18 @@ impl Hub {
         fx.feedback.push((origin.clone(), Feedback::Ack { seq: header.seq }));
         self.write_effects(&mut tx, &sender.region, header.seq, &mut fx).await?;
         let now = self.now_secs();
-        sqlx::query("INSERT INTO envelopes (origin, seq, hash, received_at, ops, year) VALUES ($1,$2,$3,$4,$5,$6)")
-            .bind(&origin)
-            .bind(header.seq as i64)
-            .bind(&hash)
-            .bind(now)
-            .bind(cs.ops.len() as i64)
-            .bind(header.year as i64)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO envelopes (origin, seq, hash, received_at, ops, year, bytes) VALUES ($1,$2,$3,$4,$5,$6,$7)",
+        )
+        .bind(&origin)
+        .bind(header.seq as i64)
+        .bind(&hash)
+        .bind(now)
+        .bind(cs.ops.len() as i64)
+        .bind(header.year as i64)
+        .bind(bytes.to_vec())
+        .execute(&mut *tx)
+        .await?;
         sqlx::query(
             "INSERT INTO streams (origin, next_seq, last_hash) VALUES ($1,$2,$3) \
              ON CONFLICT (origin) DO UPDATE SET next_seq = excluded.next_seq, last_hash = excluded.last_hash",
@@ -434,7 +443,8 @@ impl Hub {
         .bind(&hash)
         .execute(&mut *tx)
         .await?;
-        // One entry per change set: the envelope's hash and every record's old and new values.
+        // One entry per change set: the envelope's hash, and the old and new values of every record
+        // it changed other than by creating it exactly as sent (those are in the envelope).
         let subject = format!("{origin}#{} envelope {hash}", header.seq);
         let (old, new) = std::mem::take(&mut fx.changes).finish();
         let mut entries = vec![AuditEntry::new("changeset", subject, old, new)];
@@ -758,7 +768,11 @@ impl Hub {
                     if key.kind == RecordKind::Member {
                         row.region = row.field("village").unwrap_or(&row.region).to_string();
                     }
-                    fx.changes.record(&audit_subject(key), &old, &new);
+                    // A record created exactly as sent is audited by the envelope's hash (its bytes
+                    // are kept with it); anything else lists its old and new values.
+                    if !(old.is_empty() && new.len() == fields.len()) {
+                        fx.changes.record(&audit_subject(key), &old, &new);
+                    }
                     let departs_to = (key.kind == RecordKind::Member).then(|| row.field(MOVE_OUT)).flatten();
                     if let Some(to) = departs_to
                         && moves.get(&k).is_some_and(|m| m.to.as_str() == to)
@@ -769,7 +783,7 @@ impl Hub {
                         continue;
                     }
                     match checked {
-                        Some(record) => fx.member_records.insert(k.clone(), record),
+                        Some(member) => fx.member_records.insert(k.clone(), member),
                         None => fx.member_records.remove(&k),
                     };
                     fx.rows.insert(k.clone(), row);
@@ -906,12 +920,11 @@ impl Hub {
                 if held.contains(&hrow.key.id) {
                     continue;
                 }
-                let mut recs = members.remove(&(hrow.key.year, hrow.key.id.clone())).unwrap_or_default();
+                let mut ms = members.remove(&(hrow.key.year, hrow.key.id.clone())).unwrap_or_default();
                 if let Some(own) = by_household.get(&(hrow.key.year, hrow.key.id.as_str())) {
-                    recs.extend(own.iter().map(|(k, r)| cached.remove(*k).unwrap_or_else(|| r.to_record())));
+                    ms.extend(own.iter().map(|(k, r)| cached.remove(*k).map(Ok).unwrap_or_else(|| r.to_member())));
                 }
-                recs.sort_by(|a, b| a.key.cmp(&b.key));
-                verdicts.push((k.clone(), township, validate_household(hrow, &recs)));
+                verdicts.push((k.clone(), township, validate_household(hrow, ms)));
             }
             pending.len() > 0
         };
@@ -1224,21 +1237,22 @@ impl Hub {
         Ok(())
     }
 
-    /// The stored live members of each candidate household `(year, household id)`, leaving out
+    /// The stored live members of each candidate household `(year, household id)` (parsed, or
+    /// why not), leaving out
     /// the records this change set holds (the caller adds its own versions).
     async fn stored_members_of(
         &self,
         tx: &mut Transaction<'static, Any>,
         households: &[String],
         fx: &Effects,
-    ) -> Result<HashMap<(Year, String), Vec<Record>>, HubError> {
+    ) -> Result<HashMap<(Year, String), Vec<Result<Member, String>>>, HubError> {
         let mut by_year: BTreeMap<Year, Vec<String>> = BTreeMap::new();
         for k in households {
             if let Some(r) = fx.rows.get(k) {
                 by_year.entry(r.key.year).or_default().push(r.key.id.clone());
             }
         }
-        let mut out: HashMap<(Year, String), Vec<Record>> = HashMap::new();
+        let mut out: HashMap<(Year, String), Vec<Result<Member, String>>> = HashMap::new();
         let sqlite = is_sqlite(tx);
         for (year, ids) in &by_year {
             for chunk in ids.chunks(5_000) {
@@ -1257,7 +1271,7 @@ impl Hub {
                         continue; // this change set's version wins, added below
                     }
                     let row = row_from(&k, r.try_get(1)?, r.try_get(2)?, &r.try_get::<String, _>(3)?, false)?;
-                    out.entry((*year, row.hh.clone())).or_default().push(row.into_record());
+                    out.entry((*year, row.hh.clone())).or_default().push(row.to_member());
                 }
             }
         }
@@ -1348,6 +1362,17 @@ impl Hub {
             .bind(now)
             .execute(&mut **tx)
             .await?;
+        }
+        let mut by_township: BTreeMap<String, Vec<Correction>> = BTreeMap::new();
+        for (township, c) in fx.corrections.drain(..) {
+            by_township.entry(township).or_default().push(c);
+        }
+        for (township, mut items) in by_township {
+            while !items.is_empty() {
+                let rest = items.split_off(items.len().min(CORRECTIONS_PER_ITEM));
+                fx.feedback.push((township.clone(), Feedback::Corrections { items }));
+                items = rest;
+            }
         }
         push_feedback(tx, &fx.feedback).await
     }
@@ -1451,7 +1476,7 @@ impl Effects {
 }
 
 /// Writes the county's re-examination decision on one household or village: the decided fields
-/// (each also sent down to the township as a Correction), one line in the change set's decision
+/// (also sent down to the township, see [`Effects::corrections`]), one line in the change set's decision
 /// audit entry, and a Rejected item when the county refuses.
 fn record_decision(
     fx: &mut Effects,
@@ -1475,13 +1500,11 @@ fn record_decision(
         {
             old.push((field, prev.0));
         }
-        fx.feedback.push((
-            township.to_string(),
-            Feedback::Correction { key: row.key.clone(), field: field.to_string(), value: value.clone(), version },
-        ));
     }
     let new: Vec<(&str, &str)> = decided.iter().map(|(f, v)| (*f, v.as_str())).collect();
     fx.decisions.record(&audit_subject(&row.key), &old, &new);
+    let values = decided.into_iter().map(|(f, v)| (f.to_string(), v)).collect();
+    fx.corrections.push((township.to_string(), Correction { key: row.key.clone(), values, version }));
     if let Err((reason, message)) = verdict {
         let rej = Rejection { key: row.key.clone(), reason, message };
         fx.feedback.push((township.to_string(), Feedback::Rejected(rej.clone())));
@@ -1528,10 +1551,11 @@ fn audit_subject(key: &RecordKey) -> String {
 /// A household's re-examination: the people it brings, or why it is refused.
 type Verdict = Result<u64, (RejectReason, String)>;
 
-/// County re-examination of one household against its live members (sorted by key): the
+/// County re-examination of one household against its live members: the
 /// number of people it would bring, or why it is refused.
-fn validate_household(hrow: &Row_, recs: &[Record]) -> Verdict {
-    match Household::from_records(&hrow.to_record(), recs) {
+fn validate_household(hrow: &Row_, members: Vec<Result<Member, String>>) -> Verdict {
+    let members = members.into_iter().collect::<Result<Vec<_>, _>>();
+    match members.and_then(|ms| Household::from_fields(hrow.key.year, |n| hrow.field(n), ms)) {
         Err(e) => Err((RejectReason::FailedValidation, e)),
         Ok(h) => {
             let v = h.validate();
@@ -1555,17 +1579,15 @@ fn validate_household(hrow: &Row_, recs: &[Record]) -> Verdict {
 }
 
 /// Per-record checks that need no other record: closed vocabularies and numbers. A full member
-/// form is checked as a record, which is returned for re-examination to reuse.
-fn check_record(row: &Row_, _today: chrono::NaiveDate) -> Result<Option<Record>, String> {
+/// form is parsed as a [`Member`], which is returned for re-examination to reuse.
+fn check_record(row: &Row_, _today: chrono::NaiveDate) -> Result<Option<Member>, String> {
     use jianka_shared::labels::*;
     let f = |n: &str| row.field(n);
     match row.key.kind {
         RecordKind::Member => {
             // A partial upsert of an existing member is fine; a new one needs the full form.
             if f("name").is_some() {
-                let record = row.to_record();
-                Member::from_record(&record)?;
-                return Ok(Some(record));
+                return row.to_member().map(Some);
             }
         }
         RecordKind::Household => {

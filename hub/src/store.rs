@@ -41,11 +41,13 @@ static SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "initial", include_str!("../migrations/sqlite/0001_initial.sql")),
     (2, "cycle_fixes", include_str!("../migrations/sqlite/0002_cycle_fixes.sql")),
     (3, "completed_moves", include_str!("../migrations/sqlite/0003_completed_moves.sql")),
+    (4, "envelope_bytes", include_str!("../migrations/sqlite/0004_envelope_bytes.sql")),
 ];
 static PG_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "initial", include_str!("../migrations/postgres/0001_initial.sql")),
     (2, "cycle_fixes", include_str!("../migrations/postgres/0002_cycle_fixes.sql")),
     (3, "completed_moves", include_str!("../migrations/postgres/0003_completed_moves.sql")),
+    (4, "envelope_bytes", include_str!("../migrations/postgres/0004_envelope_bytes.sql")),
 ];
 
 impl Dialect for Sqlite {

@@ -1,7 +1,7 @@
 //! Province → county: a county hub pulls the province's feedback (`GET /v1/feedback?since=N` on
 //! the parent, signed with the county key) and applies it. A completed cross-county move removes
 //! the person from the county they left (a tombstone on the province's authority, audited, never
-//! forwarded back up) and confirms it in the county they joined; Resolved and Correction items
+//! forwarded back up) and confirms it in the county they joined; Resolved and Corrections items
 //! are passed down to the townships they concern. The cursor is stored in the same transaction
 //! as the effects, so applying a page twice changes nothing.
 
@@ -13,6 +13,7 @@ use crate::merge::FieldState;
 use anyhow::{Context, bail};
 use jianka_shared::{RecordKey, RecordKind, RegionCode, Tier, protocol::*};
 use sqlx::{Any, Row, Transaction};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// The meta key of the last province feedback id applied.
@@ -126,25 +127,38 @@ impl Hub {
                         down.push((t, entry.item.clone()));
                     }
                 }
-                Feedback::Correction { key, field, value, version } => {
-                    let Some(mut row) = load_row(&mut tx, key).await? else { continue };
-                    if row.deleted {
-                        continue;
+                Feedback::Corrections { items } => {
+                    let mut by_township: BTreeMap<String, Vec<Correction>> = BTreeMap::new();
+                    for c in items {
+                        let Some(mut row) = load_row(&mut tx, &c.key).await? else { continue };
+                        if row.deleted {
+                            continue;
+                        }
+                        let mut changed = false;
+                        for (field, value) in &c.values {
+                            let newer = row.fields.get(field).is_none_or(|f| c.version.0 >= f.1);
+                            if newer && row.fields.get(field).map(|f| f.value()) != Some(value.as_str()) {
+                                let old = row.fields.get(field).map(|f| f.0.clone()).unwrap_or_default();
+                                let state = FieldState(value.clone(), c.version.0, parent_code(self));
+                                row.fields.insert(field.clone(), state);
+                                changed = true;
+                                entries.push(AuditEntry::new(
+                                    "province_correction",
+                                    format!("{} {field}", c.key),
+                                    old,
+                                    value.clone(),
+                                ));
+                            }
+                        }
+                        if changed {
+                            write_rows(&mut tx, &[&row]).await?;
+                        }
+                        if let Some(t) = township_of(&row.region) {
+                            by_township.entry(t).or_default().push(c.clone());
+                        }
                     }
-                    let newer = row.fields.get(field).is_none_or(|f| version.0 >= f.1);
-                    if newer && row.fields.get(field).map(|f| f.value()) != Some(value.as_str()) {
-                        let old = row.fields.get(field).map(|f| f.0.clone()).unwrap_or_default();
-                        row.fields.insert(field.clone(), FieldState(value.clone(), version.0, parent_code(self)));
-                        write_rows(&mut tx, &[&row]).await?;
-                        entries.push(AuditEntry::new(
-                            "province_correction",
-                            format!("{key} {field}"),
-                            old,
-                            value.clone(),
-                        ));
-                    }
-                    if let Some(t) = township_of(&row.region) {
-                        down.push((t, entry.item.clone()));
+                    for (t, items) in by_township {
+                        down.push((t, Feedback::Corrections { items }));
                     }
                 }
                 // Acks, the province's refusals of forwarded records (a held move among them),

@@ -5,7 +5,7 @@ use common::*;
 use jianka_hub::audit;
 use jianka_shared::{
     Hlc, RecordKey, RecordKind,
-    changeset::{Draft, FieldWrite, Op},
+    changeset::{self, Draft, FieldWrite, Limits, Op},
     domain::Status,
     protocol::*,
 };
@@ -19,7 +19,7 @@ async fn core_flow(pg: bool) {
     assert!(rejected.is_empty(), "{rejected:?}");
     // The county admitted it and told the node.
     let fb = node.feedback(0).await;
-    assert!(fb.items.iter().any(|e| matches!(&e.item, Feedback::Correction { field, value, .. } if field == "county.decision" && value == "认定")));
+    assert!(fb.items.iter().any(|e| matches!(&e.item, Feedback::Corrections { items } if items.iter().any(|c| c.values.iter().any(|(f, v)| f == "county.decision" && v == "认定")))));
     assert!(fb.items.iter().any(|e| matches!(e.item, Feedback::Ack { seq: 1 })));
     assert!(node.feedback(fb.next).await.items.is_empty());
     // Digest covers the four records as the hub holds them.
@@ -387,11 +387,40 @@ async fn audit_chain_detects_tampering(pg: bool) {
         ("changeset", "county_decisions", "changeset")
     );
     assert!(first.2.starts_with("420322105#1 envelope "), "{}", first.2);
-    assert!(first.4.contains("420322105200-0001") && first.4.contains("\"members\":\"2\""), "{}", first.4);
+    // Records created exactly as sent are audited by the envelope, kept beside the log: its bytes
+    // hash to the audited hash and open, under the node's key, to the new values.
+    assert!(!first.4.contains("420322105200-0001"), "created as sent, not copied: {}", first.4);
+    let kept: Vec<u8> = sqlx::query_scalar("SELECT bytes FROM envelopes WHERE origin = '420322105' AND seq = 1")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(format!("420322105#1 envelope {}", hex::encode(changeset::envelope_hash(&kept))), first.2);
+    let cs = changeset::open(&kept, &a.key.verifying_key(), Limits::default()).unwrap();
+    let household_op = cs.ops.iter().find(|o| o.key().id == "420322105200-0001").expect("the household is in it");
+    assert!(
+        matches!(household_op, Op::Upsert { fields, .. } if fields.iter().any(|w| w.name == "members" && w.value == "2"))
+    );
     assert!(decisions.4.contains("认定"), "{}", decisions.4);
     assert!(second.3.contains("\"phone\":\"") && second.4.contains("\"phone\":\"13900000000\""), "{second:?}");
     assert!(!second.3.contains("13900000000"), "old value is the previous one");
     sqlx::query(sqlx::AssertSqlSafe(format!("UPDATE audit SET new = 'forged' WHERE seq = {}", first.0)))
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    assert!(matches!(audit::verify(db).await.unwrap(), audit::AuditCheck::Broken { seq, .. } if seq == first.0));
+    // Restored, the chain holds again; an altered kept envelope is caught too.
+    sqlx::query("UPDATE audit SET new = $1 WHERE seq = $2")
+        .bind(&first.4)
+        .bind(first.0)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    assert!(matches!(audit::verify(db).await.unwrap(), audit::AuditCheck::Intact { .. }));
+    let mut altered = kept.clone();
+    let last = altered.len() - 1;
+    altered[last] ^= 1;
+    sqlx::query("UPDATE envelopes SET bytes = $1 WHERE origin = '420322105' AND seq = 1")
+        .bind(altered)
         .execute(&db.pool)
         .await
         .unwrap();

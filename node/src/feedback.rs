@@ -37,8 +37,12 @@ pub fn apply_item(conn: &Connection, item: &Feedback, now_ms: u64) -> Result<()>
     match item {
         Feedback::Ack { seq } => outbox::mark_acked(conn, *seq, "ack", now_ms)?,
         Feedback::Rejected(r) => record_rejection(conn, r, now_ms)?,
-        Feedback::Correction { key, field, value, version } => {
-            store::apply_remote(conn, key, field, value, *version)?;
+        Feedback::Corrections { items } => {
+            for c in items {
+                for (field, value) in &c.values {
+                    store::apply_remote(conn, &c.key, field, value, c.version)?;
+                }
+            }
         }
         Feedback::Quota { township, people, used } => {
             conn.execute(

@@ -254,18 +254,29 @@ impl Household {
 
     /// Rebuilds a household from its records (the household record and its member records).
     pub fn from_records(household: &Record, members: &[Record]) -> Result<Household, String> {
-        let f = &household.fields;
-        let get = |k: &str| f.get(k).map(String::as_str).ok_or_else(|| format!("field {k} missing"));
+        let ms = members.iter().map(Member::from_record).collect::<Result<Vec<_>, _>>()?;
+        Household::from_fields(household.key.year, |k| household.fields.get(k).map(String::as_str), ms)
+    }
+
+    /// [`Household::from_records`] from the household's fields, looked up by name, and its members
+    /// already parsed (the hub validates stored rows without copying them into records).
+    pub fn from_fields<'a>(
+        year: Year,
+        field: impl Fn(&str) -> Option<&'a str>,
+        mut ms: Vec<Member>,
+    ) -> Result<Household, String> {
+        let get = |k: &str| field(k).ok_or_else(|| format!("field {k} missing"));
         let other_causes = get("other_causes")?
             .split(['、', ';', '；'])
             .filter(|s| !s.trim().is_empty())
             .map(Cause::parse)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| e.to_string())?;
-        let mut ms = members.iter().map(Member::from_record).collect::<Result<Vec<_>, _>>()?;
-        ms.sort_by_key(|m| (m.relation != Relation::Head, m.id_number.clone()));
+        ms.sort_by(|a, b| {
+            (a.relation != Relation::Head, &a.id_number).cmp(&(b.relation != Relation::Head, &b.id_number))
+        });
         Ok(Household {
-            year: household.key.year,
+            year,
             village: RegionCode::parse(get("village")?).map_err(|e| e.to_string())?,
             number: get("number")?.to_string(),
             attribute: Attribute::parse(get("attribute")?).map_err(|e| e.to_string())?,
@@ -313,10 +324,15 @@ impl Member {
     }
 
     pub fn from_record(r: &Record) -> Result<Member, String> {
-        let get = |k: &str| r.fields.get(k).map(String::as_str).ok_or_else(|| format!("field {k} missing"));
+        Member::from_fields(&r.key.id, |k| r.fields.get(k).map(String::as_str))
+    }
+
+    /// [`Member::from_record`] from the ID number and the fields, looked up by name.
+    pub fn from_fields<'a>(id: &str, field: impl Fn(&str) -> Option<&'a str>) -> Result<Member, String> {
+        let get = |k: &str| field(k).ok_or_else(|| format!("field {k} missing"));
         let opt = |s: &str| (!s.trim().is_empty()).then(|| s.to_string());
         Ok(Member {
-            id_number: IdNumber::parse_stored(&r.key.id).map_err(|e| e.to_string())?,
+            id_number: IdNumber::parse_stored(id).map_err(|e| e.to_string())?,
             name: get("name")?.to_string(),
             relation: Relation::parse(get("relation")?).map_err(|e| e.to_string())?,
             sex: Sex::parse(get("sex")?).map_err(|e| e.to_string())?,

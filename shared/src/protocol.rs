@@ -114,6 +114,19 @@ pub struct CycleInfo {
     pub reopen_by: Option<String>,
 }
 
+/// The values the county set on one record, at one version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Correction {
+    pub key: RecordKey,
+    /// `(field, value)` pairs.
+    pub values: Vec<(String, String)>,
+    pub version: Hlc,
+}
+
+/// Records per [`Feedback::Corrections`] item: a re-examination of thousands of households is a
+/// few feedback rows instead of three per household, and an item stays a few tens of KiB.
+pub const CORRECTIONS_PER_ITEM: usize = 250;
+
 /// What the county decided, pulled by the node with `GET /v1/feedback?since=N`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -122,12 +135,10 @@ pub enum Feedback {
         seq: u64,
     },
     Rejected(Rejection),
-    /// A value the county set (a correction or a decision), to apply to the node's replica.
-    Correction {
-        key: RecordKey,
-        field: String,
-        value: String,
-        version: Hlc,
+    /// Values the county set (its decisions, or corrections), to apply to the node's replica;
+    /// up to [`CORRECTIONS_PER_ITEM`] records per item.
+    Corrections {
+        items: Vec<Correction>,
     },
     Quota {
         township: RegionCode,

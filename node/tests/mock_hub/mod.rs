@@ -107,7 +107,9 @@ impl Hub {
         let mut s = self.state.lock().unwrap();
         s.records.entry(key.clone()).or_default().insert(field.into(), value.into());
         let version = jianka_shared::Hlc::new(1_900_000_000_000, 0);
-        s.feedback.push(Feedback::Correction { key, field: field.into(), value: value.into(), version });
+        let values = vec![(field.to_string(), value.to_string())];
+        s.feedback
+            .push(Feedback::Corrections { items: vec![jianka_shared::protocol::Correction { key, values, version }] });
     }
 
     pub fn digest(&self, year: Year) -> DigestReport {
