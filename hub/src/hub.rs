@@ -83,10 +83,6 @@ impl Row_ {
     pub fn to_record(&self) -> Record {
         Record { key: self.key.clone(), fields: self.fields.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect() }
     }
-    /// [`Row_::to_record`] moving the values instead of copying them.
-    pub fn into_record(self) -> Record {
-        Record { key: self.key, fields: self.fields.into_iter().map(|(k, v)| (k, v.0)).collect() }
-    }
     fn field(&self, name: &str) -> Option<&str> {
         self.fields.get(name).map(|f| f.0.as_str())
     }
@@ -1237,9 +1233,8 @@ impl Hub {
         Ok(())
     }
 
-    /// The stored live members of each candidate household `(year, household id)` (parsed, or
-    /// why not), leaving out
-    /// the records this change set holds (the caller adds its own versions).
+    /// The stored live members of each candidate household `(year, household id)`, parsed (or
+    /// why not), leaving out the records this change set holds (the caller adds its own versions).
     async fn stored_members_of(
         &self,
         tx: &mut Transaction<'static, Any>,
@@ -1363,17 +1358,7 @@ impl Hub {
             .execute(&mut **tx)
             .await?;
         }
-        let mut by_township: BTreeMap<String, Vec<Correction>> = BTreeMap::new();
-        for (township, c) in fx.corrections.drain(..) {
-            by_township.entry(township).or_default().push(c);
-        }
-        for (township, mut items) in by_township {
-            while !items.is_empty() {
-                let rest = items.split_off(items.len().min(CORRECTIONS_PER_ITEM));
-                fx.feedback.push((township.clone(), Feedback::Corrections { items }));
-                items = rest;
-            }
-        }
+        fx.feedback.extend(corrections_feedback(fx.corrections.drain(..)));
         push_feedback(tx, &fx.feedback).await
     }
 
@@ -1476,8 +1461,8 @@ impl Effects {
 }
 
 /// Writes the county's re-examination decision on one household or village: the decided fields
-/// (also sent down to the township, see [`Effects::corrections`]), one line in the change set's decision
-/// audit entry, and a Rejected item when the county refuses.
+/// (also sent down to the township, see [`Effects::corrections`]), one line in the change set's
+/// decision audit entry, and a Rejected item when the county refuses.
 fn record_decision(
     fx: &mut Effects,
     k: String,
@@ -1511,6 +1496,22 @@ fn record_decision(
         fx.rejected.push(rej);
     }
     fx.dirty.push(k);
+}
+
+/// Feedback items carrying `corrections`, grouped by the township they go to, at most
+/// [`CORRECTIONS_PER_ITEM`] records per item.
+pub fn corrections_feedback(corrections: impl IntoIterator<Item = (String, Correction)>) -> Vec<(String, Feedback)> {
+    let mut by_township: BTreeMap<String, Vec<Correction>> = BTreeMap::new();
+    for (township, c) in corrections {
+        by_township.entry(township).or_default().push(c);
+    }
+    let mut out = Vec::new();
+    for (township, items) in by_township {
+        for chunk in items.chunks(CORRECTIONS_PER_ITEM) {
+            out.push((township.clone(), Feedback::Corrections { items: chunk.to_vec() }));
+        }
+    }
+    out
 }
 
 pub fn cs_error(e: ChangeSetError) -> HubError {

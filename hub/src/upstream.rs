@@ -8,12 +8,11 @@
 use crate::audit::AuditEntry;
 use crate::error::HubError;
 use crate::forward::{answer, signed};
-use crate::hub::{Hub, Row_, push_feedback, row_from, storage_key, write_rows};
+use crate::hub::{Hub, Row_, corrections_feedback, push_feedback, row_from, storage_key, write_rows};
 use crate::merge::FieldState;
 use anyhow::{Context, bail};
 use jianka_shared::{RecordKey, RecordKind, RegionCode, Tier, protocol::*};
 use sqlx::{Any, Row, Transaction};
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// The meta key of the last province feedback id applied.
@@ -128,7 +127,7 @@ impl Hub {
                     }
                 }
                 Feedback::Corrections { items } => {
-                    let mut by_township: BTreeMap<String, Vec<Correction>> = BTreeMap::new();
+                    let mut passed: Vec<(String, Correction)> = Vec::new();
                     for c in items {
                         let Some(mut row) = load_row(&mut tx, &c.key).await? else { continue };
                         if row.deleted {
@@ -154,12 +153,10 @@ impl Hub {
                             write_rows(&mut tx, &[&row]).await?;
                         }
                         if let Some(t) = township_of(&row.region) {
-                            by_township.entry(t).or_default().push(c.clone());
+                            passed.push((t, c.clone()));
                         }
                     }
-                    for (t, items) in by_township {
-                        down.push((t, Feedback::Corrections { items }));
-                    }
+                    down.extend(corrections_feedback(passed));
                 }
                 // Acks, the province's refusals of forwarded records (a held move among them),
                 // quota and cycle notices concern the county itself, not its townships' replicas.
