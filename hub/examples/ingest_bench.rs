@@ -120,6 +120,14 @@ fn seal_stream(origin: &RegionCode, key: &SigningKey, ops: Vec<Op>, per: usize) 
     out
 }
 
+/// The baselines run with the hub's own SQLite connection settings (WAL, synchronous, cache).
+fn same_pragmas(c: &rusqlite::Connection) {
+    use jianka_hub::store::Dialect;
+    for statement in jianka_hub::store::Sqlite.connection_setup() {
+        c.query_row(statement, [], |_| Ok(())).or_else(|_| c.execute_batch(statement)).unwrap();
+    }
+}
+
 fn peak_rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -241,8 +249,7 @@ async fn main() {
     let dir = tempfile::tempdir().unwrap();
     let same_rows_secs = {
         let mut c = rusqlite::Connection::open(dir.path().join("same.db")).unwrap();
-        c.pragma_update(None, "journal_mode", "WAL").unwrap();
-        c.pragma_update(None, "synchronous", "NORMAL").unwrap();
+        same_pragmas(&c);
         c.execute_batch(
             "CREATE TABLE records (k TEXT PRIMARY KEY, kind INTEGER NOT NULL, year INTEGER NOT NULL, id TEXT NOT NULL, \
              region TEXT NOT NULL, hh TEXT NOT NULL, fields TEXT NOT NULL, deleted INTEGER NOT NULL DEFAULT 0, rev INTEGER NOT NULL); \
@@ -265,8 +272,7 @@ async fn main() {
     // table with a primary key and no other index.
     let plain_secs = {
         let mut c = rusqlite::Connection::open(dir.path().join("plain.db")).unwrap();
-        c.pragma_update(None, "journal_mode", "WAL").unwrap();
-        c.pragma_update(None, "synchronous", "NORMAL").unwrap();
+        same_pragmas(&c);
         c.execute("CREATE TABLE members (id TEXT PRIMARY KEY, fields TEXT NOT NULL)", []).unwrap();
         let t = Instant::now();
         let tx = c.transaction().unwrap();

@@ -312,11 +312,12 @@ impl Hub {
                     .map_err(|e| HubError::new(ErrorCode::Internal, format!("stored proposal unreadable: {e}")))?;
                 if let Op::Upsert { fields, .. } = op {
                     for w in fields {
-                        row.fields.insert(w.name, FieldState(w.value, version.0, prop_by.clone()));
+                        row.fields
+                            .insert(w.name.into(), FieldState(w.value.into(), version.0, prop_by.as_str().into()));
                     }
                 }
                 row.hh = prop_v.clone();
-                row.region = row.fields.get("village").map(|f| f.0.clone()).unwrap_or(row.region);
+                row.region = row.fields.get("village").map(|f| f.0.to_string()).unwrap_or(row.region);
             } else if keep != cur_v {
                 return Err(HubError::new(ErrorCode::BadRequest, format!("--keep must be {cur_v} or {prop_v}")));
             }
@@ -324,7 +325,7 @@ impl Hub {
         } else {
             let v = value
                 .ok_or_else(|| HubError::new(ErrorCode::BadRequest, "a field conflict is resolved with --value V"))?;
-            row.fields.insert(field.clone(), FieldState(v.to_string(), version.0, self.region().to_string()));
+            row.fields.insert(field.as_str().into(), FieldState(v.into(), version.0, self.region().as_str().into()));
             stands = v.to_string();
         }
         if !row.region.is_empty() {
@@ -644,7 +645,7 @@ pub fn summarise(rows: &[Row_], quota_people: Option<u64>, quota_used: u64) -> S
             RecordKind::Household => {
                 s.households += 1;
                 if let Some(c) = r.fields.get("main_cause") {
-                    *s.by_cause.entry(c.0.clone()).or_default() += 1;
+                    *s.by_cause.entry(c.0.to_string()).or_default() += 1;
                 }
             }
             RecordKind::Member => s.people += 1,

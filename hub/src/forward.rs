@@ -107,8 +107,8 @@ impl Hub {
                         .fields
                         .iter()
                         .map(|(n, f)| FieldWrite {
-                            name: n.clone(),
-                            value: f.0.clone(),
+                            name: n.to_string(),
+                            value: f.0.to_string(),
                             version: Hlc(f.1),
                             base: Hlc::ZERO,
                         })

@@ -6,11 +6,8 @@ use crate::audit::{self, AuditEntry};
 use crate::clock::Clock;
 use crate::config::{HubConfig, QuotaFile};
 use crate::error::HubError;
-use crate::merge::{FieldOutcome, FieldState, Fields, merge_field};
-use crate::store::{
-    Db, dynamic, execute_pipelined, execute_pipelined_with, get_i64, in_list, is_sqlite, placeholders,
-    rows_per_statement,
-};
+use crate::merge::{FieldOutcome, FieldState, Fields, Text, merge_field};
+use crate::store::{Db, dynamic, execute_pipelined, get_i64, in_list, is_sqlite, placeholders, rows_per_statement};
 use crate::years;
 use anyhow::Context;
 use ed25519_dalek::{SigningKey, VerifyingKey};
@@ -24,7 +21,12 @@ use jianka_shared::{
     trust::{self, Certificate, KeyId},
 };
 use sqlx::{Any, Row, Transaction};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
+
+// Keyed by storage keys, tens of thousands per change set: foldhash is several times faster than
+// SipHash on such short strings and still seeded per map.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 use std::sync::Arc;
 
 pub const DECISION_ADMIT: &str = "认定";
@@ -59,7 +61,86 @@ impl std::fmt::Debug for Hub {
 
 /// The storage key of a record: `kind/year/id`.
 pub fn storage_key(k: &RecordKey) -> String {
-    format!("{}/{}/{}", k.kind.to_u8(), k.year, k.id)
+    key_of(k.kind, k.year, &k.id)
+}
+
+/// [`storage_key`] from its parts (built by hand: it runs for every op of a change set).
+fn key_of(kind: RecordKind, year: Year, id: &str) -> String {
+    let mut s = String::with_capacity(id.len() + 10);
+    push_uint(&mut s, kind.to_u8().into());
+    s.push('/');
+    push_uint(&mut s, year.into());
+    s.push('/');
+    s.push_str(id);
+    s
+}
+
+fn push_uint(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend(digits[i..].iter().map(|&d| d as char));
+}
+
+/// The stored text of a record's fields, `{"name":["value",version,"writer"],…}`: exactly what
+/// `serde_json` writes for [`Fields`] (and what [`row_from`] reads back), written by hand
+/// because it runs for every row a change set writes.
+pub fn fields_json(fields: &Fields) -> String {
+    let mut out = String::with_capacity(fields.len() * 40 + 2);
+    out.push('{');
+    for (i, (name, f)) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_json_str(&mut out, name);
+        out.push_str(":[");
+        push_json_str(&mut out, &f.0);
+        out.push(',');
+        push_uint(&mut out, f.1);
+        out.push(',');
+        push_json_str(&mut out, &f.2);
+        out.push(']');
+    }
+    out.push('}');
+    out
+}
+
+/// A JSON string literal with `serde_json`'s escapes.
+fn push_json_str(out: &mut String, s: &str) {
+    out.push('"');
+    let mut plain = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let escape = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            0..=0x1f => "",
+            _ => continue,
+        };
+        // `b` is ASCII, so `i` is a char boundary.
+        out.push_str(&s[plain..i]);
+        if escape.is_empty() {
+            out.push_str("\\u00");
+            out.push(char::from(b"0123456789abcdef"[usize::from(b >> 4)]));
+            out.push(char::from(b"0123456789abcdef"[usize::from(b & 0xf)]));
+        } else {
+            out.push_str(escape);
+        }
+        plain = i + 1;
+    }
+    out.push_str(&s[plain..]);
+    out.push('"');
 }
 
 pub fn parse_storage_key(s: &str) -> Option<RecordKey> {
@@ -81,7 +162,10 @@ pub struct Row_ {
 
 impl Row_ {
     pub fn to_record(&self) -> Record {
-        Record { key: self.key.clone(), fields: self.fields.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect() }
+        Record {
+            key: self.key.clone(),
+            fields: self.fields.iter().map(|(k, v)| (k.to_string(), v.0.to_string())).collect(),
+        }
     }
     fn field(&self, name: &str) -> Option<&str> {
         self.fields.get(name).map(|f| f.0.as_str())
@@ -118,9 +202,14 @@ struct Effects {
     /// [`Hub::carry_into_next_year`]), and the field values their records had before this change set.
     carry_years: HashSet<Year>,
     before: HashMap<String, Fields>,
-    /// Rows already written in this transaction, and how much of `dirty` preceded that write.
-    written: HashSet<String>,
-    written_upto: usize,
+    /// Rows already written in this transaction (see [`Effects::unwritten_members`]), each with the
+    /// length `dirty` had then: a later entry in `dirty` means it changed again since.
+    written: HashMap<String, usize>,
+    /// How much of `dirty` has been looked at for member rows to write early.
+    scanned: usize,
+    /// Members already stored in the households this change set touches (before its own rows),
+    /// by year and household, for re-examination.
+    stored_members: HashMap<(Year, String), Vec<Result<Member, String>>>,
     /// Members as `check_record` parsed them from the rows this change set wrote, so
     /// re-examination does not copy every field again; dropped whenever such a row changes.
     member_records: HashMap<String, Member>,
@@ -487,12 +576,14 @@ impl Hub {
         fx: &mut Effects,
     ) -> Result<(), HubError> {
         let keys: Vec<String> = {
-            let mut seen = HashSet::new();
+            let mut seen = HashSet::default();
             ops.iter().map(|o| storage_key(o.key())).filter(|k| seen.insert(k.clone())).collect()
         };
+        fx.rows.reserve(keys.len());
+        fx.member_records.reserve(keys.len());
         self.load_rows(tx, &keys, &mut fx.rows).await?;
         let years: HashSet<Year> = ops.iter().map(|o| o.key().year).collect();
-        let mut states = HashMap::new();
+        let mut states = HashMap::default();
         for y in years {
             states.insert(y, years::effective_state(&self.db, y, self.today(), self.profile.as_ref()).await?);
         }
@@ -511,11 +602,29 @@ impl Hub {
                 }
             }
         }
-        let today = self.today();
-        // Cross-county moves waiting at the province for the departure side, by member key.
-        let mut moves =
-            if self.region().tier() == Tier::Province { pending_moves(tx, ops).await? } else { HashMap::new() };
-        let writer_code = writer.to_string();
+        let province = self.region().tier() == Tier::Province;
+        let mut ctx = MergeContext {
+            today: self.today(),
+            writer_code: Text::new(writer.as_str()),
+            states,
+            // Cross-county moves waiting at the province for the departure side, by member key.
+            moves: if province { pending_moves(tx, ops).await? } else { HashMap::default() },
+            completed: if province { completed_moves_of(tx, ops).await? } else { HashMap::default() },
+        };
+        // Members already stored in the households this change set touches, read before any of its
+        // own rows are written (re-examination counts them).
+        fx.stored_members = self.stored_members_of(tx, ops, fx).await?;
+        // Merge a slice of the ops while the database writes the member rows of the slice before
+        // (members are final after the merge: re-examination decides households only).
+        let rev = next_rev(tx).await?;
+        let merge = |fx: &mut Effects, slice: &[Op]| self.merge_ops(writer, slice, fx, &mut ctx);
+        write_while(tx, fx, RecordKind::Member, rev, ops.chunks(MERGE_SLICE), merge).await
+    }
+
+    /// Merges `ops` into `fx` (pure: everything it reads from the database is in `ctx`).
+    fn merge_ops(&self, writer: &RegionCode, ops: &[Op], fx: &mut Effects, ctx: &mut MergeContext) {
+        let MergeContext { today, writer_code, states, moves, completed } = ctx;
+        let today = *today;
         for op in ops {
             let key = op.key();
             let k = storage_key(key);
@@ -629,7 +738,7 @@ impl Hub {
                             if ex.field(MOVE_OUT) == Some(writer.as_str()) {
                                 self.complete_move(fx, key, ex, mv);
                             } else if let Some(why) =
-                                settled_move(tx, fx, key, writer, &holder, op_field(op, MOVE_OUT), &w.value).await?
+                                settled_move(fx, completed, key, writer, &holder, op_field(op, MOVE_OUT), &w.value)
                             {
                                 // A late copy from the county the person already left (e.g. its
                                 // next-year carry): the move is done; nothing changes here.
@@ -665,7 +774,7 @@ impl Hub {
                                 k: k.clone(),
                                 field: "household".into(),
                                 current_value: ex.hh.clone(),
-                                current_by: ex.fields.get("household").map(|f| f.2.clone()).unwrap_or_default(),
+                                current_by: ex.fields.get("household").map(|f| f.2.to_string()).unwrap_or_default(),
                                 proposed_value: w.value.clone(),
                                 proposed_by: writer.to_string(),
                                 proposal: payload(),
@@ -699,14 +808,23 @@ impl Hub {
                         fields: Fields::new(),
                         deleted: false,
                     });
-                    let mut old: Vec<(&str, String)> = Vec::new();
+                    let mut old: Vec<(&str, Text)> = Vec::new();
                     let mut new: Vec<(&str, &str)> = Vec::with_capacity(fields.len());
+                    row.fields.reserve(fields.len());
                     for w in fields {
-                        match merge_field(row.fields.get(&w.name), w, writer) {
+                        // Past the last stored name (always so for a new record) it is not stored.
+                        let current = match row.fields.last() {
+                            Some((last, _)) if last.as_str() < w.name.as_str() => None,
+                            _ => row.fields.get(w.name.as_str()),
+                        };
+                        match merge_field(current, w, writer) {
                             FieldOutcome::Apply => {
                                 new.push((&w.name, &w.value));
-                                let state = FieldState(w.value.clone(), w.version.0, writer_code.clone());
-                                if let Some(prev) = row.fields.insert(w.name.clone(), state) {
+                                let state = FieldState(Text::new(&w.value), w.version.0, writer_code.clone());
+                                // Fields arrive in name order (as nodes send them): append; else insert.
+                                if let Some((name, state)) = row.fields.try_append(Text::new(&w.name), state)
+                                    && let Some(prev) = row.fields.insert(name, state)
+                                {
                                     old.push((&w.name, prev.0));
                                 }
                             }
@@ -731,8 +849,8 @@ impl Hub {
                                     kind: "field",
                                     k: k.clone(),
                                     field: w.name.clone(),
-                                    current_value: current.0.clone(),
-                                    current_by: current.2.clone(),
+                                    current_value: current.0.to_string(),
+                                    current_by: current.2.to_string(),
                                     proposed_value: w.value.clone(),
                                     proposed_by: writer.to_string(),
                                     proposal: field_payload(key, w),
@@ -788,7 +906,6 @@ impl Hub {
                 }
             }
         }
-        Ok(())
     }
 
     /// Completes a cross-county move in this change set's transaction: the person's record is
@@ -798,9 +915,12 @@ impl Hub {
         let version = fx.move_version;
         let mut fields_new = Fields::new();
         for w in fields {
-            fields_new.insert(w.name.clone(), FieldState(w.value.clone(), w.version.0.max(version), mv.to.to_string()));
+            fields_new.insert(
+                w.name.as_str().into(),
+                FieldState(w.value.as_str().into(), w.version.0.max(version), mv.to.as_str().into()),
+            );
         }
-        let village = fields_new.get("village").map(|f| f.0.clone()).unwrap_or_default();
+        let village = fields_new.get("village").map(|f| f.0.to_string()).unwrap_or_default();
         let row =
             Row_ { key: key.clone(), region: village, hh: mv.household.clone(), fields: fields_new, deleted: false };
         let old: Vec<(&str, &str)> = from.fields.iter().map(|(n, f)| (n.as_str(), f.value())).collect();
@@ -883,32 +1003,36 @@ impl Hub {
         if households.is_empty() {
             return Ok(());
         }
-        let mut members = self.stored_members_of(tx, &households, fx).await?;
+        let mut members = std::mem::take(&mut fx.stored_members);
         let held = held_households(tx, fx).await?;
-        // This change set's member rows are final here (re-examination decides households only):
-        // write them now, and validate the households while the database stores them.
-        let mut written: HashSet<String> = HashSet::new();
-        let early: Vec<String> = fx
-            .dirty
-            .iter()
-            .filter(|k| fx.rows.get(*k).is_some_and(|r| r.key.kind == RecordKind::Member))
-            .filter(|k| written.insert((*k).clone()))
-            .cloned()
-            .collect();
-        let mut by_household: HashMap<(Year, &str), Vec<(&String, &Row_)>> = HashMap::new();
+        let county_quota = self.county_quota();
+        // Quota use is read (and on PostgreSQL locked) up front: the decisions below run while the
+        // database writes the households decided before, so they may not query.
+        let mut ledger = QuotaLedger::default();
+        if let Some(q) = &county_quota {
+            let mut scopes: BTreeSet<(String, Year)> = BTreeSet::new();
+            for r in households.iter().filter_map(|k| fx.rows.get(k)) {
+                scopes.insert((q.county.to_string(), r.key.year));
+                scopes.insert((r.region[..9.min(r.region.len())].to_string(), r.key.year));
+            }
+            for (scope, year) in scopes {
+                ledger.used(tx, &self.db, &scope, year).await?;
+            }
+        }
+        // This change set's live members by household (its own version of each wins).
+        let mut own: HashMap<(Year, String), Vec<String>> = HashMap::default();
         for (k, r) in &fx.rows {
             if r.key.kind == RecordKind::Member && !r.deleted {
-                by_household.entry((r.key.year, r.hh.as_str())).or_default().push((k, r));
+                own.entry((r.key.year, r.hh.clone())).or_default().push(k.clone());
             }
         }
         let mut cached = std::mem::take(&mut fx.member_records);
-        let rows: Vec<&Row_> = early.iter().filter_map(|k| fx.rows.get(k)).collect();
-        let statements = rows.len().div_ceil(PIPELINE_ROWS).max(1);
-        let per_step = households.len().div_ceil(statements).max(1);
-        let mut verdicts: Vec<(String, RegionCode, Verdict)> = Vec::with_capacity(households.len());
-        let mut pending = households.iter();
-        let validate_some = || {
-            for k in pending.by_ref().take(per_step) {
+        let mut quota_news: BTreeMap<RegionCode, (u64, u64)> = BTreeMap::new();
+        let hub_code = self.region().to_string();
+        // Households are validated and decided in code order, a slice at a time, while the
+        // slice decided before is written.
+        let decide = |fx: &mut Effects, slice: &[String]| {
+            for k in slice {
                 let Some(hrow) = fx.rows.get(k) else { continue };
                 let Some(township) = RegionCode::parse(&hrow.region[..9.min(hrow.region.len())]).ok() else {
                     continue;
@@ -916,62 +1040,51 @@ impl Hub {
                 if held.contains(&hrow.key.id) {
                     continue;
                 }
-                let mut ms = members.remove(&(hrow.key.year, hrow.key.id.clone())).unwrap_or_default();
-                if let Some(own) = by_household.get(&(hrow.key.year, hrow.key.id.as_str())) {
-                    ms.extend(own.iter().map(|(k, r)| cached.remove(*k).map(Ok).unwrap_or_else(|| r.to_member())));
-                }
-                verdicts.push((k.clone(), township, validate_household(hrow, ms)));
-            }
-            pending.len() > 0
-        };
-        let sqlite = is_sqlite(tx);
-        let rev = next_rev(tx).await?;
-        let inserts = rows.chunks(PIPELINE_ROWS).map(|chunk| records_insert(sqlite, chunk, rev));
-        execute_pipelined_with(tx, inserts, validate_some).await?;
-        // Still dirty (the carry into the next year reads its sources there), but written unless
-        // changed again after this point.
-        fx.written = written;
-        fx.written_upto = fx.dirty.len();
-        let county_quota = self.county_quota();
-        let mut ledger = QuotaLedger::default();
-        let mut quota_news: BTreeMap<RegionCode, (u64, u64)> = BTreeMap::new();
-        let hub_code = self.region().to_string();
-        for (k, township, verdict) in verdicts {
-            let Some(hrow) = fx.rows.get(&k) else { continue };
-            let year = hrow.key.year;
-            let verdict = match (verdict, &county_quota) {
-                (Ok(n), Some(q)) => {
-                    let county_used = ledger.used(tx, &self.db, q.county.as_str(), year).await?;
-                    let town_used = ledger.used(tx, &self.db, township.as_str(), year).await?;
-                    let town_alloc = q.townships.get(&township).copied();
-                    if county_used + n > q.people {
-                        Err((
-                            RejectReason::OverQuota,
-                            format!(
-                                "county {} ceiling {} people, {} already recognised; this household has {n}",
-                                q.county, q.people, county_used
-                            ),
-                        ))
-                    } else if let Some(a) = town_alloc.filter(|a| town_used + n > *a) {
-                        Err((
-                            RejectReason::OverQuota,
-                            format!(
-                                "township {township} allocation {a} people, {town_used} already recognised; this household has {n}"
-                            ),
-                        ))
-                    } else {
-                        ledger.add(q.county.as_str(), year, n);
-                        ledger.add(township.as_str(), year, n);
-                        quota_news.insert(township.clone(), (town_alloc.unwrap_or(q.people), town_used + n));
-                        Ok(n)
+                let year = hrow.key.year;
+                let mut ms = members.remove(&(year, hrow.key.id.clone())).unwrap_or_default();
+                if let Some(keys) = own.get(&(year, hrow.key.id.clone())) {
+                    for mk in keys {
+                        match cached.remove(mk) {
+                            Some(m) => ms.push(Ok(m)),
+                            None => ms.extend(fx.rows.get(mk).map(Row_::to_member)),
+                        }
                     }
                 }
-                (v, _) => v,
-            };
-            let verdict = verdict.map(|_| ());
-            let version = self.tick(hlc);
-            record_decision(fx, k, &township, &hub_code, version, verdict);
-        }
+                let verdict = match (validate_household(hrow, ms), &county_quota) {
+                    (Ok(n), Some(q)) => {
+                        let county_used = ledger.cached(q.county.as_str(), year);
+                        let town_used = ledger.cached(township.as_str(), year);
+                        let town_alloc = q.townships.get(&township).copied();
+                        if county_used + n > q.people {
+                            Err((
+                                RejectReason::OverQuota,
+                                format!(
+                                    "county {} ceiling {} people, {} already recognised; this household has {n}",
+                                    q.county, q.people, county_used
+                                ),
+                            ))
+                        } else if let Some(a) = town_alloc.filter(|a| town_used + n > *a) {
+                            Err((
+                                RejectReason::OverQuota,
+                                format!(
+                                    "township {township} allocation {a} people, {town_used} already recognised; this household has {n}"
+                                ),
+                            ))
+                        } else {
+                            ledger.add(q.county.as_str(), year, n);
+                            ledger.add(township.as_str(), year, n);
+                            quota_news.insert(township.clone(), (town_alloc.unwrap_or(q.people), town_used + n));
+                            Ok(n)
+                        }
+                    }
+                    (v, _) => v,
+                };
+                let version = self.tick(hlc);
+                record_decision(fx, k.clone(), &township, &hub_code, version, verdict.map(|_| ()));
+            }
+        };
+        let rev = next_rev(tx).await?;
+        write_while(tx, fx, RecordKind::Household, rev, households.chunks(DECIDE_SLICE), decide).await?;
         ledger.persist(tx).await?;
         // The township's quota as it stands after this change set.
         for (township, (people, used)) in quota_news {
@@ -1057,7 +1170,7 @@ impl Hub {
             return Ok(());
         }
         let version = fx.move_version;
-        let mut seen = HashSet::new();
+        let mut seen = HashSet::default();
         let mut sources: Vec<String> = fx
             .dirty
             .iter()
@@ -1066,7 +1179,7 @@ impl Hub {
             .cloned()
             .collect();
         // A member's fate follows its household's: load the households not in this change set.
-        let mut households: HashMap<String, Row_> = HashMap::new();
+        let mut households: HashMap<String, Row_> = HashMap::default();
         let missing_hh: Vec<String> = sources
             .iter()
             .filter_map(|k| fx.rows.get(k))
@@ -1083,7 +1196,7 @@ impl Hub {
         };
         // Households that arrive in the next year bring their members, also those sent earlier.
         let next_key = |r: &Row_| RecordKey { year: r.key.year + 1, ..r.key.clone() };
-        let mut next: HashMap<String, Row_> = HashMap::new();
+        let mut next: HashMap<String, Row_> = HashMap::default();
         let next_keys: Vec<String> =
             sources.iter().filter_map(|k| fx.rows.get(k)).map(|r| storage_key(&next_key(r))).collect();
         self.load_rows(tx, &next_keys, &mut next).await?;
@@ -1161,7 +1274,7 @@ impl Hub {
                 fields: Fields::new(),
                 deleted: false,
             });
-            let mut old: Vec<(&str, String)> = Vec::new();
+            let mut old: Vec<(&str, Text)> = Vec::new();
             let mut new: Vec<(&str, &str)> = Vec::new();
             for (name, f) in &src.fields {
                 let cur = row.fields.get(name).map(|c| c.0.as_str());
@@ -1238,16 +1351,18 @@ impl Hub {
     async fn stored_members_of(
         &self,
         tx: &mut Transaction<'static, Any>,
-        households: &[String],
+        ops: &[Op],
         fx: &Effects,
     ) -> Result<HashMap<(Year, String), Vec<Result<Member, String>>>, HubError> {
-        let mut by_year: BTreeMap<Year, Vec<String>> = BTreeMap::new();
-        for k in households {
-            if let Some(r) = fx.rows.get(k) {
-                by_year.entry(r.key.year).or_default().push(r.key.id.clone());
-            }
+        if self.region().tier() != Tier::County {
+            return Ok(HashMap::default());
         }
-        let mut out: HashMap<(Year, String), Vec<Result<Member, String>>> = HashMap::new();
+        // Only a household this change set writes can come up for re-examination.
+        let mut by_year: BTreeMap<Year, Vec<String>> = BTreeMap::new();
+        for op in ops.iter().filter(|o| o.key().kind == RecordKind::Household) {
+            by_year.entry(op.key().year).or_default().push(op.key().id.clone());
+        }
+        let mut out: HashMap<(Year, String), Vec<Result<Member, String>>> = HashMap::default();
         let sqlite = is_sqlite(tx);
         for (year, ids) in &by_year {
             for chunk in ids.chunks(5_000) {
@@ -1283,10 +1398,15 @@ impl Hub {
     }
 
     async fn flush_rows(&self, tx: &mut Transaction<'static, Any>, fx: &mut Effects) -> Result<(), HubError> {
-        // Rows written early (see `reexamine`) are skipped unless dirtied again since.
-        let again: HashSet<&String> = fx.dirty.get(fx.written_upto..).unwrap_or_default().iter().collect();
-        let mut seen: HashSet<String> = fx.written.iter().filter(|k| !again.contains(k)).cloned().collect();
-        let dirty: Vec<String> = fx.dirty.drain(..).filter(|k| seen.insert(k.clone())).collect();
+        // Rows written early (see `apply_ops`) are skipped unless dirtied again since.
+        let mut seen: HashSet<String> = HashSet::default();
+        let dirty: Vec<String> = std::mem::take(&mut fx.dirty)
+            .into_iter()
+            .enumerate()
+            .filter(|(i, k)| fx.written.get(k).is_none_or(|upto| i >= upto))
+            .map(|(_, k)| k)
+            .filter(|k| seen.insert(k.clone()))
+            .collect();
         let rows: Vec<&Row_> = dirty.iter().filter_map(|k| fx.rows.get(k)).collect();
         write_rows(tx, &rows).await
     }
@@ -1434,29 +1554,47 @@ impl Hub {
 // -------------------------------------------------------------------- helpers
 
 impl Effects {
-    /// Households touched by this change set now waiting at county review, sorted by id.
+    /// Rows of `kind` dirtied since the last call (of any kind), each once, now marked as written
+    /// with their current state. Anything that changes them later dirties them again, and the
+    /// final flush writes them once more.
+    fn unwritten(&mut self, kind: RecordKind) -> Vec<String> {
+        let upto = self.dirty.len();
+        let mut out = Vec::new();
+        for k in &self.dirty[self.scanned..] {
+            if self.rows.get(k).is_some_and(|r| r.key.kind == kind)
+                && self.written.insert(k.clone(), upto) != Some(upto)
+            {
+                out.push(k.clone());
+            }
+        }
+        self.scanned = upto;
+        out
+    }
+
+    /// Households touched by this change set now waiting at county review, sorted by year and id.
     fn reexam_candidates(&self) -> Vec<String> {
-        let mut touched: Vec<String> = self
-            .dirty
-            .iter()
-            .filter_map(|k| self.rows.get(k))
-            .filter_map(|r| match r.key.kind {
-                RecordKind::Household => Some(storage_key(&r.key)),
-                RecordKind::Member => {
-                    Some(storage_key(&RecordKey::new(RecordKind::Household, r.key.year, r.hh.clone())))
-                }
-                RecordKind::Village => None,
-            })
-            .collect::<HashSet<_>>()
+        let mut seen: HashSet<(Year, &str)> = HashSet::default();
+        let mut touched: Vec<(Year, &str)> = Vec::new();
+        for r in self.dirty.iter().filter_map(|k| self.rows.get(k)) {
+            let household = match r.key.kind {
+                RecordKind::Household => (r.key.year, r.key.id.as_str()),
+                RecordKind::Member => (r.key.year, r.hh.as_str()),
+                RecordKind::Village => continue,
+            };
+            if seen.insert(household) {
+                touched.push(household);
+            }
+        }
+        touched.sort_unstable();
+        touched
             .into_iter()
+            .map(|(year, id)| key_of(RecordKind::Household, year, id))
             .filter(|k| {
                 self.rows.get(k).is_some_and(|r| {
                     !r.deleted && r.field("status").and_then(Status::parse) == Some(Status::CountyReview)
                 })
             })
-            .collect();
-        touched.sort_by_cached_key(|k| parse_storage_key(k));
-        touched
+            .collect()
     }
 }
 
@@ -1478,10 +1616,10 @@ fn record_decision(
     };
     let decided =
         [("status", format!("{status:?}")), ("county.decision", decision.to_string()), ("county.reason", reason)];
-    let mut old: Vec<(&str, String)> = Vec::new();
+    let mut old: Vec<(&str, Text)> = Vec::new();
     for (field, value) in &decided {
         if let Some(prev) =
-            row.fields.insert(field.to_string(), FieldState(value.clone(), version.0, hub_code.to_string()))
+            row.fields.insert((*field).into(), FieldState(value.as_str().into(), version.0, hub_code.into()))
         {
             old.push((field, prev.0));
         }
@@ -1644,6 +1782,51 @@ pub async fn write_rows(tx: &mut Transaction<'static, Any>, rows: &[&Row_]) -> R
     Ok(())
 }
 
+/// Runs `step` on each of `steps` while the database writes the rows of `kind` that the steps
+/// before dirtied: each statement is handed to the database (SQLite's worker thread or the
+/// PostgreSQL server), the next step runs on this thread meanwhile, then the statement is
+/// awaited. Rows written here are marked (see [`Effects::unwritten`]) so the final flush writes
+/// them again only if they change later.
+async fn write_while<S>(
+    tx: &mut Transaction<'static, Any>,
+    fx: &mut Effects,
+    kind: RecordKind,
+    rev: i64,
+    mut steps: impl ExactSizeIterator<Item = S>,
+    mut step: impl FnMut(&mut Effects, S),
+) -> Result<(), HubError> {
+    let sqlite = is_sqlite(tx);
+    if let Some(first) = steps.next() {
+        step(fx, first);
+    }
+    loop {
+        let ready = fx.unwritten(kind);
+        if ready.is_empty() {
+            match steps.next() {
+                Some(next) => {
+                    step(fx, next);
+                    continue;
+                }
+                None => return Ok(()),
+            }
+        }
+        let query = {
+            let rows: Vec<&Row_> = ready.iter().filter_map(|k| fx.rows.get(k)).collect();
+            records_insert(sqlite, &rows, rev)
+        };
+        let mut running = std::pin::pin!(query.execute(&mut **tx));
+        // The first poll hands the statement over; the next step runs meanwhile.
+        let early = std::future::poll_fn(|cx| std::task::Poll::Ready(running.as_mut().poll(cx))).await;
+        if let Some(next) = steps.next() {
+            step(fx, next);
+        }
+        match early {
+            std::task::Poll::Ready(done) => done?,
+            std::task::Poll::Pending => running.await?,
+        };
+    }
+}
+
 /// The revision the next written rows get (forwarding reads rows by revision).
 async fn next_rev(tx: &mut Transaction<'static, Any>) -> Result<i64, HubError> {
     let r = sqlx::query("SELECT COALESCE(MAX(rev), 0) FROM records").fetch_one(&mut **tx).await?;
@@ -1667,7 +1850,7 @@ fn records_insert<'q>(sqlite: bool, rows: &[&Row_], rev: i64) -> sqlx::query::Qu
             .bind(r.key.id.clone())
             .bind(r.region.clone())
             .bind(r.hh.clone())
-            .bind(serde_json::to_string(&r.fields).expect("in-memory encoding"))
+            .bind(fields_json(&r.fields))
             .bind(r.deleted as i64)
             .bind(rev);
     }
@@ -1729,50 +1912,88 @@ struct CompletedMove {
 /// than a new one, and why: the copy itself names `holder` in `move_out`, or it is a stale copy
 /// (the household the person left) of a move from `writer` to `holder` completed this year or
 /// the year before (a New Year carry).
-async fn settled_move(
-    tx: &mut Transaction<'static, Any>,
+fn settled_move(
     fx: &Effects,
+    completed: &HashMap<String, Vec<CompletedMove>>,
     key: &RecordKey,
     writer: &RegionCode,
     holder: &RegionCode,
     move_out: Option<&str>,
     household: &str,
-) -> Result<Option<&'static str>, HubError> {
+) -> Option<&'static str> {
     if move_out == Some(holder.as_str()) {
-        return Ok(Some("the copy names the county in move_out"));
+        return Some("the copy names the county in move_out");
     }
-    let same = |year: Year, from: &str, to: &str, hh: &str| {
-        (year == key.year || year + 1 == key.year)
-            && from == writer.as_str()
-            && to == holder.as_str()
-            && hh == household
+    let same = |m: &CompletedMove| {
+        (m.year == key.year || m.year + 1 == key.year)
+            && m.from_county == writer.as_str()
+            && m.to_county == holder.as_str()
+            && m.from_household == household
     };
-    if fx
-        .completed_moves
-        .iter()
-        .any(|m| m.id == key.id && same(m.year, &m.from_county, &m.to_county, &m.from_household))
-    {
-        return Ok(Some("stale copy"));
+    if fx.completed_moves.iter().any(|m| m.id == key.id && same(m)) {
+        return Some("stale copy");
     }
     // The latest completed move of this person up to this year decides (a later genuine return
     // is a newer move).
-    let latest = sqlx::query(
-        "SELECT year, from_county, to_county, from_household FROM completed_moves WHERE id = $1 AND year <= $2 \
-         ORDER BY year DESC, at DESC LIMIT 1",
-    )
-    .bind(&key.id)
-    .bind(key.year as i64)
-    .fetch_optional(&mut **tx)
-    .await?;
-    Ok(match latest {
-        Some(r) => {
-            let year = Year::try_from(get_i64(&r, 0)).unwrap_or_default();
-            same(year, &r.try_get::<String, _>(1)?, &r.try_get::<String, _>(2)?, &r.try_get::<String, _>(3)?)
-                .then_some("stale copy")
-        }
-        None => None,
-    })
+    let latest = completed.get(&key.id).and_then(|ms| ms.iter().find(|m| m.year <= key.year));
+    latest.filter(|m| same(m)).map(|_| "stale copy")
 }
+
+/// Moves the province completed earlier for the people in `ops`, by person id, latest first.
+async fn completed_moves_of(
+    tx: &mut Transaction<'static, Any>,
+    ops: &[Op],
+) -> Result<HashMap<String, Vec<CompletedMove>>, HubError> {
+    let ids: Vec<&str> = {
+        let mut seen = HashSet::default();
+        ops.iter()
+            .map(Op::key)
+            .filter(|k| k.kind == RecordKind::Member && seen.insert(k.id.as_str()))
+            .map(|k| k.id.as_str())
+            .collect()
+    };
+    let sqlite = is_sqlite(tx);
+    let mut out: HashMap<String, Vec<CompletedMove>> = HashMap::default();
+    for chunk in ids.chunks(5_000) {
+        let sql = format!(
+            "SELECT id, year, from_county, to_county, from_household FROM completed_moves WHERE id IN ({}) \
+             ORDER BY id, year DESC, at DESC",
+            in_list(sqlite, chunk.len())
+        );
+        let mut q = sqlx::query(dynamic(sql));
+        for id in chunk {
+            q = q.bind(id.to_string());
+        }
+        for r in q.fetch_all(&mut **tx).await? {
+            let m = CompletedMove {
+                id: r.try_get(0)?,
+                year: Year::try_from(get_i64(&r, 1)).unwrap_or_default(),
+                from_county: r.try_get(2)?,
+                to_county: r.try_get(3)?,
+                from_household: r.try_get(4)?,
+            };
+            out.entry(m.id.clone()).or_default().push(m);
+        }
+    }
+    Ok(out)
+}
+
+/// What merging a change set reads from the database, loaded before the merge starts (the merge
+/// itself runs while the database writes, so it may not query).
+struct MergeContext {
+    today: chrono::NaiveDate,
+    writer_code: Text,
+    /// Each year's state and the regions it is reopened for.
+    states: HashMap<Year, (YearState, Vec<RegionCode>)>,
+    moves: HashMap<String, PendingMove>,
+    completed: HashMap<String, Vec<CompletedMove>>,
+}
+
+/// Ops merged per step while the previous step's member rows are written.
+const MERGE_SLICE: usize = 1_000;
+
+/// Households validated and decided per step while the step before is written.
+const DECIDE_SLICE: usize = 500;
 
 /// Open cross-county moves for the members this change set touches.
 async fn pending_moves(
@@ -1781,7 +2002,7 @@ async fn pending_moves(
 ) -> Result<HashMap<String, PendingMove>, HubError> {
     let keys: HashSet<String> =
         ops.iter().filter(|o| o.key().kind == RecordKind::Member).map(|o| storage_key(o.key())).collect();
-    let mut out = HashMap::new();
+    let mut out = HashMap::default();
     if keys.is_empty() {
         return Ok(out);
     }
@@ -1813,7 +2034,7 @@ async fn held_households(tx: &mut Transaction<'static, Any>, fx: &Effects) -> Re
     )
     .fetch_all(&mut **tx)
     .await?;
-    let mut held = HashSet::new();
+    let mut held = HashSet::default();
     for r in rows {
         held.insert(r.try_get::<String, _>(0)?);
         held.insert(r.try_get::<String, _>(1)?);
@@ -1847,6 +2068,11 @@ impl QuotaLedger {
         let stored = quota_used(tx, db, scope, year).await?;
         self.scopes.insert(key, (stored, 0));
         Ok(stored)
+    }
+
+    /// Use of a scope already read with [`QuotaLedger::used`] (0 for one never read).
+    fn cached(&self, scope: &str, year: Year) -> u64 {
+        self.scopes.get(&(scope.to_string(), year)).map_or(0, |(stored, added)| stored + added)
     }
 
     fn add(&mut self, scope: &str, year: Year, n: u64) {
@@ -1884,4 +2110,37 @@ pub async fn quota_add(tx: &mut Transaction<'static, Any>, scope: &str, year: Ye
         .execute(&mut **tx)
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The hand-written encoding is byte for byte what serde_json writes for the same fields
+        /// as a JSON object (the stored form since the first release), and reads back.
+        #[test]
+        fn fields_json_is_serde_json(
+            fields in proptest::collection::btree_map("\\PC{0,12}|[\"\\\\\u{0}-\u{1f}\u{7f}a-z]{0,8}", ("\\PC{0,16}|[\"\\\\\u{0}-\u{1f}é中]{0,8}", any::<u64>(), "[0-9]{2,12}"), 0..20)
+        ) {
+            let fields: Fields = fields
+                .into_iter()
+                .map(|(name, (value, version, writer))| (Text::from(name), FieldState(value.into(), version, writer.into())))
+                .collect();
+            let text = fields_json(&fields);
+            let as_object: BTreeMap<&str, &FieldState> = fields.iter().map(|(n, f)| (n.as_str(), f)).collect();
+            prop_assert_eq!(&text, &serde_json::to_string(&as_object).unwrap());
+            let back: Fields = serde_json::from_str(&text).unwrap();
+            prop_assert_eq!(back, fields);
+        }
+
+        #[test]
+        fn storage_keys_round_trip(kind in 0u8..3, year in any::<u16>(), id in "[0-9A-Za-z-]{0,24}") {
+            let key = RecordKey::new(RecordKind::from_u8(kind).unwrap(), year, id);
+            let k = storage_key(&key);
+            prop_assert_eq!(&k, &format!("{}/{}/{}", kind, year, key.id));
+            prop_assert_eq!(parse_storage_key(&k), Some(key));
+        }
+    }
 }

@@ -66,6 +66,7 @@ impl Dialect for Sqlite {
             "PRAGMA foreign_keys = ON",
             "PRAGMA busy_timeout = 10000",
             "PRAGMA wal_autocheckpoint = 16384",
+            "PRAGMA cache_size = -32768",
         ]
     }
     fn lock_quota_sql(&self) -> Option<&'static str> {

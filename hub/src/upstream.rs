@@ -108,7 +108,10 @@ impl Hub {
                         // here in the same step, so the two counties agree with the province.
                         let to_county = value.get(..6).unwrap_or(value).to_string();
                         let version = self.tick(&mut hlc).0;
-                        row.fields.insert(MOVED_TO.into(), FieldState(to_county.clone(), version, parent_code(self)));
+                        row.fields.insert(
+                            MOVED_TO.into(),
+                            FieldState(to_county.as_str().into(), version, parent_code(self).into()),
+                        );
                         row.deleted = true;
                         write_rows(&mut tx, &[&row]).await?;
                         entries.push(AuditEntry::new(
@@ -135,11 +138,11 @@ impl Hub {
                         }
                         let mut changed = false;
                         for (field, value) in &c.values {
-                            let newer = row.fields.get(field).is_none_or(|f| c.version.0 >= f.1);
-                            if newer && row.fields.get(field).map(|f| f.value()) != Some(value.as_str()) {
-                                let old = row.fields.get(field).map(|f| f.0.clone()).unwrap_or_default();
-                                let state = FieldState(value.clone(), c.version.0, parent_code(self));
-                                row.fields.insert(field.clone(), state);
+                            let newer = row.fields.get(field.as_str()).is_none_or(|f| c.version.0 >= f.1);
+                            if newer && row.fields.get(field.as_str()).map(|f| f.value()) != Some(value.as_str()) {
+                                let old = row.fields.get(field.as_str()).map(|f| f.0.to_string()).unwrap_or_default();
+                                let state = FieldState(value.into(), c.version.0, parent_code(self).into());
+                                row.fields.insert(field.into(), state);
                                 changed = true;
                                 entries.push(AuditEntry::new(
                                     "province_correction",

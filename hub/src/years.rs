@@ -270,7 +270,7 @@ impl Hub {
             .map(|r| {
                 let mut c = r.clone();
                 c.key = RecordKey { year: next, ..r.key.clone() };
-                for f in c.fields.values_mut() {
+                for (_, f) in c.fields.iter_mut() {
                     f.1 = version.0;
                 }
                 c

@@ -154,8 +154,8 @@ async fn window_adjustments_reach_the_new_year(pg: bool) {
     );
     let rows = s.county.hub.records_in(&r("420322"), 2015).await.unwrap();
     let d15 = rows.iter().find(|x| x.key == k15).unwrap();
-    assert_eq!(d15.fields["phone"].0, "13911112222", "2015's own edit stands");
-    assert_eq!(d15.fields["helper_name"].0, "李", "an untouched field follows 2014");
+    assert_eq!(d15.fields.get("phone").unwrap().0, "13911112222", "2015's own edit stands");
+    assert_eq!(d15.fields.get("helper_name").unwrap().0, "李", "an untouched field follows 2014");
     assert!(matches!(audit::verify(&s.county.hub.db).await.unwrap(), audit::AuditCheck::Intact { .. }));
 }
 both_backends!(window_adjustments_reach_the_new_year, window_adjustments_sqlite, window_adjustments_postgres);

@@ -233,7 +233,7 @@ async fn many_townships_pushing_at_once_never_exceed_the_ceiling(pg: bool) {
         .filter(|r| {
             r.key.kind == RecordKind::Household && r.fields.get("county.decision").map(|f| f.0.as_str()) == Some("认定")
         })
-        .map(|r| r.fields["members"].0.parse::<usize>().unwrap())
+        .map(|r| r.fields.get("members").unwrap().0.parse::<usize>().unwrap())
         .sum();
     assert_eq!(admitted_people, 39, "13 households of 3 fit under 40");
     assert_eq!(refused, 40 - 13);
@@ -609,8 +609,10 @@ async fn village_ceiling(pg: bool) {
     assert_eq!(refused.len(), 1, "4 candidates, ceiling 3: {refused:?}");
     assert_eq!(refused[0].reason, RejectReason::OverQuota);
     let rows = s.county.hub.records_in(&common::r("420322"), 2014).await.unwrap();
-    let decided: Vec<(String, String)> =
-        rows.iter().filter_map(|r| r.fields.get("county.decision").map(|d| (r.key.id.clone(), d.0.clone()))).collect();
+    let decided: Vec<(String, String)> = rows
+        .iter()
+        .filter_map(|r| r.fields.get("county.decision").map(|d| (r.key.id.clone(), d.0.to_string())))
+        .collect();
     assert_eq!(decided.iter().filter(|(_, d)| d == "认定").count(), 3);
     // Within each change set the order is by code: 105201 before 105204, 106201 before 106202.
     let refused_id = &refused[0].key.id;
