@@ -1,10 +1,11 @@
 //! Hub ingest benchmark.
 //!
 //!   cargo run --release -p jianka-hub --example ingest_bench -- [--members N] [--province-people N]
-//!       [--counties C] [--pg URL] [--only-pg]
+//!       [--counties C] [--repeat R] [--ops-per-changeset K] [--pg URL] [--only-pg]
 //!
 //! 1. County ingest: member records/s through verify + decompress + merge + quota + write (the
-//!    real `Hub::ingest`), beside a plain prepared-statement insert of the same rows into SQLite.
+//!    real `Hub::ingest`), beside a plain prepared-statement insert of the same rows into SQLite
+//!    with the hub's own SQLite settings; R runs (default 5), hub and baselines interleaved, medians.
 //! 2. Province consolidation: N people from C counties (each county's records as its own change
 //!    sets), time and peak RSS, on SQLite and (with --pg) on PostgreSQL.
 
@@ -120,7 +121,89 @@ fn seal_stream(origin: &RegionCode, key: &SigningKey, ops: Vec<Op>, per: usize) 
     out
 }
 
-/// The baselines run with the hub's own SQLite connection settings (WAL, synchronous, cache).
+/// Exactly the rows a hub ended up holding in `records` (households and members, same columns,
+/// same stored field text).
+fn stored_rows_of(db: &std::path::Path) -> Vec<StoredRow> {
+    let c = rusqlite::Connection::open(db).unwrap();
+    let mut st = c.prepare("SELECT k, kind, year, id, region, hh, fields, deleted, rev FROM records").unwrap();
+    st.query_map([], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?))
+    })
+    .unwrap()
+    .map(Result::unwrap)
+    .collect()
+}
+
+/// Baseline A: `stored` inserted with one prepared statement in one transaction into a table
+/// with the hub's schema and indexes, with the hub's connection settings. Seconds.
+fn baseline_same_rows(stored: &[StoredRow]) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = rusqlite::Connection::open(dir.path().join("same.db")).unwrap();
+    same_pragmas(&c);
+    c.execute_batch(
+        "CREATE TABLE records (k TEXT PRIMARY KEY, kind INTEGER NOT NULL, year INTEGER NOT NULL, id TEXT NOT NULL, \
+         region TEXT NOT NULL, hh TEXT NOT NULL, fields TEXT NOT NULL, deleted INTEGER NOT NULL DEFAULT 0, rev INTEGER NOT NULL); \
+         CREATE INDEX records_scope ON records (year, region); CREATE INDEX records_hh ON records (year, hh); \
+         CREATE INDEX records_rev ON records (rev);",
+    )
+    .unwrap();
+    let t = Instant::now();
+    let tx = c.transaction().unwrap();
+    {
+        let mut st = tx
+            .prepare("INSERT INTO records (k, kind, year, id, region, hh, fields, deleted, rev) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9)")
+            .unwrap();
+        for r in stored {
+            st.execute((&r.0, r.1, r.2, &r.3, &r.4, &r.5, &r.6, r.7, r.8)).unwrap();
+        }
+    }
+    tx.commit().unwrap();
+    t.elapsed().as_secs_f64()
+}
+
+/// Baseline C: the same rows as A through the hub's storage layer (sqlx, multi-row INSERT
+/// statements of 500 rows, one transaction): what the storage path alone costs. Seconds.
+async fn baseline_same_rows_sqlx(stored: &[StoredRow]) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let db = jianka_hub::store::Db::open(&format!("sqlite://{}", dir.path().join("sqlx.db").display())).await.unwrap();
+    let t = Instant::now();
+    let mut tx = db.pool.begin().await.unwrap();
+    for chunk in stored.chunks(500) {
+        let sql = format!(
+            "INSERT INTO records (k, kind, year, id, region, hh, fields, deleted, rev) VALUES {}",
+            jianka_hub::store::placeholders(true, chunk.len(), 9)
+        );
+        let mut q = sqlx::query(jianka_hub::store::dynamic(sql));
+        for r in chunk {
+            q = q.bind(r.0.clone()).bind(r.1).bind(r.2).bind(r.3.clone()).bind(r.4.clone());
+            q = q.bind(r.5.clone()).bind(r.6.clone()).bind(r.7).bind(r.8);
+        }
+        q.execute(&mut *tx).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    t.elapsed().as_secs_f64()
+}
+
+/// Baseline B (the stricter, older one): only the member rows, `(id, fields JSON)`, into a bare
+/// table with a primary key and no other index. Seconds.
+fn baseline_member_rows(member_rows: &[(String, String)]) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = rusqlite::Connection::open(dir.path().join("plain.db")).unwrap();
+    same_pragmas(&c);
+    c.execute("CREATE TABLE members (id TEXT PRIMARY KEY, fields TEXT NOT NULL)", []).unwrap();
+    let t = Instant::now();
+    let tx = c.transaction().unwrap();
+    {
+        let mut st = tx.prepare("INSERT INTO members (id, fields) VALUES (?1, ?2)").unwrap();
+        for (id, f) in member_rows {
+            st.execute((id, f)).unwrap();
+        }
+    }
+    tx.commit().unwrap();
+    t.elapsed().as_secs_f64()
+}
+
+/// The baselines run with the hub's own SQLite connection settings (WAL, synchronous, checkpointing).
 fn same_pragmas(c: &rusqlite::Connection) {
     use jianka_hub::store::Dialect;
     for statement in jianka_hub::store::Sqlite.connection_setup() {
@@ -215,8 +298,13 @@ async fn main() {
     let province_people: usize = arg("--province-people").and_then(|s| s.parse().ok()).unwrap_or(300_000);
     let counties: usize = arg("--counties").and_then(|s| s.parse().ok()).unwrap_or(10);
     let pg = arg("--pg");
+    let repeat: usize = arg("--repeat").and_then(|s| s.parse().ok()).unwrap_or(5).max(1);
+    // A township node cuts its outbox into change sets of at most this many ops (its
+    // `sync.max_ops_per_changeset`, 20,000 by default).
+    let per_changeset: usize = arg("--ops-per-changeset").and_then(|s| s.parse().ok()).unwrap_or(20_000).max(1);
 
-    // ---- 1. county ingest vs plain insert
+    // ---- 1. county ingest vs plain insert, repeated (hub and baselines interleaved, so drift in
+    // the machine's speed falls on both) and reported as medians.
     let hs = households("420322105", members / 3, 3, 1, Status::CountyReview);
     let all_ops = ops(&hs);
     let member_rows: Vec<(String, String)> = hs
@@ -225,92 +313,70 @@ async fn main() {
         .filter(|r| r.key.kind == jianka_shared::RecordKind::Member)
         .map(|r| (r.key.id.clone(), serde_json::to_string(&r.fields).unwrap()))
         .collect();
-    let (county, _d) = open_hub("420322", None, Some((u64::MAX / 4, "420322"))).await;
-    let (sender, key) = enroll(&county, "420322105", 1).await;
-    let envelopes = seal_stream(&sender.region, &key, all_ops, 6_000);
-    let t = Instant::now();
-    for e in &envelopes {
-        county.ingest(&sender, e).await.unwrap();
+    let (mut hub_runs, mut same_runs, mut plain_runs, mut ratios) = (vec![], vec![], vec![], vec![]);
+    let mut sqlx_runs = vec![];
+    let (mut stored_rows, mut change_sets) = (0, 0);
+    for _ in 0..repeat {
+        let (county, d) = open_hub("420322", None, Some((u64::MAX / 4, "420322"))).await;
+        let (sender, key) = enroll(&county, "420322105", 1).await;
+        let envelopes = seal_stream(&sender.region, &key, all_ops.clone(), per_changeset);
+        change_sets = envelopes.len();
+        let t = Instant::now();
+        for e in &envelopes {
+            county.ingest(&sender, e).await.unwrap();
+        }
+        let hub_secs = t.elapsed().as_secs_f64();
+        drop(county);
+        let stored = stored_rows_of(&d.path().join("hub.db"));
+        stored_rows = stored.len();
+        let same_rows_secs = baseline_same_rows(&stored);
+        sqlx_runs.push(baseline_same_rows_sqlx(&stored).await);
+        let plain_secs = baseline_member_rows(&member_rows);
+        ratios.push(same_rows_secs / hub_secs);
+        hub_runs.push(hub_secs);
+        same_runs.push(same_rows_secs);
+        plain_runs.push(plain_secs);
     }
-    let hub_secs = t.elapsed().as_secs_f64();
-    // Baseline A: exactly the rows the hub ended up holding in `records` (households and members,
-    // same columns, same stored field text), inserted with one prepared statement in one
-    // transaction into a table with the hub's schema and indexes, same pragmas.
-    let stored: Vec<StoredRow> = {
-        let c = rusqlite::Connection::open(_d.path().join("hub.db")).unwrap();
-        let mut st = c.prepare("SELECT k, kind, year, id, region, hh, fields, deleted, rev FROM records").unwrap();
-        st.query_map([], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?))
-        })
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let same_rows_secs = {
-        let mut c = rusqlite::Connection::open(dir.path().join("same.db")).unwrap();
-        same_pragmas(&c);
-        c.execute_batch(
-            "CREATE TABLE records (k TEXT PRIMARY KEY, kind INTEGER NOT NULL, year INTEGER NOT NULL, id TEXT NOT NULL, \
-             region TEXT NOT NULL, hh TEXT NOT NULL, fields TEXT NOT NULL, deleted INTEGER NOT NULL DEFAULT 0, rev INTEGER NOT NULL); \
-             CREATE INDEX records_scope ON records (year, region); CREATE INDEX records_hh ON records (year, hh); \
-             CREATE INDEX records_rev ON records (rev);",
-        )
-        .unwrap();
-        let t = Instant::now();
-        let tx = c.transaction().unwrap();
-        {
-            let mut st = tx.prepare("INSERT INTO records (k, kind, year, id, region, hh, fields, deleted, rev) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9)").unwrap();
-            for r in &stored {
-                st.execute((&r.0, r.1, r.2, &r.3, &r.4, &r.5, &r.6, r.7, r.8)).unwrap();
-            }
-        }
-        tx.commit().unwrap();
-        t.elapsed().as_secs_f64()
-    };
-    // Baseline B (the stricter, older one): only the member rows, `(id, fields JSON)`, into a bare
-    // table with a primary key and no other index.
-    let plain_secs = {
-        let mut c = rusqlite::Connection::open(dir.path().join("plain.db")).unwrap();
-        same_pragmas(&c);
-        c.execute("CREATE TABLE members (id TEXT PRIMARY KEY, fields TEXT NOT NULL)", []).unwrap();
-        let t = Instant::now();
-        let tx = c.transaction().unwrap();
-        {
-            let mut st = tx.prepare("INSERT INTO members (id, fields) VALUES (?1, ?2)").unwrap();
-            for (id, f) in &member_rows {
-                st.execute((id, f)).unwrap();
-            }
-        }
-        tx.commit().unwrap();
-        t.elapsed().as_secs_f64()
-    };
     let n = member_rows.len() as f64;
+    let line = |runs: &mut Vec<f64>| {
+        runs.sort_by(f64::total_cmp);
+        let median = runs[runs.len() / 2];
+        format!(
+            "{:>10.0} members/s (median {median:.3}s; {:.3}-{:.3}s over {} runs)",
+            n / median,
+            runs[0],
+            runs[runs.len() - 1],
+            runs.len()
+        )
+    };
     println!(
-        "county ingest: {} members in {} households = {} records, as {} change sets of <= 6000 records",
+        "county ingest: {} members in {} households = {stored_rows} records, as {change_sets} change sets of <= {per_changeset} records",
         member_rows.len(),
         hs.len(),
-        stored.len(),
-        envelopes.len()
     );
     println!(
         "  hub ingest, Hub::ingest per change set (verify + decompress + merge + re-examination + quota + write + audit + feedback, one transaction each):"
     );
-    println!("      {:>10.0} members/s ({hub_secs:.2}s)", n / hub_secs);
+    println!("    {}", line(&mut hub_runs));
     println!(
-        "  baseline A, the same {} rows the hub stored (same table, indexes, stored text), one prepared rusqlite INSERT, one transaction:",
-        stored.len()
+        "  baseline A, the same {stored_rows} rows the hub stored (same table, indexes, stored text, the hub's SQLite settings), one prepared rusqlite INSERT, one transaction:"
+    );
+    println!("    {}", line(&mut same_runs));
+    ratios.sort_by(f64::total_cmp);
+    println!(
+        "    ratio hub / baseline A: median {:.2} ({:.2}-{:.2})   (target >= 0.5)",
+        ratios[ratios.len() / 2],
+        ratios[0],
+        ratios[ratios.len() - 1]
     );
     println!(
-        "      {:>10.0} members/s ({same_rows_secs:.2}s)   ratio {:.2} (target >= 0.5)",
-        n / same_rows_secs,
-        same_rows_secs / hub_secs
+        "  baseline C, the same rows as A through the hub's storage layer (sqlx, 500-row INSERT statements, one transaction):"
     );
+    println!("    {}", line(&mut sqlx_runs));
     println!(
         "  baseline B, member rows only (id, fields JSON) into a bare keyed table, one prepared rusqlite INSERT, one transaction:"
     );
-    println!("      {:>10.0} members/s ({plain_secs:.2}s)   ratio {:.2}", n / plain_secs, plain_secs / hub_secs);
-    drop(county);
+    println!("    {}", line(&mut plain_runs));
 
     // ---- 2. province consolidation
     // `--only-pg` skips the SQLite run of the consolidation (it takes minutes at 6 million).

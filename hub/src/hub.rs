@@ -7,7 +7,9 @@ use crate::clock::Clock;
 use crate::config::{HubConfig, QuotaFile};
 use crate::error::HubError;
 use crate::merge::{FieldOutcome, FieldState, Fields, Text, merge_field};
-use crate::store::{Db, dynamic, execute_pipelined, get_i64, in_list, is_sqlite, placeholders, rows_per_statement};
+use crate::store::{
+    Db, dynamic, execute_pipelined, get_i64, in_list, is_sqlite, placeholders, rows_per_statement, while_running,
+};
 use crate::years;
 use anyhow::Context;
 use ed25519_dalek::{SigningKey, VerifyingKey};
@@ -538,9 +540,11 @@ impl Hub {
             entries.push(AuditEntry::new("county_decisions", format!("{origin}#{}", header.seq), old, new));
         }
         audit::append_owned(&mut tx, now, &sender.key_id.to_string(), entries).await?;
-        tx.commit().await?;
-        tracing::info!(%origin, seq = header.seq, applied = fx.applied, rejected = fx.rejected.len(), "change set accepted");
-        Ok(PushOutcome::Accepted { seq: header.seq, applied: fx.applied, rejected: fx.rejected })
+        let (applied, rejected) = (fx.applied, std::mem::take(&mut fx.rejected));
+        // Free this change set's rows while the database commits.
+        while_running(tx.commit(), || drop((fx, cs))).await?;
+        tracing::info!(%origin, seq = header.seq, applied, rejected = rejected.len(), "change set accepted");
+        Ok(PushOutcome::Accepted { seq: header.seq, applied, rejected })
     }
 
     async fn load_rows(
@@ -810,22 +814,23 @@ impl Hub {
                     });
                     let mut old: Vec<(&str, Text)> = Vec::new();
                     let mut new: Vec<(&str, &str)> = Vec::with_capacity(fields.len());
-                    row.fields.reserve(fields.len());
+                    // A new record whose fields come in name order (as nodes send them) is built as
+                    // its sorted vector directly; anything else goes through lookups and inserts.
+                    let mut fresh = (row.fields.is_empty() && fields.windows(2).all(|p| p[0].name < p[1].name))
+                        .then(|| Vec::with_capacity(fields.len()));
                     for w in fields {
-                        // Past the last stored name (always so for a new record) it is not stored.
-                        let current = match row.fields.last() {
-                            Some((last, _)) if last.as_str() < w.name.as_str() => None,
-                            _ => row.fields.get(w.name.as_str()),
-                        };
+                        let current = if fresh.is_some() { None } else { row.fields.get(w.name.as_str()) };
                         match merge_field(current, w, writer) {
                             FieldOutcome::Apply => {
                                 new.push((&w.name, &w.value));
                                 let state = FieldState(Text::new(&w.value), w.version.0, writer_code.clone());
-                                // Fields arrive in name order (as nodes send them): append; else insert.
-                                if let Some((name, state)) = row.fields.try_append(Text::new(&w.name), state)
-                                    && let Some(prev) = row.fields.insert(name, state)
-                                {
-                                    old.push((&w.name, prev.0));
+                                match &mut fresh {
+                                    Some(sorted) => sorted.push((Text::new(&w.name), state)),
+                                    None => {
+                                        if let Some(prev) = row.fields.insert(Text::new(&w.name), state) {
+                                            old.push((&w.name, prev.0));
+                                        }
+                                    }
                                 }
                             }
                             FieldOutcome::Same | FieldOutcome::Superseded => {}
@@ -862,6 +867,9 @@ impl Hub {
                                 reject(fx, writer, key, RejectReason::Conflict, msg, field_payload(key, w));
                             }
                         }
+                    }
+                    if let Some(sorted) = fresh {
+                        row.fields = Fields::from_sorted_store_unchecked(sorted);
                     }
                     let checked = match check_record(&row, today) {
                         Ok(checked) => checked,
@@ -1814,16 +1822,12 @@ async fn write_while<S>(
             let rows: Vec<&Row_> = ready.iter().filter_map(|k| fx.rows.get(k)).collect();
             records_insert(sqlite, &rows, rev)
         };
-        let mut running = std::pin::pin!(query.execute(&mut **tx));
-        // The first poll hands the statement over; the next step runs meanwhile.
-        let early = std::future::poll_fn(|cx| std::task::Poll::Ready(running.as_mut().poll(cx))).await;
-        if let Some(next) = steps.next() {
-            step(fx, next);
-        }
-        match early {
-            std::task::Poll::Ready(done) => done?,
-            std::task::Poll::Pending => running.await?,
-        };
+        while_running(query.execute(&mut **tx), || {
+            if let Some(next) = steps.next() {
+                step(fx, next);
+            }
+        })
+        .await?;
     }
 }
 

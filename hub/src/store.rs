@@ -66,7 +66,6 @@ impl Dialect for Sqlite {
             "PRAGMA foreign_keys = ON",
             "PRAGMA busy_timeout = 10000",
             "PRAGMA wal_autocheckpoint = 16384",
-            "PRAGMA cache_size = -32768",
         ]
     }
     fn lock_quota_sql(&self) -> Option<&'static str> {
@@ -241,20 +240,29 @@ pub async fn execute_pipelined_with<'q>(
     let mut more_work = true;
     let mut next = queries.next();
     while let Some(query) = next.take() {
-        let mut running = std::pin::pin!(query.execute(&mut *conn));
-        // The first poll hands the statement to the database; the CPU work runs meanwhile.
-        let early = std::future::poll_fn(|cx| std::task::Poll::Ready(running.as_mut().poll(cx))).await;
-        next = queries.next();
-        if more_work {
-            more_work = work();
-        }
-        match early {
-            std::task::Poll::Ready(done) => done?,
-            std::task::Poll::Pending => running.await?,
-        };
+        while_running(query.execute(&mut *conn), || {
+            next = queries.next();
+            if more_work {
+                more_work = work();
+            }
+        })
+        .await?;
     }
     while more_work {
         more_work = work();
     }
     Ok(())
+}
+
+/// Gives `fut` its first poll, runs `work` on this thread, then awaits `fut`. For a statement
+/// the first poll hands it to the database (SQLite's worker thread, or the PostgreSQL server),
+/// so the CPU work overlaps the database's instead of waiting for it.
+pub async fn while_running<F: std::future::Future>(fut: F, work: impl FnOnce()) -> F::Output {
+    let mut fut = std::pin::pin!(fut);
+    let early = std::future::poll_fn(|cx| std::task::Poll::Ready(fut.as_mut().poll(cx))).await;
+    work();
+    match early {
+        std::task::Poll::Ready(out) => out,
+        std::task::Poll::Pending => fut.await,
+    }
 }
