@@ -419,5 +419,12 @@ async fn main() {
             (per_county / 3 * 3 * counties) as f64 / secs,
             peak_rss_mb()
         );
+        prov.db.pool.close().await;
+        if let Some(u) = &url {
+            // The benchmark's own database goes again, so runs leave the server as they found it.
+            let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(u).await.unwrap();
+            let drop = format!("DROP DATABASE IF EXISTS jianka_bench_{} WITH (FORCE)", std::process::id());
+            sqlx::Executor::execute(&mut conn, sqlx::AssertSqlSafe(drop)).await.unwrap();
+        }
     }
 }

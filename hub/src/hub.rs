@@ -1021,7 +1021,9 @@ impl Hub {
             let mut scopes: BTreeSet<(String, Year)> = BTreeSet::new();
             for r in households.iter().filter_map(|k| fx.rows.get(k)) {
                 scopes.insert((q.county.to_string(), r.key.year));
-                scopes.insert((r.region[..9.min(r.region.len())].to_string(), r.key.year));
+                if let Some(township) = township_of(r) {
+                    scopes.insert((township.to_string(), r.key.year));
+                }
             }
             for (scope, year) in scopes {
                 ledger.used(tx, &self.db, &scope, year).await?;
@@ -1042,9 +1044,7 @@ impl Hub {
         let decide = |fx: &mut Effects, slice: &[String]| {
             for k in slice {
                 let Some(hrow) = fx.rows.get(k) else { continue };
-                let Some(township) = RegionCode::parse(&hrow.region[..9.min(hrow.region.len())]).ok() else {
-                    continue;
-                };
+                let Some(township) = township_of(hrow) else { continue };
                 if held.contains(&hrow.key.id) {
                     continue;
                 }
@@ -1060,8 +1060,23 @@ impl Hub {
                 }
                 let verdict = match (validate_household(hrow, ms), &county_quota) {
                     (Ok(n), Some(q)) => {
-                        let county_used = ledger.cached(q.county.as_str(), year);
-                        let town_used = ledger.cached(township.as_str(), year);
+                        // Both were read above; a scope not read is refused rather than counted
+                        // from zero, so a ceiling can never be passed by a missed read.
+                        let (Some(county_used), Some(town_used)) =
+                            (ledger.cached(q.county.as_str(), year), ledger.cached(township.as_str(), year))
+                        else {
+                            let message = format!("quota use of {township} for {year} was not read");
+                            let version = self.tick(hlc);
+                            record_decision(
+                                fx,
+                                k.clone(),
+                                &township,
+                                &hub_code,
+                                version,
+                                Err((RejectReason::OverQuota, message)),
+                            );
+                            continue;
+                        };
                         let town_alloc = q.townships.get(&township).copied();
                         if county_used + n > q.people {
                             Err((
@@ -1695,6 +1710,11 @@ fn audit_subject(key: &RecordKey) -> String {
     key.to_string()
 }
 
+/// The township a household row belongs to (the first 9 digits of its village).
+fn township_of(row: &Row_) -> Option<RegionCode> {
+    RegionCode::parse(&row.region[..9.min(row.region.len())]).ok()
+}
+
 /// A household's re-examination: the people it brings, or why it is refused.
 type Verdict = Result<u64, (RejectReason, String)>;
 
@@ -2074,9 +2094,9 @@ impl QuotaLedger {
         Ok(stored)
     }
 
-    /// Use of a scope already read with [`QuotaLedger::used`] (0 for one never read).
-    fn cached(&self, scope: &str, year: Year) -> u64 {
-        self.scopes.get(&(scope.to_string(), year)).map_or(0, |(stored, added)| stored + added)
+    /// Use of a scope already read with [`QuotaLedger::used`]; `None` for one never read.
+    fn cached(&self, scope: &str, year: Year) -> Option<u64> {
+        self.scopes.get(&(scope.to_string(), year)).map(|(stored, added)| stored + added)
     }
 
     fn add(&mut self, scope: &str, year: Year, n: u64) {

@@ -636,3 +636,47 @@ async fn village_ceiling_postgres() {
         village_ceiling(true).await;
     }
 }
+
+#[tokio::test]
+async fn a_row_written_while_merging_and_changed_later_in_the_change_set_keeps_its_last_values_sqlite() {
+    a_row_written_while_merging_and_changed_later_in_the_change_set_keeps_its_last_values(false).await;
+}
+
+#[tokio::test]
+async fn a_row_written_while_merging_and_changed_later_in_the_change_set_keeps_its_last_values_postgres() {
+    if pg_available() {
+        a_row_written_while_merging_and_changed_later_in_the_change_set_keeps_its_last_values(true).await;
+    }
+}
+
+/// The hub writes member rows while it merges the rest of a change set; a member the change set
+/// changes again after its row was written must end up stored with its last values, and the
+/// household decided with them.
+async fn a_row_written_while_merging_and_changed_later_in_the_change_set_keeps_its_last_values(pg: bool) {
+    let s = setup(pg, 100_000, &[]).await;
+    let mut node = enroll_node(&s.county, "420322101", 41).await;
+    let households: Vec<_> =
+        (0..400u32).map(|i| household("420322101200", i, 3, 1000 + i, Status::CountyReview)).collect();
+    let mut ops: Vec<Op> = households.iter().flat_map(|h| ops_of(h, 5)).collect();
+    assert!(ops.len() > 1_500, "spans several merge slices");
+    let first = &households[0].members[0];
+    let renamed = "改名后";
+    ops.push(Op::Upsert {
+        key: RecordKey::new(RecordKind::Member, 2014, first.id_number.as_str()),
+        fields: vec![FieldWrite { name: "name".into(), value: renamed.into(), version: Hlc(6), base: Hlc(5) }],
+    });
+    let (applied, rejected) = accepted(&node.push(ops).await);
+    assert!(rejected.is_empty(), "{rejected:?}");
+    assert_eq!(applied, 1_601);
+    let rows = s.county.hub.records_in(&common::r("420322"), 2014).await.unwrap();
+    let member = rows.iter().find(|r| r.key.id == first.id_number.as_str()).unwrap();
+    assert_eq!(member.fields.get("name").unwrap().0, renamed);
+    assert_eq!(member.fields.get("name").unwrap().1, 6);
+    let admitted = rows
+        .iter()
+        .filter(|r| r.key.kind == RecordKind::Household)
+        .filter(|r| r.fields.get("county.decision").map(|f| f.0.as_str()) == Some("认定"))
+        .count();
+    assert_eq!(admitted, 400);
+    assert_eq!(rows.iter().filter(|r| r.key.kind == RecordKind::Member).count(), 1_200);
+}
