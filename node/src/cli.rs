@@ -237,8 +237,8 @@ pub enum MemberCmd {
 
 #[derive(Subcommand, Debug)]
 pub enum WorkflowCmd {
-    /// Take the next step. A notice (村公示, 乡镇公示) may be left only 7 days after it began and
-    /// with no open objection; 民主评议 needs --minutes.
+    /// Take the next step. A notice (村公示, 乡镇公示) may be left only 7 days after it began (or
+    /// the profile's notice_days) and with no open objection; 民主评议 needs --minutes.
     ///
     /// Example: jianka-node workflow advance 420322105200-0001 --date 2014-05-12
     ///
@@ -278,7 +278,8 @@ pub enum WorkflowCmd {
         #[command(flatten)]
         year: YearArg,
     },
-    /// Resolve an objection; the notice then runs its full 7 days again from this date.
+    /// Resolve an objection; the notice then runs its full length (7 days, or the profile's
+    /// notice_days) again from this date.
     ResolveObjection {
         id: i64,
         #[arg(long)]
@@ -435,7 +436,6 @@ fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
 fn run(cli: Cli) -> Result<ExitCode> {
     let clock = Clock::from_env().map_err(bad)?;
     let today = clock.today();
-    let notice_days = 7;
     match cli.command {
         Command::Init { dir, township, hub, profile } => init(&dir, &township, &hub, profile.as_deref()),
         Command::Trust { chain } => {
@@ -495,6 +495,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Workflow(cmd) => {
             let mut node = open(&cli.config, clock)?;
+            let notice_days = node.cfg.notice_days().map_err(bad)?;
             match cmd {
                 WorkflowCmd::Advance { household: Some(household), date, minutes, year, .. } => {
                     let y = node.year(year.year);

@@ -2,7 +2,7 @@
 //! syncs. Defaults → file → environment (`JIANKA_NODE_HUB_URL` overrides `hub_url`).
 
 use anyhow::{Context, Result, bail};
-use jianka_shared::{RegionCode, Tier};
+use jianka_shared::{RegionCode, Tier, profile::Profile};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -131,6 +131,20 @@ impl Loaded {
     pub fn chain_path(&self) -> PathBuf {
         self.dir.join(&self.config.chain)
     }
+
+    /// The identification profile the config names, if any.
+    pub fn profile(&self) -> Result<Option<Profile>> {
+        let Some(p) = &self.config.profile else { return Ok(None) };
+        let path = self.dir.join(p);
+        let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read profile {}", path.display()))?;
+        Ok(Some(toml::from_str(&text).with_context(|| format!("{}: invalid profile", path.display()))?))
+    }
+
+    /// How many days a public notice (村公示, 乡镇公示) runs: the profile's `notice_days`, or 7
+    /// (the 2014 national method) without a profile.
+    pub fn notice_days(&self) -> Result<i64> {
+        Ok(self.profile()?.map_or(7, |p| i64::from(p.notice_days)))
+    }
 }
 
 pub fn load(path: &Path) -> Result<Loaded> {
@@ -228,5 +242,25 @@ mod tests {
         assert_eq!(c.township, t);
         check(&c).unwrap();
         assert_eq!(c.sync.max_ops_per_changeset, 20_000);
+    }
+
+    #[test]
+    fn notice_days_come_from_the_profile() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = RegionCode::parse("420322105").unwrap();
+        let config = dir.path().join("node.toml");
+        std::fs::write(&config, render_initial(&t, "http://127.0.0.1:7001", None)).unwrap();
+        assert_eq!(load(&config).unwrap().notice_days().unwrap(), 7, "no profile: the national 7 days");
+
+        std::fs::write(&config, render_initial(&t, "http://127.0.0.1:7001", Some(Path::new("p.toml")))).unwrap();
+        let missing = load(&config).unwrap().notice_days().unwrap_err();
+        assert!(format!("{missing:#}").contains("p.toml"), "{missing:#}");
+        let profile =
+            include_str!("../../config/profiles/miyun-2016.toml").replace("notice_days = 7", "notice_days = 5");
+        std::fs::write(dir.path().join("p.toml"), profile).unwrap();
+        assert_eq!(load(&config).unwrap().notice_days().unwrap(), 5);
+        std::fs::write(dir.path().join("p.toml"), "notice_days = \"five\"").unwrap();
+        let invalid = load(&config).unwrap().notice_days().unwrap_err();
+        assert!(format!("{invalid:#}").contains("invalid profile"), "{invalid:#}");
     }
 }

@@ -1,5 +1,5 @@
 //! The household workflow (domain.md §5) up to handing over to the county: each step in order,
-//! the 7-day public notices enforced by date, objections recorded (an open one stops the notice;
+//! the public notices (7 days, or the profile's `notice_days`) enforced by date, objections recorded (an open one stops the notice;
 //! once resolved, the notice runs its full length again from the resolution date).
 
 use crate::edit::{load_household, refuse, typed};
