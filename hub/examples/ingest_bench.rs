@@ -211,6 +211,12 @@ fn same_pragmas(c: &rusqlite::Connection) {
     }
 }
 
+/// `median M (lowest-highest)` of `values`.
+fn median_range(values: &mut [f64]) -> String {
+    values.sort_by(f64::total_cmp);
+    format!("median {:.2} ({:.2}-{:.2})", values[values.len() / 2], values[0], values[values.len() - 1])
+}
+
 fn peak_rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -364,23 +370,14 @@ async fn main() {
         "  baseline A, the same {stored_rows} rows the hub stored (same table, indexes, stored text, the hub's SQLite settings), one prepared rusqlite INSERT, one transaction:"
     );
     println!("    {}", line(&mut same_runs));
-    ratios.sort_by(f64::total_cmp);
-    println!(
-        "    ratio hub / baseline A: median {:.2} ({:.2}-{:.2})   (target >= 0.5)",
-        ratios[ratios.len() / 2],
-        ratios[0],
-        ratios[ratios.len() - 1]
-    );
+    println!("    ratio hub / baseline A: {}   (target >= 0.5)", median_range(&mut ratios));
     println!(
         "  baseline C, the same rows as A through the hub's storage layer (sqlx, 500-row INSERT statements, one transaction):"
     );
     println!("    {}", line(&mut sqlx_runs));
-    ratios_c.sort_by(f64::total_cmp);
     println!(
-        "    ratio hub / baseline C: median {:.2} ({:.2}-{:.2})   (the hub's work beyond its own storage layer)",
-        ratios_c[ratios_c.len() / 2],
-        ratios_c[0],
-        ratios_c[ratios_c.len() - 1]
+        "    ratio hub / baseline C: {}   (the hub's work beyond its own storage layer)",
+        median_range(&mut ratios_c)
     );
     println!(
         "  baseline B, member rows only (id, fields JSON) into a bare keyed table, one prepared rusqlite INSERT, one transaction:"
