@@ -122,31 +122,34 @@ fn seal_stream(origin: &RegionCode, key: &SigningKey, ops: Vec<Op>, per: usize) 
 }
 
 /// Exactly the rows a hub ended up holding in `records` (households and members, same columns,
-/// same stored field text).
-fn stored_rows_of(db: &std::path::Path) -> Vec<StoredRow> {
+/// same stored field text), and the statements that created that table and its indexes.
+fn stored_rows_of(db: &std::path::Path) -> (Vec<StoredRow>, Vec<String>) {
     let c = rusqlite::Connection::open(db).unwrap();
     let mut st = c.prepare("SELECT k, kind, year, id, region, hh, fields, deleted, rev FROM records").unwrap();
-    st.query_map([], |r| {
-        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?))
-    })
-    .unwrap()
-    .map(Result::unwrap)
-    .collect()
+    let rows = st
+        .query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    // The table first, then its indexes (the primary key's own index has no statement).
+    let mut st = c
+        .prepare("SELECT sql FROM sqlite_master WHERE tbl_name = 'records' AND sql IS NOT NULL ORDER BY type DESC")
+        .unwrap();
+    let schema = st.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+    (rows, schema)
 }
 
 /// Baseline A: `stored` inserted with one prepared statement in one transaction into a table
-/// with the hub's schema and indexes, with the hub's connection settings. Seconds.
-fn baseline_same_rows(stored: &[StoredRow]) -> f64 {
+/// created by the hub's own statements (`schema`), with the hub's connection settings. Seconds.
+fn baseline_same_rows(stored: &[StoredRow], schema: &[String]) -> f64 {
     let dir = tempfile::tempdir().unwrap();
     let mut c = rusqlite::Connection::open(dir.path().join("same.db")).unwrap();
     same_pragmas(&c);
-    c.execute_batch(
-        "CREATE TABLE records (k TEXT PRIMARY KEY, kind INTEGER NOT NULL, year INTEGER NOT NULL, id TEXT NOT NULL, \
-         region TEXT NOT NULL, hh TEXT NOT NULL, fields TEXT NOT NULL, deleted INTEGER NOT NULL DEFAULT 0, rev INTEGER NOT NULL); \
-         CREATE INDEX records_scope ON records (year, region); CREATE INDEX records_hh ON records (year, hh); \
-         CREATE INDEX records_rev ON records (rev);",
-    )
-    .unwrap();
+    for statement in schema {
+        c.execute_batch(statement).unwrap();
+    }
     let t = Instant::now();
     let tx = c.transaction().unwrap();
     {
@@ -333,9 +336,9 @@ async fn main() {
         }
         let hub_secs = t.elapsed().as_secs_f64();
         drop(county);
-        let stored = stored_rows_of(&d.path().join("hub.db"));
+        let (stored, schema) = stored_rows_of(&d.path().join("hub.db"));
         stored_rows = stored.len();
-        let same_rows_secs = baseline_same_rows(&stored);
+        let same_rows_secs = baseline_same_rows(&stored, &schema);
         let sqlx_secs = baseline_same_rows_sqlx(&stored).await;
         sqlx_runs.push(sqlx_secs);
         ratios_c.push(sqlx_secs / hub_secs);

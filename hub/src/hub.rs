@@ -24,12 +24,12 @@ use jianka_shared::{
 };
 use sqlx::{Any, Row, Transaction};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 // Keyed by storage keys, tens of thousands per change set: foldhash is several times faster than
 // SipHash on such short strings and still seeded per map.
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
-use std::sync::Arc;
 
 pub const DECISION_ADMIT: &str = "认定";
 pub const DECISION_REFUSE: &str = "不予认定";
@@ -204,10 +204,10 @@ struct Effects {
     /// [`Hub::carry_into_next_year`]), and the field values their records had before this change set.
     carry_years: HashSet<Year>,
     before: HashMap<String, Fields>,
-    /// Rows already written in this transaction (see [`Effects::unwritten_members`]), each with the
+    /// Rows already written in this transaction (see [`Effects::unwritten`]), each with the
     /// length `dirty` had then: a later entry in `dirty` means it changed again since.
     written: HashMap<String, usize>,
-    /// How much of `dirty` has been looked at for member rows to write early.
+    /// How much of `dirty` has been looked at for rows to write early.
     scanned: usize,
     /// Members already stored in the households this change set touches (before its own rows),
     /// by year and household, for re-examination.
@@ -1059,47 +1059,10 @@ impl Hub {
                     }
                 }
                 let verdict = match (validate_household(hrow, ms), &county_quota) {
-                    (Ok(n), Some(q)) => {
-                        // Both were read above; a scope not read is refused rather than counted
-                        // from zero, so a ceiling can never be passed by a missed read.
-                        let (Some(county_used), Some(town_used)) =
-                            (ledger.cached(q.county.as_str(), year), ledger.cached(township.as_str(), year))
-                        else {
-                            let message = format!("quota use of {township} for {year} was not read");
-                            let version = self.tick(hlc);
-                            record_decision(
-                                fx,
-                                k.clone(),
-                                &township,
-                                &hub_code,
-                                version,
-                                Err((RejectReason::OverQuota, message)),
-                            );
-                            continue;
-                        };
-                        let town_alloc = q.townships.get(&township).copied();
-                        if county_used + n > q.people {
-                            Err((
-                                RejectReason::OverQuota,
-                                format!(
-                                    "county {} ceiling {} people, {} already recognised; this household has {n}",
-                                    q.county, q.people, county_used
-                                ),
-                            ))
-                        } else if let Some(a) = town_alloc.filter(|a| town_used + n > *a) {
-                            Err((
-                                RejectReason::OverQuota,
-                                format!(
-                                    "township {township} allocation {a} people, {town_used} already recognised; this household has {n}"
-                                ),
-                            ))
-                        } else {
-                            ledger.add(q.county.as_str(), year, n);
-                            ledger.add(township.as_str(), year, n);
-                            quota_news.insert(township.clone(), (town_alloc.unwrap_or(q.people), town_used + n));
-                            Ok(n)
-                        }
-                    }
+                    (Ok(n), Some(q)) => ledger.admit(q, &township, year, n).map(|quota| {
+                        quota_news.insert(township.clone(), quota);
+                        n
+                    }),
                     (v, _) => v,
                 };
                 let version = self.tick(hlc);
@@ -2092,6 +2055,45 @@ impl QuotaLedger {
         let stored = quota_used(tx, db, scope, year).await?;
         self.scopes.insert(key, (stored, 0));
         Ok(stored)
+    }
+
+    /// Admits `n` people of `township` under the county's ceiling and the township's allocation,
+    /// both read before with [`QuotaLedger::used`]: the township's allocation and use after, or
+    /// why not. A scope not read is refused rather than counted from zero, so a ceiling can never
+    /// be passed by a missed read.
+    fn admit(
+        &mut self,
+        q: &CountyQuota,
+        township: &RegionCode,
+        year: Year,
+        n: u64,
+    ) -> Result<(u64, u64), (RejectReason, String)> {
+        let (Some(county_used), Some(town_used)) =
+            (self.cached(q.county.as_str(), year), self.cached(township.as_str(), year))
+        else {
+            return Err((RejectReason::OverQuota, format!("quota use of {township} for {year} was not read")));
+        };
+        let town_alloc = q.townships.get(township).copied();
+        if county_used + n > q.people {
+            return Err((
+                RejectReason::OverQuota,
+                format!(
+                    "county {} ceiling {} people, {county_used} already recognised; this household has {n}",
+                    q.county, q.people
+                ),
+            ));
+        }
+        if let Some(a) = town_alloc.filter(|a| town_used + n > *a) {
+            return Err((
+                RejectReason::OverQuota,
+                format!(
+                    "township {township} allocation {a} people, {town_used} already recognised; this household has {n}"
+                ),
+            ));
+        }
+        self.add(q.county.as_str(), year, n);
+        self.add(township.as_str(), year, n);
+        Ok((town_alloc.unwrap_or(q.people), town_used + n))
     }
 
     /// Use of a scope already read with [`QuotaLedger::used`]; `None` for one never read.

@@ -225,31 +225,11 @@ pub fn get_i64(row: &AnyRow, i: usize) -> i64 {
 /// the hub's CPU work overlaps the database's instead of waiting for it.
 pub async fn execute_pipelined<'q>(
     conn: &mut sqlx::AnyConnection,
-    queries: impl Iterator<Item = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>>,
-) -> Result<(), sqlx::Error> {
-    execute_pipelined_with(conn, queries, || false).await
-}
-
-/// [`execute_pipelined`], also running `work` one step at a time while each statement executes
-/// (and to the end after the last); `work` returns whether steps remain.
-pub async fn execute_pipelined_with<'q>(
-    conn: &mut sqlx::AnyConnection,
     mut queries: impl Iterator<Item = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>>,
-    mut work: impl FnMut() -> bool,
 ) -> Result<(), sqlx::Error> {
-    let mut more_work = true;
     let mut next = queries.next();
     while let Some(query) = next.take() {
-        while_running(query.execute(&mut *conn), || {
-            next = queries.next();
-            if more_work {
-                more_work = work();
-            }
-        })
-        .await?;
-    }
-    while more_work {
-        more_work = work();
+        while_running(query.execute(&mut *conn), || next = queries.next()).await?;
     }
     Ok(())
 }
