@@ -128,7 +128,22 @@ impl Hub {
         let cert = Certificate::issue(self.region(), &self.key, subject, &pk, today - chrono::Days::new(1), until);
         let key_id = KeyId::of(&pk);
         let (_g, mut tx) = self.begin_write().await?;
-        sqlx::query("INSERT INTO certs (key_id, subject, cert) VALUES ($1,$2,$3) ON CONFLICT (key_id) DO UPDATE SET subject = excluded.subject, cert = excluded.cert, revoked = 0")
+        let held = sqlx::query("SELECT subject, revoked FROM certs WHERE key_id = $1")
+            .bind(key_id.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
+        if let Some(row) = held {
+            // A revoked key stays revoked: whoever holds the old key file must not get back in.
+            let revoked = row.try_get::<i64, _>(1).map_or(true, |v| v != 0);
+            if revoked {
+                bail!(
+                    "key {key_id} of {} was revoked and cannot be enrolled again; on the township's computer make \
+                     a new key (move node.key aside, then `jianka-node init` prints the new public key) and enroll that",
+                    row.try_get::<String, _>(0).unwrap_or_default()
+                );
+            }
+        }
+        sqlx::query("INSERT INTO certs (key_id, subject, cert) VALUES ($1,$2,$3) ON CONFLICT (key_id) DO UPDATE SET subject = excluded.subject, cert = excluded.cert")
             .bind(key_id.to_string())
             .bind(subject.to_string())
             .bind(serde_json::to_string(&cert)?)
@@ -138,6 +153,52 @@ impl Hub {
         tx.commit().await?;
         chain.push(cert);
         Ok(chain)
+    }
+
+    /// Keys held for equivocation (two different change sets under one sequence number): key id,
+    /// region, and the sequence numbers involved with both hashes.
+    pub async fn equivocations(&self) -> Result<Vec<EquivocationView>, HubError> {
+        let rows = sqlx::query(
+            "SELECT c.key_id, c.subject, e.seq, e.stored_hash, e.offered_hash, e.at FROM certs c \
+             JOIN equivocations e ON e.origin = c.subject WHERE c.equivocating <> 0 ORDER BY e.at, e.seq",
+        )
+        .fetch_all(&self.db.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            out.push(EquivocationView {
+                key_id: r.try_get(0)?,
+                region: r.try_get(1)?,
+                seq: r.try_get::<i64, _>(2)? as u64,
+                stored_hash: r.try_get(3)?,
+                offered_hash: r.try_get(4)?,
+                at: r.try_get(5)?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Lets a key held for equivocation speak again, with the officer's reason (audited). The
+    /// change set the hub holds stands; the other one stays refused.
+    pub async fn clear_equivocation(&self, key: KeyId, reason: &str) -> anyhow::Result<RegionCode> {
+        let row = sqlx::query("SELECT subject, equivocating FROM certs WHERE key_id = $1")
+            .bind(key.to_string())
+            .fetch_optional(&self.db.pool)
+            .await?;
+        let Some(row) = row else { bail!("key {key} was not enrolled at this hub") };
+        let subject = RegionCode::parse(&row.try_get::<String, _>(0)?)?;
+        if row.try_get::<i64, _>(1).is_ok_and(|v| v == 0) {
+            bail!("key {key} of {subject} is not held for equivocation");
+        }
+        let (_g, mut tx) = self.begin_write().await?;
+        sqlx::query("UPDATE certs SET equivocating = 0 WHERE key_id = $1")
+            .bind(key.to_string())
+            .execute(&mut *tx)
+            .await?;
+        self.audit(&mut tx, &[AuditEntry::new("equivocation_cleared", subject.to_string(), key.to_string(), reason)])
+            .await?;
+        tx.commit().await?;
+        Ok(subject)
     }
 
     pub async fn revoke(&self, key: KeyId, reason: &str) -> anyhow::Result<Revocation> {
@@ -425,6 +486,17 @@ impl Hub {
     /// At the province: verify a county's sign-off (key, signature, and the digest against the
     /// records the province holds for that county) and keep it.
     pub async fn receive_signoff(&self, sender: &Sender, s: SignOff) -> Result<(), HubError> {
+        // Sign-offs go up one tier: a county signs off to its province, never a township to its county.
+        if self.region().tier() != Tier::Province || sender.region.tier() != Tier::County {
+            return Err(HubError::new(
+                ErrorCode::OutsideRegion,
+                format!(
+                    "a sign-off is received by the province from a county; this hub ({}) does not take one from {}",
+                    self.region(),
+                    sender.region
+                ),
+            ));
+        }
         if s.county != sender.region {
             return Err(HubError::new(
                 ErrorCode::OutsideRegion,
@@ -757,3 +829,14 @@ impl std::fmt::Display for Report {
 /// Unused-import guard for `Db` in docs.
 #[allow(dead_code)]
 fn _db(_: &Db) {}
+
+/// A key held for equivocation, as `jianka-hub equivocations list` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EquivocationView {
+    pub key_id: String,
+    pub region: String,
+    pub seq: u64,
+    pub stored_hash: String,
+    pub offered_hash: String,
+    pub at: i64,
+}

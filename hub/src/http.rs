@@ -4,7 +4,7 @@
 use crate::error::HubError;
 use crate::hub::{Hub, Sender};
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::routing::{get, post, put};
@@ -16,15 +16,36 @@ use std::sync::Arc;
 pub fn router(hub: Arc<Hub>) -> Router {
     let limit = hub.cfg.max_body_bytes;
     Router::new()
-        .route("/v1/health", get(|| async { "ok" }))
+        .route("/v1/health", get(health))
         .route("/v1/sync/state", get(sync_state))
         .route("/v1/changesets", post(push_changeset))
         .route("/v1/uploads/{seq}", put(put_chunk).get(get_upload))
         .route("/v1/feedback", get(feedback))
         .route("/v1/digest", get(digest))
         .route("/v1/signoffs", post(post_signoff))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
         .with_state(hub)
+}
+
+/// 200 with the database's answer to a real query; 503 when it does not answer.
+async fn health(State(hub): State<Arc<Hub>>) -> Result<Json<serde_json::Value>, HubError> {
+    hub.check_database().await?;
+    Ok(Json(serde_json::json!({"status": "ok", "region": hub.region().to_string(), "database": "reachable"})))
+}
+
+async fn not_found(uri: Uri) -> HubError {
+    HubError::new(ErrorCode::NotFound, format!("no such endpoint: {}", uri.path()))
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> HubError {
+    HubError::new(ErrorCode::BadRequest, format!("{method} is not allowed on {}", uri.path()))
+}
+
+/// The upload's sequence number from the path, or the one JSON error shape.
+fn seq_of(path: Result<Path<u64>, PathRejection>) -> Result<u64, HubError> {
+    path.map(|Path(seq)| seq).map_err(|e| HubError::new(ErrorCode::BadRequest, format!("bad path: {}", e.body_text())))
 }
 
 fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -87,12 +108,13 @@ struct ChunkQuery {
 
 async fn put_chunk(
     State(hub): State<Arc<Hub>>,
-    Path(seq): Path<u64>,
+    seq: Result<Path<u64>, PathRejection>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ChunkAck>, HubError> {
+    let seq = seq_of(seq)?;
     let body = body_or_error(body, hub.cfg.max_body_bytes)?;
     let sender = auth(&hub, &method, &uri, &headers, &body).await?;
     let q: ChunkQuery = serde_urlencoded_query(&uri)?;
@@ -107,11 +129,12 @@ fn serde_urlencoded_query<T: serde::de::DeserializeOwned>(uri: &Uri) -> Result<T
 
 async fn get_upload(
     State(hub): State<Arc<Hub>>,
-    Path(seq): Path<u64>,
+    seq: Result<Path<u64>, PathRejection>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Json<UploadState>, HubError> {
+    let seq = seq_of(seq)?;
     let sender = auth(&hub, &method, &uri, &headers, b"").await?;
     Ok(Json(hub.upload_state(&sender, seq).await?))
 }

@@ -3,6 +3,7 @@
 //! transaction), feedback, sync state and digests.
 
 use crate::audit::{self, AuditEntry};
+use crate::authority;
 use crate::clock::Clock;
 use crate::config::{HubConfig, QuotaFile};
 use crate::error::HubError;
@@ -30,6 +31,9 @@ use std::sync::Arc;
 // SipHash on such short strings and still seeded per map.
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
+
+/// Operations one change set may carry (the node cuts at 20,000 by default).
+pub const MAX_OPS_PER_CHANGESET: usize = 100_000;
 
 pub const DECISION_ADMIT: &str = "认定";
 pub const DECISION_REFUSE: &str = "不予认定";
@@ -301,9 +305,20 @@ impl Hub {
             key,
             profile,
             quotas,
-            limits: Limits { max_envelope: 64 << 20, max_body: 256 << 20 },
+            // A node cuts change sets at 20,000 ops (a few MiB decompressed); these bounds leave
+            // room for that and refuse a decompression bomb before it is inflated.
+            limits: Limits { max_envelope: 64 << 20, max_body: 48 << 20 },
             writer: tokio::sync::Mutex::new(Hlc::ZERO),
         })
+    }
+
+    /// A real round trip to the database (for `/v1/health`).
+    pub async fn check_database(&self) -> Result<(), HubError> {
+        sqlx::query("SELECT 1").fetch_one(&self.db.pool).await.map_err(|e| {
+            tracing::error!(error = %e, "health check: database unreachable");
+            HubError::new(ErrorCode::Unavailable, "the hub's database does not answer")
+        })?;
+        Ok(())
     }
 
     pub fn region(&self) -> &RegionCode {
@@ -384,23 +399,36 @@ impl Hub {
     /// The enrolled, unrevoked child speaking with `key_id`, its certificate checked against this
     /// hub's key: for signed requests and for files that arrive on a USB stick.
     pub async fn enrolled(&self, key_id: KeyId) -> Result<Sender, HubError> {
-        let row = sqlx::query("SELECT subject, cert, revoked, revoked_reason FROM certs WHERE key_id = $1")
-            .bind(key_id.to_string())
-            .fetch_optional(&self.db.pool)
-            .await?;
+        let row =
+            sqlx::query("SELECT subject, cert, revoked, revoked_reason, equivocating FROM certs WHERE key_id = $1")
+                .bind(key_id.to_string())
+                .fetch_optional(&self.db.pool)
+                .await?;
         let Some(row) = row else {
             return Err(HubError::new(
                 ErrorCode::UnknownKey,
                 format!("key {key_id} is not enrolled at hub {}", self.region()),
             ));
         };
-        if get_i64(&row, 2) != 0 {
+        // Flags read fail closed: a value that does not decode counts as set.
+        let flag = |i: usize| row.try_get::<i64, _>(i).map_or(true, |v| v != 0);
+        if flag(2) {
             let reason: Option<String> = row.try_get(3).ok();
             return Err(HubError::new(
                 ErrorCode::RevokedKey,
                 format!(
                     "key {key_id} has been revoked ({}); ask the county for a new certificate",
                     reason.unwrap_or_default()
+                ),
+            ));
+        }
+        if flag(4) {
+            return Err(HubError::new(
+                ErrorCode::Equivocation,
+                format!(
+                    "key {key_id} sent two different change sets under one sequence number and is held until the \
+                     county officer has looked at it (`jianka-hub equivocations list`, then `equivocations clear`); nothing sent since \
+                     was applied — call the county's IT officer"
                 ),
             ));
         }
@@ -434,12 +462,27 @@ impl Hub {
         }
         let verified = sealed.verify(&sender.key).map_err(|e| HubError::new(ErrorCode::BadSignature, e.to_string()))?;
         let header = verified.header().clone();
+        if header.op_count as usize > MAX_OPS_PER_CHANGESET {
+            return Err(HubError::new(
+                ErrorCode::TooLarge,
+                format!(
+                    "change set #{} declares {} operations, over the {MAX_OPS_PER_CHANGESET} limit; cut it smaller \
+                     (sync.max_ops_per_changeset)",
+                    header.seq, header.op_count
+                ),
+            ));
+        }
         if header.seq == 0 {
             return Err(HubError::new(ErrorCode::Malformed, "change-set seq starts at 1"));
         }
         let hash = hex::encode(changeset::envelope_hash(bytes));
         let origin = sender.region.to_string();
-        let (mut hlc, mut tx) = self.begin_write().await?;
+        // Decompressed and decoded before the writer lock: CPU work that needs no database.
+        let cs = verified.open(self.limits).map_err(cs_error)?;
+        let mut hlc = self.writer.lock().await;
+        // Read before the transaction begins, so no connection is held while another is awaited.
+        let years = self.year_states(cs.ops.iter().map(|o| o.key().year)).await?;
+        let mut tx = self.db.pool.begin().await?;
         let (next_seq, last_hash) = stream_state(&mut tx, &origin).await?;
         if header.seq < next_seq {
             let stored: Option<String> = sqlx::query("SELECT hash FROM envelopes WHERE origin = $1 AND seq = $2")
@@ -494,12 +537,11 @@ impl Hub {
                 ),
             ));
         }
-        let cs = verified.open(self.limits).map_err(cs_error)?;
         if let Some(max) = cs.ops.iter().flat_map(op_versions).max() {
             *hlc = hlc.observe(max, self.clock.now().timestamp_millis().max(0) as u64);
         }
         let mut fx = Effects { move_version: self.tick(&mut hlc).0, ..Effects::default() };
-        self.apply_ops(&mut tx, &sender.region, &cs.ops, &mut fx).await?;
+        self.apply_ops(&mut tx, &sender.region, &cs.ops, years, &mut fx).await?;
         let households = fx.reexam_candidates();
         if self.region().tier() == Tier::County {
             self.reexamine(&mut tx, &mut hlc, households, &mut fx).await?;
@@ -572,11 +614,30 @@ impl Hub {
         Ok(())
     }
 
+    /// Each year's state (and the regions it is reopened for) and, at a county, the frozen
+    /// years whose accepted changes carry into the next year (see [`Hub::carry_into_next_year`]).
+    async fn year_states(&self, years: impl Iterator<Item = Year>) -> Result<YearStates, HubError> {
+        let years: BTreeSet<Year> = years.collect();
+        let mut out = YearStates::default();
+        for y in years {
+            let (state, reopened) = years::effective_state(&self.db, y, self.today(), self.profile.as_ref()).await?;
+            if self.region().tier() == Tier::County
+                && state != YearState::Open
+                && years::carries_into_next(&self.db, y, self.today(), self.profile.as_ref()).await?
+            {
+                out.carry.insert(y);
+            }
+            out.states.insert(y, (state, reopened));
+        }
+        Ok(out)
+    }
+
     async fn apply_ops(
         &self,
         tx: &mut Transaction<'static, Any>,
         writer: &RegionCode,
         ops: &[Op],
+        years: YearStates,
         fx: &mut Effects,
     ) -> Result<(), HubError> {
         let keys: Vec<String> = {
@@ -586,26 +647,39 @@ impl Hub {
         fx.rows.reserve(keys.len());
         fx.member_records.reserve(keys.len());
         self.load_rows(tx, &keys, &mut fx.rows).await?;
-        let years: HashSet<Year> = ops.iter().map(|o| o.key().year).collect();
-        let mut states = HashMap::default();
-        for y in years {
-            states.insert(y, years::effective_state(&self.db, y, self.today(), self.profile.as_ref()).await?);
-        }
-        if self.region().tier() == Tier::County {
-            for (y, (state, _)) in &states {
-                if *state != YearState::Open
-                    && years::carries_into_next(&self.db, *y, self.today(), self.profile.as_ref()).await?
-                {
-                    fx.carry_years.insert(*y);
-                }
-            }
-            // Kept only when needed: the carry compares the next year's values with these.
-            for (k, r) in &fx.rows {
-                if fx.carry_years.contains(&r.key.year) {
-                    fx.before.insert(k.clone(), r.fields.clone());
-                }
+        let YearStates { states, carry } = years;
+        fx.carry_years = carry;
+        // Kept only when needed: the carry compares the next year's values with these.
+        for (k, r) in &fx.rows {
+            if fx.carry_years.contains(&r.key.year) {
+                fx.before.insert(k.clone(), r.fields.clone());
             }
         }
+        // Households the authority checks look at that the change set does not carry: those its
+        // members belong to or join, and those its moved households left.
+        let referenced: Vec<String> = {
+            let mut seen = HashSet::default();
+            let mut out = Vec::new();
+            for op in ops {
+                let key = op.key();
+                let named = match key.kind {
+                    RecordKind::Member => op_field(op, "household"),
+                    RecordKind::Household => op_field(op, MOVED_FROM),
+                    RecordKind::Village => None,
+                };
+                let stored =
+                    fx.rows.get(&storage_key(key)).filter(|_| key.kind == RecordKind::Member).map(|r| r.hh.as_str());
+                for hh in named.into_iter().chain(stored).filter(|h| !h.is_empty()) {
+                    let hk = key_of(RecordKind::Household, key.year, hh);
+                    if !fx.rows.contains_key(&hk) && seen.insert(hk.clone()) {
+                        out.push(hk);
+                    }
+                }
+            }
+            out
+        };
+        let mut households = HashMap::default();
+        self.load_rows(tx, &referenced, &mut households).await?;
         let province = self.region().tier() == Tier::Province;
         let mut ctx = MergeContext {
             today: self.today(),
@@ -614,6 +688,7 @@ impl Hub {
             // Cross-county moves waiting at the province for the departure side, by member key.
             moves: if province { pending_moves(tx, ops).await? } else { HashMap::default() },
             completed: if province { completed_moves_of(tx, ops).await? } else { HashMap::default() },
+            households,
         };
         // Members already stored in the households this change set touches, read before any of its
         // own rows are written (re-examination counts them).
@@ -627,11 +702,21 @@ impl Hub {
 
     /// Merges `ops` into `fx` (pure: everything it reads from the database is in `ctx`).
     fn merge_ops(&self, writer: &RegionCode, ops: &[Op], fx: &mut Effects, ctx: &mut MergeContext) {
-        let MergeContext { today, writer_code, states, moves, completed } = ctx;
+        let MergeContext { today, writer_code, states, moves, completed, households } = ctx;
         let today = *today;
         for op in ops {
             let key = op.key();
             let k = storage_key(key);
+            // Over a size limit: refused before anything else looks at it, and quarantined as a
+            // summary (the op itself may be megabytes).
+            if let Op::Upsert { fields, .. } = op
+                && let Err(msg) = authority::check_limits(key, fields)
+            {
+                let summary =
+                    format!("{} fields, {} bytes", fields.len(), fields.iter().map(|w| w.value.len()).sum::<usize>());
+                reject(fx, writer, key, RejectReason::TooLarge, format!("{key}: {msg}"), summary);
+                continue;
+            }
             // Only a rejected op is kept whole (quarantine), so encode it only then.
             let payload = || serde_json::to_string(op).unwrap_or_default();
             let existing = fx.rows.get(&k).filter(|r| !r.deleted).cloned();
@@ -679,6 +764,29 @@ impl Hub {
                     payload(),
                 );
                 continue;
+            }
+            // Past the lock check a year not open is in its update window or reopened here.
+            let in_update = states.get(&key.year).is_some_and(|(state, _)| *state != YearState::Open);
+            let household_row = |hh: &str| {
+                let hk = key_of(RecordKind::Household, key.year, hh);
+                fx.rows.get(&hk).or_else(|| households.get(&hk))
+            };
+            let moved_from = match check_authority(op, existing.as_ref(), writer, in_update, household_row) {
+                Ok(moved_from) => moved_from,
+                Err(msg) => {
+                    reject(fx, writer, key, RejectReason::NotAuthorised, format!("{key}: {msg}"), payload());
+                    continue;
+                }
+            };
+            if let Some(old) = moved_from {
+                // The household this one moved from keeps its status once only.
+                let mut row = fx.rows.get(&old).or_else(|| households.get(&old)).cloned().expect("checked");
+                row.fields.insert(
+                    MOVED_TO.into(),
+                    FieldState(key.id.as_str().into(), fx.move_version, self.region().as_str().into()),
+                );
+                fx.rows.insert(old.clone(), row);
+                fx.dirty.push(old);
             }
             match op {
                 Op::Delete { .. } => {
@@ -870,6 +978,15 @@ impl Hub {
                     }
                     if let Some(sorted) = fresh {
                         row.fields = Fields::from_sorted_store_unchecked(sorted);
+                    }
+                    if let Err(msg) = authority::check_references(key, writer, |n| row.field(n)) {
+                        let reason = if msg.contains("outside") {
+                            RejectReason::NotAuthorised
+                        } else {
+                            RejectReason::FailedValidation
+                        };
+                        reject(fx, writer, key, reason, format!("{key}: {msg}"), payload());
+                        continue;
                     }
                     let checked = match check_record(&row, today) {
                         Ok(checked) => checked,
@@ -1344,13 +1461,16 @@ impl Hub {
             return Ok(HashMap::default());
         }
         // Only a household this change set writes can come up for re-examination.
-        let mut by_year: BTreeMap<Year, Vec<String>> = BTreeMap::new();
+        // Each household once, however many of its ops the change set carries: a household
+        // listed twice would have its members loaded twice, in whichever chunks it falls.
+        let mut by_year: BTreeMap<Year, BTreeSet<&str>> = BTreeMap::new();
         for op in ops.iter().filter(|o| o.key().kind == RecordKind::Household) {
-            by_year.entry(op.key().year).or_default().push(op.key().id.clone());
+            by_year.entry(op.key().year).or_default().insert(op.key().id.as_str());
         }
         let mut out: HashMap<(Year, String), Vec<Result<Member, String>>> = HashMap::default();
         let sqlite = is_sqlite(tx);
         for (year, ids) in &by_year {
+            let ids: Vec<&str> = ids.iter().copied().collect();
             for chunk in ids.chunks(5_000) {
                 let sql = format!(
                     "SELECT k, region, hh, fields FROM records WHERE year = {year} AND kind = {} AND deleted = 0 AND hh IN ({})",
@@ -1359,7 +1479,7 @@ impl Hub {
                 );
                 let mut q = sqlx::query(dynamic(sql));
                 for id in chunk {
-                    q = q.bind(id.clone());
+                    q = q.bind(id.to_string());
                 }
                 for r in q.fetch_all(&mut **tx).await? {
                     let k: String = r.try_get(0)?;
@@ -1471,10 +1591,11 @@ impl Hub {
     // ---------------------------------------------------------------- queries
 
     pub async fn sync_state(&self, sender: &Sender) -> Result<SyncState, HubError> {
-        let mut conn = self.db.pool.acquire().await?;
+        // Every query takes a pooled connection only for itself: a handler holding one while
+        // waiting for another starves the pool when townships sync in the same minute.
         let r = sqlx::query("SELECT next_seq, last_hash FROM streams WHERE origin = $1")
             .bind(sender.region.to_string())
-            .fetch_optional(&mut *conn)
+            .fetch_optional(&self.db.pool)
             .await?;
         let (expected_seq, last_hash) = match r {
             Some(r) => (get_i64(&r, 0) as u64, r.try_get(1)?),
@@ -1491,9 +1612,11 @@ impl Hub {
     }
 
     pub async fn feedback(&self, region: &RegionCode, since: u64) -> Result<FeedbackPage, HubError> {
+        // Ids are positive i64: a `since` beyond them all is an empty page, not a wrap to negative.
+        let after = i64::try_from(since).unwrap_or(i64::MAX);
         let rows = sqlx::query("SELECT id, item FROM feedback WHERE region = $1 AND id > $2 ORDER BY id LIMIT 1000")
             .bind(region.to_string())
-            .bind(since as i64)
+            .bind(after)
             .fetch_all(&self.db.pool)
             .await?;
         let mut items = Vec::with_capacity(rows.len());
@@ -1581,6 +1704,96 @@ impl Effects {
                 })
             })
             .collect()
+    }
+}
+
+/// A household moved to another village of its township names the household it left
+/// (`adjust move` on the node): it keeps that household's status, once.
+pub const MOVED_FROM: &str = "moved_from";
+/// Set by the hub on the household a move left, so its status is kept by one household only.
+pub const MOVED_TO: &str = "moved_to";
+
+/// The authority checks of one op that need stored state (ARCHITECTURE.md, "Authority"): the
+/// status transition ([`authority::check_status`]), the freeze of what the county decided (the
+/// members of a decided household, the people its quota charge counts, change only in the
+/// annual update), and a household
+/// moved inside the township keeping its status. `household` finds a household row of the op's
+/// year by id (this change set's version first; deleted ones too). `Ok(Some(k))`: the op is the
+/// arrival of a household moved from the one stored under `k`.
+fn check_authority<'r>(
+    op: &Op,
+    existing: Option<&Row_>,
+    writer: &RegionCode,
+    in_update: bool,
+    household: impl Fn(&str) -> Option<&'r Row_>,
+) -> Result<Option<String>, String> {
+    let key = op.key();
+    let tier = writer.tier();
+    let status_of = |r: &Row_| r.field("status").and_then(Status::parse);
+    let decided =
+        |hh: &str| household(hh).filter(|r| !r.deleted).and_then(status_of).is_some_and(authority::is_decided);
+    let changes = |fields: &[FieldWrite]| {
+        fields.iter().any(|w| existing.and_then(|r| r.field(&w.name)) != Some(w.value.as_str()))
+    };
+    let frozen = tier == Tier::Township && !in_update;
+    let refused = |what: &str, hh: &str| {
+        Err(format!(
+            "{what} household {hh}, which the county has decided: its members change only in the annual \
+             update (动态调整)"
+        ))
+    };
+    match op {
+        Op::Delete { .. } => match (key.kind, existing) {
+            (RecordKind::Member, Some(r))
+                if frozen && decided(&r.hh) && RegionCode::parse(&r.region).is_ok_and(|v| writer.contains(&v)) =>
+            {
+                refused("a member of", &r.hh)
+            }
+            (RecordKind::Household, Some(_)) if frozen && decided(&key.id) => refused("deletes", &key.id),
+            _ => Ok(None),
+        },
+        Op::Upsert { fields, .. } if key.kind == RecordKind::Member => {
+            if frozen && changes(fields) {
+                // A person held in another region's household is a duplicate for the county to
+                // settle (below), not a change to that household.
+                let own = existing.filter(|r| RegionCode::parse(&r.region).is_ok_and(|v| writer.contains(&v)));
+                let new_hh = fields.iter().find(|w| w.name == "household").map(|w| w.value.as_str());
+                if let Some(hh) = own.map(|r| r.hh.as_str()).into_iter().chain(new_hh).find(|hh| decided(hh)) {
+                    return refused("a member of", hh);
+                }
+            }
+            Ok(None)
+        }
+        Op::Upsert { fields, .. } => {
+            let from = existing.and_then(status_of);
+            let membership = fields.iter().filter(|w| w.name == "members").cloned().collect::<Vec<_>>();
+            if key.kind == RecordKind::Household
+                && frozen
+                && from.is_some_and(authority::is_decided)
+                && changes(&membership)
+            {
+                return refused("changes the size of", &key.id);
+            }
+            let Some(to) = fields.iter().find(|w| w.name == "status").and_then(|w| Status::parse(&w.value)) else {
+                return Ok(None);
+            };
+            let Err(why) = authority::check_status(tier, from, to, in_update) else { return Ok(None) };
+            let moved = fields.iter().find(|w| w.name == MOVED_FROM).map(|w| w.value.as_str());
+            let left = moved.and_then(|m| household(m).map(|r| (m, r)));
+            match left {
+                Some((m, old))
+                    if from.is_none()
+                        && key.kind == RecordKind::Household
+                        && old.deleted
+                        && old.field(MOVED_TO).is_none()
+                        && status_of(old) == Some(to)
+                        && RegionCode::parse(&old.region).is_ok_and(|v| writer.contains(&v)) =>
+                {
+                    Ok(Some(key_of(RecordKind::Household, key.year, m)))
+                }
+                _ => Err(why),
+            }
+        }
     }
 }
 
@@ -1974,6 +2187,16 @@ struct MergeContext {
     states: HashMap<Year, (YearState, Vec<RegionCode>)>,
     moves: HashMap<String, PendingMove>,
     completed: HashMap<String, Vec<CompletedMove>>,
+    /// Stored households that members in this change set belong to or join, and households
+    /// that moved households name, when the change set does not carry them itself.
+    households: HashMap<String, Row_>,
+}
+
+/// Year states read before an ingest's transaction (see [`Hub::year_states`]).
+#[derive(Default)]
+struct YearStates {
+    states: HashMap<Year, (YearState, Vec<RegionCode>)>,
+    carry: HashSet<Year>,
 }
 
 /// Ops merged per step while the previous step's member rows are written.

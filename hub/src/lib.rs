@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod audit;
+pub mod authority;
 pub mod bundle;
 pub mod clock;
 pub mod config;

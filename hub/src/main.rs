@@ -109,6 +109,17 @@ enum Cmd {
         #[arg(long)]
         reason: String,
     },
+    /// List or clear keys held for equivocation: a child that sent two different change sets
+    /// under one sequence number is refused (every request, with a message saying so) until an
+    /// officer has looked at it and clears it. The change set the hub holds stands.
+    ///
+    /// Example: jianka-hub equivocations list --config hub.toml
+    /// Example: jianka-hub equivocations clear --config hub.toml --key 0123456789abcdef --reason "node restored from backup"
+    #[command(verbatim_doc_comment)]
+    Equivocations {
+        #[command(subcommand)]
+        cmd: EquivocationCmd,
+    },
     /// List or resolve conflicts held for this hub's decision.
     Conflicts {
         #[command(subcommand)]
@@ -203,6 +214,28 @@ enum Cmd {
         /// Last day of the reopening (YYYY-MM-DD, Beijing time); default 7 days from today.
         #[arg(long)]
         until: Option<chrono::NaiveDate>,
+    },
+}
+
+#[derive(Subcommand)]
+enum EquivocationCmd {
+    /// Example: jianka-hub equivocations list --config hub.toml --json
+    List {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Example: jianka-hub equivocations clear --config hub.toml --key 0123456789abcdef --reason "restored from backup"
+    Clear {
+        #[arg(long)]
+        config: PathBuf,
+        /// Key id (16 hex digits), as `equivocations list` shows it.
+        #[arg(long)]
+        key: String,
+        /// Why the officer lets the key speak again (kept in the audit log).
+        #[arg(long)]
+        reason: String,
     },
 }
 
@@ -317,6 +350,35 @@ async fn main() -> anyhow::Result<()> {
             let k = KeyId::parse(&key).context("--key must be 16 hex digits")?;
             let r = hub.revoke(k, &reason).await?;
             println!("revoked key {} of {}", r.key, r.subject);
+        }
+        Cmd::Equivocations { cmd: EquivocationCmd::List { config, json } } => {
+            let hub = open(&config).await?;
+            let list = hub.equivocations().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else if list.is_empty() {
+                println!("no key is held for equivocation");
+            } else {
+                for e in list {
+                    println!(
+                        "key {} of {}: change set #{} held {} but was offered {} — clear with: \
+                         jianka-hub equivocations clear --config {} --key {} --reason ...",
+                        e.key_id,
+                        e.region,
+                        e.seq,
+                        &e.stored_hash[..16.min(e.stored_hash.len())],
+                        &e.offered_hash[..16.min(e.offered_hash.len())],
+                        config.display(),
+                        e.key_id
+                    );
+                }
+            }
+        }
+        Cmd::Equivocations { cmd: EquivocationCmd::Clear { config, key, reason } } => {
+            let hub = open(&config).await?;
+            let k = KeyId::parse(&key).context("--key must be 16 hex digits")?;
+            let region = hub.clear_equivocation(k, &reason).await?;
+            println!("key {k} of {region} may sync again");
         }
         Cmd::Conflicts { cmd: ConflictCmd::List { config, json, all } } => {
             let hub = open(&config).await?;

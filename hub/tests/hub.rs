@@ -41,6 +41,14 @@ async fn core_flow(pg: bool) {
     let other = node.seal(ops_of(&household("420322105200", 2, 1, 2, Status::Applied), 11));
     let a = node.request("POST", "/v1/changesets", other).await;
     assert_eq!((a.status, a.code()), (409, ErrorCode::Equivocation));
+    // The equivocating key is held: every request is refused, saying why, until an officer clears it.
+    let a = node.request("GET", "/v1/sync/state", vec![]).await;
+    assert_eq!((a.status, a.code()), (409, ErrorCode::Equivocation));
+    assert!(a.json::<ApiError>().message.contains("equivocations clear"), "{}", String::from_utf8_lossy(&a.body));
+    let held = s.county.hub.equivocations().await.unwrap();
+    assert_eq!((held.len(), held[0].region.as_str(), held[0].seq), (1, "420322105", 1));
+    s.county.hub.clear_equivocation(jianka_shared::trust::KeyId::of(&node.key.verifying_key()), "test").await.unwrap();
+    assert!(s.county.hub.equivocations().await.unwrap().is_empty());
     // Gap.
     node.seq = 5;
     let a = node.push(vec![]).await;
@@ -335,7 +343,9 @@ async fn stale_township_edit_after_county_decision_is_reported_not_applied(pg: b
     };
     let (_, rej) = accepted(&a.push(vec![op]).await);
     assert_eq!(rej.len(), 1);
-    assert_eq!(rej[0].reason, RejectReason::Stale);
+    // The county holds the household now (县公告): moving it back is not the township's step.
+    assert_eq!(rej[0].reason, RejectReason::NotAuthorised, "{rej:?}");
+    assert!(rej[0].message.contains("county"), "{rej:?}");
     // And a township may not write the county's fields at all.
     let op = Op::Upsert {
         key,

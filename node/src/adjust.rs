@@ -197,11 +197,12 @@ pub fn move_household(node: &mut Node, year: Year, hid: &str, to_village: &str, 
     }
     cap.delete(&tx, &rec.key)?;
     write_household(&tx, &mut cap, &moved, false)?;
-    // The status travels with the household.
+    // The status travels with the household; the hub lets it keep a status the county decided
+    // only because it names the household it moved from (deleted in the same change).
     cap.upsert(
         &tx,
         &RecordKey::new(RecordKind::Household, year, &new_id),
-        &[("status".to_string(), format!("{:?}", old.status))].into(),
+        &[("status".to_string(), format!("{:?}", old.status)), ("moved_from".to_string(), hid.to_string())].into(),
     )?;
     cap.finish(&tx)?;
     tx.commit()?;

@@ -67,6 +67,8 @@ pub enum RejectReason {
     YearLocked,
     /// Held in the conflict queue until the tier above decides.
     Conflict,
+    /// A field, or the record, is over its size or shape limit.
+    TooLarge,
 }
 
 impl RejectReason {
@@ -79,6 +81,7 @@ impl RejectReason {
             RejectReason::NotAuthorised => "无权修改 (not authorised)",
             RejectReason::YearLocked => "年度已锁定 (year locked)",
             RejectReason::Conflict => "冲突待裁决 (conflict awaiting decision)",
+            RejectReason::TooLarge => "超出长度限制 (over a size limit)",
         }
     }
 }
@@ -269,6 +272,8 @@ pub enum ErrorCode {
     BadRequest,
     NotFound,
     YearLocked,
+    /// The hub cannot serve now (its database does not answer); retry later.
+    Unavailable,
     Internal,
 }
 

@@ -1,0 +1,315 @@
+//! Who may write what (ARCHITECTURE.md, "Authority"): the one table every incoming record is
+//! checked against before it is merged — which tier owns each workflow status and who may move a
+//! record out of it, the references a record carries, and the shape and size of every value.
+//! Field ownership by name (`county.*`, `province.*`) is `record::field_owner`; the merge applies
+//! it per field. Pure: no I/O, no hub state.
+
+use jianka_shared::{RecordKey, RecordKind, RegionCode, Tier, Yuan, changeset::FieldWrite, domain::Status};
+
+/// The tier a status belongs to: only that tier (or one above it) may put a record into it.
+/// A township takes a household up to 乡镇公示 and hands it to 县复审 (so `CountyReview` is the
+/// township's to set); only the county decides 认定 / 不予认定 and announces (县公告); only the
+/// province files (省备案). Exits are recorded by the township in the annual update.
+pub fn status_owner(s: Status) -> Tier {
+    match s {
+        Status::Applied
+        | Status::Appraised
+        | Status::VillageNotice
+        | Status::TownshipReview
+        | Status::TownshipNotice
+        | Status::CountyReview
+        | Status::Exited => Tier::Township,
+        Status::CountyAnnounced | Status::NotRecognised => Tier::County,
+        Status::ProvinceFiled => Tier::Province,
+    }
+}
+
+/// The tier that may move a record out of a status: the township through its own steps, the
+/// county once the record waits for or carries its decision, the province once filed.
+fn status_leaver(s: Status) -> Tier {
+    match s {
+        Status::Applied
+        | Status::Appraised
+        | Status::VillageNotice
+        | Status::TownshipReview
+        | Status::TownshipNotice => Tier::Township,
+        Status::CountyReview | Status::CountyAnnounced | Status::NotRecognised | Status::Exited => Tier::County,
+        Status::ProvinceFiled => Tier::Province,
+    }
+}
+
+/// Statuses in which the county has decided the record: its facts change only in the annual
+/// update (a window or a reopening), as on the node (`edit::ensure_editable_status`).
+pub fn is_decided(s: Status) -> bool {
+    matches!(s, Status::CountyAnnounced | Status::ProvinceFiled | Status::Exited)
+}
+
+/// Whether `writer` may set a record's status from `from` (`None`: a new record) to `to`.
+/// `in_update`: the year is in its annual-update window or reopened for the writer.
+pub fn check_status(writer: Tier, from: Option<Status>, to: Status, in_update: bool) -> Result<(), String> {
+    if from == Some(to) {
+        return Ok(());
+    }
+    if writer < status_owner(to) {
+        return Err(match from {
+            None => format!(
+                "a {writer} may create a record only in a status it owns; {} ({to:?}) is the {}'s to set",
+                to.label(),
+                status_owner(to)
+            ),
+            Some(f) => format!(
+                "{} ({f:?}) → {} ({to:?}) is the {}'s step, not the {writer}'s",
+                f.label(),
+                to.label(),
+                status_owner(to)
+            ),
+        });
+    }
+    let Some(from) = from else { return Ok(()) };
+    if writer >= status_leaver(from) {
+        return Ok(());
+    }
+    // What a township may still do with a record the county holds: record the exit of a
+    // recognised household in the annual update, and start again with one the county refused.
+    let exit = matches!(from, Status::CountyAnnounced | Status::ProvinceFiled) && to == Status::Exited;
+    let restart = from == Status::NotRecognised && status_owner(to) == Tier::Township && to != Status::Exited;
+    match () {
+        _ if exit && in_update => Ok(()),
+        _ if exit => Err(format!(
+            "{} ({from:?}) → {} ({to:?}) is recorded only in the annual update (动态调整)",
+            from.label(),
+            to.label()
+        )),
+        _ if restart => Ok(()),
+        _ => Err(format!(
+            "the record is at {} ({from:?}), which the {} holds; a {writer} may not move it to {} ({to:?})",
+            from.label(),
+            status_leaver(from),
+            to.label()
+        )),
+    }
+}
+
+/// A household id `<12-digit village>-<number>`: the village and the number.
+pub fn split_household_id(id: &str) -> Option<(&str, &str)> {
+    let (village, number) = id.split_once('-')?;
+    let ok = village.len() == 12 && village.bytes().all(|b| b.is_ascii_digit()) && !number.is_empty();
+    ok.then_some((village, number))
+}
+
+/// The references a record carries, checked against its key and the writer's region once its
+/// fields are merged (`field` reads the merged record): a household's `village` and `number`
+/// are those of its key; a member's `household` lies in the writer's region and its `village`
+/// is that household's village.
+pub fn check_references<'a>(
+    key: &RecordKey,
+    writer: &RegionCode,
+    field: impl Fn(&str) -> Option<&'a str>,
+) -> Result<(), String> {
+    match key.kind {
+        RecordKind::Household => {
+            let Some((village, number)) = split_household_id(&key.id) else {
+                return Err(format!("household id {:?} is not <12-digit village code>-<number>", key.id));
+            };
+            if let Some(v) = field("village").filter(|v| *v != village) {
+                return Err(format!("field village {v} does not agree with the household's key (village {village})"));
+            }
+            if let Some(n) = field("number").filter(|n| n.trim() != number) {
+                return Err(format!("field number {n:?} does not agree with the household's key (number {number})"));
+            }
+        }
+        RecordKind::Member => {
+            let Some(hh) = field("household") else {
+                return Err("a member names no household".into());
+            };
+            let Some((village, _)) = split_household_id(hh) else {
+                return Err(format!("household {hh:?} is not <12-digit village code>-<number>"));
+            };
+            if !RegionCode::parse(village).is_ok_and(|v| writer.contains(&v)) {
+                return Err(format!("household {hh} lies outside {writer}"));
+            }
+            if let Some(v) = field("village").filter(|v| *v != village) {
+                return Err(format!("field village {v} does not agree with the member's household {hh}"));
+            }
+        }
+        RecordKind::Village => {
+            if key.id.len() != 12 || !key.id.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(format!("village code {:?} is not 12 digits", key.id));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Limits on what a record may carry. Free text is a few hundred characters; codes and numbers
+/// have their exact shape (see [`check_value`]).
+pub const MAX_FIELDS_PER_RECORD: usize = 64;
+pub const MAX_FIELD_NAME: usize = 64;
+pub const MAX_TEXT_CHARS: usize = 500;
+pub const MAX_RECORD_BYTES: usize = 8 * 1024;
+
+/// A size or shape limit a record broke: the message names the field and the limit, never the
+/// value (it may be personal data, or megabytes long).
+pub fn check_limits(key: &RecordKey, fields: &[FieldWrite]) -> Result<(), String> {
+    if key.id.len() > 40 {
+        return Err(format!("record id of {} bytes is over the 40-byte limit", key.id.len()));
+    }
+    if fields.len() > MAX_FIELDS_PER_RECORD {
+        return Err(format!("{} fields is over the {MAX_FIELDS_PER_RECORD}-field limit per record", fields.len()));
+    }
+    let total: usize = fields.iter().map(|w| w.name.len() + w.value.len()).sum();
+    if total > MAX_RECORD_BYTES {
+        return Err(format!("{total} bytes of fields is over the {MAX_RECORD_BYTES}-byte limit per record"));
+    }
+    for w in fields {
+        check_value(&w.name, &w.value)?;
+    }
+    Ok(())
+}
+
+/// One field's name and value against its shape.
+pub fn check_value(name: &str, value: &str) -> Result<(), String> {
+    let name_ok = !name.is_empty()
+        && name.len() <= MAX_FIELD_NAME
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'.');
+    if !name_ok {
+        let shown: String = name.chars().take(MAX_FIELD_NAME).collect();
+        return Err(format!("field name {shown:?} is not 1–{MAX_FIELD_NAME} characters of a-z, 0-9, '_' and '.'"));
+    }
+    let digits =
+        |v: &str, min: usize, max: usize| (min..=max).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_digit());
+    let chars = value.chars().count();
+    let shape_ok = match name {
+        "village" => digits(value, 12, 12),
+        "household" => value.len() <= 40 && split_household_id(value).is_some(),
+        "number" => (1..=20).contains(&chars),
+        "members" | "households" | "population" | "poor_households" | "poor_population" => digits(value, 1, 9),
+        "income" | "income_per_capita" | "collective_income" => value.len() <= 20 && Yuan::parse(value).is_ok(),
+        "phone" | "helper_phone" => {
+            value.len() <= 30 && value.bytes().all(|b| b.is_ascii_digit() || b" +-()".contains(&b))
+        }
+        "bank_account" => value.len() <= 40 && value.bytes().all(|b| b.is_ascii_digit() || b == b' ' || b == b'-'),
+        "move_out" => value.is_empty() || digits(value, 6, 6),
+        "name" | "helper_name" => chars <= 50,
+        "helper_unit" => chars <= 100,
+        "status" => Status::parse(value).is_some(),
+        _ => chars <= MAX_TEXT_CHARS,
+    };
+    if shape_ok {
+        return Ok(());
+    }
+    let limit = match name {
+        "village" => "a 12-digit village code".to_string(),
+        "household" => "<12-digit village code>-<number>".into(),
+        "number" => "1–20 characters".into(),
+        "members" | "households" | "population" | "poor_households" | "poor_population" => "a whole number".into(),
+        "income" | "income_per_capita" | "collective_income" => "an amount in yuan".into(),
+        "phone" | "helper_phone" => "a phone number (digits, + - ( ) and spaces, up to 30)".into(),
+        "bank_account" => "an account number (digits, up to 40)".into(),
+        "move_out" => "a 6-digit county code".into(),
+        "name" | "helper_name" => "at most 50 characters".into(),
+        "helper_unit" => "at most 100 characters".into(),
+        "status" => "a workflow step".into(),
+        _ => format!("at most {MAX_TEXT_CHARS} characters"),
+    };
+    Err(format!("field {name} ({chars} characters) is not {limit}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jianka_shared::Hlc;
+    use proptest::prelude::*;
+
+    fn r(s: &str) -> RegionCode {
+        RegionCode::parse(s).unwrap()
+    }
+
+    #[test]
+    fn a_township_cannot_create_or_move_into_a_county_status() {
+        for to in [Status::CountyAnnounced, Status::NotRecognised, Status::ProvinceFiled] {
+            assert!(check_status(Tier::Township, None, to, false).is_err(), "{to:?}");
+            assert!(check_status(Tier::Township, Some(Status::CountyReview), to, true).is_err(), "{to:?}");
+            assert!(check_status(Tier::Township, Some(Status::Applied), to, true).is_err(), "{to:?}");
+        }
+        assert!(check_status(Tier::Township, None, Status::Applied, false).is_ok());
+        assert!(check_status(Tier::Township, Some(Status::TownshipNotice), Status::CountyReview, false).is_ok());
+        // Handed over: the county decides now.
+        assert!(check_status(Tier::Township, Some(Status::CountyReview), Status::Applied, false).is_err());
+        assert!(check_status(Tier::County, Some(Status::CountyReview), Status::CountyAnnounced, false).is_ok());
+        assert!(check_status(Tier::County, None, Status::CountyAnnounced, false).is_ok());
+        assert!(check_status(Tier::County, None, Status::ProvinceFiled, false).is_err());
+    }
+
+    #[test]
+    fn a_township_exits_only_in_the_update_and_restarts_only_a_refusal() {
+        let exit = |in_update| check_status(Tier::Township, Some(Status::CountyAnnounced), Status::Exited, in_update);
+        assert!(exit(true).is_ok());
+        assert!(exit(false).unwrap_err().contains("annual update"));
+        assert!(check_status(Tier::Township, Some(Status::NotRecognised), Status::CountyReview, false).is_ok());
+        assert!(check_status(Tier::Township, Some(Status::CountyAnnounced), Status::Applied, true).is_err());
+        assert!(check_status(Tier::Township, Some(Status::Exited), Status::Applied, true).is_err());
+    }
+
+    #[test]
+    fn references_agree_with_the_key_and_the_region() {
+        let t = r("420322105");
+        let hk = RecordKey::new(RecordKind::Household, 2014, "420322105200-0001");
+        let f = |pairs: &'static [(&'static str, &'static str)]| {
+            move |n: &str| pairs.iter().find(|(k, _)| *k == n).map(|(_, v)| *v)
+        };
+        assert!(check_references(&hk, &t, f(&[("village", "420322105200"), ("number", "0001")])).is_ok());
+        assert!(check_references(&hk, &t, f(&[("village", "420322105201")])).is_err());
+        assert!(check_references(&hk, &t, f(&[("number", "0002")])).is_err());
+        let mk = RecordKey::new(RecordKind::Member, 2014, "420322197001010011");
+        assert!(
+            check_references(&mk, &t, f(&[("household", "420322105200-0001"), ("village", "420322105200")])).is_ok()
+        );
+        // Planted in another township's household.
+        let other = f(&[("household", "420322106200-0001"), ("village", "420322105200")]);
+        assert!(check_references(&mk, &t, other).is_err());
+        let outside = f(&[("household", "420322106200-0001"), ("village", "420322106200")]);
+        assert!(check_references(&mk, &t, outside).unwrap_err().contains("outside"));
+        assert!(check_references(&mk, &t, f(&[])).is_err());
+    }
+
+    #[test]
+    fn limits_name_the_field_never_the_value() {
+        let k = RecordKey::new(RecordKind::Household, 2014, "420322105200-0001");
+        let w = |name: &str, value: String| FieldWrite { name: name.into(), value, version: Hlc(1), base: Hlc::ZERO };
+        let secret = "6217".repeat(20);
+        let e = check_limits(&k, &[w("bank_account", secret.clone())]).unwrap_err();
+        assert!(e.contains("bank_account") && !e.contains(&secret), "{e}");
+        assert!(check_limits(&k, &[w("helper_name", "张".repeat(51))]).is_err());
+        assert!(check_limits(&k, &[w("exit_reason", "x".repeat(MAX_TEXT_CHARS + 1))]).is_err());
+        assert!(check_limits(&k, &[w("Bad Name", "x".into())]).is_err());
+        let many: Vec<FieldWrite> = (0..=MAX_FIELDS_PER_RECORD).map(|i| w(&format!("f{i}"), "x".into())).collect();
+        assert!(check_limits(&k, &many).is_err());
+        assert!(check_limits(&k, &[w("income", "4000.00".into()), w("phone", "0719-1234567".into())]).is_ok());
+    }
+
+    proptest! {
+        /// No sequence of status writes by a township takes a new record into a status the
+        /// county or province owns.
+        #[test]
+        fn township_steps_never_reach_a_county_status(steps in proptest::collection::vec((0usize..10, any::<bool>()), 1..30)) {
+            let mut status: Option<Status> = None;
+            for (i, in_update) in steps {
+                let to = Status::ALL[i];
+                if check_status(Tier::Township, status, to, in_update).is_ok() {
+                    status = Some(to);
+                }
+                prop_assert!(status.is_none_or(|s| status_owner(s) == Tier::Township), "{:?}", status);
+            }
+        }
+
+        /// Any value of any field either passes or is refused with a message that does not
+        /// contain the value itself (when it is longer than a few characters).
+        #[test]
+        fn limit_messages_never_echo_values(name in "[a-z_]{1,12}", value in "\\PC{6,80}") {
+            if let Err(e) = check_value(&name, &value) {
+                prop_assert!(!e.contains(&value));
+            }
+        }
+    }
+}
