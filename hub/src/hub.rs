@@ -1782,7 +1782,8 @@ fn check_authority<'r>(
             let left = moved.and_then(|m| household(m).map(|r| (m, r)));
             match left {
                 Some((m, old))
-                    if from.is_none()
+                    if in_update
+                        && from.is_none()
                         && key.kind == RecordKind::Household
                         && old.deleted
                         && old.field(MOVED_TO).is_none()

@@ -1,0 +1,753 @@
+//! What an authenticated township may change, tried as an attacker would: a client that signs
+//! requests and seals change sets with the township's own, valid key but sends anything (any
+//! status, any reference, any size), and as a clerk would at scale (one change set of more than
+//! 5,000 household operations).
+
+mod common;
+
+use common::*;
+use jianka_hub::Hub;
+use jianka_shared::{
+    Hlc, RecordKey, RecordKind, RegionCode, Year,
+    changeset::{FieldWrite, Op},
+    domain::{Household, Status},
+    protocol::*,
+};
+use std::collections::{BTreeMap, BTreeSet};
+
+const COUNTY: &str = "420322";
+const A: &str = "420322105";
+const B: &str = "420322106";
+
+fn upsert(key: RecordKey, fields: &[(&str, &str)], version: u64) -> Op {
+    Op::Upsert {
+        key,
+        fields: fields
+            .iter()
+            .map(|(n, v)| FieldWrite { name: n.to_string(), value: v.to_string(), version: Hlc(version), base: Hlc::ZERO })
+            .collect(),
+    }
+}
+
+fn hkey(id: &str) -> RecordKey {
+    RecordKey::new(RecordKind::Household, 2014, id)
+}
+
+/// People in households the county recognises, counted from the records themselves (not from
+/// the hub's quota ledger).
+async fn recognised_people(hub: &Hub, year: Year) -> u64 {
+    let rows = hub.records_in(&r(COUNTY), year).await.unwrap();
+    let recognised: BTreeSet<&str> = rows
+        .iter()
+        .filter(|x| x.key.kind == RecordKind::Household)
+        .filter(|x| {
+            matches!(
+                x.fields.get("status").and_then(|f| Status::parse(&f.0)),
+                Some(Status::CountyAnnounced | Status::ProvinceFiled)
+            ) || x.fields.get("county.decision").is_some_and(|f| f.0 == "认定")
+        })
+        .map(|x| x.key.id.as_str())
+        .collect();
+    rows.iter().filter(|x| x.key.kind == RecordKind::Member && recognised.contains(x.hh.as_str())).count() as u64
+}
+
+fn status_of(hub_rows: &[jianka_hub::hub::Row_], id: &str) -> Option<Status> {
+    hub_rows
+        .iter()
+        .find(|x| x.key.kind == RecordKind::Household && x.key.id == id)
+        .and_then(|x| x.fields.get("status"))
+        .and_then(|f| Status::parse(&f.0))
+}
+
+// ------------------------------------------------------------------------------ observation 1
+
+async fn a_township_cannot_skip_county_reexamination(pg: bool) {
+    let s = setup(pg, 40, &[]).await;
+    let mut node = enroll_node(&s.county, A, 7).await;
+    // Thirty households sent as already announced (县公告) — they never went through 县复审.
+    let mut ops = Vec::new();
+    for no in 1..=30 {
+        ops.extend(ops_of(&household("420322105200", no, 3, no, Status::CountyAnnounced), 10));
+    }
+    let (_, rej) = accepted(&node.push(ops).await);
+    let refused: BTreeSet<&str> =
+        rej.iter().filter(|x| x.reason == RejectReason::NotAuthorised).map(|x| x.key.id.as_str()).collect();
+    assert_eq!(refused.iter().filter(|id| id.starts_with("420322105200-")).count(), 30, "{rej:?}");
+    assert!(rej.iter().any(|x| x.message.contains("county")), "{rej:?}");
+    let rows = s.county.hub.records_in(&r(COUNTY), 2014).await.unwrap();
+    assert!(rows.iter().all(|x| x.key.kind != RecordKind::Household), "no household was stored");
+    assert_eq!(recognised_people(&s.county.hub, 2014).await, 0);
+    assert_eq!(s.county.hub.quota_in_ledger(2014).await.unwrap(), 0);
+
+    // Nor by moving an existing one there, nor by creating one at 不予认定 or 省备案.
+    let h = household("420322105200", 40, 2, 40, Status::TownshipNotice);
+    accepted(&node.push(ops_of(&h, 20)).await);
+    for st in ["CountyAnnounced", "NotRecognised", "ProvinceFiled"] {
+        let (_, rej) = accepted(&node.push(vec![upsert(hkey(&h.id()), &[("status", st)], 30)]).await);
+        assert_eq!(rej.len(), 1, "{st}: {rej:?}");
+        assert_eq!(rej[0].reason, RejectReason::NotAuthorised);
+    }
+    // The township's own hand-over goes through 县复审 and is charged.
+    let (_, rej) = accepted(&node.push(vec![upsert(hkey(&h.id()), &[("status", "CountyReview")], 40)]).await);
+    assert!(rej.is_empty(), "{rej:?}");
+    let rows = s.county.hub.records_in(&r(COUNTY), 2014).await.unwrap();
+    assert_eq!(status_of(&rows, &h.id()), Some(Status::CountyAnnounced));
+    assert_eq!(recognised_people(&s.county.hub, 2014).await, 2);
+    assert_eq!(s.county.hub.quota_in_ledger(2014).await.unwrap(), 2);
+    // Once decided, the township cannot add people to it outside the annual update.
+    let extra = household("420322105200", 41, 1, 77, Status::Applied);
+    let mut m = ops_of(&extra, 50).pop().unwrap();
+    if let Op::Upsert { fields, .. } = &mut m {
+        fields.iter_mut().filter(|f| f.name == "household").for_each(|f| f.value = h.id());
+    }
+    let (_, rej) = accepted(&node.push(vec![m]).await);
+    assert_eq!(rej.len(), 1, "{rej:?}");
+    assert!(rej[0].message.contains("annual update"), "{rej:?}");
+    assert_eq!(recognised_people(&s.county.hub, 2014).await, 2);
+}
+
+#[tokio::test]
+async fn a_township_cannot_skip_county_reexamination_sqlite() {
+    a_township_cannot_skip_county_reexamination(false).await;
+}
+
+#[tokio::test]
+async fn a_township_cannot_skip_county_reexamination_postgres() {
+    if pg_available() {
+        a_township_cannot_skip_county_reexamination(true).await;
+    }
+}
+
+// ------------------------------------------------------------------------------ observation 2
+
+/// 2,000 households moved through the workflow offline and synced at once: every workflow step
+/// is an op of the household, so the change set carries 12,000 household operations.
+fn offline_workflow_ops(households: &[Household]) -> Vec<Op> {
+    let mut ops = Vec::new();
+    for h in households {
+        ops.extend(ops_of(h, 10));
+    }
+    let steps = ["Appraised", "VillageNotice", "TownshipReview", "TownshipNotice", "CountyReview"];
+    for (i, st) in steps.iter().enumerate() {
+        for h in households {
+            ops.push(upsert(hkey(&h.id()), &[("status", st)], 20 + i as u64));
+        }
+    }
+    ops
+}
+
+fn township_households(n: u32, village: &str, salt: u32) -> Vec<Household> {
+    (1..=n).map(|no| household(village, no, 1 + (no as usize % 4), salt + no, Status::Applied)).collect()
+}
+
+async fn large_offline_sync_is_reexamined_exactly(pg: bool) {
+    let hs = township_households(2_000, "420322105200", 0);
+    let people: u64 = hs.iter().map(|h| h.members.len() as u64).sum();
+    let ops = offline_workflow_ops(&hs);
+    assert!(ops.iter().filter(|o| o.key().kind == RecordKind::Household).count() > 5_000);
+
+    // A ceiling large enough: every household admitted.
+    let s = setup(pg, people + 1_000, &[]).await;
+    let mut node = enroll_node(&s.county, A, 7).await;
+    let (_, rej) = accepted(&node.push(ops.clone()).await);
+    assert!(rej.is_empty(), "{} refused, e.g. {:?}", rej.len(), rej.first());
+    assert_eq!(recognised_people(&s.county.hub, 2014).await, people);
+    assert_eq!(s.county.hub.quota_in_ledger(2014).await.unwrap(), people);
+
+    // A ceiling of N: exactly the households that fit, walked in household-id order.
+    let ceiling = people / 2;
+    let s = setup(pg, ceiling, &[]).await;
+    let mut node = enroll_node(&s.county, A, 7).await;
+    let (_, rej) = accepted(&node.push(ops).await);
+    let mut sorted: Vec<&Household> = hs.iter().collect();
+    sorted.sort_by_key(|h| h.id());
+    let (mut used, mut expected) = (0u64, BTreeSet::new());
+    for h in sorted {
+        let n = h.members.len() as u64;
+        if used + n <= ceiling {
+            used += n;
+            expected.insert(h.id());
+        }
+    }
+    let rows = s.county.hub.records_in(&r(COUNTY), 2014).await.unwrap();
+    let admitted: BTreeSet<String> = hs
+        .iter()
+        .filter(|h| status_of(&rows, &h.id()) == Some(Status::CountyAnnounced))
+        .map(Household::id)
+        .collect();
+    assert_eq!(admitted, expected);
+    assert_eq!(rej.len(), hs.len() - expected.len());
+    assert!(rej.iter().all(|x| x.reason == RejectReason::OverQuota), "{:?}", rej.first());
+    assert_eq!(recognised_people(&s.county.hub, 2014).await, used);
+}
+
+#[tokio::test]
+async fn large_offline_sync_is_reexamined_exactly_sqlite() {
+    large_offline_sync_is_reexamined_exactly(false).await;
+}
+
+#[tokio::test]
+async fn large_offline_sync_is_reexamined_exactly_postgres() {
+    if pg_available() {
+        large_offline_sync_is_reexamined_exactly(true).await;
+    }
+}
+
+// ------------------------------------------------------------------------------ observation 3
+
+async fn references_stay_inside_the_senders_region(pg: bool) {
+    let s = setup(pg, 100, &[]).await;
+    let mut a = enroll_node(&s.county, A, 7).await;
+    let mut b = enroll_node(&s.county, B, 8).await;
+    let victim = household("420322106200", 1, 2, 1, Status::TownshipNotice);
+    accepted(&b.push(ops_of(&victim, 10)).await);
+    let before = s.county.hub.digest(&r(B), 2014).await.unwrap();
+
+    // A member of township A's own village, planted in township B's household.
+    let planted = household("420322105200", 9, 1, 9, Status::Applied);
+    let mut m = ops_of(&planted, 20).pop().unwrap();
+    if let Op::Upsert { fields, .. } = &mut m {
+        fields.iter_mut().filter(|f| f.name == "household").for_each(|f| f.value = victim.id());
+    }
+    // A household keyed in A's village whose `village` field names B's.
+    let mut hh = ops_of(&household("420322105200", 10, 1, 10, Status::Applied), 20).remove(0);
+    if let Op::Upsert { fields, .. } = &mut hh {
+        fields.iter_mut().filter(|f| f.name == "village").for_each(|f| f.value = "420322106200".into());
+    }
+    let (_, rej) = accepted(&a.push(vec![m, hh]).await);
+    assert_eq!(rej.len(), 2, "{rej:?}");
+    assert!(rej.iter().any(|x| x.key.kind == RecordKind::Member && x.reason == RejectReason::NotAuthorised), "{rej:?}");
+    assert!(rej.iter().any(|x| x.key.kind == RecordKind::Household && x.message.contains("agree")), "{rej:?}");
+    assert_eq!(s.county.hub.digest(&r(B), 2014).await.unwrap().digest, before.digest);
+    // B's household still goes through 县复审 on its own members.
+    let (_, rej) = accepted(&b.push(vec![upsert(hkey(&victim.id()), &[("status", "CountyReview")], 30)]).await);
+    assert!(rej.is_empty(), "{rej:?}");
+    let rows = s.county.hub.records_in(&r(COUNTY), 2014).await.unwrap();
+    assert_eq!(status_of(&rows, &victim.id()), Some(Status::CountyAnnounced));
+}
+
+#[tokio::test]
+async fn references_stay_inside_the_senders_region_sqlite() {
+    references_stay_inside_the_senders_region(false).await;
+}
+
+#[tokio::test]
+async fn references_stay_inside_the_senders_region_postgres() {
+    if pg_available() {
+        references_stay_inside_the_senders_region(true).await;
+    }
+}
+
+// ------------------------------------------------------------------------------ observation 4
+
+async fn sizes_are_limited_before_anything_is_stored(pg: bool) {
+    let s = setup(pg, 100, &[]).await;
+    let mut a = enroll_node(&s.county, A, 7).await;
+    // A few KB on the wire that would decompress to 250 MiB: refused before inflating.
+    let bomb = "x".repeat(250 << 20);
+    let h = household("420322105200", 1, 1, 1, Status::Applied);
+    let mut ops = ops_of(&h, 10);
+    if let Op::Upsert { fields, .. } = &mut ops[0] {
+        fields.push(FieldWrite { name: "note".into(), value: bomb, version: Hlc(10), base: Hlc::ZERO });
+    }
+    let sealed = a.seal(ops);
+    assert!(sealed.len() < 64 << 10, "{} bytes on the wire", sealed.len());
+    let ans = a.request("POST", "/v1/changesets", sealed).await;
+    assert_eq!((ans.status, ans.code()), (413, ErrorCode::TooLarge));
+    a.seq -= 1;
+    a.prev = [0; 32];
+
+    // A field over its limit inside an acceptable change set: that record refused, the rest applied.
+    let long = "备注".repeat(20_000);
+    let mut ops = ops_of(&h, 10);
+    if let Op::Upsert { fields, .. } = &mut ops[0] {
+        fields.push(FieldWrite { name: "note".into(), value: long.clone(), version: Hlc(10), base: Hlc::ZERO });
+    }
+    let other = household("420322105200", 2, 1, 2, Status::Applied);
+    ops.extend(ops_of(&other, 10));
+    let (_, rej) = accepted(&a.push(ops).await);
+    let too_large: Vec<_> = rej.iter().filter(|x| x.reason == RejectReason::TooLarge).collect();
+    assert_eq!(too_large.len(), 1, "{rej:?}");
+    assert!(too_large[0].message.contains("limit") && too_large[0].message.len() < 300, "{}", too_large[0].message);
+    let rows = s.county.hub.records_in(&r(COUNTY), 2014).await.unwrap();
+    assert!(rows.iter().any(|x| x.key.id == other.id()));
+    assert!(!rows.iter().any(|x| x.key.id == h.id()));
+    // Neither stored, nor quarantined, nor audited in full.
+    let big: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM quarantine WHERE LENGTH(payload) > 10000 OR LENGTH(message) > 10000",
+    )
+    .fetch_one(&s.county.hub.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(big, 0);
+    let audited: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit WHERE LENGTH(old) + LENGTH(\"new\") > 10000")
+        .fetch_one(&s.county.hub.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(audited, 0);
+    // A bad shape where the form has one: a village code of the wrong length, a 200-digit phone.
+    let mut ops = ops_of(&household("420322105200", 3, 1, 3, Status::Applied), 10);
+    if let Op::Upsert { fields, .. } = &mut ops[0] {
+        fields.iter_mut().filter(|f| f.name == "phone").for_each(|f| f.value = "1".repeat(200));
+    }
+    let (_, rej) = accepted(&a.push(ops).await);
+    assert!(rej.iter().any(|x| x.reason == RejectReason::TooLarge && x.message.contains("phone")), "{rej:?}");
+    assert!(rej.iter().all(|x| !x.message.contains(&"1".repeat(20))), "the value is not echoed: {rej:?}");
+}
+
+#[tokio::test]
+async fn sizes_are_limited_before_anything_is_stored_sqlite() {
+    sizes_are_limited_before_anything_is_stored(false).await;
+}
+
+#[tokio::test]
+async fn sizes_are_limited_before_anything_is_stored_postgres() {
+    if pg_available() {
+        sizes_are_limited_before_anything_is_stored(true).await;
+    }
+}
+
+// ------------------------------------------------------------------------------ observation 5
+
+async fn a_burst_of_sync_state_requests_answers_every_one(pg: bool) {
+    let s = setup(pg, 100, &[]).await;
+    const TOWNSHIPS: usize = 200;
+    let mut nodes = Vec::new();
+    for i in 0..TOWNSHIPS {
+        // Township codes 420322100 … 420322299: seeds 1 … 200 give each its own key.
+        nodes.push(enroll_node(&s.county, &format!("420322{:03}", 100 + i), (i + 1) as u8).await);
+    }
+    let started = std::time::Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for node in nodes {
+        tasks.spawn(async move {
+            let t = std::time::Instant::now();
+            let a = node.request("GET", "/v1/sync/state", vec![]).await;
+            (a.status, t.elapsed())
+        });
+    }
+    let health = reqwest::get(format!("{}/v1/health", s.county.url)).await.unwrap();
+    assert_eq!(health.status(), 200);
+    let mut times = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        let (status, took) = done.unwrap();
+        assert_eq!(status, 200);
+        times.push(took);
+    }
+    times.sort();
+    let total = started.elapsed();
+    println!(
+        "burst of {TOWNSHIPS} sync-state requests ({}): all 200 OK in {total:?}; per request min {:?}, median {:?}, max {:?}",
+        if pg { "PostgreSQL" } else { "SQLite" },
+        times[0],
+        times[times.len() / 2],
+        times[times.len() - 1]
+    );
+    // The health check reports the database with a real query.
+    let body: serde_json::Value = reqwest::get(format!("{}/v1/health", s.county.url)).await.unwrap().json().await.unwrap();
+    assert_eq!(body["database"], "reachable");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_burst_of_sync_state_requests_answers_every_one_sqlite() {
+    a_burst_of_sync_state_requests_answers_every_one(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_burst_of_sync_state_requests_answers_every_one_postgres() {
+    if pg_available() {
+        a_burst_of_sync_state_requests_answers_every_one(true).await;
+    }
+}
+
+// ------------------------------------------------------------------------------ observation 6
+
+#[tokio::test]
+async fn the_smaller_holes_are_closed() {
+    let s = setup(false, 100, &[]).await;
+    let mut a = enroll_node(&s.county, A, 7).await;
+    let pk = jianka_keyfile::public_hex(&a.key.verifying_key());
+    let key_id = jianka_shared::trust::KeyId::of(&a.key.verifying_key());
+
+    // `since` beyond every item: an empty page, not every item again.
+    accepted(&a.push(ops_of(&household("420322105200", 1, 1, 1, Status::Applied), 10)).await);
+    let page = a.feedback(u64::MAX).await;
+    assert!(page.items.is_empty(), "{:?}", page.items.len());
+    assert_eq!(page.next, u64::MAX);
+
+    // A township may not post a sign-off to its county.
+    let signoff = s.county.hub.signoff(2014, "2014-annual").await.unwrap();
+    let ans = a.request("POST", "/v1/signoffs", serde_json::to_vec(&signoff).unwrap()).await;
+    assert_eq!((ans.status, ans.code()), (403, ErrorCode::OutsideRegion));
+
+    // Every error in the one JSON shape: bad path, unknown route, wrong method.
+    for (method, path) in [("GET", "/v1/uploads/not-a-number"), ("GET", "/v1/nothing-here"), ("DELETE", "/v1/feedback")] {
+        let ans = a.request(method, path, vec![]).await;
+        let e: ApiError = serde_json::from_slice(&ans.body)
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}: {}", String::from_utf8_lossy(&ans.body)));
+        assert!(ans.status >= 400 && ans.status < 500, "{method} {path}: {}", ans.status);
+        assert!(!e.message.is_empty());
+    }
+
+    // A revoked flag that does not decode counts as revoked (fail closed).
+    sqlx::query("UPDATE certs SET revoked = 'garbled' WHERE key_id = $1")
+        .bind(key_id.to_string())
+        .execute(&s.county.hub.db.pool)
+        .await
+        .unwrap();
+    let ans = a.request("GET", "/v1/sync/state", vec![]).await;
+    assert_eq!((ans.status, ans.code()), (401, ErrorCode::RevokedKey));
+    sqlx::query("UPDATE certs SET revoked = 0 WHERE key_id = $1")
+        .bind(key_id.to_string())
+        .execute(&s.county.hub.db.pool)
+        .await
+        .unwrap();
+
+    // Re-enrolling a revoked key is refused and says how to get a new one.
+    s.county.hub.revoke(key_id, "laptop stolen").await.unwrap();
+    let err = s.county.hub.enroll(&r(A), &pk, None).await.unwrap_err().to_string();
+    assert!(err.contains("revoked") && err.contains("new key"), "{err}");
+    let ans = a.request("GET", "/v1/sync/state", vec![]).await;
+    assert_eq!((ans.status, ans.code()), (401, ErrorCode::RevokedKey));
+}
+
+// ------------------------------------------------------------------------------ deliver 2
+
+/// One household as the property tests generate it: size, and whether it breaks a rule (a
+/// member count that does not match its member rows).
+#[derive(Debug, Clone)]
+struct Spec {
+    people: usize,
+    broken: bool,
+}
+
+fn spec_households(specs: &[Spec], village: &str) -> Vec<Household> {
+    specs
+        .iter()
+        .enumerate()
+        .map(|(i, sp)| household(village, i as u32 + 1, sp.people, i as u32 * 13 + 1, Status::CountyReview))
+        .collect()
+}
+
+fn spec_ops(h: &Household, sp: &Spec) -> Vec<Op> {
+    let mut ops = ops_of(h, 10);
+    if sp.broken
+        && let Op::Upsert { fields, .. } = &mut ops[0]
+    {
+        fields.iter_mut().filter(|f| f.name == "members").for_each(|f| f.value = (h.members.len() + 1).to_string());
+    }
+    ops
+}
+
+/// The county's decision on each household: admitted or the reason it was refused.
+async fn decisions(hub: &Hub) -> BTreeMap<String, String> {
+    let rows = hub.records_in(&r(COUNTY), 2014).await.unwrap();
+    rows.iter()
+        .filter(|x| x.key.kind == RecordKind::Household)
+        .map(|x| {
+            let f = |n: &str| x.fields.get(n).map(|f| f.0.to_string()).unwrap_or_default();
+            (x.key.id.clone(), format!("{} {} {}", f("status"), f("county.decision"), f("county.reason")))
+        })
+        .collect()
+}
+
+/// Sends a change set through `/v1/uploads` in chunks of `chunk` bytes.
+async fn upload_in_chunks(node: &mut Node, ops: Vec<Op>, chunk: usize) {
+    let bytes = node.seal(ops);
+    let total = bytes.len();
+    let mut last = None;
+    for (i, part) in bytes.chunks(chunk).enumerate() {
+        let pq = format!("/v1/uploads/{}?offset={}&total={total}", node.seq, i * chunk);
+        let a = node.request("PUT", &pq, part.to_vec()).await;
+        assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+        last = Some(a.json::<ChunkAck>());
+    }
+    let outcome = last.and_then(|a| a.outcome);
+    assert!(matches!(outcome, Some(PushOutcome::Accepted { .. })), "{outcome:?}");
+}
+
+/// Decisions are the same whether the households come one per change set or many (cut at
+/// household boundaries, as a node's outbox order keeps each household's hand-over after its
+/// members), and whether a change set comes whole or in chunks of any size.
+#[test]
+fn reexamination_does_not_depend_on_how_the_change_sets_are_cut() {
+    use proptest::prelude::*;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let cases = std::env::var("JIANKA_CUT_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(12);
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig { cases, ..ProptestConfig::default() });
+    let spec = (1usize..6, proptest::bool::weighted(0.15)).prop_map(|(people, broken)| Spec { people, broken });
+    let cut = (1usize..40, proptest::option::weighted(0.3, 64usize..4096));
+    let strategy = (proptest::collection::vec(spec, 1..120), proptest::collection::vec(cut, 1..10), 5u64..200);
+    runner
+        .run(&strategy, |(specs, cuts, ceiling)| {
+            rt.block_on(async {
+                let hs = spec_households(&specs, "420322105200");
+                // One household at a time.
+                let one = setup(false, ceiling, &[]).await;
+                let mut n1 = enroll_node(&one.county, A, 7).await;
+                for (h, sp) in hs.iter().zip(&specs) {
+                    accepted(&n1.push(spec_ops(h, sp)).await);
+                }
+                // The same data cut into change sets of the generated numbers of households, some
+                // of them sent as chunked uploads with the generated chunk size.
+                let cut = setup(false, ceiling, &[]).await;
+                let mut n2 = enroll_node(&cut.county, A, 8).await;
+                let (mut at, mut i) = (0, 0);
+                while at < hs.len() {
+                    let (size, chunk) = cuts[i % cuts.len()];
+                    let end = (at + size).min(hs.len());
+                    let ops: Vec<Op> = (at..end).flat_map(|j| spec_ops(&hs[j], &specs[j])).collect();
+                    match chunk {
+                        None => {
+                            accepted(&n2.push(ops).await);
+                        }
+                        Some(chunk) => upload_in_chunks(&mut n2, ops, chunk).await,
+                    }
+                    at = end;
+                    i += 1;
+                }
+                let (d1, d2) = (decisions(&one.county.hub).await, decisions(&cut.county.hub).await);
+                prop_assert_eq!(&d1, &d2);
+                let used = cut.county.hub.quota_in_ledger(2014).await.unwrap();
+                prop_assert!(used <= ceiling);
+                prop_assert_eq!(used, recognised_people(&cut.county.hub, 2014).await);
+                Ok(())
+            })
+        })
+        .unwrap();
+}
+
+// ------------------------------------------------------------------------------ deliver 6
+
+/// A pool of everything an attacker might name: its own villages, the other township's, another
+/// county's, malformed codes; its own households, the victim's; people of both.
+struct Pool {
+    villages: Vec<&'static str>,
+    households: Vec<String>,
+    members: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+enum Attack {
+    Household { village: usize, no: u8, status: usize, claimed_village: usize, members: u8, field: Option<(u8, usize)> },
+    Member { id: usize, household: usize, village: usize },
+    DeleteHousehold(usize),
+    DeleteMember(usize),
+    StatusOf { household: usize, status: usize },
+    Village { village: usize, status: usize },
+}
+
+const STATUSES: [&str; 12] = [
+    "Applied",
+    "Appraised",
+    "VillageNotice",
+    "TownshipReview",
+    "TownshipNotice",
+    "CountyReview",
+    "CountyAnnounced",
+    "ProvinceFiled",
+    "NotRecognised",
+    "Exited",
+    "县公告",
+    "bogus",
+];
+
+fn attack() -> impl proptest::strategy::Strategy<Value = Attack> {
+    use proptest::prelude::*;
+    let any_field = proptest::option::weighted(0.3, (0u8..6, 0usize..4));
+    prop_oneof![
+        4 => (0usize..6, 1u8..12, 0usize..12, 0usize..6, 0u8..5, any_field).prop_map(
+            |(village, no, status, claimed_village, members, field)| Attack::Household { village, no, status, claimed_village, members, field }
+        ),
+        4 => (0usize..64, 0usize..64, 0usize..6).prop_map(|(id, household, village)| Attack::Member { id, household, village }),
+        1 => (0usize..64).prop_map(Attack::DeleteHousehold),
+        1 => (0usize..64).prop_map(Attack::DeleteMember),
+        3 => (0usize..64, 0usize..12).prop_map(|(household, status)| Attack::StatusOf { household, status }),
+        1 => (0usize..6, 0usize..12).prop_map(|(village, status)| Attack::Village { village, status }),
+    ]
+}
+
+fn member_fields(id: &str, village: &str, household: &str) -> Vec<(String, String)> {
+    let sex = jianka_shared::IdNumber::parse_stored(id).map(|i| i.sex().label()).unwrap_or("男");
+    [
+        ("education", "小学"),
+        ("health", "健康"),
+        ("labour", "普通劳动力"),
+        ("medical_insurance", "是"),
+        ("migrant_work", ""),
+        ("name", "某某"),
+        ("pension_insurance", "否"),
+        ("relation", "户主"),
+        ("schooling", ""),
+        ("sex", sex),
+        ("household", household),
+        ("village", village),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+fn materialise(a: &Attack, pool: &Pool, version: u64) -> Op {
+    let pick = |v: &Vec<String>, i: usize| v[i % v.len()].clone();
+    let fw = |key: RecordKey, pairs: Vec<(String, String)>| Op::Upsert {
+        key,
+        fields: pairs
+            .into_iter()
+            .map(|(name, value)| FieldWrite { name, value, version: Hlc(version), base: Hlc::ZERO })
+            .collect(),
+    };
+    match a {
+        Attack::Household { village, no, status, claimed_village, members, field } => {
+            let v = pool.villages[*village % pool.villages.len()];
+            let mut h = household(
+                if v.len() == 12 { v } else { "420322105200" },
+                *no as u32,
+                (*members as usize).max(1),
+                *no as u32 * 7,
+                Status::Applied,
+            );
+            h.members.truncate(*members as usize);
+            let mut rec = h.to_records().remove(0);
+            rec.fields.insert("status".into(), STATUSES[*status].into());
+            rec.fields.insert("village".into(), pool.villages[*claimed_village % pool.villages.len()].into());
+            rec.fields.insert("members".into(), members.to_string());
+            if let Some((which, size)) = field {
+                let names = ["county.decision", "province.filed", "phone", "note", "Bad Name", "bank_account"];
+                let value = ["认定", "1".repeat(600).as_str(), "x".repeat(5_000).as_str(), "y"][*size % 4].to_string();
+                rec.fields.insert(names[*which as usize % names.len()].into(), value);
+            }
+            let id = format!("{v}-{:04}", no);
+            fw(hkey(&id), rec.fields.into_iter().collect())
+        }
+        Attack::Member { id, household, village } => {
+            let hh = pick(&pool.households, *household);
+            let v = pool.villages[*village % pool.villages.len()];
+            let id = pick(&pool.members, *id);
+            fw(RecordKey::new(RecordKind::Member, 2014, id.clone()), member_fields(&id, v, &hh))
+        }
+        Attack::DeleteHousehold(i) => {
+            Op::Delete { key: hkey(&pick(&pool.households, *i)), version: Hlc(version), base: Hlc::ZERO }
+        }
+        Attack::DeleteMember(i) => Op::Delete {
+            key: RecordKey::new(RecordKind::Member, 2014, pick(&pool.members, *i)),
+            version: Hlc(version),
+            base: Hlc::ZERO,
+        },
+        Attack::StatusOf { household, status } => {
+            upsert(hkey(&pick(&pool.households, *household)), &[("status", STATUSES[*status])], version)
+        }
+        Attack::Village { village, status } => {
+            let v = pool.villages[*village % pool.villages.len()];
+            upsert(
+                RecordKey::new(RecordKind::Village, 2014, v),
+                &[
+                    ("name", "某村"),
+                    ("households", "300"),
+                    ("population", "1000"),
+                    ("poor_households", "50"),
+                    ("poor_population", "150"),
+                    ("income_per_capita", "2000.00"),
+                    ("collective_income", "0.00"),
+                    ("status", STATUSES[*status]),
+                ],
+                version,
+            )
+        }
+    }
+}
+
+#[test]
+fn whatever_an_authenticated_township_sends_the_county_keeps_its_authority() {
+    use proptest::prelude::*;
+    let cases = std::env::var("JIANKA_ADVERSARY_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(300);
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    const CEILING: u64 = 30;
+    let (s, attacker, victim_rows) = rt.block_on(async {
+        let s = setup(false, CEILING, &[]).await;
+        let mut victim = enroll_node(&s.county, B, 8).await;
+        // The victim township: some households admitted, some waiting before the county.
+        let mut ops = Vec::new();
+        for no in 1..=6 {
+            let st = if no <= 3 { Status::CountyReview } else { Status::TownshipNotice };
+            ops.extend(ops_of(&household("420322106200", no, 2, 100 + no, st), 5));
+        }
+        let (_, rej) = accepted(&victim.push(ops).await);
+        assert!(rej.is_empty(), "{rej:?}");
+        let attacker = enroll_node(&s.county, A, 7).await;
+        let rows = s.county.hub.records_in(&r(B), 2014).await.unwrap();
+        let victim_rows: BTreeMap<String, String> =
+            rows.iter().map(|x| (jianka_hub::hub::storage_key(&x.key), jianka_hub::hub::fields_json(&x.fields))).collect();
+        (s, attacker, victim_rows)
+    });
+    let victim_people: Vec<String> = victim_rows.keys().filter(|k| k.starts_with("1/")).map(|k| k[7..].to_string()).collect();
+    let mut members: Vec<String> = victim_people.clone();
+    members.extend((1..=40u32).flat_map(|no| {
+        household("420322105200", no % 12, 4, no * 7, Status::Applied)
+            .members
+            .into_iter()
+            .map(|m| m.id_number.as_str().to_string())
+            .collect::<Vec<_>>()
+    }));
+    let pool = Pool {
+        villages: vec!["420322105200", "420322105201", "420322106200", "420323101200", "42032210520", "420322105200x"],
+        households: (1..12)
+            .flat_map(|no| [format!("420322105200-{no:04}"), format!("420322106200-{no:04}"), format!("420323101200-{no:04}")])
+            .chain(["nonsense".to_string(), "420322105200-".to_string()])
+            .collect(),
+        members,
+    };
+    let version = std::cell::Cell::new(1_000u64);
+    let attacker = std::cell::RefCell::new(attacker);
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig { cases, ..ProptestConfig::default() });
+    let strategy = proptest::collection::vec(attack(), 1..12);
+    let county_code = COUNTY.to_string();
+    runner
+        .run(&strategy, |attacks| {
+            version.set(version.get() + 100);
+            let ops: Vec<Op> = attacks.iter().map(|a| materialise(a, &pool, version.get())).collect();
+            rt.block_on(async {
+                let mut attacker = attacker.borrow_mut();
+                let ans = attacker.push(ops).await;
+                prop_assert!(ans.status == 200 || ans.status == 400 || ans.status == 413, "{}", ans.status);
+                if ans.status != 200 {
+                    // A refused change set leaves the stream where it was.
+                    attacker.seq -= 1;
+                    let st: SyncState = attacker.request("GET", "/v1/sync/state", vec![]).await.json();
+                    attacker.prev = <[u8; 32]>::try_from(hex::decode(st.last_hash).unwrap()).unwrap();
+                }
+                let rows = s.county.hub.records_in(&r(COUNTY), 2014).await.unwrap();
+                for x in &rows {
+                    let k = jianka_hub::hub::storage_key(&x.key);
+                    let region = RegionCode::parse(&x.region).ok();
+                    let in_a = region.as_ref().is_some_and(|g| r(A).contains(g));
+                    // No record outside the attacker's township changes (or appears).
+                    if !in_a {
+                        let now = jianka_hub::hub::fields_json(&x.fields);
+                        prop_assert_eq!(victim_rows.get(&k), Some(&now), "{} changed", x.key);
+                    }
+                    // No household reaches a county-owned status except by the county's decision.
+                    if x.key.kind == RecordKind::Household
+                        && let Some(st) = x.fields.get("status")
+                        && matches!(
+                            Status::parse(&st.0),
+                            Some(Status::CountyAnnounced | Status::NotRecognised | Status::ProvinceFiled)
+                        )
+                    {
+                        prop_assert_eq!(st.2.as_str(), county_code.as_str(), "{} at {} written by {}", x.key, st.0, st.2);
+                        prop_assert!(Status::parse(&st.0) != Some(Status::ProvinceFiled));
+                    }
+                }
+                // The victim's records are all still there.
+                let live: BTreeSet<String> = rows.iter().map(|x| jianka_hub::hub::storage_key(&x.key)).collect();
+                prop_assert!(victim_rows.keys().all(|k| live.contains(k)));
+                // The county's recognised people never exceed its ceiling, and match its ledger.
+                let people = recognised_people(&s.county.hub, 2014).await;
+                prop_assert!(people <= CEILING, "{} recognised over a ceiling of {}", people, CEILING);
+                prop_assert_eq!(people, s.county.hub.quota_in_ledger(2014).await.unwrap());
+                Ok(())
+            })
+        })
+        .unwrap();
+    println!("adversarial property held over {cases} generated change sets");
+}
