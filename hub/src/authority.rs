@@ -146,6 +146,7 @@ pub fn check_references<'a>(
 pub const MAX_FIELDS_PER_RECORD: usize = 64;
 pub const MAX_FIELD_NAME: usize = 64;
 pub const MAX_TEXT_CHARS: usize = 500;
+pub const MAX_DECISION_CHARS: usize = 2_000;
 pub const MAX_RECORD_BYTES: usize = 8 * 1024;
 
 /// A size or shape limit a record broke: the message names the field and the limit, never the
@@ -185,14 +186,15 @@ pub fn check_value(name: &str, value: &str) -> Result<(), String> {
         "number" => (1..=20).contains(&chars),
         "members" | "households" | "population" | "poor_households" | "poor_population" => digits(value, 1, 9),
         "income" | "income_per_capita" | "collective_income" => value.len() <= 20 && Yuan::parse(value).is_ok(),
-        "phone" | "helper_phone" => {
-            value.len() <= 30 && value.bytes().all(|b| b.is_ascii_digit() || b" +-()".contains(&b))
-        }
-        "bank_account" => value.len() <= 40 && value.bytes().all(|b| b.is_ascii_digit() || b == b' ' || b == b'-'),
+        // Offices write "无" or an extension into these: their length is the limit, not a charset.
+        "phone" | "helper_phone" => chars <= 30,
+        "bank_account" => chars <= 40,
         "move_out" => value.is_empty() || digits(value, 6, 6),
         "name" | "helper_name" => chars <= 50,
         "helper_unit" => chars <= 100,
         "status" => Status::parse(value).is_some(),
+        // The tiers' own decisions carry their reasons (a refusal lists every rule it broke).
+        _ if name.starts_with("county.") || name.starts_with("province.") => chars <= MAX_DECISION_CHARS,
         _ => chars <= MAX_TEXT_CHARS,
     };
     if shape_ok {
@@ -204,12 +206,15 @@ pub fn check_value(name: &str, value: &str) -> Result<(), String> {
         "number" => "1–20 characters".into(),
         "members" | "households" | "population" | "poor_households" | "poor_population" => "a whole number".into(),
         "income" | "income_per_capita" | "collective_income" => "an amount in yuan".into(),
-        "phone" | "helper_phone" => "a phone number (digits, + - ( ) and spaces, up to 30)".into(),
-        "bank_account" => "an account number (digits, up to 40)".into(),
+        "phone" | "helper_phone" => "at most 30 characters".into(),
+        "bank_account" => "at most 40 characters".into(),
         "move_out" => "a 6-digit county code".into(),
         "name" | "helper_name" => "at most 50 characters".into(),
         "helper_unit" => "at most 100 characters".into(),
         "status" => "a workflow step".into(),
+        _ if name.starts_with("county.") || name.starts_with("province.") => {
+            format!("at most {MAX_DECISION_CHARS} characters")
+        }
         _ => format!("at most {MAX_TEXT_CHARS} characters"),
     };
     Err(format!("field {name} ({chars} characters) is not {limit}"))

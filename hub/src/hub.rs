@@ -13,6 +13,7 @@ use crate::store::{
 };
 use crate::years;
 use anyhow::Context;
+use chrono::Datelike;
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use jianka_shared::{
     Hlc, IdNumber, Record, RecordKey, RecordKind, RegionCode, Tier, Year,
@@ -216,6 +217,8 @@ struct Effects {
     /// Members already stored in the households this change set touches (before its own rows),
     /// by year and household, for re-examination.
     stored_members: HashMap<(Year, String), Vec<Result<Member, String>>>,
+    /// The county's village ceiling after signed 微调 adjustments (read before the transaction).
+    village_ceiling: Option<u64>,
     /// Members as `check_record` parsed them from the rows this change set wrote, so
     /// re-examination does not copy every field again; dropped whenever such a row changes.
     member_records: HashMap<String, Member>,
@@ -481,7 +484,8 @@ impl Hub {
         let cs = verified.open(self.limits).map_err(cs_error)?;
         let mut hlc = self.writer.lock().await;
         // Read before the transaction begins, so no connection is held while another is awaited.
-        let years = self.year_states(cs.ops.iter().map(|o| o.key().year)).await?;
+        let villages = cs.ops.iter().any(|o| o.key().kind == RecordKind::Village);
+        let years = self.year_states(cs.ops.iter().map(|o| o.key().year), villages).await?;
         let mut tx = self.db.pool.begin().await?;
         let (next_seq, last_hash) = stream_state(&mut tx, &origin).await?;
         if header.seq < next_seq {
@@ -615,8 +619,9 @@ impl Hub {
     }
 
     /// Each year's state (and the regions it is reopened for) and, at a county, the frozen
-    /// years whose accepted changes carry into the next year (see [`Hub::carry_into_next_year`]).
-    async fn year_states(&self, years: impl Iterator<Item = Year>) -> Result<YearStates, HubError> {
+    /// years whose accepted changes carry into the next year (see [`Hub::carry_into_next_year`])
+    /// and the village ceiling.
+    async fn year_states(&self, years: impl Iterator<Item = Year>, villages: bool) -> Result<YearStates, HubError> {
         let years: BTreeSet<Year> = years.collect();
         let mut out = YearStates::default();
         for y in years {
@@ -628,6 +633,14 @@ impl Hub {
                 out.carry.insert(y);
             }
             out.states.insert(y, (state, reopened));
+        }
+        if villages
+            && self.region().tier() == Tier::County
+            && let Some(q) = self.county_quota()
+        {
+            let adjusted =
+                self.village_quotas().await.map_err(|e| HubError::new(ErrorCode::Internal, e.to_string()))?;
+            out.village_ceiling = Some(adjusted.get(&q.county).copied().unwrap_or(q.villages));
         }
         Ok(out)
     }
@@ -647,8 +660,9 @@ impl Hub {
         fx.rows.reserve(keys.len());
         fx.member_records.reserve(keys.len());
         self.load_rows(tx, &keys, &mut fx.rows).await?;
-        let YearStates { states, carry } = years;
+        let YearStates { states, carry, village_ceiling } = years;
         fx.carry_years = carry;
+        fx.village_ceiling = village_ceiling;
         // Kept only when needed: the carry compares the next year's values with these.
         for (k, r) in &fx.rows {
             if fx.carry_years.contains(&r.key.year) {
@@ -765,6 +779,13 @@ impl Hub {
                 );
                 continue;
             }
+            // A registry year has not begun yet: nothing may be registered in it (a node's clock
+            // a little ahead at New Year is allowed for).
+            if i32::from(key.year) > (today + chrono::Days::new(2)).year() {
+                let msg = format!("{key}: year {} has not begun (today is {today})", key.year);
+                reject(fx, writer, key, RejectReason::FailedValidation, msg, payload());
+                continue;
+            }
             // Past the lock check a year not open is in its update window or reopened here.
             let in_update = states.get(&key.year).is_some_and(|(state, _)| *state != YearState::Open);
             let household_row = |hh: &str| {
@@ -778,13 +799,12 @@ impl Hub {
                     continue;
                 }
             };
-            if let Some(old) = moved_from {
-                // The household this one moved from keeps its status once only.
-                let mut row = fx.rows.get(&old).or_else(|| households.get(&old)).cloned().expect("checked");
-                row.fields.insert(
-                    MOVED_TO.into(),
-                    FieldState(key.id.as_str().into(), fx.move_version, self.region().as_str().into()),
-                );
+            if let Some(old) = moved_from
+                && let Some(mut row) = fx.rows.get(&old).or_else(|| households.get(&old)).cloned()
+            {
+                // The household this one moved from passes its status on once only.
+                let by = self.region().as_str().into();
+                row.fields.insert(MOVED_TO.into(), FieldState(key.id.as_str().into(), fx.move_version, by));
                 fx.rows.insert(old.clone(), row);
                 fx.dirty.push(old);
             }
@@ -1224,14 +1244,7 @@ impl Hub {
             return Ok(());
         }
         candidates.sort();
-        let ceiling = match self.county_quota() {
-            Some(q) => {
-                let adjusted =
-                    self.village_quotas().await.map_err(|e| HubError::new(ErrorCode::Internal, e.to_string()))?;
-                Some(adjusted.get(&q.county).copied().unwrap_or(q.villages))
-            }
-            None => None,
-        };
+        let ceiling = fx.village_ceiling;
         let scope = format!("villages:{}", self.region());
         let mut ledger = QuotaLedger::default();
         let hub_code = self.region().to_string();
@@ -1812,7 +1825,7 @@ fn record_decision(
     let Some(row) = fx.rows.get_mut(&k) else { return };
     let (status, decision, reason) = match &verdict {
         Ok(()) => (Status::CountyAnnounced, DECISION_ADMIT, String::new()),
-        Err((r, m)) => (Status::NotRecognised, DECISION_REFUSE, format!("{}: {m}", r.label())),
+        Err((r, m)) => (Status::NotRecognised, DECISION_REFUSE, bounded(format!("{}: {m}", r.label()))),
     };
     let decided =
         [("status", format!("{status:?}")), ("county.decision", decision.to_string()), ("county.reason", reason)];
@@ -1834,6 +1847,16 @@ fn record_decision(
         fx.rejected.push(rej);
     }
     fx.dirty.push(k);
+}
+
+/// A decision's reason as stored and forwarded: within the limit the tier above checks
+/// ([`authority::MAX_DECISION_CHARS`]), cut at a character with "…" when a refusal lists many rules.
+fn bounded(reason: String) -> String {
+    let max = authority::MAX_DECISION_CHARS - 1;
+    match reason.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", &reason[..at]),
+        None => reason,
+    }
 }
 
 /// Feedback items carrying `corrections`, grouped by the township they go to, at most
@@ -2198,6 +2221,7 @@ struct MergeContext {
 struct YearStates {
     states: HashMap<Year, (YearState, Vec<RegionCode>)>,
     carry: HashSet<Year>,
+    village_ceiling: Option<u64>,
 }
 
 /// Ops merged per step while the previous step's member rows are written.

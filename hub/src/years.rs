@@ -227,6 +227,8 @@ impl Hub {
             signature: String::new(),
         };
         snap.signature = hex::encode(trust::sign_statement(&self.key, "year-snapshot", &snap.signed_bytes()));
+        // Read before the transaction: no connection is held while another is awaited.
+        let children = child_regions(&self.db).await?;
         let (mut hlc, mut tx) = self.begin_write().await?;
         let already: Option<String> = sqlx::query("SELECT state FROM years WHERE year = $1")
             .bind(ended as i64)
@@ -297,7 +299,6 @@ impl Hub {
                 quota_add(&mut tx, &scope, next, n).await?;
             }
         }
-        let children = child_regions(&self.db).await?;
         let deadline = household_deadline(ended, self.profile.as_ref()).to_string();
         let mut fb = Vec::new();
         for c in &children {

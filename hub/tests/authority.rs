@@ -24,7 +24,12 @@ fn upsert(key: RecordKey, fields: &[(&str, &str)], version: u64) -> Op {
         key,
         fields: fields
             .iter()
-            .map(|(n, v)| FieldWrite { name: n.to_string(), value: v.to_string(), version: Hlc(version), base: Hlc::ZERO })
+            .map(|(n, v)| FieldWrite {
+                name: n.to_string(),
+                value: v.to_string(),
+                version: Hlc(version),
+                base: Hlc::ZERO,
+            })
             .collect(),
     }
 }
@@ -170,11 +175,8 @@ async fn large_offline_sync_is_reexamined_exactly(pg: bool) {
         }
     }
     let rows = s.county.hub.records_in(&r(COUNTY), 2014).await.unwrap();
-    let admitted: BTreeSet<String> = hs
-        .iter()
-        .filter(|h| status_of(&rows, &h.id()) == Some(Status::CountyAnnounced))
-        .map(Household::id)
-        .collect();
+    let admitted: BTreeSet<String> =
+        hs.iter().filter(|h| status_of(&rows, &h.id()) == Some(Status::CountyAnnounced)).map(Household::id).collect();
     assert_eq!(admitted, expected);
     assert_eq!(rej.len(), hs.len() - expected.len());
     assert!(rej.iter().all(|x| x.reason == RejectReason::OverQuota), "{:?}", rej.first());
@@ -273,12 +275,11 @@ async fn sizes_are_limited_before_anything_is_stored(pg: bool) {
     assert!(rows.iter().any(|x| x.key.id == other.id()));
     assert!(!rows.iter().any(|x| x.key.id == h.id()));
     // Neither stored, nor quarantined, nor audited in full.
-    let big: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM quarantine WHERE LENGTH(payload) > 10000 OR LENGTH(message) > 10000",
-    )
-    .fetch_one(&s.county.hub.db.pool)
-    .await
-    .unwrap();
+    let big: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM quarantine WHERE LENGTH(payload) > 10000 OR LENGTH(message) > 10000")
+            .fetch_one(&s.county.hub.db.pool)
+            .await
+            .unwrap();
     assert_eq!(big, 0);
     let audited: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit WHERE LENGTH(old) + LENGTH(\"new\") > 10000")
         .fetch_one(&s.county.hub.db.pool)
@@ -344,7 +345,8 @@ async fn a_burst_of_sync_state_requests_answers_every_one(pg: bool) {
         times[times.len() - 1]
     );
     // The health check reports the database with a real query.
-    let body: serde_json::Value = reqwest::get(format!("{}/v1/health", s.county.url)).await.unwrap().json().await.unwrap();
+    let body: serde_json::Value =
+        reqwest::get(format!("{}/v1/health", s.county.url)).await.unwrap().json().await.unwrap();
     assert_eq!(body["database"], "reachable");
 }
 
@@ -381,7 +383,8 @@ async fn the_smaller_holes_are_closed() {
     assert_eq!((ans.status, ans.code()), (403, ErrorCode::OutsideRegion));
 
     // Every error in the one JSON shape: bad path, unknown route, wrong method.
-    for (method, path) in [("GET", "/v1/uploads/not-a-number"), ("GET", "/v1/nothing-here"), ("DELETE", "/v1/feedback")] {
+    for (method, path) in [("GET", "/v1/uploads/not-a-number"), ("GET", "/v1/nothing-here"), ("DELETE", "/v1/feedback")]
+    {
         let ans = a.request(method, path, vec![]).await;
         let e: ApiError = serde_json::from_slice(&ans.body)
             .unwrap_or_else(|e| panic!("{method} {path}: {e}: {}", String::from_utf8_lossy(&ans.body)));
@@ -529,12 +532,30 @@ struct Pool {
 
 #[derive(Debug, Clone)]
 enum Attack {
-    Household { village: usize, no: u8, status: usize, claimed_village: usize, members: u8, field: Option<(u8, usize)> },
-    Member { id: usize, household: usize, village: usize },
+    Household {
+        village: usize,
+        no: u8,
+        status: usize,
+        claimed_village: usize,
+        members: u8,
+        field: Option<(u8, usize)>,
+        with_members: bool,
+    },
+    Member {
+        id: usize,
+        household: usize,
+        village: usize,
+    },
     DeleteHousehold(usize),
     DeleteMember(usize),
-    StatusOf { household: usize, status: usize },
-    Village { village: usize, status: usize },
+    StatusOf {
+        household: usize,
+        status: usize,
+    },
+    Village {
+        village: usize,
+        status: usize,
+    },
 }
 
 const STATUSES: [&str; 12] = [
@@ -556,8 +577,21 @@ fn attack() -> impl proptest::strategy::Strategy<Value = Attack> {
     use proptest::prelude::*;
     let any_field = proptest::option::weighted(0.3, (0u8..6, 0usize..4));
     prop_oneof![
-        4 => (0usize..6, 1u8..12, 0usize..12, 0usize..6, 0u8..5, any_field).prop_map(
-            |(village, no, status, claimed_village, members, field)| Attack::Household { village, no, status, claimed_village, members, field }
+        // Mostly well-formed households of the attacker's own villages handed to 县复审, so the
+        // ceiling and the freeze are tried, not only the refusals at the door.
+        8 => (
+            prop_oneof![4 => 0usize..2, 1 => 2usize..6],
+            1u8..12,
+            prop_oneof![3 => Just(5usize), 2 => 0usize..12],
+            prop_oneof![4 => Just(usize::MAX), 1 => 0usize..6],
+            0u8..5,
+            any_field,
+            proptest::bool::weighted(0.7),
+        )
+            .prop_map(
+            |(village, no, status, claimed_village, members, field, with_members)| Attack::Household {
+                village, no, status, claimed_village, members, field, with_members
+            }
         ),
         4 => (0usize..64, 0usize..64, 0usize..6).prop_map(|(id, household, village)| Attack::Member { id, household, village }),
         1 => (0usize..64).prop_map(Attack::DeleteHousehold),
@@ -588,7 +622,7 @@ fn member_fields(id: &str, village: &str, household: &str) -> Vec<(String, Strin
     .collect()
 }
 
-fn materialise(a: &Attack, pool: &Pool, version: u64) -> Op {
+fn materialise(a: &Attack, pool: &Pool, version: u64) -> Vec<Op> {
     let pick = |v: &Vec<String>, i: usize| v[i % v.len()].clone();
     let fw = |key: RecordKey, pairs: Vec<(String, String)>| Op::Upsert {
         key,
@@ -598,7 +632,7 @@ fn materialise(a: &Attack, pool: &Pool, version: u64) -> Op {
             .collect(),
     };
     match a {
-        Attack::Household { village, no, status, claimed_village, members, field } => {
+        Attack::Household { village, no, status, claimed_village, members, field, with_members } => {
             let v = pool.villages[*village % pool.villages.len()];
             let mut h = household(
                 if v.len() == 12 { v } else { "420322105200" },
@@ -608,9 +642,12 @@ fn materialise(a: &Attack, pool: &Pool, version: u64) -> Op {
                 Status::Applied,
             );
             h.members.truncate(*members as usize);
-            let mut rec = h.to_records().remove(0);
+            let mut recs = h.to_records();
+            let mut rec = recs.remove(0);
             rec.fields.insert("status".into(), STATUSES[*status].into());
-            rec.fields.insert("village".into(), pool.villages[*claimed_village % pool.villages.len()].into());
+            let claimed =
+                if *claimed_village == usize::MAX { v } else { pool.villages[*claimed_village % pool.villages.len()] };
+            rec.fields.insert("village".into(), claimed.into());
             rec.fields.insert("members".into(), members.to_string());
             if let Some((which, size)) = field {
                 let names = ["county.decision", "province.filed", "phone", "note", "Bad Name", "bank_account"];
@@ -618,28 +655,33 @@ fn materialise(a: &Attack, pool: &Pool, version: u64) -> Op {
                 rec.fields.insert(names[*which as usize % names.len()].into(), value);
             }
             let id = format!("{v}-{:04}", no);
-            fw(hkey(&id), rec.fields.into_iter().collect())
+            let mut ops = vec![fw(hkey(&id), rec.fields.into_iter().collect())];
+            if *with_members {
+                // Its members as the form has them, so some households pass 县复审 and are charged.
+                ops.extend(recs.into_iter().map(|m| fw(m.key, m.fields.into_iter().collect())));
+            }
+            ops
         }
         Attack::Member { id, household, village } => {
             let hh = pick(&pool.households, *household);
             let v = pool.villages[*village % pool.villages.len()];
             let id = pick(&pool.members, *id);
-            fw(RecordKey::new(RecordKind::Member, 2014, id.clone()), member_fields(&id, v, &hh))
+            vec![fw(RecordKey::new(RecordKind::Member, 2014, id.clone()), member_fields(&id, v, &hh))]
         }
         Attack::DeleteHousehold(i) => {
-            Op::Delete { key: hkey(&pick(&pool.households, *i)), version: Hlc(version), base: Hlc::ZERO }
+            vec![Op::Delete { key: hkey(&pick(&pool.households, *i)), version: Hlc(version), base: Hlc::ZERO }]
         }
-        Attack::DeleteMember(i) => Op::Delete {
+        Attack::DeleteMember(i) => vec![Op::Delete {
             key: RecordKey::new(RecordKind::Member, 2014, pick(&pool.members, *i)),
             version: Hlc(version),
             base: Hlc::ZERO,
-        },
+        }],
         Attack::StatusOf { household, status } => {
-            upsert(hkey(&pick(&pool.households, *household)), &[("status", STATUSES[*status])], version)
+            vec![upsert(hkey(&pick(&pool.households, *household)), &[("status", STATUSES[*status])], version)]
         }
         Attack::Village { village, status } => {
             let v = pool.villages[*village % pool.villages.len()];
-            upsert(
+            vec![upsert(
                 RecordKey::new(RecordKind::Village, 2014, v),
                 &[
                     ("name", "某村"),
@@ -652,7 +694,7 @@ fn materialise(a: &Attack, pool: &Pool, version: u64) -> Op {
                     ("status", STATUSES[*status]),
                 ],
                 version,
-            )
+            )]
         }
     }
 }
@@ -676,11 +718,14 @@ fn whatever_an_authenticated_township_sends_the_county_keeps_its_authority() {
         assert!(rej.is_empty(), "{rej:?}");
         let attacker = enroll_node(&s.county, A, 7).await;
         let rows = s.county.hub.records_in(&r(B), 2014).await.unwrap();
-        let victim_rows: BTreeMap<String, String> =
-            rows.iter().map(|x| (jianka_hub::hub::storage_key(&x.key), jianka_hub::hub::fields_json(&x.fields))).collect();
+        let victim_rows: BTreeMap<String, String> = rows
+            .iter()
+            .map(|x| (jianka_hub::hub::storage_key(&x.key), jianka_hub::hub::fields_json(&x.fields)))
+            .collect();
         (s, attacker, victim_rows)
     });
-    let victim_people: Vec<String> = victim_rows.keys().filter(|k| k.starts_with("1/")).map(|k| k[7..].to_string()).collect();
+    let victim_people: Vec<String> =
+        victim_rows.keys().filter(|k| k.starts_with("1/")).map(|k| k[7..].to_string()).collect();
     let mut members: Vec<String> = victim_people.clone();
     members.extend((1..=40u32).flat_map(|no| {
         household("420322105200", no % 12, 4, no * 7, Status::Applied)
@@ -692,25 +737,30 @@ fn whatever_an_authenticated_township_sends_the_county_keeps_its_authority() {
     let pool = Pool {
         villages: vec!["420322105200", "420322105201", "420322106200", "420323101200", "42032210520", "420322105200x"],
         households: (1..12)
-            .flat_map(|no| [format!("420322105200-{no:04}"), format!("420322106200-{no:04}"), format!("420323101200-{no:04}")])
+            .flat_map(|no| {
+                [format!("420322105200-{no:04}"), format!("420322106200-{no:04}"), format!("420323101200-{no:04}")]
+            })
             .chain(["nonsense".to_string(), "420322105200-".to_string()])
             .collect(),
         members,
     };
     let version = std::cell::Cell::new(1_000u64);
-    let attacker = std::cell::RefCell::new(attacker);
+    let (applied, decided) = (std::cell::Cell::new(0u64), std::cell::Cell::new(0usize));
+    let refused_sets = std::cell::Cell::new(0u64);
+    let attacker = tokio::sync::Mutex::new(attacker);
     let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig { cases, ..ProptestConfig::default() });
     let strategy = proptest::collection::vec(attack(), 1..12);
     let county_code = COUNTY.to_string();
     runner
         .run(&strategy, |attacks| {
             version.set(version.get() + 100);
-            let ops: Vec<Op> = attacks.iter().map(|a| materialise(a, &pool, version.get())).collect();
+            let ops: Vec<Op> = attacks.iter().flat_map(|a| materialise(a, &pool, version.get())).collect();
             rt.block_on(async {
-                let mut attacker = attacker.borrow_mut();
+                let mut attacker = attacker.lock().await;
                 let ans = attacker.push(ops).await;
                 prop_assert!(ans.status == 200 || ans.status == 400 || ans.status == 413, "{}", ans.status);
                 if ans.status != 200 {
+                    refused_sets.set(refused_sets.get() + 1);
                     // A refused change set leaves the stream where it was.
                     attacker.seq -= 1;
                     let st: SyncState = attacker.request("GET", "/v1/sync/state", vec![]).await.json();
@@ -734,7 +784,14 @@ fn whatever_an_authenticated_township_sends_the_county_keeps_its_authority() {
                             Some(Status::CountyAnnounced | Status::NotRecognised | Status::ProvinceFiled)
                         )
                     {
-                        prop_assert_eq!(st.2.as_str(), county_code.as_str(), "{} at {} written by {}", x.key, st.0, st.2);
+                        prop_assert_eq!(
+                            st.2.as_str(),
+                            county_code.as_str(),
+                            "{} at {} written by {}",
+                            x.key,
+                            st.0,
+                            st.2
+                        );
                         prop_assert!(Status::parse(&st.0) != Some(Status::ProvinceFiled));
                     }
                 }
@@ -745,9 +802,87 @@ fn whatever_an_authenticated_township_sends_the_county_keeps_its_authority() {
                 let people = recognised_people(&s.county.hub, 2014).await;
                 prop_assert!(people <= CEILING, "{} recognised over a ceiling of {}", people, CEILING);
                 prop_assert_eq!(people, s.county.hub.quota_in_ledger(2014).await.unwrap());
+                let decided_here = rows.iter().filter(|x| {
+                    x.key.kind == RecordKind::Household
+                        && x.region.starts_with(A)
+                        && x.fields.get("county.decision").is_some()
+                });
+                decided.set(decided.get().max(decided_here.count()));
+                if let Ok(PushOutcome::Accepted { applied: n, .. }) = serde_json::from_slice(&ans.body) {
+                    applied.set(applied.get() + n);
+                }
                 Ok(())
             })
         })
         .unwrap();
-    println!("adversarial property held over {cases} generated change sets");
+    println!(
+        "adversarial property held over {cases} generated change sets ({} refused whole, {} ops applied; {} of \
+         the attacker's households decided by 县复审 at most)",
+        refused_sets.get(),
+        applied.get(),
+        decided.get()
+    );
+    // The property must have been tried against households that really went through 县复审.
+    assert!(decided.get() > 0 && applied.get() > 0, "the generated change sets never reached re-examination");
+}
+
+// ------------------------------------------------------------------------------ moves keep status
+
+/// A household moved to another village of its township in the annual update (`adjust move`)
+/// keeps the status the county gave it — once, and only as the household it names as left.
+async fn a_moved_household_keeps_its_status_once(pg: bool) {
+    use chrono::TimeZone;
+    let s = setup(pg, 100, &[]).await;
+    let mut node = enroll_node(&s.county, A, 7).await;
+    let h = household("420322105200", 1, 2, 1, Status::CountyReview);
+    accepted(&node.push(ops_of(&h, 10)).await);
+    let t = chrono_tz::Asia::Shanghai.with_ymd_and_hms(2015, 1, 10, 9, 0, 0).unwrap().with_timezone(&chrono::Utc);
+    s.county.clock.set(t);
+    s.county.hub.new_year(Some(2014)).await.unwrap();
+    node.now = s.county.clock.now_secs();
+
+    // The move as the node sends it: the old household and its members deleted, the household
+    // written again under its new village, naming the one it left, its members with it.
+    let moved = household("420322105201", 1, 2, 1, Status::CountyAnnounced);
+    let mut ops: Vec<Op> = h
+        .to_records()
+        .into_iter()
+        .rev()
+        .map(|rec| Op::Delete { key: rec.key, version: Hlc(2_000), base: Hlc::ZERO })
+        .collect();
+    let mut arrive = ops_of(&moved, 2_000);
+    if let Op::Upsert { fields, .. } = &mut arrive[0] {
+        fields.push(FieldWrite { name: "moved_from".into(), value: h.id(), version: Hlc(2_000), base: Hlc::ZERO });
+        fields.sort_by(|a, b| a.name.cmp(&b.name));
+    }
+    ops.extend(arrive);
+    let (_, rej) = accepted(&node.push(ops).await);
+    assert!(rej.is_empty(), "{rej:?}");
+    let rows = s.county.hub.records_in(&r(COUNTY), 2014).await.unwrap();
+    assert_eq!(status_of(&rows, &moved.id()), Some(Status::CountyAnnounced));
+    assert_eq!(recognised_people(&s.county.hub, 2014).await, 2);
+
+    // The same household named again: refused — a status is kept by one household only.
+    let mut again = ops_of(&household("420322105201", 2, 2, 50, Status::CountyAnnounced), 3_000);
+    if let Op::Upsert { fields, .. } = &mut again[0] {
+        fields.push(FieldWrite { name: "moved_from".into(), value: h.id(), version: Hlc(3_000), base: Hlc::ZERO });
+        fields.sort_by(|a, b| a.name.cmp(&b.name));
+    }
+    let (_, rej) = accepted(&node.push(again.drain(..1).collect()).await);
+    assert_eq!(rej.len(), 1, "{rej:?}");
+    assert_eq!(rej[0].reason, RejectReason::NotAuthorised);
+    assert_eq!(recognised_people(&s.county.hub, 2014).await, 2);
+    assert_eq!(recognised_people(&s.county.hub, 2015).await, s.county.hub.quota_in_ledger(2015).await.unwrap());
+}
+
+#[tokio::test]
+async fn a_moved_household_keeps_its_status_once_sqlite() {
+    a_moved_household_keeps_its_status_once(false).await;
+}
+
+#[tokio::test]
+async fn a_moved_household_keeps_its_status_once_postgres() {
+    if pg_available() {
+        a_moved_household_keeps_its_status_once(true).await;
+    }
 }
