@@ -250,6 +250,7 @@ async fn open_hub(region: &str, db: Option<String>, quotas: Option<(u64, &str)>)
             profile: None,
             quotas: qpath,
             database: db,
+            listen: None,
         },
         today,
     )
@@ -267,6 +268,7 @@ async fn open_hub(region: &str, db: Option<String>, quotas: Option<(u64, &str)>)
                 profile: None,
                 quotas: None,
                 database: Some("sqlite://p.db".into()),
+                listen: None,
             },
             today,
         )

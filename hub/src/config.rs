@@ -74,6 +74,15 @@ fn default_database() -> String {
 fn default_listen() -> String {
     "127.0.0.1:7001".into()
 }
+
+/// The address a new hub listens on: the province on 7001, a county on 7002, so the help's own
+/// setup (a province and a county on one machine) runs as written.
+pub fn default_listen_for(tier: Tier) -> String {
+    match tier {
+        Tier::Province => "127.0.0.1:7001".into(),
+        _ => "127.0.0.1:7002".into(),
+    }
+}
 fn default_key() -> PathBuf {
     "hub.key".into()
 }
@@ -108,9 +117,9 @@ impl HubConfig {
     /// A config for `region` with every default, files in `dir`.
     pub fn new(region: RegionCode, dir: &Path) -> Self {
         HubConfig {
+            listen: default_listen_for(region.tier()),
             region,
             database: default_database(),
-            listen: default_listen(),
             key_file: default_key(),
             chain_file: default_chain(),
             parent_url: None,

@@ -420,8 +420,12 @@ impl Hub {
             return Err(HubError::new(
                 ErrorCode::RevokedKey,
                 format!(
-                    "key {key_id} has been revoked ({}); ask the county for a new certificate",
-                    reason.unwrap_or_default()
+                    "key {key_id} was revoked by the {} hub {} (reason: {}); it is refused for good — the {} must \
+                     enroll a new key",
+                    self.region().tier(),
+                    self.region(),
+                    reason.unwrap_or_default(),
+                    self.region().tier()
                 ),
             ));
         }

@@ -3,7 +3,7 @@
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use jianka_hub::{HubConfig, admin, audit, clock};
-use jianka_shared::{RegionCode, protocol::PushOutcome, trust::KeyId};
+use jianka_shared::{RegionCode, Tier, protocol::PushOutcome, trust::KeyId};
 use std::path::PathBuf;
 
 // The hub allocates and frees many small strings per record (field maps, statements); mimalloc
@@ -14,14 +14,22 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// County and province hub: verifies and merges townships' change sets, re-examines households
 /// against the county ceiling, signs off and forwards to the province.
 ///
-/// Typical setup (province 42, county 420322, township 420322105):
+/// First setup on one machine, from the repository's root (province 42, county 420322,
+/// township 420322105); each `init` prints the new public key on stdout:
 ///
 ///   jianka-hub init --region 42 --dir prov
-///   jianka-hub init --region 420322 --dir county --parent-url http://prov:7001 --profile profiles/hubei-2014.toml --quotas quotas.toml
-///   jianka-hub enroll --config prov/hub.toml --subject 420322 --public-key <county key hex> --out county-chain.json
+///   jianka-hub init --region 420322 --dir county --parent-url http://127.0.0.1:7001 --profile config/profiles/hubei-2014.toml --quotas config/quotas.example.toml
+///   jianka-hub enroll --config prov/hub.toml --subject 420322 --public-key <county key> --out county-chain.json
 ///   jianka-hub install-chain --config county/hub.toml county-chain.json
-///   jianka-hub enroll --config county/hub.toml --subject 420322105 --public-key <node key hex> --out node-chain.json
+///   jianka-node init --dir town --township 420322105 --hub http://127.0.0.1:7002
+///   jianka-hub enroll --config county/hub.toml --subject 420322105 --public-key <node key> --out node-chain.json
+///   jianka-node --config town/node.toml trust node-chain.json
+///   jianka-hub serve --config prov/hub.toml
 ///   jianka-hub serve --config county/hub.toml
+///
+/// The province listens on 127.0.0.1:7001 and a county on 127.0.0.1:7002 unless `init --listen`
+/// or `serve --listen` says otherwise. `init` copies the profile and quotas it is given into the
+/// hub's directory.
 ///
 /// Environment: JIANKA_HUB_<FIELD> overrides hub.toml (JIANKA_HUB_SCHEDULE__FORWARD for nested keys);
 /// JIANKA_NOW (RFC 3339) fixes the clock; RUST_LOG sets the log level.
@@ -57,6 +65,9 @@ enum Cmd {
         /// Database URL (default sqlite://hub.db next to hub.toml; postgres://user@host/db for a province).
         #[arg(long)]
         database: Option<String>,
+        /// Address to serve on (default: 127.0.0.1:7001 for a province, 127.0.0.1:7002 for a county).
+        #[arg(long)]
+        listen: Option<String>,
     },
     /// Serve the HTTP API and run the schedules until Ctrl-C.
     ///
@@ -310,13 +321,46 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let today = clock::from_env()?.now().with_timezone(&chrono_tz::Asia::Shanghai).date_naive();
     match cli.cmd {
-        Cmd::Init { region, dir, parent_url, profile, quotas, database } => {
-            let pk = admin::init(
-                &admin::InitOptions { region, dir: dir.clone(), parent_url, profile, quotas, database },
+        Cmd::Init { region, dir, parent_url, profile, quotas, database, listen } => {
+            let tier = region.tier();
+            let done = admin::init(
+                &admin::InitOptions {
+                    region: region.clone(),
+                    dir: dir.clone(),
+                    parent_url: parent_url.clone(),
+                    profile,
+                    quotas,
+                    database,
+                    listen,
+                },
                 today,
             )?;
-            eprintln!("wrote {}/hub.toml and {}/hub.key; public key:", dir.display(), dir.display());
-            println!("{pk}");
+            println!("{}", done.public_key);
+            let d = dir.display();
+            eprintln!("wrote {d}/hub.toml and {d}/hub.key; this hub will listen on {}", done.listen);
+            for (from, to) in &done.copied {
+                eprintln!("copied {} to {} (hub.toml refers to the copy)", from.display(), to.display());
+            }
+            eprintln!("public key: {}", done.public_key);
+            match tier {
+                Tier::Province => eprintln!(
+                    "next: enroll each county's key here: jianka-hub enroll --config {d}/hub.toml --subject <county> \
+                     --public-key <county key> --out county-chain.json"
+                ),
+                _ => {
+                    if parent_url.is_none() {
+                        eprintln!(
+                            "no --parent-url: this county cannot forward until parent_url is set in {d}/hub.toml"
+                        );
+                    }
+                    eprintln!(
+                        "next: the province enrolls this key (jianka-hub enroll --config <province>/hub.toml --subject \
+                         {region} --public-key {} --out county-chain.json), then: jianka-hub install-chain --config \
+                         {d}/hub.toml county-chain.json",
+                        done.public_key
+                    );
+                }
+            }
         }
         Cmd::Serve { config, listen } => {
             let mut cfg = HubConfig::load(&config)?;

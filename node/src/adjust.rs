@@ -67,7 +67,15 @@ fn locked_refusal<T>(node: &Node, year: Year) -> Result<T> {
     ))
 }
 
-fn log(node: &Node, year: Year, kind: &str, subject: &str, reason: &str, date: NaiveDate, detail: &str) -> Result<()> {
+pub(crate) fn log(
+    node: &Node,
+    year: Year,
+    kind: &str,
+    subject: &str,
+    reason: &str,
+    date: NaiveDate,
+    detail: &str,
+) -> Result<()> {
     node.conn.execute(
         "INSERT INTO adjustments(year, kind, subject, reason, date, detail, recorded_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![year, kind, subject, reason, date.to_string(), detail, node.clock.millis() as i64],

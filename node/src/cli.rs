@@ -13,6 +13,7 @@ use chrono::NaiveDate;
 use clap::{Args, Parser, Subcommand};
 use jianka_keyfile::Keypair;
 use jianka_shared::protocol::DigestReport;
+use jianka_shared::protocol::ErrorCode;
 use jianka_shared::{RegionCode, Tier, Year};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -25,8 +26,9 @@ use std::process::ExitCode;
     version,
     after_help = "\
 First steps:
-  jianka-node init --dir /srv/jianka --township 420322105 --hub http://county.example:7001
-  (the county enrolls the printed public key: jianka-hub enroll --subject 420322105 --public-key HEX --out chain.json)
+  jianka-node init --dir /srv/jianka --township 420322105 --hub http://county.example:7002
+  (the county enrolls the printed public key:
+   jianka-hub enroll --config <county>/hub.toml --subject 420322105 --public-key HEX --out chain.json)
   jianka-node --config /srv/jianka/node.toml trust chain.json
   jianka-node --config /srv/jianka/node.toml import 扶贫手册.xlsx --dry-run
   jianka-node --config /srv/jianka/node.toml sync
@@ -47,7 +49,7 @@ pub struct Cli {
 pub enum Command {
     /// Create a node: DIR/node.toml (commented), DIR/node.db and DIR/node.key; prints the public key.
     ///
-    /// Example: jianka-node init --dir ./town --township 420322105 --hub http://127.0.0.1:7001
+    /// Example: jianka-node init --dir ./town --township 420322105 --hub http://127.0.0.1:7002
     Init {
         #[arg(long)]
         dir: PathBuf,
@@ -592,7 +594,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 Err(e) => {
                     let _ = crate::db::set_meta(&node.conn, "last_sync_error", &format!("{e:#}"));
                     eprintln!("sync failed: {e:#}");
-                    eprintln!("nothing is lost: pending changes stay in the outbox; run `jianka-node sync` again");
+                    eprintln!("{}", sync_failure_advice(&e));
                     Ok(ExitCode::from(1))
                 }
             }
@@ -649,6 +651,30 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
+/// What the clerk should do after a failed sync: run it again when the link failed; when the
+/// county refused this node's key itself, retrying cannot help, so say so and who can.
+fn sync_failure_advice(e: &anyhow::Error) -> String {
+    let code = e.chain().find_map(|c| c.downcast_ref::<crate::client::HubError>()).and_then(|h| h.code());
+    let kept = "nothing is lost: pending changes stay in the outbox";
+    match code {
+        Some(ErrorCode::RevokedKey) => format!(
+            "this node's key was revoked by the county (the hub's message above gives its reason); the county accepts \
+             nothing more signed with it, so syncing again will not help. {kept}. Ask the county's IT officer for a new \
+             enrollment: a new key for this township, enrolled with `jianka-hub enroll`, installed here with \
+             `jianka-node trust`."
+        ),
+        Some(ErrorCode::Equivocation) => format!(
+            "the county holds this node: it received two different change sets under one number from it. {kept}. Call \
+             the county's IT officer, who checks and clears it (`jianka-hub equivocations`); then sync again."
+        ),
+        Some(ErrorCode::UnknownKey) => format!(
+            "the county does not know this node's key: it has not been enrolled there, or its certificate expired. \
+             {kept}. Ask the county to enroll it (`jianka-hub enroll`) and install the chain with `jianka-node trust`."
+        ),
+        _ => format!("{kept}; run `jianka-node sync` again"),
+    }
+}
+
 /// Creates a node directory (config, database, key); prints the public key and key id.
 pub fn init(dir: &Path, township: &str, hub: &str, profile: Option<&Path>) -> Result<ExitCode> {
     let code = RegionCode::parse(township).map_err(|e| Refused(e.to_string()))?;
@@ -678,7 +704,7 @@ pub fn init(dir: &Path, township: &str, hub: &str, profile: Option<&Path>) -> Re
     println!("public_key {}", jianka_keyfile::public_hex(&kp.public()));
     println!("key_id {}", kp.key_id());
     eprintln!(
-        "node for township {code} created in {}.\nNext: the county enrolls this key:\n  jianka-hub enroll --subject {code} --public-key {} --out chain.json\nthen: jianka-node --config {} trust chain.json",
+        "node for township {code} created in {}.\nNext: the county enrolls this key:\n  jianka-hub enroll --config <county>/hub.toml --subject {code} --public-key {} --out chain.json\nthen: jianka-node --config {} trust chain.json",
         dir.display(),
         jianka_keyfile::public_hex(&kp.public()),
         cfg_path.display()

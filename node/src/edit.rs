@@ -75,7 +75,7 @@ fn commit(node: &mut Node, h: &Household) -> Result<usize> {
 fn ensure_editable_status(h: &Household) -> Result<()> {
     if h.status > Status::CountyReview && h.status != Status::NotRecognised {
         return refuse(format!(
-            "household {} is at {} ({}); after the county's re-examination facts change only in the annual update (jianka-node adjust)",
+            "household {} is at {} ({}); after the county's re-examination facts change only in the annual update (jianka-node adjust); contact details (phone, bank account, helper) may be corrected at any time",
             h.id(),
             h.status.label(),
             format_args!("{:?}", h.status)
@@ -94,12 +94,20 @@ pub fn household_update(node: &mut Node, year: Year, id: &str, sets: &[String]) 
     household_edit_in(node, year, id, sets, false)
 }
 
+/// Contact details: correctable at any status and outside the update window (a new phone or
+/// bank account does not change who is eligible); each such correction is logged.
+pub const CONTACT_FIELDS: [&str; 5] = ["phone", "bank_account", "helper_name", "helper_unit", "helper_phone"];
+
 fn household_edit_in(node: &mut Node, year: Year, id: &str, sets: &[String], check_status: bool) -> Result<usize> {
     let (mut rec, members) = load_household(&node.conn, year, id)?;
-    if check_status {
+    let sets = parse_sets(sets)?;
+    let contact_only = !sets.is_empty() && sets.iter().all(|(f, _)| CONTACT_FIELDS.contains(&f.as_str()));
+    let status = typed(&rec, &members)?.status;
+    if check_status && !contact_only {
         ensure_editable_status(&typed(&rec, &members)?)?;
     }
-    for (field, value) in parse_sets(sets)? {
+    let fields: Vec<String> = sets.iter().map(|(f, _)| f.clone()).collect();
+    for (field, value) in sets {
         match field.as_str() {
             "status" => return refuse("status moves only through `jianka-node workflow advance`"),
             "village" | "number" => {
@@ -125,7 +133,12 @@ fn household_edit_in(node: &mut Node, year: Year, id: &str, sets: &[String], che
     }
     let h = typed(&rec, &members)?;
     check_rules(&h)?;
-    commit(node, &h)
+    let n = commit(node, &h)?;
+    if contact_only && status > Status::CountyReview {
+        let today = node.clock.today();
+        crate::adjust::log(node, year, "contact", id, "联系信息更正", today, &fields.join(","))?;
+    }
+    Ok(n)
 }
 
 fn member_from_sets(id: &IdNumber, sets: &[(String, String)], base: Option<&Record>) -> Result<Member> {

@@ -106,8 +106,8 @@ fn exit_death_birth_update_inside_the_window() {
     let (h1, h2) = (format!("{VILLAGE}-0001"), format!("{VILLAGE}-0002"));
     let before = store::pending_changes(&node.conn).unwrap();
 
-    // An update of a recognised household: refused as an ordinary edit, taken as an adjustment.
-    refused(jianka_node::edit::household_edit(&mut node, 2014, &h1, &["phone=13912345678".into()]), "annual update");
+    // An update of a recognised household's facts: refused as an ordinary edit, taken as an adjustment.
+    refused(jianka_node::edit::household_edit(&mut node, 2014, &h1, &["income=9000".into()]), "annual update");
     adjust::update(&mut node, 2014, &h1, &["phone=13912345678".into()], d("2015-01-10")).unwrap();
     assert_eq!(field(&node, RecordKind::Household, &h1, "phone").as_deref(), Some("13912345678"));
     let detail: String =
@@ -215,4 +215,28 @@ fn cross_county_move_out_and_in_are_captured_inside_the_window() {
     let carried = Feedback::Resolved { key: next_year.clone(), field: "household".into(), value: h1, note: "x".into() };
     feedback::apply_item(&node.conn, &carried, 3).unwrap();
     assert!(store::load(&node.conn, &next_year).unwrap().is_none());
+}
+
+#[test]
+fn contact_details_are_correctable_at_any_time_and_logged() {
+    let t = TestNode::new();
+    let mut node = node_at(&t, "2014-10-20T09:00:00+08:00");
+    let hid = format!("{VILLAGE}-0001");
+    // No update window is open, and the county has recognised the household.
+    refused(adjust::window_year(&node, None), "no update window is open");
+    jianka_node::edit::household_edit(
+        &mut node,
+        2014,
+        &hid,
+        &["phone=13999998888".into(), "helper_unit=镇政府".into()],
+    )
+    .unwrap();
+    assert_eq!(field(&node, RecordKind::Household, &hid, "phone").as_deref(), Some("13999998888"));
+    assert_eq!(logged(&node, "contact"), 1);
+    // Facts that decide eligibility stay behind the workflow and the update window.
+    refused(
+        jianka_node::edit::household_edit(&mut node, 2014, &hid, &["income=9000".into(), "phone=1".into()]),
+        "annual update",
+    );
+    assert_eq!(logged(&node, "contact"), 1);
 }

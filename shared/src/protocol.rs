@@ -287,8 +287,36 @@ pub struct SignOff {
     pub record_count: u64,
     pub digest: String,
     pub summary: SignOffSummary,
+    /// 16 hex digits, as every command prints a key id (read back from the byte array that
+    /// sign-offs stored before, too).
+    #[serde(with = "key_id_hex")]
     pub key_id: KeyId,
     pub signature: String,
+}
+
+mod key_id_hex {
+    use super::KeyId;
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn serialize<S: Serializer>(k: &KeyId, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&k.to_string())
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        Hex(String),
+        Bytes([u8; 8]),
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<KeyId, D::Error> {
+        match Either::deserialize(d)? {
+            Either::Hex(h) => {
+                KeyId::parse(&h).ok_or_else(|| D::Error::custom(format!("key id {h:?} is not 16 hex digits")))
+            }
+            Either::Bytes(b) => Ok(KeyId(b)),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -312,6 +340,26 @@ impl SignOff {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn signoff_key_ids_are_hex_and_old_arrays_still_read() {
+        let s = SignOff {
+            county: RegionCode::parse("420322").unwrap(),
+            year: 2014,
+            period: "2014-annual".into(),
+            signed_at: "x".into(),
+            record_count: 0,
+            digest: String::new(),
+            summary: SignOffSummary::default(),
+            key_id: KeyId([0xab, 1, 2, 3, 4, 5, 6, 7]),
+            signature: String::new(),
+        };
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["key_id"], "ab01020304050607");
+        let mut old = json.clone();
+        old["key_id"] = serde_json::json!([0xab, 1, 2, 3, 4, 5, 6, 7]);
+        assert_eq!(serde_json::from_value::<SignOff>(old).unwrap(), s);
+    }
 
     #[test]
     fn sealed_files_refuse_tampering_and_wrong_keys() {

@@ -107,6 +107,7 @@ pub async fn setup(pg: bool, people: u64, allocations: &[(&str, u64)]) -> Setup 
             profile: None,
             quotas: None,
             database: Some(pdb),
+            listen: None,
         },
         today,
     )
@@ -126,12 +127,13 @@ pub async fn setup(pg: bool, people: u64, allocations: &[(&str, u64)]) -> Setup 
             profile: Some("profile.toml".into()),
             quotas: Some("quotas.toml".into()),
             database: Some(cdb),
+            listen: None,
         },
         today,
     )
     .unwrap();
     let province = start(pdir, clock.clone(), |_| {}).await;
-    let chain = province.hub.enroll(&r("420322"), &county_pk, None).await.unwrap();
+    let chain = province.hub.enroll(&r("420322"), &county_pk.public_key, None).await.unwrap();
     let chain_path = province.dir.path().join("county-chain.json");
     jianka_keyfile::write_chain(&chain_path, &chain).unwrap();
     let ccfg = HubConfig::load(&cdir.path().join("hub.toml")).unwrap();
