@@ -442,6 +442,10 @@ impl Hub {
             }
             _ => {
                 let opened = NaiveDate::from_ymd_opt(year as i32 + 1, 1, 1).expect("1 January");
+                if today < opened {
+                    // The year's update has not begun: nothing is owed yet.
+                    return Ok(Undelivered { deadline, passed: false, missing: Vec::new() });
+                }
                 let since = opened
                     .and_hms_opt(0, 0, 0)
                     .expect("midnight")

@@ -169,7 +169,8 @@ pub enum VillageCmd {
 
 #[derive(Args, Debug)]
 pub struct YearArg {
-    /// Registry year (default: config's `year`, else the current year).
+    /// Registry year (default: the config's `year`, else the year the county's cycle has open,
+    /// else the newest year this node holds, else the current year; the year taken is printed).
     #[arg(long)]
     pub year: Option<Year>,
 }
@@ -448,7 +449,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Import { file, dry_run, year, json } => {
             let mut node = open(&cli.config, clock)?;
-            let year = node.year(year);
+            let year = year_in_force(&node, year);
             let r = import::import_households(&mut node, &file, ImportOptions { year, dry_run, progress_over: 5000 })
                 .map_err(bad)?;
             if json {
@@ -480,15 +481,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let mut node = open(&cli.config, clock)?;
             let n = match cmd {
                 MemberCmd::Add { household, id_number, sets, year } => {
-                    let y = node.year(year.year);
+                    let y = year_in_force(&node, year.year);
                     edit::member_add(&mut node, y, &household, &id_number, &sets)?
                 }
                 MemberCmd::Edit { id_number, sets, year } => {
-                    let y = node.year(year.year);
+                    let y = year_in_force(&node, year.year);
                     edit::member_edit(&mut node, y, &id_number, &sets)?
                 }
                 MemberCmd::Remove { id_number, year } => {
-                    let y = node.year(year.year);
+                    let y = year_in_force(&node, year.year);
                     edit::member_remove(&mut node, y, &id_number)?
                 }
             };
@@ -500,7 +501,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let notice_days = node.cfg.notice_days().map_err(bad)?;
             match cmd {
                 WorkflowCmd::Advance { household: Some(household), date, minutes, year, .. } => {
-                    let y = node.year(year.year);
+                    let y = year_in_force(&node, year.year);
                     let (from, to) = workflow::advance(
                         &mut node,
                         y,
@@ -512,7 +513,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     println!("{household}: {} → {} ({from:?} → {to:?})", from.label(), to.label());
                 }
                 WorkflowCmd::Advance { household: None, village, date, minutes, year, json, .. } => {
-                    let y = node.year(year.year);
+                    let y = year_in_force(&node, year.year);
                     let r = workflow::advance_all(
                         &mut node,
                         y,
@@ -537,7 +538,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     }
                 }
                 WorkflowCmd::Object { household, by, reason, date, year } => {
-                    let y = node.year(year.year);
+                    let y = year_in_force(&node, year.year);
                     let id = workflow::object(&mut node, y, &household, &by, &reason, date.unwrap_or(today))?;
                     println!("objection #{id} recorded; the notice is stopped until it is resolved");
                 }
@@ -546,7 +547,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     println!("objection #{id} resolved; the notice runs {notice_days} days again from today");
                 }
                 WorkflowCmd::Show { household, year } => {
-                    let y = node.year(year.year);
+                    let y = year_in_force(&node, year.year);
                     let mut stmt = node.conn.prepare(
                         "SELECT from_status, to_status, date, COALESCE(minutes, '') FROM workflow_events
                          WHERE year = ?1 AND household = ?2 ORDER BY id",
@@ -634,7 +635,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Verify { year, json } => {
             let node = open(&cli.config, clock)?;
-            let year = node.year(year);
+            let year = year_in_force(&node, year);
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             let client = sync::client(&node)?;
             let hub: DigestReport = rt
@@ -649,6 +650,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(if v.identical { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
     }
+}
+
+/// The year a command works on; when the clerk gave none, says which was taken and why, so a
+/// 2014 register is never silently read as this calendar year's.
+fn year_in_force(node: &Node, given: Option<Year>) -> Year {
+    let (year, from) = node.year_in_force(given);
+    if given.is_none() {
+        eprintln!("year {year} ({from}; give --year to choose another)");
+    }
+    year
 }
 
 /// What the clerk should do after a failed sync: run it again when the link failed; when the
@@ -726,7 +737,7 @@ fn village(cmd: VillageCmd, config: &Path, clock: Clock) -> Result<ExitCode> {
             collective_income,
             year,
         } => {
-            let y = node.year(year);
+            let y = year_in_force(&node, year);
             let input = VillageInput {
                 code: &code,
                 name: &name,
@@ -750,7 +761,7 @@ fn village(cmd: VillageCmd, config: &Path, clock: Clock) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         VillageCmd::Import { file, dry_run, year, json } => {
-            let y = node.year(year);
+            let y = year_in_force(&node, year);
             let r = import::import_villages(&mut node, &file, y, dry_run).map_err(bad)?;
             if json {
                 print_json(&r)?;
@@ -777,7 +788,7 @@ fn household(cmd: HouseholdCmd, config: &Path, clock: Clock) -> Result<ExitCode>
     let mut node = open(config, clock)?;
     match cmd {
         HouseholdCmd::Show { id, year, json, full } => {
-            let y = node.year(year.year);
+            let y = year_in_force(&node, year.year);
             let (rec, members) = edit::load_household(&node.conn, y, &id)?;
             let mask = |k: &str, v: &str| -> String {
                 if !full && matches!(k, "bank_account" | "phone" | "helper_phone") {
@@ -812,7 +823,7 @@ fn household(cmd: HouseholdCmd, config: &Path, clock: Clock) -> Result<ExitCode>
             }
         }
         HouseholdCmd::List { year, json } => {
-            let y = node.year(year.year);
+            let y = year_in_force(&node, year.year);
             let rows: Vec<(String, String, String)> =
                 crate::store::records(&node.conn, jianka_shared::RecordKind::Household, y)?
                     .into_iter()
@@ -831,7 +842,7 @@ fn household(cmd: HouseholdCmd, config: &Path, clock: Clock) -> Result<ExitCode>
             }
         }
         HouseholdCmd::Edit { id, sets, year } => {
-            let y = node.year(year.year);
+            let y = year_in_force(&node, year.year);
             let n = edit::household_edit(&mut node, y, &id, &sets)?;
             println!("{n} change(s) queued");
         }

@@ -27,9 +27,30 @@ impl Node {
         &self.cfg.config.township
     }
 
-    /// `--year`, else the config's year, else the current year.
+    /// The registry year a command works on: see [`Node::year_in_force`].
     pub fn year(&self, given: Option<Year>) -> Year {
-        given.or(self.cfg.config.year).unwrap_or_else(|| self.clock.year())
+        self.year_in_force(given).0
+    }
+
+    /// The registry year a command works on, and where it came from: `--year`, else the config's
+    /// `year`, else the newest year the county's cycle lists as open, else the newest year this
+    /// node holds records of, else the current calendar year.
+    pub fn year_in_force(&self, given: Option<Year>) -> (Year, &'static str) {
+        if let Some(y) = given {
+            return (y, "--year");
+        }
+        if let Some(y) = self.cfg.config.year {
+            return (y, "the config's `year`");
+        }
+        let newest = |sql: &str| self.conn.query_row(sql, [], |r| r.get::<_, Option<i64>>(0)).ok().flatten();
+        if let Some(y) = newest("SELECT MAX(year) FROM cycle WHERE state = 'open'").and_then(|y| Year::try_from(y).ok())
+        {
+            return (y, "the year the county's cycle has open");
+        }
+        if let Some(y) = newest("SELECT MAX(year) FROM records").and_then(|y| Year::try_from(y).ok()) {
+            return (y, "the newest year this node holds");
+        }
+        (self.clock.year(), "the current year")
     }
 
     pub fn keypair(&self) -> Result<Keypair> {
