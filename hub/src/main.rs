@@ -45,21 +45,24 @@ enum Cmd {
     /// Create DIR/hub.toml and DIR/hub.key (0600) and print the public key; a province also gets
     /// its self-signed root DIR/chain.json.
     ///
-    /// Example: jianka-hub init --region 420322 --dir /srv/jianka --parent-url http://10.0.0.2:7001
+    /// Example: jianka-hub init --region 420322 --dir /srv/jianka --parent-url http://10.0.0.2:7001 --profile config/profiles/hubei-2014.toml --quotas config/quotas.example.toml
     #[command(verbatim_doc_comment)]
     Init {
         /// County (6 digits) or province (2 digits) code.
         #[arg(long)]
         region: RegionCode,
+        /// Directory for this hub (created; must not hold a hub.toml yet).
         #[arg(long)]
         dir: PathBuf,
-        /// The province hub a county forwards to.
+        /// The province hub a county forwards to, e.g. http://127.0.0.1:7001.
         #[arg(long)]
         parent_url: Option<String>,
-        /// Identification profile (TOML), e.g. config/profiles/hubei-2014.toml.
+        /// Identification profile (TOML), e.g. config/profiles/hubei-2014.toml (relative to the current
+        /// directory); checked, and copied into DIR.
         #[arg(long)]
         profile: Option<PathBuf>,
-        /// Quotas file (TOML, [[counties]] entries).
+        /// Quotas file (TOML, [[counties]] entries), e.g. config/quotas.example.toml; checked, and
+        /// copied into DIR.
         #[arg(long)]
         quotas: Option<PathBuf>,
         /// Database URL (default sqlite://hub.db next to hub.toml; postgres://user@host/db for a province).
@@ -74,6 +77,7 @@ enum Cmd {
     /// Example: jianka-hub serve --config /srv/jianka/hub.toml
     #[command(verbatim_doc_comment)]
     Serve {
+        /// The hub's config file (hub.toml, written by `init`).
         #[arg(long)]
         config: PathBuf,
         /// Override `listen` from the config.
@@ -85,13 +89,16 @@ enum Cmd {
     /// Example: jianka-hub enroll --config hub.toml --subject 420322105 --public-key 3fa1… --out t105-chain.json
     #[command(verbatim_doc_comment)]
     Enroll {
+        /// The hub's config file (hub.toml, written by `init`).
         #[arg(long)]
         config: PathBuf,
+        /// The child's region: a county (6 digits) at a province, a township (9 digits) at a county.
         #[arg(long)]
         subject: RegionCode,
         /// The child's public key, 64 hex digits (printed by its `init`).
         #[arg(long)]
         public_key: String,
+        /// Where to write the child's certificate chain (give it to the child: `install-chain` / `jianka-node trust`).
         #[arg(long)]
         out: PathBuf,
         /// Last valid day (YYYY-MM-DD); default five years.
@@ -103,6 +110,7 @@ enum Cmd {
     /// Example: jianka-hub install-chain --config hub.toml county-chain.json
     #[command(verbatim_doc_comment)]
     InstallChain {
+        /// The hub's config file (hub.toml, written by `init`).
         #[arg(long)]
         config: PathBuf,
         chain: PathBuf,
@@ -112,11 +120,13 @@ enum Cmd {
     /// Example: jianka-hub revoke --config hub.toml --key 0123456789abcdef --reason "laptop stolen"
     #[command(verbatim_doc_comment)]
     Revoke {
+        /// The hub's config file (hub.toml, written by `init`).
         #[arg(long)]
         config: PathBuf,
         /// Key id (16 hex digits).
         #[arg(long)]
         key: String,
+        /// Why (kept in the audit log).
         #[arg(long)]
         reason: String,
     },
@@ -141,10 +151,13 @@ enum Cmd {
     /// Example: jianka-hub signoff --config hub.toml --year 2014 --period 2014-annual
     #[command(verbatim_doc_comment)]
     Signoff {
+        /// The hub's config file (hub.toml, written by `init`).
         #[arg(long)]
         config: PathBuf,
+        /// Registry year, e.g. 2014.
         #[arg(long)]
         year: u16,
+        /// A name for the period signed off, e.g. 2014-annual.
         #[arg(long)]
         period: String,
     },
@@ -155,6 +168,7 @@ enum Cmd {
     /// Example: jianka-hub forward --config county.toml
     #[command(verbatim_doc_comment)]
     Forward {
+        /// The hub's config file (hub.toml, written by `init`).
         #[arg(long)]
         config: PathBuf,
     },
@@ -164,6 +178,7 @@ enum Cmd {
     /// Example: jianka-hub import-bundle --config hub.toml /media/usb/420322105.jkb --answer /media/usb/420322105.answer
     #[command(verbatim_doc_comment)]
     ImportBundle {
+        /// The hub's config file (hub.toml, written by `init`).
         #[arg(long)]
         config: PathBuf,
         file: PathBuf,
@@ -176,10 +191,13 @@ enum Cmd {
     /// Example: jianka-hub report --config hub.toml --year 2015 --json
     #[command(verbatim_doc_comment)]
     Report {
+        /// The hub's config file (hub.toml, written by `init`).
         #[arg(long)]
         config: PathBuf,
+        /// Print JSON instead of text (for scripts).
         #[arg(long)]
         json: bool,
+        /// Registry year, e.g. 2014.
         #[arg(long)]
         year: Option<u16>,
     },
@@ -195,15 +213,19 @@ enum Cmd {
     },
     /// Run the New Year job now: freeze YEAR (default: last year) and open the update window.
     NewYear {
+        /// The hub's config file (hub.toml, written by `init`).
         #[arg(long)]
         config: PathBuf,
+        /// Registry year, e.g. 2014.
         #[arg(long)]
         year: Option<u16>,
     },
     /// Children that have not delivered for YEAR.
     Late {
+        /// The hub's config file (hub.toml, written by `init`).
         #[arg(long)]
         config: PathBuf,
+        /// Registry year, e.g. 2014.
         #[arg(long)]
         year: u16,
     },
@@ -214,12 +236,15 @@ enum Cmd {
     /// Example: jianka-hub reopen --config hub.toml --year 2014 --region 420322105 --reason "复核" --until 2015-03-15
     #[command(verbatim_doc_comment)]
     Reopen {
+        /// The hub's config file (hub.toml, written by `init`).
         #[arg(long)]
         config: PathBuf,
+        /// Registry year, e.g. 2014.
         #[arg(long)]
         year: u16,
         #[arg(long)]
         region: RegionCode,
+        /// Why (kept in the audit log).
         #[arg(long)]
         reason: String,
         /// Last day of the reopening (YYYY-MM-DD, Beijing time); default 7 days from today.
@@ -232,13 +257,16 @@ enum Cmd {
 enum EquivocationCmd {
     /// Example: jianka-hub equivocations list --config hub.toml --json
     List {
+        /// The hub's config file (hub.toml, written by `init`).
         #[arg(long)]
         config: PathBuf,
+        /// Print JSON instead of text (for scripts).
         #[arg(long)]
         json: bool,
     },
     /// Example: jianka-hub equivocations clear --config hub.toml --key 0123456789abcdef --reason "restored from backup"
     Clear {
+        /// The hub's config file (hub.toml, written by `init`).
         #[arg(long)]
         config: PathBuf,
         /// Key id (16 hex digits), as `equivocations list` shows it.
@@ -254,8 +282,10 @@ enum EquivocationCmd {
 enum ConflictCmd {
     /// Example: jianka-hub conflicts list --config hub.toml --json
     List {
+        /// The hub's config file (hub.toml, written by `init`).
         #[arg(long)]
         config: PathBuf,
+        /// Print JSON instead of text (for scripts).
         #[arg(long)]
         json: bool,
         /// Include resolved ones.
@@ -264,6 +294,7 @@ enum ConflictCmd {
     },
     /// Example: jianka-hub conflicts resolve --config hub.toml 3 --keep 420322105200-0007 --reason "lives there (home visit)"
     Resolve {
+        /// The hub's config file (hub.toml, written by `init`).
         #[arg(long)]
         config: PathBuf,
         id: i64,
@@ -273,6 +304,7 @@ enum ConflictCmd {
         /// For a field conflict: the value that stands.
         #[arg(long)]
         value: Option<String>,
+        /// Why (kept in the audit log).
         #[arg(long)]
         reason: String,
     },
@@ -282,6 +314,7 @@ enum ConflictCmd {
 enum AuditCmd {
     /// Example: jianka-hub audit verify --config hub.toml
     Verify {
+        /// The hub's config file (hub.toml, written by `init`).
         #[arg(long)]
         config: PathBuf,
     },
@@ -294,6 +327,7 @@ enum QuotaCmd {
     /// Example: jianka-hub quota adjust --config prov.toml --from 420322 --to 420323 --villages 2 --reason "2014 微调"
     #[command(verbatim_doc_comment)]
     Adjust {
+        /// The hub's config file (hub.toml, written by `init`).
         #[arg(long)]
         config: PathBuf,
         #[arg(long)]
@@ -302,6 +336,7 @@ enum QuotaCmd {
         to: RegionCode,
         #[arg(long)]
         villages: u64,
+        /// Why (kept in the audit log).
         #[arg(long)]
         reason: String,
     },
