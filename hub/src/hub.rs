@@ -1355,6 +1355,8 @@ impl Hub {
         let quota = self.county_quota().is_some();
         let mut ledger: Vec<(String, Year, i64)> = Vec::new();
         let mut leaving: Vec<(Year, String)> = Vec::new();
+        // Next-year records the carry removes, by township, sent down as `Removed`.
+        let mut removed: BTreeMap<String, Vec<RecordKey>> = BTreeMap::new();
         for k in sources {
             let Some(src) = fx.rows.get(&k).cloned() else { continue };
             let nkey = next_key(&src);
@@ -1375,6 +1377,7 @@ impl Hub {
                 let Some(mut gone) = existing else { continue };
                 let old: Vec<(&str, &str)> = gone.fields.iter().map(|(n, f)| (n.as_str(), f.value())).collect();
                 fx.changes.record::<_, &str>(&audit_subject(&nkey), &old, &[]);
+                removed.entry(township.clone()).or_default().push(nkey.clone());
                 if src.key.kind == RecordKind::Household {
                     leaving.push((nkey.year, nkey.id.clone()));
                     if quota && was_recognised {
@@ -1417,6 +1420,10 @@ impl Hub {
                 continue;
             }
             fx.changes.record(&audit_subject(&nkey), &old, &new);
+            // The township holds the next year as the county carried it: send the change down.
+            let values: Vec<(String, String)> = new.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
+            let newest = new.iter().filter_map(|(n, _)| row.fields.get(*n)).map(|f| f.1).max().unwrap_or(version);
+            fx.corrections.push((township.clone(), Correction { key: nkey.clone(), values, version: Hlc(newest) }));
             match src.key.kind {
                 RecordKind::Member => {
                     row.hh = row.field("household").unwrap_or_default().to_string();
@@ -1452,8 +1459,14 @@ impl Hub {
                 let mut m = row_from(&k, r.try_get(1)?, r.try_get(2)?, &r.try_get::<String, _>(3)?, false)?;
                 m.deleted = true;
                 fx.changes.record::<_, &str>(&audit_subject(&m.key), &[("household", id.as_str())], &[]);
+                removed.entry(m.region.get(..9).unwrap_or(&m.region).to_string()).or_default().push(m.key.clone());
                 fx.rows.insert(k.clone(), m);
                 fx.dirty.push(k);
+            }
+        }
+        for (township, keys) in removed {
+            for chunk in keys.chunks(CORRECTIONS_PER_ITEM) {
+                fx.feedback.push((township.clone(), Feedback::Removed { keys: chunk.to_vec(), version: Hlc(version) }));
             }
         }
         let county = self.region().to_string();

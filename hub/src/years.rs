@@ -12,7 +12,7 @@ use jianka_shared::{
     digest::{SetDigest, record_digest},
     domain::Status,
     profile::Profile,
-    protocol::{CycleInfo, ErrorCode, Feedback, YearState},
+    protocol::{Correction, CycleInfo, ErrorCode, Feedback, YearState},
     trust,
 };
 use serde::{Deserialize, Serialize};
@@ -315,6 +315,16 @@ impl Hub {
                 c.clone(),
                 Feedback::Cycle(CycleInfo { year: next, state: YearState::Open, deadline: None, reopen_by: None }),
             ));
+        }
+        // A county sends what it carried down, so each township starts the new year with the same
+        // records (and `verify` agrees) without carrying forward by a rule of its own.
+        if self.region().tier() == Tier::County {
+            let corrections = carried.iter().filter_map(|r| {
+                let township = r.region.get(..9)?.to_string();
+                let values = r.fields.iter().map(|(n, f)| (n.to_string(), f.0.to_string())).collect();
+                Some((township, Correction { key: r.key.clone(), values, version }))
+            });
+            fb.extend(crate::hub::corrections_feedback(corrections));
         }
         push_feedback(&mut tx, &fb).await?;
         self.audit(&mut tx, &[AuditEntry::new("new_year", format!("year {ended}"), "open", &snap_json)]).await?;

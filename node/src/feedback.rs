@@ -61,6 +61,11 @@ pub fn apply_item(conn: &Connection, item: &Feedback, now_ms: u64) -> Result<()>
                 params![c.year, state, c.deadline, c.reopen_by],
             )?;
         }
+        Feedback::Removed { keys, version } => {
+            for key in keys {
+                store::remove_remote(conn, key, *version)?;
+            }
+        }
         Feedback::Resolved { key, field, value, note } => {
             // The settled value stands over any local one: give it a version newer than ours.
             let version = store::load_hlc(conn)?.tick(now_ms).max(Hlc(1));

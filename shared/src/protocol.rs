@@ -149,6 +149,12 @@ pub enum Feedback {
         used: u64,
     },
     Cycle(CycleInfo),
+    /// Records the county removed on its own (a New Year carry of an exit or a death from the
+    /// year just ended): the node removes them too, so both hold the same year.
+    Removed {
+        keys: Vec<RecordKey>,
+        version: Hlc,
+    },
     /// A conflict the tier above settled: the value that stands.
     Resolved {
         key: RecordKey,

@@ -239,6 +239,10 @@ fn a_normal_cycle_freezes_carries_forward_and_takes_the_adjustments() {
     assert_eq!(y2014["days_left"], 29, "{st}");
     assert_eq!(year_row(&st, 2015)["state"], "open", "{st}");
     assert!(st["warnings"].as_array().unwrap().iter().all(|w| !w.as_str().unwrap().contains("due")), "{st}");
+    // What the county carried into 2015 came down with the sync: both hold the same 2015.
+    let list = json(&node.cmd(&["household", "list", "--year", "2015", "--json"]).unwrap());
+    assert_eq!(list.as_array().map(Vec::len), Some(6), "{list}");
+    assert_identical(node, "2015");
 
     // 22 January: the clerk enters the year's adjustments into 2014 (the window year, no --year).
     restart_at(&mut c.county, "2015-01-22T09:00:00+08:00");
@@ -302,6 +306,13 @@ fn a_normal_cycle_freezes_carries_forward_and_takes_the_adjustments() {
         "{st}"
     );
     assert_identical(node, "2014");
+    // The window's adjustments reached 2015 at the county (the exit and the death leave it, the
+    // birth and the admitted entry arrive) and came down to the node the same way.
+    assert_eq!(county_field(&c.county, HOUSEHOLD, 2015, &exited, "status"), None, "the exit left 2015");
+    assert_eq!(county_field(&c.county, MEMBER, 2015, baby.as_str(), "household").as_deref(), Some(hs[2].id().as_str()));
+    assert_identical(node, "2015");
+    let plain = node.cmd_raw(&["verify", "--json"]).unwrap();
+    assert!(plain.status.success(), "verify with no arguments: {}", String::from_utf8_lossy(&plain.stdout));
     audit_verify(&c.county);
     let _ = &c.province;
 }
