@@ -718,13 +718,18 @@ impl Hub {
                 let sub: Vec<Row_> = rows.iter().filter(|r| r.region.starts_with(region.as_str())).cloned().collect();
                 *s = summarise(&sub, None, 0);
             }
-            let ids = |rs: &[Row_]| -> std::collections::BTreeSet<String> {
+            // One rule at every tier: the annual update describes the year just ended as of 31
+            // December, so an entry or an exit recorded in Y's update window is one of Y's.
+            let exited = |r: &Row_| r.fields.get("status").is_some_and(|s| Status::parse(&s.0) == Some(Status::Exited));
+            let ids = |rs: &[Row_], active_only: bool| -> std::collections::BTreeSet<String> {
                 rs.iter()
                     .filter(|r| r.key.kind == RecordKind::Household && is_recognised(r))
+                    .filter(|r| !(active_only && exited(r)))
                     .map(|r| r.key.id.clone())
                     .collect()
             };
-            let (now_ids, prev_ids) = (ids(&rows), ids(&prev));
+            let (now_ids, prev_active) = (ids(&rows, false), ids(&prev, true));
+            let exits = rows.iter().filter(|r| r.key.kind == RecordKind::Household && exited(r)).count() as u64;
             let villages = rows
                 .iter()
                 .filter(|r| r.key.kind == RecordKind::Village)
@@ -747,8 +752,8 @@ impl Hub {
                 .to_string(),
                 total: summarise(&rows, self.county_quota().map(|q| q.people), self.quota_in_ledger(y).await?),
                 by_region,
-                entries: now_ids.difference(&prev_ids).count() as u64,
-                exits: if prev.is_empty() { 0 } else { prev_ids.difference(&now_ids).count() as u64 },
+                entries: now_ids.difference(&prev_active).count() as u64,
+                exits,
                 villages,
             });
             // Before the deadline nobody is late yet: those still owing are listed apart.
@@ -854,9 +859,10 @@ pub struct YearReport {
     pub state: String,
     pub total: SignOffSummary,
     pub by_region: BTreeMap<String, SignOffSummary>,
-    /// Recognised households new since the previous year (新增).
+    /// Recognised households of this year not recognised at the end of the previous one (新增),
+    /// also those entered in this year's update window.
     pub entries: u64,
-    /// Recognised households of the previous year no longer recognised (退出).
+    /// Households of this year whose exit (退出) was recorded, in the year or its update window.
     pub exits: u64,
     pub villages: Vec<VillageLine>,
 }

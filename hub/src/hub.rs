@@ -217,6 +217,8 @@ struct Effects {
     /// Members already stored in the households this change set touches (before its own rows),
     /// by year and household, for re-examination.
     stored_members: HashMap<(Year, String), Vec<Result<Member, String>>>,
+    /// Records whose change was refused outright, to send back as the county holds them.
+    restore: Vec<String>,
     /// The county's village ceiling after signed 微调 adjustments (read before the transaction).
     village_ceiling: Option<u64>,
     /// Members as `check_record` parsed them from the rows this change set wrote, so
@@ -284,6 +286,11 @@ struct ConflictRow {
 }
 
 fn reject(fx: &mut Effects, to: &RegionCode, key: &RecordKey, reason: RejectReason, message: String, payload: String) {
+    // What the county refused outright goes back down as the county holds it (see
+    // `restore_feedback`); a duplicate person or a conflict waits for a decision instead.
+    if !matches!(reason, RejectReason::DuplicatePerson | RejectReason::Conflict | RejectReason::OverQuota) {
+        fx.restore.push(storage_key(key));
+    }
     let r = Rejection { key: key.clone(), reason, message };
     fx.quarantine.push((to.to_string(), r.clone(), payload));
     fx.feedback.push((to.to_string(), Feedback::Rejected(r.clone())));
@@ -556,6 +563,9 @@ impl Hub {
             self.reexamine_villages(&mut tx, &mut hlc, &mut fx).await?;
             self.carry_into_next_year(&mut tx, &mut fx).await?;
         }
+        if self.region().tier() == Tier::County {
+            restore_feedback(&mut fx, &sender.region);
+        }
         fx.feedback.push((origin.clone(), Feedback::Ack { seq: header.seq }));
         self.write_effects(&mut tx, &sender.region, header.seq, &mut fx).await?;
         let now = self.now_secs();
@@ -722,6 +732,7 @@ impl Hub {
     fn merge_ops(&self, writer: &RegionCode, ops: &[Op], fx: &mut Effects, ctx: &mut MergeContext) {
         let MergeContext { today, writer_code, states, moves, completed, households } = ctx;
         let today = *today;
+        let province_tier = self.region().tier() == Tier::Province;
         for op in ops {
             let key = op.key();
             let k = storage_key(key);
@@ -768,9 +779,13 @@ impl Hub {
                 );
                 continue;
             }
-            let locked = states.get(&key.year).is_some_and(|(state, reopened)| {
-                *state == YearState::Locked && !reopened.iter().any(|r| r.contains(&village))
-            });
+            // The county decides when its townships' year is locked (window, deadline, reopenings)
+            // and enforced it before forwarding: the province takes a county's data for the year
+            // whenever it comes, and tracks a late county by its sign-off instead.
+            let locked = !province_tier
+                && states.get(&key.year).is_some_and(|(state, reopened)| {
+                    *state == YearState::Locked && !reopened.iter().any(|r| r.contains(&village))
+                });
             if locked {
                 let who = years::reopen_by(self.region());
                 reject(
@@ -808,7 +823,7 @@ impl Hub {
             {
                 // The household this one moved from passes its status on once only.
                 let by = self.region().as_str().into();
-                row.fields.insert(MOVED_TO.into(), FieldState(key.id.as_str().into(), fx.move_version, by));
+                row.fields.insert(STATUS_PASSED_TO.into(), FieldState(key.id.as_str().into(), fx.move_version, by));
                 fx.rows.insert(old.clone(), row);
                 fx.dirty.push(old);
             }
@@ -1740,8 +1755,9 @@ impl Effects {
 /// A household moved to another village of its township names the household it left
 /// (`adjust move` on the node): it keeps that household's status, once.
 pub const MOVED_FROM: &str = "moved_from";
-/// Set by the hub on the household a move left, so its status is kept by one household only.
-pub const MOVED_TO: &str = "moved_to";
+/// Set by the county on the household a move left (a county field: no township writes it), so
+/// its status is kept by one household only.
+pub const STATUS_PASSED_TO: &str = "county.status_passed_to";
 
 /// The authority checks of one op that need stored state (ARCHITECTURE.md, "Authority"): the
 /// status transition ([`authority::check_status`]), the freeze of what the county decided (the
@@ -1816,7 +1832,7 @@ fn check_authority<'r>(
                         && from.is_none()
                         && key.kind == RecordKind::Household
                         && old.deleted
-                        && old.field(MOVED_TO).is_none()
+                        && old.field(STATUS_PASSED_TO).is_none()
                         && status_of(old) == Some(to)
                         && RegionCode::parse(&old.region).is_ok_and(|v| writer.contains(&v)) =>
                 {
@@ -1864,6 +1880,34 @@ fn record_decision(
         fx.rejected.push(rej);
     }
     fx.dirty.push(k);
+}
+
+/// Every record whose change the county refused outright, as the county holds it after this
+/// change set, for `writer` to put in place of its own copy: a live record of the writer's own
+/// region as `Restored`; one the county does not hold, or holds for another region (never sent
+/// to this writer), as `Removed`.
+fn restore_feedback(fx: &mut Effects, writer: &RegionCode) {
+    let mut seen = HashSet::default();
+    let keys: Vec<String> = std::mem::take(&mut fx.restore).into_iter().filter(|k| seen.insert(k.clone())).collect();
+    let version = Hlc(fx.move_version);
+    let (mut restored, mut removed) = (Vec::new(), Vec::new());
+    for k in keys {
+        let held = fx.rows.get(&k).filter(|r| !r.deleted);
+        match held {
+            Some(r) if RegionCode::parse(&r.region).is_ok_and(|g| writer.contains(&g)) => {
+                let values = r.fields.iter().map(|(n, f)| (n.to_string(), f.0.to_string())).collect();
+                restored.push(Correction { key: r.key.clone(), values, version });
+            }
+            _ => removed.extend(parse_storage_key(&k)),
+        }
+    }
+    let to = writer.to_string();
+    for chunk in restored.chunks(CORRECTIONS_PER_ITEM) {
+        fx.feedback.push((to.clone(), Feedback::Restored { items: chunk.to_vec() }));
+    }
+    for chunk in removed.chunks(CORRECTIONS_PER_ITEM) {
+        fx.feedback.push((to.clone(), Feedback::Removed { keys: chunk.to_vec(), version }));
+    }
 }
 
 /// A decision's reason as stored and forwarded: within the limit the tier above checks

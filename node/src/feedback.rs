@@ -61,6 +61,11 @@ pub fn apply_item(conn: &Connection, item: &Feedback, now_ms: u64) -> Result<()>
                 params![c.year, state, c.deadline, c.reopen_by],
             )?;
         }
+        Feedback::Restored { items } => {
+            for c in items {
+                store::replace_remote(conn, &c.key, &c.values, c.version)?;
+            }
+        }
         Feedback::Removed { keys, version } => {
             for key in keys {
                 store::remove_remote(conn, key, *version)?;

@@ -81,21 +81,33 @@ pub fn status(node: &Node) -> Result<Status> {
                 .as_deref()
                 .and_then(|d| NaiveDate::parse_from_str(d.get(..10).unwrap_or(d), "%Y-%m-%d").ok())
                 .map(|d| (d - today).num_days());
+            // Past the deadline the county counts the township late unless a change set of the
+            // year reached it in the window (its rule for `late`); the node says the same.
             if let Some(left) = days_left
-                && state == "update_window"
+                && left < 0
+                && matches!(state.as_str(), "update_window" | "locked")
             {
-                if left < 0 {
-                    warnings.push(format!(
-                        "deadline for year {year} passed {} days ago ({}); the county lists this township as late",
-                        -left,
-                        deadline.as_deref().unwrap_or("")
-                    ));
-                } else if left <= warn_days {
-                    warnings.push(format!(
-                        "year {year}: household and village data due in {left} days ({}); sync before then",
-                        deadline.as_deref().unwrap_or("")
-                    ));
+                let d = deadline.as_deref().unwrap_or("");
+                match delivered_in_window(conn, year as Year, d)? {
+                    Some(on) if state == "update_window" => warnings.push(format!(
+                        "deadline for year {year} passed {} days ago ({d}); this township delivered its update on {on}",
+                        -left
+                    )),
+                    Some(_) => {}
+                    None => warnings.push(format!(
+                        "deadline for year {year} passed {} days ago ({d}); nothing of {year} reached the county \
+                         between 1 January and the deadline, so it lists this township as late",
+                        -left
+                    )),
                 }
+            } else if let Some(left) = days_left
+                && state == "update_window"
+                && left <= warn_days
+            {
+                warnings.push(format!(
+                    "year {year}: household and village data due in {left} days ({}); sync before then",
+                    deadline.as_deref().unwrap_or("")
+                ));
             }
             years.push(YearRow { year: year as Year, state, deadline, days_left, reopen_by });
         }
@@ -245,4 +257,25 @@ pub fn print_verify(v: &Verify) {
             v.pending_changes
         );
     }
+}
+
+/// The day (Beijing time) the county acknowledged the first change set of `year` that it counts
+/// as this township's annual update: one received from 1 January of the next year to the end of
+/// `deadline` — the county's own rule for `late`.
+fn delivered_in_window(conn: &rusqlite::Connection, year: Year, deadline: &str) -> Result<Option<NaiveDate>> {
+    let tz = chrono_tz::Asia::Shanghai;
+    let Some(last) = NaiveDate::parse_from_str(deadline.get(..10).unwrap_or(deadline), "%Y-%m-%d").ok() else {
+        return Ok(None);
+    };
+    let start = NaiveDate::from_ymd_opt(i32::from(year) + 1, 1, 1).and_then(|d| d.and_hms_opt(0, 0, 0));
+    let end = last.succ_opt().and_then(|d| d.and_hms_opt(0, 0, 0));
+    let (Some(start), Some(end)) = (start, end) else { return Ok(None) };
+    let ms = |t: chrono::NaiveDateTime| t.and_local_timezone(tz).single().map(|t| t.timestamp_millis());
+    let (Some(from), Some(to)) = (ms(start), ms(end)) else { return Ok(None) };
+    let first: Option<i64> = conn.query_row(
+        "SELECT MIN(acked_ms) FROM envelopes WHERE year = ?1 AND acked_ms >= ?2 AND acked_ms < ?3",
+        rusqlite::params![year, from, to],
+        |r| r.get(0),
+    )?;
+    Ok(first.and_then(chrono::DateTime::from_timestamp_millis).map(|t| t.with_timezone(&tz).date_naive()))
 }

@@ -157,7 +157,8 @@ pub fn effective_year_state(
         .as_deref()
         .and_then(|d| chrono::NaiveDate::parse_from_str(d.get(..10).unwrap_or(d), "%Y-%m-%d").ok())
         .is_some_and(|d| today > d);
-    if state == YearState::UpdateWindow && past_deadline {
+    // A window or a reopening past its last day is locked, as the county enforces it.
+    if matches!(state, YearState::UpdateWindow | YearState::Reopened) && past_deadline {
         return Ok((YearState::Locked, deadline, reopen_by));
     }
     Ok((state, deadline, reopen_by))
@@ -295,6 +296,17 @@ pub fn apply_remote(conn: &Connection, key: &RecordKey, field: &str, value: &str
         db::set_meta(conn, "hlc", &version.0.to_string())?;
     }
     Ok(true)
+}
+
+/// Replaces a record with the county's copy (it refused the change this node made): every field
+/// at `version`, live, without an outbox entry — the hub already holds exactly this.
+pub fn replace_remote(conn: &Connection, key: &RecordKey, values: &[(String, String)], version: Hlc) -> Result<()> {
+    let fields = values.iter().map(|(k, v)| (k.clone(), (v.clone(), version))).collect();
+    save(conn, key, &Stored { fields, deleted: false, deleted_version: Hlc::ZERO })?;
+    if version > load_hlc(conn)? {
+        db::set_meta(conn, "hlc", &version.0.to_string())?;
+    }
+    Ok(())
 }
 
 /// Removes a record because the tier above decided it is not this township's (a duplicate person

@@ -149,8 +149,14 @@ pub enum Feedback {
         used: u64,
     },
     Cycle(CycleInfo),
+    /// The county refused the township's change to these records: this is each record as the
+    /// county holds it, to replace the township's copy (a record the county does not hold comes
+    /// as [`Feedback::Removed`]), so the two never silently diverge.
+    Restored {
+        items: Vec<Correction>,
+    },
     /// Records the county removed on its own (a New Year carry of an exit or a death from the
-    /// year just ended): the node removes them too, so both hold the same year.
+    /// year just ended), or refused and does not hold: the node removes them too.
     Removed {
         keys: Vec<RecordKey>,
         version: Hlc,

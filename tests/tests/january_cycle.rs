@@ -460,3 +460,132 @@ fn an_edit_to_a_locked_year_is_refused_until_the_county_reopens_it_audited() {
     assert_identical(node, "2014");
     audit_verify(&c.county);
 }
+
+/// A year's figures at one hub, by `report --year` (households, people, entries, exits).
+fn figures(hub: &mut Hub, time: &str, year: &str) -> (u64, u64, u64, u64) {
+    let v = json(&hub_cmd_at(hub, time, &["report", "--year", year, "--json"]));
+    let y = &v["years"][0];
+    let n = |x: &Value| x.as_u64().unwrap_or_else(|| panic!("not a number in {v}"));
+    (n(&y["total"]["households"]), n(&y["total"]["people"]), n(&y["entries"]), n(&y["exits"]))
+}
+
+/// The county forwards (the province's clock at the same moment), then every tier agrees on
+/// both years: node and county by `verify`, county and province by `report --year`.
+fn forward_and_agree(c: &mut Cycle, time: &str) -> [(u64, u64, u64, u64); 2] {
+    restart_at(&mut c.province, time);
+    hub_cmd_at(&mut c.county, time, &["forward"]);
+    let mut out = [(0, 0, 0, 0); 2];
+    for (i, year) in ["2014", "2015"].into_iter().enumerate() {
+        let county = figures(&mut c.county, time, year);
+        let province = figures(&mut c.province, time, year);
+        assert_eq!(
+            county, province,
+            "{time}: county and province disagree on {year} (households, people, entries, exits)"
+        );
+        out[i] = county;
+    }
+    for node in &mut c.nodes {
+        node.envs = at(time);
+        sync(node);
+        assert_identical(node, "2014");
+        assert_identical(node, "2015");
+    }
+    out
+}
+
+/// Registration in 2014, each tier's New Year on its own schedule, a township adjusting in the
+/// window while the other does nothing, the deadline, a reopening and its end: after every step
+/// node, county and province hold the same two years.
+fn every_tier_agrees_through_the_cycle(province_first: bool) {
+    let mut c = registered_2014(&[TOWNSHIP, OTHER_TOWNSHIP], 3, None);
+    if !province_first {
+        forward_and_agree(&mut c, "2014-06-02T02:00:00+08:00");
+    }
+    // (With the province's New Year first, the county's first forward comes only after both.)
+    let (county_ny, province_ny) = ("2015-01-01T00:00:30+08:00", "2015-01-01T00:05:00+08:00");
+    let order: [(bool, &str); 2] = if province_first {
+        [(true, county_ny), (false, province_ny)]
+    } else {
+        [(false, county_ny), (true, province_ny)]
+    };
+    for (province, time) in order {
+        let hub = if province { &mut c.province } else { &mut c.county };
+        let out = hub_cmd_at(hub, time, &["new-year", "--year", "2014"]);
+        assert!(out.contains("froze 2014"), "{out}");
+    }
+    let [y14, y15] = forward_and_agree(&mut c, "2015-01-01T02:00:00+08:00");
+    assert_eq!((y14.0, y14.2, y14.3), (6, 6, 0), "2014 after New Year");
+    assert_eq!((y15.0, y15.2, y15.3), (6, 0, 0), "2015 starts as 2014 ended");
+
+    // 3 January: township A records an exit and a new phone; B does nothing all month.
+    let hs = c.registered[0].clone();
+    let a = &mut c.nodes[0];
+    a.envs = at("2015-01-03T10:00:00+08:00");
+    restart_at(&mut c.county, "2015-01-03T10:00:00+08:00");
+    a.cmd(&["adjust", "exit", &hs[0].id(), "--reason", "稳定脱贫", "--date", "2015-01-02"]).unwrap();
+    a.cmd(&["adjust", "update", &hs[1].id(), "--set", "phone=13911112222"]).unwrap();
+    sync(a);
+    let [y14, y15] = forward_and_agree(&mut c, "2015-01-04T02:00:00+08:00");
+    // One rule at every tier: the window's exit is one of 2014's (as of 31 December).
+    assert_eq!((y14.0, y14.3), (6, 1), "2014: the exit counts in the year it describes");
+    assert_eq!((y15.0, y15.2, y15.3), (5, 0, 0), "2015: the exited household left it, not an exit of 2015");
+
+    // 1 February, past the deadline: A delivered and is not told it is late; B is, and the
+    // county's `late` says the same.
+    let time = "2015-02-01T09:00:00+08:00";
+    restart_at(&mut c.county, time);
+    for node in &mut c.nodes {
+        node.envs = at(time);
+        sync(node);
+    }
+    let warnings = |n: &Node| status(n)["warnings"].to_string();
+    assert!(!warnings(&c.nodes[0]).contains("as late"), "{}", warnings(&c.nodes[0]));
+    assert!(warnings(&c.nodes[1]).contains("as late"), "{}", warnings(&c.nodes[1]));
+    let late = hub_cmd_at(&mut c.county, time, &["late", "--year", "2014"]);
+    assert!(late.contains(&format!("{OTHER_TOWNSHIP}: ")) && !late.contains(TOWNSHIP_LINE), "{late}");
+
+    // A reopening for A until 10 February: the change lands in 2014 at the county and the province.
+    hub_cmd_at(
+        &mut c.county,
+        "2015-02-05T09:00:00+08:00",
+        &["reopen", "--year", "2014", "--region", TOWNSHIP, "--reason", "复核", "--until", "2015-02-10"],
+    );
+    let a = &mut c.nodes[0];
+    a.envs = at("2015-02-05T09:00:00+08:00");
+    sync(a);
+    a.cmd(&["adjust", "update", &hs[2].id(), "--set", "phone=13933334444", "--year", "2014"]).unwrap();
+    sync(a);
+    forward_and_agree(&mut c, "2015-02-06T02:00:00+08:00");
+    let province_phone = county_field(&c.province, HOUSEHOLD, 2014, &hs[2].id(), "phone");
+    assert_eq!(province_phone.as_deref(), Some("13933334444"), "the reopening's change reached the province's 2014");
+
+    // On its last day A enters one more change but syncs only after the reopening ended: the
+    // county refuses it and A's copy goes back to the county's, so the two do not diverge.
+    let a = &mut c.nodes[0];
+    a.envs = at("2015-02-10T17:00:00+08:00");
+    a.cmd(&["adjust", "update", &hs[2].id(), "--set", "phone=13955556666", "--year", "2014"]).unwrap();
+    a.envs = at("2015-02-12T09:00:00+08:00");
+    restart_at(&mut c.county, "2015-02-12T09:00:00+08:00");
+    sync(a);
+    let st = status(a);
+    assert!(st["rejections"].to_string().contains("year_locked"), "{st}");
+    assert_eq!(show(a, &hs[2].id(), "2014")["fields"]["phone"], "13933334444", "rolled back to the county's copy");
+    // And the node itself now refuses what the county would.
+    let refused = a.cmd_raw(&["adjust", "update", &hs[2].id(), "--set", "phone=1", "--year", "2014"]).unwrap();
+    assert!(!refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("locked"));
+    forward_and_agree(&mut c, "2015-02-12T10:00:00+08:00");
+    for node in &c.nodes {
+        let plain = node.cmd_raw(&["verify", "--json"]).unwrap();
+        assert!(plain.status.success(), "verify with no arguments: {}", String::from_utf8_lossy(&plain.stdout));
+    }
+}
+
+#[test]
+fn every_tier_agrees_through_the_cycle_county_new_year_first() {
+    every_tier_agrees_through_the_cycle(false);
+}
+
+#[test]
+fn every_tier_agrees_through_the_cycle_province_new_year_first() {
+    every_tier_agrees_through_the_cycle(true);
+}
