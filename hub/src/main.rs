@@ -2,9 +2,11 @@
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use jianka_hub::output::{self, errln, outln};
 use jianka_hub::{HubConfig, admin, audit, clock};
 use jianka_shared::{RegionCode, Tier, protocol::PushOutcome, trust::KeyId};
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 // The hub allocates and frees many small strings per record (field maps, statements); mimalloc
 // handles that churn far better than the system allocator (measured with the ingest benchmark).
@@ -347,13 +349,29 @@ async fn open(config: &std::path::Path) -> anyhow::Result<jianka_hub::Hub> {
     jianka_hub::Hub::open(cfg, clock::from_env()?).await
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| rt.block_on(run(cli)));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        // The reader stopped early (`report | head`): what it read is all it wanted.
+        Err(e) if output::is_closed_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            let _ = errln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     let today = clock::from_env()?.now().with_timezone(&chrono_tz::Asia::Shanghai).date_naive();
     match cli.cmd {
         Cmd::Init { region, dir, parent_url, profile, quotas, database, listen } => {
@@ -370,30 +388,28 @@ async fn main() -> anyhow::Result<()> {
                 },
                 today,
             )?;
-            println!("{}", done.public_key);
+            outln!("{}", done.public_key)?;
             let d = dir.display();
-            eprintln!("wrote {d}/hub.toml and {d}/hub.key; this hub will listen on {}", done.listen);
+            errln!("wrote {d}/hub.toml and {d}/hub.key; this hub will listen on {}", done.listen)?;
             for (from, to) in &done.copied {
-                eprintln!("copied {} to {} (hub.toml refers to the copy)", from.display(), to.display());
+                errln!("copied {} to {} (hub.toml refers to the copy)", from.display(), to.display())?;
             }
-            eprintln!("public key: {}", done.public_key);
+            errln!("public key: {}", done.public_key)?;
             match tier {
-                Tier::Province => eprintln!(
+                Tier::Province => errln!(
                     "next: enroll each county's key here: jianka-hub enroll --config {d}/hub.toml --subject <county> \
                      --public-key <county key> --out county-chain.json"
-                ),
+                )?,
                 _ => {
                     if parent_url.is_none() {
-                        eprintln!(
-                            "no --parent-url: this county cannot forward until parent_url is set in {d}/hub.toml"
-                        );
+                        errln!("no --parent-url: this county cannot forward until parent_url is set in {d}/hub.toml")?;
                     }
-                    eprintln!(
+                    errln!(
                         "next: the province enrolls this key (jianka-hub enroll --config <province>/hub.toml --subject \
                          {region} --public-key {} --out county-chain.json), then: jianka-hub install-chain --config \
                          {d}/hub.toml county-chain.json",
                         done.public_key
-                    );
+                    )?;
                 }
             }
         }
@@ -413,33 +429,33 @@ async fn main() -> anyhow::Result<()> {
             let hub = open(&config).await?;
             let chain = hub.enroll(&subject, &public_key, valid_until).await?;
             jianka_keyfile::write_chain(&out, &chain)?;
-            println!(
+            outln!(
                 "enrolled {subject}: key {} — chain written to {}",
                 chain.last().expect("non-empty").key_id(),
                 out.display()
-            );
+            )?;
         }
         Cmd::InstallChain { config, chain } => {
             let cfg = HubConfig::load(&config)?;
             admin::install_chain(&cfg, &chain, today)?;
-            println!("installed chain for {}", cfg.region);
+            outln!("installed chain for {}", cfg.region)?;
         }
         Cmd::Revoke { config, key, reason } => {
             let hub = open(&config).await?;
             let k = KeyId::parse(&key).context("--key must be 16 hex digits")?;
             let r = hub.revoke(k, &reason).await?;
-            println!("revoked key {} of {}", r.key, r.subject);
+            outln!("revoked key {} of {}", r.key, r.subject)?;
         }
         Cmd::Equivocations { cmd: EquivocationCmd::List { config, json } } => {
             let hub = open(&config).await?;
             let list = hub.equivocations().await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&list)?);
+                outln!("{}", serde_json::to_string_pretty(&list)?)?;
             } else if list.is_empty() {
-                println!("no key is held for equivocation");
+                outln!("no key is held for equivocation")?;
             } else {
                 for e in list {
-                    println!(
+                    outln!(
                         "key {} of {}: change set #{} held {} but was offered {} — clear with: \
                          jianka-hub equivocations clear --config {} --key {} --reason ...",
                         e.key_id,
@@ -449,7 +465,7 @@ async fn main() -> anyhow::Result<()> {
                         &e.offered_hash[..16.min(e.offered_hash.len())],
                         config.display(),
                         e.key_id
-                    );
+                    )?;
                 }
             }
         }
@@ -457,18 +473,18 @@ async fn main() -> anyhow::Result<()> {
             let hub = open(&config).await?;
             let k = KeyId::parse(&key).context("--key must be 16 hex digits")?;
             let region = hub.clear_equivocation(k, &reason).await?;
-            println!("key {k} of {region} may sync again");
+            outln!("key {k} of {region} may sync again")?;
         }
         Cmd::Conflicts { cmd: ConflictCmd::List { config, json, all } } => {
             let hub = open(&config).await?;
             let list = hub.conflicts(all).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&list)?);
+                outln!("{}", serde_json::to_string_pretty(&list)?)?;
             } else if list.is_empty() {
-                println!("no open conflicts");
+                outln!("no open conflicts")?;
             } else {
                 for c in list {
-                    println!(
+                    outln!(
                         "#{} [{}] {} {}: current {:?} (by {}) vs proposed {:?} (by {}) — {}",
                         c.id,
                         c.kind,
@@ -479,7 +495,7 @@ async fn main() -> anyhow::Result<()> {
                         c.proposed_value,
                         c.proposed_by,
                         c.status
-                    );
+                    )?;
                 }
             }
         }
@@ -489,22 +505,25 @@ async fn main() -> anyhow::Result<()> {
             }
             let hub = open(&config).await?;
             hub.resolve_conflict(id, keep.as_deref(), value.as_deref(), &reason).await?;
-            println!("conflict #{id} resolved");
+            outln!("conflict #{id} resolved")?;
         }
         Cmd::Signoff { config, year, period } => {
             let hub = open(&config).await?;
             let s = hub.signoff(year, &period).await?;
-            println!("{}", serde_json::to_string_pretty(&s)?);
+            outln!("{}", serde_json::to_string_pretty(&s)?)?;
         }
         Cmd::Forward { config } => {
             let hub = open(&config).await?;
             let r = hub.forward().await?;
-            println!("forwarded {} change sets ({} records) and {} sign-offs", r.changesets, r.records, r.signoffs);
+            outln!("forwarded {} change sets ({} records) and {} sign-offs", r.changesets, r.records, r.signoffs)?;
             let p = &r.pulled;
-            println!(
+            outln!(
                 "pulled {} province feedback items: {} moved out of the county, {} arrivals confirmed, {} passed to townships",
-                p.items, p.moved_out, p.moved_in, p.passed_down
-            );
+                p.items,
+                p.moved_out,
+                p.moved_in,
+                p.passed_down
+            )?;
         }
         Cmd::ImportBundle { config, file, answer } => {
             let hub = open(&config).await?;
@@ -514,7 +533,7 @@ async fn main() -> anyhow::Result<()> {
                 .with_context(|| format!("bundle {} was not imported", file.display()))?;
             std::fs::write(&answer, &r.answer_file).with_context(|| format!("writing {}", answer.display()))?;
             let applied = r.answer.outcomes.iter().filter(|o| matches!(o, PushOutcome::Accepted { .. })).count();
-            println!(
+            outln!(
                 "{}: {} change sets ({} applied, {} already here); answer with {} feedback items written to {}",
                 r.answer.origin,
                 r.answer.outcomes.len(),
@@ -522,22 +541,23 @@ async fn main() -> anyhow::Result<()> {
                 r.answer.outcomes.len() - applied,
                 r.answer.feedback.items.len(),
                 answer.display()
-            );
+            )?;
         }
         Cmd::Report { config, json, year } => {
             let hub = open(&config).await?;
             let r = hub.report(year).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&r)?);
+                outln!("{}", serde_json::to_string_pretty(&r)?)?;
             } else {
-                print!("{r}");
+                use std::io::Write;
+                std::io::stdout().lock().write_fmt(format_args!("{r}"))?;
             }
         }
         Cmd::Audit { cmd: AuditCmd::Verify { config } } => {
             let hub = open(&config).await?;
             match audit::verify(&hub.db).await? {
                 audit::AuditCheck::Intact { entries, head } => {
-                    println!("audit log intact: {entries} entries, head {head}")
+                    outln!("audit log intact: {entries} entries, head {head}")?
                 }
                 audit::AuditCheck::Broken { seq, reason } => bail!("audit log broken at entry {seq}: {reason}"),
             }
@@ -545,30 +565,33 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Quota { cmd: QuotaCmd::Adjust { config, from, to, villages, reason } } => {
             let hub = open(&config).await?;
             let a = hub.adjust_villages(&from, &to, villages, &reason).await?;
-            println!("moved {} village quota from {} to {} (signed, audited)", a.villages, a.from, a.to);
+            outln!("moved {} village quota from {} to {} (signed, audited)", a.villages, a.from, a.to)?;
         }
         Cmd::NewYear { config, year } => {
             let hub = open(&config).await?;
             let r = hub.new_year(year).await?;
-            println!(
+            outln!(
                 "froze {} ({} records, digest {}); carried {} households forward",
-                r.frozen, r.snapshot.records, r.snapshot.digest, r.carried_households
-            );
+                r.frozen,
+                r.snapshot.records,
+                r.snapshot.digest,
+                r.carried_households
+            )?;
         }
         Cmd::Late { config, year } => {
             let hub = open(&config).await?;
             let late = hub.late(year).await?;
             if late.is_empty() {
-                println!("nobody is late for {year}");
+                outln!("nobody is late for {year}")?;
             }
             for (r, m) in late {
-                println!("{r}: {m}");
+                outln!("{r}: {m}")?;
             }
         }
         Cmd::Reopen { config, year, region, reason, until } => {
             let hub = open(&config).await?;
             let until = hub.reopen(year, &region, &reason, until).await?;
-            println!("year {year} reopened for {region} until {until} (audited); locked again after that day");
+            outln!("year {year} reopened for {region} until {until} (audited); locked again after that day")?;
         }
     }
     Ok(())
