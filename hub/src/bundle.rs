@@ -18,6 +18,15 @@ pub struct BundleReport {
 /// order and returns the signed answer. Each change set is its own transaction, as over HTTP: a
 /// bundle cut short by a bad envelope keeps what came before it, and the answer says where it stopped.
 pub async fn import_bundle(hub: &Hub, file: &[u8]) -> Result<BundleReport, HubError> {
+    import_bundle_with(hub, file, &|_, _| {}).await
+}
+
+/// [`import_bundle`], telling `progress` how many of the bundle's change sets are in (done, total).
+pub async fn import_bundle_with(
+    hub: &Hub,
+    file: &[u8],
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Result<BundleReport, HubError> {
     let key_id = protocol::file_key_id(file).map_err(|e| HubError::new(ErrorCode::Malformed, e.to_string()))?;
     let sender = hub.enrolled(key_id).await?;
     let bundle: Bundle = protocol::open_file(&sender.key, "bundle", file)
@@ -29,9 +38,12 @@ pub async fn import_bundle(hub: &Hub, file: &[u8]) -> Result<BundleReport, HubEr
         ));
     }
     let mut outcomes: Vec<PushOutcome> = Vec::with_capacity(bundle.envelopes.len());
-    for envelope in &bundle.envelopes {
+    let total = bundle.envelopes.len() as u64;
+    for (i, envelope) in bundle.envelopes.iter().enumerate() {
+        progress(i as u64, total);
         outcomes.push(hub.ingest(&sender, envelope).await?);
     }
+    progress(total, total);
     // Everything the county has for the township: the node applies each item once, by id.
     let mut feedback = hub.feedback(&sender.region, 0).await?;
     loop {

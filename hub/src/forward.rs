@@ -20,6 +20,13 @@ pub const SMALL_ENVELOPE: usize = 256 << 10;
 const CHUNK: usize = 1 << 20;
 const RECORDS_PER_CHANGESET: i64 = 20_000;
 
+/// How far a forward is: records sent of those waiting when it began.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ForwardProgress {
+    pub records_done: u64,
+    pub records_total: u64,
+}
+
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ForwardReport {
     pub changesets: u64,
@@ -63,6 +70,12 @@ pub(crate) async fn answer<T: serde::de::DeserializeOwned>(resp: reqwest::Respon
 impl Hub {
     /// Sends every record changed since the last forward, then pending sign-offs.
     pub async fn forward(&self) -> anyhow::Result<ForwardReport> {
+        self.forward_with(&|_| {}).await
+    }
+
+    /// [`Hub::forward`], telling `progress` how many of the records to forward have gone up
+    /// (a county's first forward of a year can be hundreds of thousands over a slow line).
+    pub async fn forward_with(&self, progress: &(dyn Fn(ForwardProgress) + Sync)) -> anyhow::Result<ForwardReport> {
         if self.region().tier() != Tier::County {
             bail!("only a county hub forwards; this hub serves {}", self.region());
         }
@@ -71,6 +84,19 @@ impl Hub {
         };
         let client = reqwest::Client::builder().timeout(Duration::from_secs(120)).build()?;
         let mut report = ForwardReport::default();
+        let total = {
+            let cursor = self.db.meta_get("forward_cursor").await?.unwrap_or_else(|| "0|".into());
+            let (rev, k) = cursor.split_once('|').unwrap_or(("0", ""));
+            let n: i64 = sqlx::query("SELECT COUNT(*) FROM records WHERE rev > $1 OR (rev = $1 AND k > $2)")
+                .bind(rev.parse::<i64>().unwrap_or(0))
+                .bind(k.to_string())
+                .fetch_one(&self.db.pool)
+                .await?
+                .try_get(0)?;
+            n.max(0) as u64
+        };
+        let mut done = 0u64;
+        progress(ForwardProgress { records_done: 0, records_total: total });
         loop {
             let cursor = self.db.meta_get("forward_cursor").await?.unwrap_or_else(|| "0|".into());
             let (rev, k) = cursor.split_once('|').unwrap_or(("0", ""));
@@ -87,6 +113,7 @@ impl Hub {
                 break;
             }
             let batch = rows.len() as u64;
+            done += batch;
             let mut ops = Vec::with_capacity(rows.len());
             let mut last = String::new();
             for r in &rows {
@@ -144,6 +171,7 @@ impl Hub {
                     self.db.meta_set("forward_cursor", &last).await?;
                     report.changesets += 1;
                     report.records += batch;
+                    progress(ForwardProgress { records_done: done.min(total), records_total: total });
                 }
                 PushOutcome::Gap { expected } => bail!("province expects change set {expected}; retry the forward"),
             }

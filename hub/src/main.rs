@@ -344,6 +344,23 @@ enum QuotaCmd {
     },
 }
 
+/// A bar on the officer's terminal (stderr) for long work; hidden when stderr is not a terminal
+/// (cron, logs, scripts), so nothing but results reaches them.
+fn progress_bar(what: &str, unit: &str) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(0);
+    let template = format!("{{msg}} [{{bar:40}}] {{pos}}/{{len}} {unit} ({{per_sec}}, {{eta}} left)");
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(&template).unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_message(what.to_string());
+    bar.tick();
+    bar
+}
+
 async fn open(config: &std::path::Path) -> anyhow::Result<jianka_hub::Hub> {
     let cfg = HubConfig::load(config)?;
     jianka_hub::Hub::open(cfg, clock::from_env()?).await
@@ -514,7 +531,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::Forward { config } => {
             let hub = open(&config).await?;
-            let r = hub.forward().await?;
+            let bar = progress_bar("forwarding to the province", "records");
+            let r = hub
+                .forward_with(&|p| {
+                    bar.set_length(p.records_total);
+                    bar.set_position(p.records_done);
+                })
+                .await?;
+            bar.finish_and_clear();
             outln!("forwarded {} change sets ({} records) and {} sign-offs", r.changesets, r.records, r.signoffs)?;
             let p = &r.pulled;
             outln!(
@@ -528,9 +552,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::ImportBundle { config, file, answer } => {
             let hub = open(&config).await?;
             let bytes = std::fs::read(&file).with_context(|| format!("reading bundle {}", file.display()))?;
-            let r = jianka_hub::bundle::import_bundle(&hub, &bytes)
-                .await
-                .with_context(|| format!("bundle {} was not imported", file.display()))?;
+            let bar = progress_bar("importing the bundle", "change sets");
+            let r = jianka_hub::bundle::import_bundle_with(&hub, &bytes, &|done, total| {
+                bar.set_length(total);
+                bar.set_position(done);
+            })
+            .await
+            .with_context(|| format!("bundle {} was not imported", file.display()))?;
+            bar.finish_and_clear();
             std::fs::write(&answer, &r.answer_file).with_context(|| format!("writing {}", answer.display()))?;
             let applied = r.answer.outcomes.iter().filter(|o| matches!(o, PushOutcome::Accepted { .. })).count();
             outln!(

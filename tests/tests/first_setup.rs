@@ -94,8 +94,16 @@ fn the_hubs_help_setup_runs_as_written_on_one_machine() -> anyhow::Result<()> {
     // What the setup built works: a township's first sync, the county's forward to the province.
     let (out, _) = run_line(dir, "jianka-node --config town/node.toml sync")?;
     ensure!(out.contains("sync ok"), "{out}");
-    let (out, _) = run_line(dir, "jianka-hub forward --config county/hub.toml")?;
+    let (out, err) = run_line(dir, "jianka-hub forward --config county/hub.toml")?;
     ensure!(out.contains("forwarded"), "{out}");
+    ensure!(!err.contains("forwarding to the province"), "no progress bar when not on a terminal: {err}");
+    // On an officer's terminal the forward shows its progress.
+    let bin = binary("jianka-hub");
+    let line = format!("{} forward --config county/hub.toml", bin.display());
+    if let Ok(t) = Command::new("script").args(["-q", "-e", "-c", &line, "/dev/null"]).current_dir(dir).output() {
+        let shown = String::from_utf8_lossy(&t.stdout);
+        ensure!(shown.contains("forwarding to the province") && shown.contains("forwarded"), "{shown}");
+    }
 
     // And init refuses a profile that is not there, naming it, with nothing written.
     let missing = Command::new(binary("jianka-hub"))
