@@ -299,9 +299,15 @@ pub fn apply_remote(conn: &Connection, key: &RecordKey, field: &str, value: &str
 }
 
 /// Replaces a record with the county's copy (it refused the change this node made): every field
-/// at `version`, live, without an outbox entry — the hub already holds exactly this.
+/// at `version`, live, without an outbox entry — the hub already holds exactly this. A field
+/// edited here after the county answered (a version above `version`) stays: that edit is still
+/// on its way up.
 pub fn replace_remote(conn: &Connection, key: &RecordKey, values: &[(String, String)], version: Hlc) -> Result<()> {
-    let fields = values.iter().map(|(k, v)| (k.clone(), (v.clone(), version))).collect();
+    let mut fields: BTreeMap<String, (String, Hlc)> =
+        values.iter().map(|(k, v)| (k.clone(), (v.clone(), version))).collect();
+    if let Some(local) = load(conn, key)?.filter(|s| !s.deleted) {
+        fields.extend(local.fields.into_iter().filter(|(_, (_, v))| *v > version));
+    }
     save(conn, key, &Stored { fields, deleted: false, deleted_version: Hlc::ZERO })?;
     if version > load_hlc(conn)? {
         db::set_meta(conn, "hlc", &version.0.to_string())?;
