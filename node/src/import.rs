@@ -4,6 +4,7 @@
 //! left out, every other household is written, all in one transaction (nothing half-applied).
 //! Only values that differ from the replica are written, so re-importing a file changes nothing.
 
+use crate::masking;
 use crate::node::Node;
 use crate::store::{self, Capture};
 use crate::table::{self, Table};
@@ -238,11 +239,19 @@ pub struct ImportOptions {
 struct Row<'a> {
     line: u64,
     cells: HashMap<Col, &'a str>,
+    /// Columns whose cell the workbook stored as a number too long to keep all its digits.
+    long_numbers: Vec<Col>,
 }
 
 impl Row<'_> {
     fn get(&self, c: Col) -> &str {
         self.cells.get(&c).copied().unwrap_or("")
+    }
+
+    /// Whether the cell is a number that lost digits in the spreadsheet (a number cell of 16
+    /// digits or more, or text in the exponent form a spreadsheet writes for one).
+    fn lost_digits(&self, c: Col) -> bool {
+        self.long_numbers.contains(&c) || masking::in_exponent_form(self.get(c))
     }
 }
 
@@ -304,6 +313,10 @@ pub fn import_households(node: &mut Node, path: &Path, opts: ImportOptions) -> R
         .map(|(line, cells)| Row {
             line: *line,
             cells: cols.iter().map(|(c, &i)| (*c, cells.get(i).map(String::as_str).unwrap_or(""))).collect(),
+            long_numbers: match table.long_numbers.is_empty() {
+                true => Vec::new(),
+                false => cols.iter().filter(|(_, i)| table.is_long_number(*line, **i)).map(|(c, _)| *c).collect(),
+            },
         })
         .collect();
 
@@ -405,8 +418,18 @@ pub fn import_households(node: &mut Node, path: &Path, opts: ImportOptions) -> R
                                 ),
                             );
                             bad = true;
+                            // The first household is refused too: it names the reason on its own line.
                             if other != hi {
                                 bad_households[other] = true;
+                                e(
+                                    other_line,
+                                    Col::IdNumber,
+                                    format!(
+                                        "{} appears again at line {} in household {hid}; one person belongs to one household (rule 2)",
+                                        m.id_number.masked(),
+                                        r.line
+                                    ),
+                                );
                             }
                         }
                         None => {
@@ -658,9 +681,18 @@ fn parse_member(r: &Row, today: chrono::NaiveDate) -> Result<Member, CellErrors>
         errs.push((Col::Name, "name is empty".into()));
     }
     let id = match IdNumber::parse(r.get(Col::IdNumber), today) {
+        // An ID number a spreadsheet kept as a number has lost its last digits: say so rather
+        // than call it mistyped.
+        _ if r.lost_digits(Col::IdNumber) => {
+            errs.push((
+                Col::IdNumber,
+                format!("{} (rule 1)", masking::lost_digits(Col::IdNumber.header(), r.get(Col::IdNumber))),
+            ));
+            None
+        }
         Ok(id) => Some(id),
         Err(e) => {
-            errs.push((Col::IdNumber, format!("{e} (rule 1)")));
+            errs.push((Col::IdNumber, format!("{} (rule 1)", masking::id_number_error(&e))));
             None
         }
     };
@@ -745,6 +777,9 @@ fn parse_household_facts(r: &Row) -> Result<Household, CellErrors> {
         Err(e) => errs.push((Col::WaterDifficulty, e.to_string())),
     }
     h.phone = r.get(Col::Phone).into();
+    if r.lost_digits(Col::BankAccount) {
+        errs.push((Col::BankAccount, masking::lost_digits(Col::BankAccount.header(), r.get(Col::BankAccount))));
+    }
     h.bank_account = r.get(Col::BankAccount).into();
     h.helper_name = r.get(Col::HelperName).into();
     h.helper_unit = r.get(Col::HelperUnit).into();

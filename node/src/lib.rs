@@ -6,8 +6,8 @@
 //! [`store`] (replica + change capture, one transaction), [`outbox`] (sealing change sets),
 //! [`client`] (signed HTTP with backoff), [`sync`] (one pass), [`daemon`] (windows, shutdown),
 //! [`feedback`] (applying county decisions), [`import`]/[`table`] (扶贫手册, 贫困村登记表),
-//! [`edit`], [`workflow`], [`adjust`] (annual update), [`bundle`] (USB), [`report`] (status, verify),
-//! [`cli`].
+//! [`masking`] (personal numbers in what is printed), [`edit`], [`workflow`], [`adjust`] (annual
+//! update), [`bundle`] (USB), [`report`] (status, verify), [`cli`].
 
 pub mod adjust;
 pub mod bundle;
@@ -20,6 +20,7 @@ pub mod db;
 pub mod edit;
 pub mod feedback;
 pub mod import;
+pub mod masking;
 pub mod node;
 pub mod outbox;
 pub mod report;
