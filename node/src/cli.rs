@@ -1,11 +1,12 @@
 //! Command-line interface. Exit codes: 0 ok, 1 differences found or sync failed, 2 bad input.
-//! Results go to stdout (`--json` where offered), messages to stderr.
+//! Results go to stdout (`--json` where offered), messages to stderr; a closed pipe ends quietly.
 
 use crate::clock::Clock;
 use crate::config::{self, CONFIG_ENV};
 use crate::edit::Refused;
 use crate::import::{ImportOptions, VillageInput};
 use crate::node::Node;
+use crate::output::{self, errln, outln};
 use crate::store::{Capture, WriteError};
 use crate::{adjust, bundle, daemon, edit, import, report, sync, workflow};
 use anyhow::{Context, Result};
@@ -411,9 +412,11 @@ pub enum AdjustCmd {
 pub fn main_with(cli: Cli) -> ExitCode {
     match run(cli) {
         Ok(code) => code,
+        // The reader stopped early (`status | head`): what it read is all it wanted.
+        Err(e) if output::is_closed_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             let bad_input = e.chain().any(|c| c.is::<Refused>() || c.is::<WriteError>());
-            eprintln!("error: {e:#}");
+            let _ = errln!("error: {e:#}");
             if bad_input { ExitCode::from(2) } else { ExitCode::from(1) }
         }
     }
@@ -429,7 +432,7 @@ fn open(path: &Path, clock: Clock) -> Result<Node> {
 }
 
 fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
+    outln!("{}", serde_json::to_string_pretty(v)?)?;
     Ok(())
 }
 
@@ -441,7 +444,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Trust { chain } => {
             let node = open(&cli.config, clock)?;
             let c = bundle::install_chain(&node, &chain)?;
-            println!("installed chain: {}", c.iter().map(|c| c.subject.to_string()).collect::<Vec<_>>().join(" → "));
+            outln!("installed chain: {}", c.iter().map(|c| c.subject.to_string()).collect::<Vec<_>>().join(" → "))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Import { file, dry_run, year, json } => {
@@ -453,9 +456,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 print_json(&r)?;
             } else {
                 for e in &r.errors {
-                    eprintln!("{e}");
+                    errln!("{e}")?;
                 }
-                println!(
+                outln!(
                     "{}{}: {} rows ({}), {} households: {} imported ({} members), {} refused; {} records changed, {} changes queued; {:.0} rows/s",
                     if dry_run { "DRY RUN " } else { "" },
                     r.file,
@@ -468,7 +471,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     r.records_changed,
                     r.changes_captured,
                     r.rows_per_sec
-                );
+                )?;
             }
             Ok(if r.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(2) })
         }
@@ -490,7 +493,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     edit::member_remove(&mut node, y, &id_number)?
                 }
             };
-            println!("{n} change(s) queued");
+            outln!("{n} change(s) queued")?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Workflow(cmd) => {
@@ -507,7 +510,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         minutes.as_deref(),
                         notice_days,
                     )?;
-                    println!("{household}: {} → {} ({from:?} → {to:?})", from.label(), to.label());
+                    outln!("{household}: {} → {} ({from:?} → {to:?})", from.label(), to.label())?;
                 }
                 WorkflowCmd::Advance { household: None, village, date, minutes, year, json, .. } => {
                     let y = node.year(year.year);
@@ -527,21 +530,21 @@ fn run(cli: Cli) -> Result<ExitCode> {
                             *by_step.entry(format!("{} → {}", from.label(), to.label())).or_default() += 1;
                         }
                         for (step, n) in by_step {
-                            println!("{n} households: {step}");
+                            outln!("{n} households: {step}")?;
                         }
                         for (hid, why) in &r.refused {
-                            eprintln!("{hid}: not moved: {why}");
+                            errln!("{hid}: not moved: {why}")?;
                         }
                     }
                 }
                 WorkflowCmd::Object { household, by, reason, date, year } => {
                     let y = node.year(year.year);
                     let id = workflow::object(&mut node, y, &household, &by, &reason, date.unwrap_or(today))?;
-                    println!("objection #{id} recorded; the notice is stopped until it is resolved");
+                    outln!("objection #{id} recorded; the notice is stopped until it is resolved")?;
                 }
                 WorkflowCmd::ResolveObjection { id, resolution, date } => {
                     workflow::resolve_objection(&mut node, id, &resolution, date.unwrap_or(today))?;
-                    println!("objection #{id} resolved; the notice runs {notice_days} days again from today");
+                    outln!("objection #{id} resolved; the notice runs {notice_days} days again from today")?;
                 }
                 WorkflowCmd::Show { household, year } => {
                     let y = node.year(year.year);
@@ -559,10 +562,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     })?;
                     for row in rows {
                         let (f, t, d, m) = row?;
-                        println!("{d}  {f} → {t}  {m}");
+                        outln!("{d}  {f} → {t}  {m}")?;
                     }
                     for o in workflow::open_objections(&node.conn, y, &household)? {
-                        println!("OPEN objection #{} by {} on {}: {}", o.id, o.raised_by, o.raised_date, o.reason);
+                        outln!("OPEN objection #{} by {} on {}: {}", o.id, o.raised_by, o.raised_date, o.reason)?;
                     }
                 }
             }
@@ -579,20 +582,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     if json {
                         print_json(&rep)?;
                     } else {
-                        println!(
+                        outln!(
                             "sync ok: sealed {} change set(s), pushed {}, acknowledged through {}, {} feedback item(s) applied",
                             rep.sealed.len(),
                             rep.pushed.len(),
                             rep.acknowledged_through,
                             rep.feedback_applied
-                        );
+                        )?;
                     }
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(e) => {
                     let _ = crate::db::set_meta(&node.conn, "last_sync_error", &format!("{e:#}"));
-                    eprintln!("sync failed: {e:#}");
-                    eprintln!("nothing is lost: pending changes stay in the outbox; run `jianka-node sync` again");
+                    errln!("sync failed: {e:#}")?;
+                    errln!("nothing is lost: pending changes stay in the outbox; run `jianka-node sync` again")?;
                     Ok(ExitCode::from(1))
                 }
             }
@@ -606,18 +609,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::ExportBundle { out } => {
             let mut node = open(&cli.config, clock)?;
             let r = bundle::export_bundle(&mut node, &out)?;
-            println!("{}: {} change set(s), {} bytes; carry it to the county", r.file, r.envelopes.len(), r.bytes);
+            outln!("{}: {} change set(s), {} bytes; carry it to the county", r.file, r.envelopes.len(), r.bytes)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::ImportAnswer { file } => {
             let mut node = open(&cli.config, clock)?;
             let r = bundle::import_answer(&mut node, &file)?;
-            println!(
+            outln!(
                 "answer applied: {} change set(s) acknowledged, {} feedback item(s); the county expects seq {} next",
                 r.acknowledged.len(),
                 r.feedback_applied,
                 r.expected_seq
-            );
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Status { json } => {
@@ -626,7 +629,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if json {
                 print_json(&s)?
             } else {
-                report::print_status(&s)
+                report::print_status(&s)?
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -642,7 +645,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if json {
                 print_json(&v)?
             } else {
-                report::print_verify(&v)
+                report::print_verify(&v)?
             }
             Ok(if v.identical { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
@@ -675,14 +678,14 @@ pub fn init(dir: &Path, township: &str, hub: &str, profile: Option<&Path>) -> Re
     kp.write_new(&key_path).map_err(|e| Refused(e.to_string()))?;
     crate::db::open(&dir.join("node.db"))?;
     std::fs::write(&cfg_path, text).with_context(|| format!("cannot write {}", cfg_path.display()))?;
-    println!("public_key {}", jianka_keyfile::public_hex(&kp.public()));
-    println!("key_id {}", kp.key_id());
-    eprintln!(
+    outln!("public_key {}", jianka_keyfile::public_hex(&kp.public()))?;
+    outln!("key_id {}", kp.key_id())?;
+    errln!(
         "node for township {code} created in {}.\nNext: the county enrolls this key:\n  jianka-hub enroll --subject {code} --public-key {} --out chain.json\nthen: jianka-node --config {} trust chain.json",
         dir.display(),
         jianka_keyfile::public_hex(&kp.public()),
         cfg_path.display()
-    );
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -720,7 +723,7 @@ fn village(cmd: VillageCmd, config: &Path, clock: Clock) -> Result<ExitCode> {
             let n = import::write_village(&tx, &mut cap, &v)?;
             cap.finish(&tx)?;
             tx.commit()?;
-            println!("village {} ({}): {n} field(s) written", v.code, v.name);
+            outln!("village {} ({}): {n} field(s) written", v.code, v.name)?;
             Ok(ExitCode::SUCCESS)
         }
         VillageCmd::Import { file, dry_run, year, json } => {
@@ -730,9 +733,9 @@ fn village(cmd: VillageCmd, config: &Path, clock: Clock) -> Result<ExitCode> {
                 print_json(&r)?;
             } else {
                 for e in &r.errors {
-                    eprintln!("{e}");
+                    errln!("{e}")?;
                 }
-                println!(
+                outln!(
                     "{}{}: {} rows, {} imported, {} refused, {} changed",
                     if dry_run { "DRY RUN " } else { "" },
                     r.file,
@@ -740,7 +743,7 @@ fn village(cmd: VillageCmd, config: &Path, clock: Clock) -> Result<ExitCode> {
                     r.imported,
                     r.refused,
                     r.records_changed
-                );
+                )?;
             }
             Ok(if r.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(2) })
         }
@@ -770,18 +773,18 @@ fn household(cmd: HouseholdCmd, config: &Path, clock: Clock) -> Result<ExitCode>
                 });
                 print_json(&v)?;
             } else {
-                println!("household {} (year {y})", rec.key.id);
+                outln!("household {} (year {y})", rec.key.id)?;
                 for (k, v) in &rec.fields {
-                    println!("  {k}: {}", mask(k, v));
+                    outln!("  {k}: {}", mask(k, v))?;
                 }
                 for m in &members {
-                    println!(
+                    outln!(
                         "  member {} {} {} {}",
                         show_id(&m.key.id),
                         m.fields.get("name").map(String::as_str).unwrap_or(""),
                         m.fields.get("relation").map(String::as_str).unwrap_or(""),
                         m.fields.get("sex").map(String::as_str).unwrap_or("")
-                    );
+                    )?;
                 }
             }
         }
@@ -800,14 +803,14 @@ fn household(cmd: HouseholdCmd, config: &Path, clock: Clock) -> Result<ExitCode>
                 print_json(&rows)?;
             } else {
                 for (id, st, dec) in rows {
-                    println!("{id}\t{st}\t{dec}");
+                    outln!("{id}\t{st}\t{dec}")?;
                 }
             }
         }
         HouseholdCmd::Edit { id, sets, year } => {
             let y = node.year(year.year);
             let n = edit::household_edit(&mut node, y, &id, &sets)?;
-            println!("{n} change(s) queued");
+            outln!("{n} change(s) queued")?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -820,44 +823,44 @@ fn adjust_cmd(cmd: AdjustCmd, config: &Path, clock: Clock) -> Result<ExitCode> {
         AdjustCmd::Exit { household, reason, date, year } => {
             let y = adjust::window_year(&node, year.year)?;
             adjust::exit(&mut node, y, &household, &reason, date.unwrap_or(today))?;
-            println!("{household}: exit recorded ({reason})");
+            outln!("{household}: exit recorded ({reason})")?;
         }
         AdjustCmd::Death { id_number, date, year } => {
             let y = adjust::window_year(&node, year.year)?;
             adjust::death(&mut node, y, &id_number, date.unwrap_or(today))?;
-            println!("death recorded");
+            outln!("death recorded")?;
         }
         AdjustCmd::Birth { household, id_number, sets, date, year } => {
             let y = adjust::window_year(&node, year.year)?;
             adjust::birth(&mut node, y, &household, &id_number, &sets, date.unwrap_or(today))?;
-            println!("birth recorded in {household}");
+            outln!("birth recorded in {household}")?;
         }
         AdjustCmd::Marriage { id_number, to_household, relation, date, year } => {
             let y = adjust::window_year(&node, year.year)?;
             adjust::marriage(&mut node, y, &id_number, &to_household, &relation, date.unwrap_or(today))?;
-            println!("marriage recorded: member moved to {to_household}");
+            outln!("marriage recorded: member moved to {to_household}")?;
         }
         AdjustCmd::Move { household, to_village, date, year } => {
             let y = adjust::window_year(&node, year.year)?;
             let new_id = adjust::move_household(&mut node, y, &household, &to_village, date.unwrap_or(today))?;
-            println!("{household} moved: now {new_id}");
+            outln!("{household} moved: now {new_id}")?;
         }
         AdjustCmd::MoveOut { id_number, to_county, date, reason, year } => {
             let y = adjust::window_year(&node, year.year)?;
             adjust::move_out(&mut node, y, &id_number, &to_county, &reason, date.unwrap_or(today))?;
-            println!(
+            outln!(
                 "move out to county {to_county} recorded; the province completes it when that county takes the person"
-            );
+            )?;
         }
         AdjustCmd::MoveIn { household, id_number, from_county, sets, date, year } => {
             let y = adjust::window_year(&node, year.year)?;
             adjust::move_in(&mut node, y, &household, &id_number, &from_county, &sets, date.unwrap_or(today))?;
-            println!("arrival from county {from_county} recorded in {household}; the province completes the move");
+            outln!("arrival from county {from_county} recorded in {household}; the province completes the move")?;
         }
         AdjustCmd::Update { household, sets, year } => {
             let y = adjust::window_year(&node, year.year)?;
             let n = adjust::update(&mut node, y, &household, &sets, today)?;
-            println!("{household}: {n} change(s) queued");
+            outln!("{household}: {n} change(s) queued")?;
         }
         AdjustCmd::New { file, dry_run, year } => {
             let y = adjust::window_year(&node, year.year)?;
@@ -865,12 +868,13 @@ fn adjust_cmd(cmd: AdjustCmd, config: &Path, clock: Clock) -> Result<ExitCode> {
                 import::import_households(&mut node, &file, ImportOptions { year: y, dry_run, progress_over: 5000 })
                     .map_err(bad)?;
             for e in &r.errors {
-                eprintln!("{e}");
+                errln!("{e}")?;
             }
-            println!(
+            outln!(
                 "new entries: {} households imported, {} refused; they start at 申请 and pass the workflow and quota again",
-                r.households_imported, r.households_refused
-            );
+                r.households_imported,
+                r.households_refused
+            )?;
             if !r.errors.is_empty() {
                 return Ok(ExitCode::from(2));
             }

@@ -7,7 +7,8 @@
 //! [`client`] (signed HTTP with backoff), [`sync`] (one pass), [`daemon`] (windows, shutdown),
 //! [`feedback`] (applying county decisions), [`import`]/[`table`] (扶贫手册, 贫困村登记表),
 //! [`masking`] (personal numbers in what is printed), [`edit`], [`workflow`], [`adjust`] (annual
-//! update), [`bundle`] (USB), [`report`] (status, verify), [`cli`].
+//! update), [`bundle`] (USB), [`report`] (status, verify),
+//! [`output`] (printing; a closed pipe ends quietly), [`cli`].
 
 pub mod adjust;
 pub mod bundle;
@@ -23,6 +24,7 @@ pub mod import;
 pub mod masking;
 pub mod node;
 pub mod outbox;
+pub mod output;
 pub mod report;
 pub mod store;
 pub mod sync;

@@ -79,6 +79,14 @@ impl TestNode {
             .env_remove("JIANKA_NODE_HUB_URL");
         c
     }
+
+    /// Runs the binary with its stdout a pipe whose reader is already gone (`… | head` after
+    /// `head` has read its lines).
+    pub fn run_into_closed_pipe(&self, now: &str, args: &[&str]) -> std::process::Output {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        self.command(now).args(args).stdout(writer).stderr(std::process::Stdio::piped()).output().unwrap()
+    }
 }
 
 /// A valid ID number: area 420322, given birth date and sequence (odd = male).
