@@ -8,7 +8,7 @@ use crate::import::{ImportOptions, VillageInput};
 use crate::node::Node;
 use crate::output::{self, errln, outln};
 use crate::store::{Capture, WriteError};
-use crate::{adjust, bundle, daemon, edit, import, report, sync, workflow};
+use crate::{adjust, bundle, daemon, edit, import, report, sync, vocabulary, workflow};
 use anyhow::{Context, Result};
 use chrono::NaiveDate;
 use clap::{Args, Parser, Subcommand};
@@ -245,7 +245,8 @@ pub enum WorkflowCmd {
     ///
     /// With --all (optionally --village CODE) every household the township still works on moves
     /// one step, as a village's list goes through its meeting and notices together; households that
-    /// may not move yet are listed with the reason and left as they are.
+    /// may not move yet are left as they are and listed grouped by reason (a notice running until
+    /// a date, an open objection, a step that is the county's); when none moves the exit code is 2.
     /// Example: jianka-node workflow advance --all --village 420322105200 --date 2014-05-06
     Advance {
         #[arg(required_unless_present = "all", conflicts_with = "all")]
@@ -436,6 +437,55 @@ fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
     Ok(())
 }
 
+/// What `workflow advance --all` did: steps taken, then the households not moved grouped by
+/// reason (a few named per group), and why none moved when none did.
+fn print_bulk_advance(r: &workflow::BulkAdvance, year: Year, village: Option<&str>) -> Result<()> {
+    let mut by_step: std::collections::BTreeMap<String, usize> = Default::default();
+    for (_, from, to) in &r.advanced {
+        *by_step.entry(vocabulary::step(*from, *to)).or_default() += 1;
+    }
+    for (step, n) in by_step {
+        outln!("{n} households: {step}")?;
+    }
+    let scope = match village {
+        Some(v) => format!("village {v} in year {year}"),
+        None => format!("year {year}"),
+    };
+    if r.households == 0 {
+        errln!("no household moved: {scope} has no households on this node")?;
+        return Ok(());
+    }
+    let not_moved = r.households - r.advanced.len();
+    if not_moved == 0 {
+        return Ok(());
+    }
+    if r.advanced.is_empty() {
+        errln!("no household moved: none of the {} households of {scope} may take its next step now", r.households)?;
+    } else {
+        errln!("{not_moved} of {} households of {scope} not moved:", r.households)?;
+    }
+    const NAMED: usize = 3;
+    for g in &r.not_moved {
+        let mut names = g.households.iter().take(NAMED).cloned().collect::<Vec<_>>().join(", ");
+        if g.households.len() > NAMED {
+            names.push_str(&format!(" and {} more", g.households.len() - NAMED));
+        }
+        errln!("  {} households {}", g.households.len(), g.reason)?;
+        errln!("    {names}")?;
+        // Rule problems differ per household: each is named in full.
+        if matches!(g.holdup, workflow::Holdup::BreaksRules { .. }) {
+            for (hid, why) in r.refused.iter().filter(|(h, _)| g.households.contains(h)) {
+                errln!("    {hid}: {why}")?;
+            }
+        }
+    }
+    // Households whose status could not be read are in no group.
+    for (hid, why) in r.refused.iter().filter(|(h, _)| !r.not_moved.iter().any(|g| g.households.contains(h))) {
+        errln!("  {hid}: {why}")?;
+    }
+    Ok(())
+}
+
 fn run(cli: Cli) -> Result<ExitCode> {
     let clock = Clock::from_env().map_err(bad)?;
     let today = clock.today();
@@ -510,7 +560,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         minutes.as_deref(),
                         notice_days,
                     )?;
-                    outln!("{household}: {} → {} ({from:?} → {to:?})", from.label(), to.label())?;
+                    outln!("{household}: {}", vocabulary::step(from, to))?;
                 }
                 WorkflowCmd::Advance { household: None, village, date, minutes, year, json, .. } => {
                     let y = node.year(year.year);
@@ -525,16 +575,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     if json {
                         print_json(&r)?;
                     } else {
-                        let mut by_step: std::collections::BTreeMap<String, usize> = Default::default();
-                        for (_, from, to) in &r.advanced {
-                            *by_step.entry(format!("{} → {}", from.label(), to.label())).or_default() += 1;
-                        }
-                        for (step, n) in by_step {
-                            outln!("{n} households: {step}")?;
-                        }
-                        for (hid, why) in &r.refused {
-                            errln!("{hid}: not moved: {why}")?;
-                        }
+                        print_bulk_advance(&r, y, village.as_deref())?;
+                    }
+                    // Asked to move households and none moved: say so in the exit code too.
+                    if r.advanced.is_empty() {
+                        return Ok(ExitCode::from(2));
                     }
                 }
                 WorkflowCmd::Object { household, by, reason, date, year } => {
@@ -562,7 +607,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     })?;
                     for row in rows {
                         let (f, t, d, m) = row?;
-                        outln!("{d}  {f} → {t}  {m}")?;
+                        outln!("{d}  {}  {m}", vocabulary::stored_step(&f, &t))?;
                     }
                     for o in workflow::open_objections(&node.conn, y, &household)? {
                         outln!("OPEN objection #{} by {} on {}: {}", o.id, o.raised_by, o.raised_date, o.reason)?;
@@ -775,7 +820,8 @@ fn household(cmd: HouseholdCmd, config: &Path, clock: Clock) -> Result<ExitCode>
             } else {
                 outln!("household {} (year {y})", rec.key.id)?;
                 for (k, v) in &rec.fields {
-                    outln!("  {k}: {}", mask(k, v))?;
+                    let shown = if k == "status" { vocabulary::stored_status(v) } else { mask(k, v) };
+                    outln!("  {k}: {shown}")?;
                 }
                 for m in &members {
                     outln!(
@@ -803,7 +849,7 @@ fn household(cmd: HouseholdCmd, config: &Path, clock: Clock) -> Result<ExitCode>
                 print_json(&rows)?;
             } else {
                 for (id, st, dec) in rows {
-                    outln!("{id}\t{st}\t{dec}")?;
+                    outln!("{id}\t{}\t{dec}", vocabulary::stored_status(&st))?;
                 }
             }
         }

@@ -75,10 +75,9 @@ fn commit(node: &mut Node, h: &Household) -> Result<usize> {
 fn ensure_editable_status(h: &Household) -> Result<()> {
     if h.status > Status::CountyReview && h.status != Status::NotRecognised {
         return refuse(format!(
-            "household {} is at {} ({}); after the county's re-examination facts change only in the annual update (jianka-node adjust)",
+            "household {} is at {}; after the county's re-examination facts change only in the annual update (jianka-node adjust)",
             h.id(),
-            h.status.label(),
-            format_args!("{:?}", h.status)
+            crate::vocabulary::status(h.status)
         ));
     }
     Ok(())

@@ -7,7 +7,7 @@
 //! [`client`] (signed HTTP with backoff), [`sync`] (one pass), [`daemon`] (windows, shutdown),
 //! [`feedback`] (applying county decisions), [`import`]/[`table`] (扶贫手册, 贫困村登记表),
 //! [`masking`] (personal numbers in what is printed), [`edit`], [`workflow`], [`adjust`] (annual
-//! update), [`bundle`] (USB), [`report`] (status, verify),
+//! update), [`bundle`] (USB), [`report`] (status, verify), [`vocabulary`] (how statuses are named),
 //! [`output`] (printing; a closed pipe ends quietly), [`cli`].
 
 pub mod adjust;
@@ -29,6 +29,7 @@ pub mod report;
 pub mod store;
 pub mod sync;
 pub mod table;
+pub mod vocabulary;
 pub mod workflow;
 
 pub use node::Node;

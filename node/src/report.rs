@@ -142,8 +142,7 @@ pub fn print_status(s: &Status) -> std::io::Result<()> {
         outln!("quota: {} of {} people used", q.used, q.people)?;
     }
     for (st, n) in &s.households_by_status {
-        let label = jianka_shared::domain::Status::parse(st).map(|s| s.label()).unwrap_or("?");
-        outln!("households {st} ({label}): {n}")?;
+        outln!("households {}: {n}", crate::vocabulary::stored_status(st))?;
     }
     for y in &s.years {
         outln!(
