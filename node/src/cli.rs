@@ -7,6 +7,7 @@ use crate::edit::Refused;
 use crate::import::{ImportOptions, VillageInput};
 use crate::node::Node;
 use crate::output::{self, errln, outln};
+use crate::progress::Progress;
 use crate::store::{Capture, WriteError};
 use crate::{adjust, bundle, daemon, edit, import, report, sync, vocabulary, workflow};
 use anyhow::{Context, Result};
@@ -500,7 +501,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Import { file, dry_run, year, json } => {
             let mut node = open(&cli.config, clock)?;
             let year = node.year(year);
-            let r = import::import_households(&mut node, &file, ImportOptions { year, dry_run, progress_over: 5000 })
+            // Progress on a terminal for files over 5,000 rows; none with --json.
+            let progress_over = if json { usize::MAX } else { 5000 };
+            let r = import::import_households(&mut node, &file, ImportOptions { year, dry_run, progress_over })
                 .map_err(bad)?;
             if json {
                 print_json(&r)?;
@@ -621,7 +624,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let mut node = open(&cli.config, clock)?;
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             let client = sync::client(&node)?;
-            let r = rt.block_on(sync::sync_once(&mut node, &client, true));
+            let r = rt.block_on(sync::sync_pass(&mut node, &client, true, Progress::on_terminal(json)));
             match r {
                 Ok(rep) => {
                     if json {
@@ -653,13 +656,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::ExportBundle { out } => {
             let mut node = open(&cli.config, clock)?;
-            let r = bundle::export_bundle(&mut node, &out)?;
+            let r = bundle::export_bundle(&mut node, &out, Progress::on_terminal(false))?;
             outln!("{}: {} change set(s), {} bytes; carry it to the county", r.file, r.envelopes.len(), r.bytes)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::ImportAnswer { file } => {
             let mut node = open(&cli.config, clock)?;
-            let r = bundle::import_answer(&mut node, &file)?;
+            let r = bundle::import_answer(&mut node, &file, Progress::on_terminal(false))?;
             outln!(
                 "answer applied: {} change set(s) acknowledged, {} feedback item(s); the county expects seq {} next",
                 r.acknowledged.len(),

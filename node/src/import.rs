@@ -6,6 +6,7 @@
 
 use crate::masking;
 use crate::node::Node;
+use crate::progress::Progress;
 use crate::store::{self, Capture};
 use crate::table::{self, Table};
 use anyhow::{Result, bail};
@@ -14,7 +15,6 @@ use jianka_shared::labels::*;
 use jianka_shared::{IdNumber, RegionCode, Tier, Year, Yuan};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
-use std::io::IsTerminal;
 use std::path::Path;
 use std::time::Instant;
 
@@ -276,17 +276,12 @@ fn map_columns(t: &Table, file: &str) -> Result<HashMap<Col, usize>> {
     Ok(cols)
 }
 
+/// Rows checked and written, on a terminal, for files over `over` rows.
 fn progress_bar(n: usize, over: usize, what: &str) -> indicatif::ProgressBar {
-    if n <= over || !std::io::stderr().is_terminal() {
+    if n <= over {
         return indicatif::ProgressBar::hidden();
     }
-    let pb = indicatif::ProgressBar::with_draw_target(Some(n as u64), indicatif::ProgressDrawTarget::stderr());
-    pb.set_style(
-        indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} rows ({per_sec}, {eta})")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    pb.set_message(what.to_string());
-    pb
+    Progress::on_terminal(false).items(n as u64, "rows", what)
 }
 
 /// Imports a 扶贫手册 file into the node.

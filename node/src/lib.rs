@@ -8,7 +8,7 @@
 //! [`feedback`] (applying county decisions), [`import`]/[`table`] (扶贫手册, 贫困村登记表),
 //! [`masking`] (personal numbers in what is printed), [`edit`], [`workflow`], [`adjust`] (annual
 //! update), [`bundle`] (USB), [`report`] (status, verify), [`vocabulary`] (how statuses are named),
-//! [`output`] (printing; a closed pipe ends quietly), [`cli`].
+//! [`output`] (printing; a closed pipe ends quietly), [`progress`] (bars on a terminal), [`cli`].
 
 pub mod adjust;
 pub mod bundle;
@@ -25,6 +25,7 @@ pub mod masking;
 pub mod node;
 pub mod outbox;
 pub mod output;
+pub mod progress;
 pub mod report;
 pub mod store;
 pub mod sync;

@@ -87,6 +87,31 @@ impl TestNode {
         drop(reader);
         self.command(now).args(args).stdout(writer).stderr(std::process::Stdio::piped()).output().unwrap()
     }
+
+    /// Runs the binary on a pseudo-terminal (util-linux `script`), as a clerk at a terminal sees
+    /// it: stdout and stderr with what was drawn. None where `script` is not installed.
+    pub fn run_on_terminal(&self, now: &str, args: &[&str]) -> Option<String> {
+        let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+        let line = std::iter::once(env!("CARGO_BIN_EXE_jianka-node"))
+            .chain(args.iter().copied())
+            .map(quote)
+            .collect::<Vec<_>>()
+            .join(" ");
+        let probe = std::process::Command::new("script").arg("--version").output();
+        if !probe.is_ok_and(|o| o.status.success()) {
+            eprintln!("skipped: util-linux `script` is not installed, no terminal to draw on");
+            return None;
+        }
+        let cmd = self.command(now);
+        let out = std::process::Command::new("script")
+            .args(["-q", "-e", "-c", &line, "/dev/null"])
+            .envs(cmd.get_envs().filter_map(|(k, v)| Some((k, v?))))
+            .env_remove("JIANKA_LOG")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        Some(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
 }
 
 /// A valid ID number: area 420322, given birth date and sequence (odd = male).
