@@ -11,6 +11,7 @@ use crate::store::{self, Capture};
 use crate::table::{self, Table};
 use anyhow::{Result, bail};
 use jianka_shared::domain::{Household, Member, Status, Village, household_id};
+use jianka_shared::id_number::IdNumberError;
 use jianka_shared::labels::*;
 use jianka_shared::{IdNumber, RegionCode, Tier, Year, Yuan};
 use serde::Serialize;
@@ -132,6 +133,11 @@ impl Col {
                 | Col::HelperUnit
                 | Col::HelperPhone
         )
+    }
+
+    /// ID numbers, phones and bank accounts: masked wherever the node prints them (domain.md §7).
+    pub fn personal(self) -> bool {
+        matches!(self, Col::IdNumber | Col::Phone | Col::BankAccount | Col::HelperPhone)
     }
 
     fn optional(self) -> bool {
@@ -479,13 +485,15 @@ pub fn import_households(node: &mut Node, path: &Path, opts: ImportOptions) -> R
             for c in Col::ALL.into_iter().filter(|c| c.household_level()) {
                 let v = r.get(c);
                 if !v.is_empty() && v != head_row.get(c) {
+                    let shown = |v: &str| if c.personal() { masking::mask(v) } else { v.to_string() };
                     e(
                         r.line,
                         c,
                         format!(
-                            "{v:?} differs from the 户主's row (line {}: {:?}); household columns are read from the 户主's row",
+                            "{:?} differs from the 户主's row (line {}: {:?}); household columns are read from the 户主's row",
+                            shown(v),
                             head_row.line,
-                            head_row.get(c)
+                            shown(head_row.get(c))
                         ),
                     );
                     bad = true;
@@ -686,6 +694,19 @@ fn parse_member(r: &Row, today: chrono::NaiveDate) -> Result<Member, CellErrors>
             None
         }
         Ok(id) => Some(id),
+        // Written out in full from a number cell, the lost digits read as zeros.
+        Err(e @ IdNumberError::WrongCheckDigit { .. }) if r.get(Col::IdNumber).ends_with("000") => {
+            errs.push((
+                Col::IdNumber,
+                format!(
+                    "{}; it ends in 000, as an ID number does that a spreadsheet stored as a number (it keeps 15 \
+                     digits): format the {} column as text and enter the number again (rule 1)",
+                    masking::id_number_error(&e),
+                    Col::IdNumber.header()
+                ),
+            ));
+            None
+        }
         Err(e) => {
             errs.push((Col::IdNumber, format!("{} (rule 1)", masking::id_number_error(&e))));
             None

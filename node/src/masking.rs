@@ -3,7 +3,8 @@
 //! still most of a real person's number, so errors about one mask it too; the file and line say
 //! which row it is.
 
-use jianka_shared::id_number::{IdNumberError, mask};
+use jianka_shared::id_number::IdNumberError;
+pub use jianka_shared::id_number::mask;
 
 /// What is wrong with an ID number, with the number masked and its birth date left out.
 pub fn id_number_error(e: &IdNumberError) -> String {

@@ -5,6 +5,7 @@ mod common;
 use common::*;
 use jianka_node::import::{ImportOptions, ImportReport, import_households};
 use jianka_node::store;
+use jianka_shared::IdNumber;
 use jianka_shared::record::RecordKind;
 use std::time::Instant;
 
@@ -472,6 +473,24 @@ fn an_id_number_stored_as_a_number_in_excel_is_named_as_such() {
 }
 
 #[test]
+fn an_id_number_a_spreadsheet_wrote_out_from_a_number_cell_is_named_as_such() {
+    // Saved as CSV from a number cell: 15 digits, then zeros (household 0001's spouse, line 3).
+    let mut rows = base();
+    let typed = rows[1][c("身份证号")].clone();
+    let written = format!("{}000", &typed[..15]);
+    let today = chrono::NaiveDate::from_ymd_opt(2014, 6, 1).unwrap();
+    assert!(IdNumber::parse(&written, today).is_err(), "{written} passes its check digit: pick another row");
+    rows[1][c("身份证号")] = written;
+    let t = TestNode::new();
+    let p = t.path("hh.csv");
+    write_csv(&p, &rows);
+    let (code, _, stderr) = import_with_binary(&t, &p, &["--dry-run"]);
+    assert_eq!(code, Some(2));
+    let line = stderr.lines().find(|l| l.contains(&format!("{}:3: 身份证号: ", p.display()))).unwrap();
+    assert!(line.contains("ends in 000") && line.contains("15") && line.contains("as text"), "{line}");
+}
+
+#[test]
 fn every_refused_household_names_its_reason() {
     let mut rows = base();
     // Household 0002's spouse (line 5) is also household 0001's spouse (line 3).
@@ -492,4 +511,23 @@ fn every_refused_household_names_its_reason() {
     assert_eq!((refused, named.len() as u64), (2, 2), "{json}");
     let (_, _, stderr) = import_with_binary(&t, &p, &["--dry-run"]);
     assert!(stderr.contains(&format!("{}:3: 身份证号: ", p.display())) && stderr.contains("line 5"), "{stderr}");
+}
+
+#[test]
+fn phones_and_bank_accounts_are_masked_in_errors() {
+    let mut rows = base();
+    // The spouse's row repeats household columns with other values.
+    rows[3][c("联系电话")] = "13912345678".into();
+    rows[3][c("开户银行账号")] = "6228480012345678901".into();
+    let t = TestNode::new();
+    let p = t.path("hh.csv");
+    write_csv(&p, &rows);
+    let (code, _, stderr) = import_with_binary(&t, &p, &["--dry-run"]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains(&format!("{}:5: 联系电话: ", p.display())), "{stderr}");
+    assert!(stderr.contains(&format!("{}:5: 开户银行账号: ", p.display())), "{stderr}");
+    for number in ["13912345678", "6228480012345678901", "13800000000", "6217000000000000"] {
+        assert!(!stderr.contains(number), "{number} in clear:\n{stderr}");
+    }
+    assert!(stderr.contains(&jianka_shared::id_number::mask("13912345678")), "{stderr}");
 }
