@@ -446,7 +446,7 @@ fn print_bulk_advance(r: &workflow::BulkAdvance, year: Year, village: Option<&st
         *by_step.entry(vocabulary::step(*from, *to)).or_default() += 1;
     }
     for (step, n) in by_step {
-        outln!("{n} households: {step}")?;
+        outln!("{}: {step}", households(n))?;
     }
     let scope = match village {
         Some(v) => format!("village {v} in year {year}"),
@@ -471,7 +471,7 @@ fn print_bulk_advance(r: &workflow::BulkAdvance, year: Year, village: Option<&st
         if g.households.len() > NAMED {
             names.push_str(&format!(" and {} more", g.households.len() - NAMED));
         }
-        errln!("  {} households {}", g.households.len(), g.reason)?;
+        errln!("  {} {}", households(g.households.len()), g.reason)?;
         errln!("    {names}")?;
         // Rule problems differ per household: each is named in full.
         if matches!(g.holdup, workflow::Holdup::BreaksRules { .. }) {
@@ -485,6 +485,11 @@ fn print_bulk_advance(r: &workflow::BulkAdvance, year: Year, village: Option<&st
         errln!("  {hid}: {why}")?;
     }
     Ok(())
+}
+
+/// "1 household", "200 households".
+fn households(n: usize) -> String {
+    if n == 1 { "1 household".into() } else { format!("{n} households") }
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {

@@ -50,8 +50,8 @@ pub async fn sync_once(node: &mut Node, client: &HubClient, force_seal: bool) ->
     sync_pass(node, client, force_seal, Progress::hidden()).await
 }
 
-/// One sync pass; `progress` draws what is being pushed (bytes of the total, rate, time left) and
-/// the feedback pages pulled, on a slow line the minutes a first sync takes.
+/// One sync pass; `progress` draws the bytes pushed of the total (rate, time left), then the
+/// feedback items pulled: a first sync over a slow line takes minutes.
 pub async fn sync_pass(
     node: &mut Node,
     client: &HubClient,

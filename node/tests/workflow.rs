@@ -157,7 +157,7 @@ fn advance_all_says_why_none_moved_and_fails() {
     assert_eq!(code, Some(0), "{err}");
     assert!(out.contains("199 households: 村公示 → 乡镇审核 (VillageNotice → TownshipReview)"), "{out}");
     assert!(
-        err.contains("1 households in the 村公示 (VillageNotice) with an open objection") && err.contains(&hid),
+        err.contains("1 household in the 村公示 (VillageNotice) with an open objection") && err.contains(&hid),
         "{err}"
     );
 
