@@ -130,7 +130,7 @@ fn member_household(node: &Node, year: Year, id: &IdNumber) -> Result<String> {
 
 /// A death: the member leaves the household (the head's death needs a new 户主 first).
 pub fn death(node: &mut Node, year: Year, id: &str, date: NaiveDate) -> Result<()> {
-    let id = IdNumber::parse_stored(id).map_err(|e| crate::edit::Refused(e.to_string()))?;
+    let id = IdNumber::parse_stored(id).map_err(|e| crate::edit::Refused(crate::masking::id_number_error(&e)))?;
     let hid = member_household(node, year, &id)?;
     let (rec, members) = load_household(&node.conn, year, &hid)?;
     let mut h = typed(&rec, &members)?;
@@ -153,7 +153,7 @@ pub fn birth(node: &mut Node, year: Year, hid: &str, id: &str, sets: &[String], 
 
 /// A marriage (or any move of a person between households of this township).
 pub fn marriage(node: &mut Node, year: Year, id: &str, to: &str, relation: &str, date: NaiveDate) -> Result<()> {
-    let id = IdNumber::parse_stored(id).map_err(|e| crate::edit::Refused(e.to_string()))?;
+    let id = IdNumber::parse_stored(id).map_err(|e| crate::edit::Refused(crate::masking::id_number_error(&e)))?;
     let from = member_household(node, year, &id)?;
     if from == to {
         return refuse(format!("{} is already in household {to}", id.masked()));
@@ -242,7 +242,7 @@ pub fn move_out(node: &mut Node, year: Year, id: &str, to_county: &str, reason: 
         return refuse("a move out of the county needs a --reason");
     }
     let county = other_county(node, to_county, "--to-county")?;
-    let id = IdNumber::parse_stored(id).map_err(|e| crate::edit::Refused(e.to_string()))?;
+    let id = IdNumber::parse_stored(id).map_err(|e| crate::edit::Refused(crate::masking::id_number_error(&e)))?;
     let hid = member_household(node, year, &id)?;
     let key = RecordKey::new(RecordKind::Member, year, id.as_str());
     let declared = store::load(&node.conn, &key)?.and_then(|s| s.get(MOVE_OUT).map(str::to_string));

@@ -3,6 +3,7 @@
 
 use crate::edit::Refused;
 use crate::node::Node;
+use crate::progress::Progress;
 use crate::{feedback, outbox, sync};
 use anyhow::{Context, Result};
 use jianka_shared::protocol::{AnswerBundle, Bundle, PushOutcome, file_key_id, open_file, seal_file};
@@ -18,20 +19,25 @@ pub struct ExportReport {
 }
 
 /// Writes every unacknowledged envelope (after sealing what is pending) into one signed bundle.
-pub fn export_bundle(node: &mut Node, out: &Path) -> Result<ExportReport> {
+pub fn export_bundle(node: &mut Node, out: &Path, progress: Progress) -> Result<ExportReport> {
     sync::seal(node, true)?;
     let seqs = outbox::unacked(&node.conn)?;
+    let pb = progress.items(seqs.len() as u64, "change sets", "reading change sets");
     let mut envelopes = Vec::with_capacity(seqs.len());
     for &s in &seqs {
         envelopes.push(outbox::envelope(&node.conn, s)?.context("envelope vanished")?.0);
+        pb.inc(1);
     }
+    pb.finish_and_clear();
     let bundle = Bundle { origin: node.township().clone(), created: node.clock.now().to_rfc3339(), envelopes };
     let key = node.keypair()?;
+    let writing = progress.counter("bytes", &format!("signing and writing {}", out.display()));
     let bytes = seal_file(key.signing(), "bundle", &bundle);
     // Write then rename: a half-written file never carries the final name.
     let tmp = out.with_extension("partial");
     std::fs::write(&tmp, &bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, out).with_context(|| format!("cannot write {}", out.display()))?;
+    writing.finish_and_clear();
     Ok(ExportReport { file: out.display().to_string(), envelopes: seqs, bytes: bytes.len() })
 }
 
@@ -58,7 +64,11 @@ pub struct AnswerReport {
     pub expected_seq: u64,
 }
 
-pub fn import_answer(node: &mut Node, file: &Path) -> Result<AnswerReport> {
+/// Feedback items applied per transaction while an answer is read, so progress can be shown;
+/// each page advances the feedback cursor, so an interrupted import resumes where it stopped.
+const ANSWER_PAGE: usize = 1000;
+
+pub fn import_answer(node: &mut Node, file: &Path, progress: Progress) -> Result<AnswerReport> {
     let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
     let cert = county_certificate(node)?;
     let key = cert.verifying_key().map_err(|e| Refused(e.to_string()))?;
@@ -99,7 +109,14 @@ pub fn import_answer(node: &mut Node, file: &Path) -> Result<AnswerReport> {
         outbox::mark_acked_below(&tx, answer.state.expected_seq.min(last + 1), now)?;
         tx.commit()?;
     }
-    let applied = feedback::apply_page(&mut node.conn, &answer.feedback.items, now)?;
+    let items = &answer.feedback.items;
+    let pb = progress.items(items.len() as u64, "feedback items", "applying the county's feedback");
+    let mut applied = 0;
+    for page in items.chunks(ANSWER_PAGE) {
+        applied += feedback::apply_page(&mut node.conn, page, now)?;
+        pb.inc(page.len() as u64);
+    }
+    pb.finish_and_clear();
     // The answer's state is the hub's word as of its writing; older Cycle items in the feedback
     // must not undo it (e.g. an update window opening, read after it closed).
     for c in &answer.state.cycle {

@@ -1,13 +1,15 @@
 //! Command-line interface. Exit codes: 0 ok, 1 differences found or sync failed, 2 bad input.
-//! Results go to stdout (`--json` where offered), messages to stderr.
+//! Results go to stdout (`--json` where offered), messages to stderr; a closed pipe ends quietly.
 
 use crate::clock::Clock;
 use crate::config::{self, CONFIG_ENV};
 use crate::edit::Refused;
 use crate::import::{ImportOptions, VillageInput};
 use crate::node::Node;
+use crate::output::{self, errln, outln};
+use crate::progress::Progress;
 use crate::store::{Capture, WriteError};
-use crate::{adjust, bundle, daemon, edit, import, report, sync, workflow};
+use crate::{adjust, bundle, daemon, edit, import, report, sync, vocabulary, workflow};
 use anyhow::{Context, Result};
 use chrono::NaiveDate;
 use clap::{Args, Parser, Subcommand};
@@ -247,7 +249,8 @@ pub enum WorkflowCmd {
     ///
     /// With --all (optionally --village CODE) every household the township still works on moves
     /// one step, as a village's list goes through its meeting and notices together; households that
-    /// may not move yet are listed with the reason and left as they are.
+    /// may not move yet are left as they are and listed grouped by reason (a notice running until
+    /// a date, an open objection, a step that is the county's); when none moves the exit code is 2.
     /// Example: jianka-node workflow advance --all --village 420322105200 --date 2014-05-06
     Advance {
         #[arg(required_unless_present = "all", conflicts_with = "all")]
@@ -414,9 +417,11 @@ pub enum AdjustCmd {
 pub fn main_with(cli: Cli) -> ExitCode {
     match run(cli) {
         Ok(code) => code,
+        // The reader stopped early (`status | head`): what it read is all it wanted.
+        Err(e) if output::is_closed_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             let bad_input = e.chain().any(|c| c.is::<Refused>() || c.is::<WriteError>());
-            eprintln!("error: {e:#}");
+            let _ = errln!("error: {e:#}");
             if bad_input { ExitCode::from(2) } else { ExitCode::from(1) }
         }
     }
@@ -432,8 +437,62 @@ fn open(path: &Path, clock: Clock) -> Result<Node> {
 }
 
 fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
+    outln!("{}", serde_json::to_string_pretty(v)?)?;
     Ok(())
+}
+
+/// What `workflow advance --all` did: steps taken, then the households not moved grouped by
+/// reason (a few named per group), and why none moved when none did.
+fn print_bulk_advance(r: &workflow::BulkAdvance, year: Year, village: Option<&str>) -> Result<()> {
+    let mut by_step: std::collections::BTreeMap<String, usize> = Default::default();
+    for (_, from, to) in &r.advanced {
+        *by_step.entry(vocabulary::step(*from, *to)).or_default() += 1;
+    }
+    for (step, n) in by_step {
+        outln!("{}: {step}", households(n))?;
+    }
+    let scope = match village {
+        Some(v) => format!("village {v} in year {year}"),
+        None => format!("year {year}"),
+    };
+    if r.households == 0 {
+        errln!("no household moved: {scope} has no households on this node")?;
+        return Ok(());
+    }
+    let not_moved = r.households - r.advanced.len();
+    if not_moved == 0 {
+        return Ok(());
+    }
+    if r.advanced.is_empty() {
+        errln!("no household moved: none of the {} households of {scope} may take its next step now", r.households)?;
+    } else {
+        errln!("{not_moved} of {} households of {scope} not moved:", r.households)?;
+    }
+    const NAMED: usize = 3;
+    for g in &r.not_moved {
+        let mut names = g.households.iter().take(NAMED).cloned().collect::<Vec<_>>().join(", ");
+        if g.households.len() > NAMED {
+            names.push_str(&format!(" and {} more", g.households.len() - NAMED));
+        }
+        errln!("  {} {}", households(g.households.len()), g.reason)?;
+        errln!("    {names}")?;
+        // Rule problems differ per household: each is named in full.
+        if matches!(g.holdup, workflow::Holdup::BreaksRules { .. }) {
+            for (hid, why) in r.refused.iter().filter(|(h, _)| g.households.contains(h)) {
+                errln!("    {hid}: {why}")?;
+            }
+        }
+    }
+    // Households whose status could not be read are in no group.
+    for (hid, why) in r.refused.iter().filter(|(h, _)| !r.not_moved.iter().any(|g| g.households.contains(h))) {
+        errln!("  {hid}: {why}")?;
+    }
+    Ok(())
+}
+
+/// "1 household", "200 households".
+fn households(n: usize) -> String {
+    if n == 1 { "1 household".into() } else { format!("{n} households") }
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
@@ -444,21 +503,23 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Trust { chain } => {
             let node = open(&cli.config, clock)?;
             let c = bundle::install_chain(&node, &chain)?;
-            println!("installed chain: {}", c.iter().map(|c| c.subject.to_string()).collect::<Vec<_>>().join(" → "));
+            outln!("installed chain: {}", c.iter().map(|c| c.subject.to_string()).collect::<Vec<_>>().join(" → "))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Import { file, dry_run, year, json } => {
             let mut node = open(&cli.config, clock)?;
             let year = year_in_force(&node, year);
-            let r = import::import_households(&mut node, &file, ImportOptions { year, dry_run, progress_over: 5000 })
+            // Progress on a terminal for files over 5,000 rows; none with --json.
+            let progress_over = if json { usize::MAX } else { 5000 };
+            let r = import::import_households(&mut node, &file, ImportOptions { year, dry_run, progress_over })
                 .map_err(bad)?;
             if json {
                 print_json(&r)?;
             } else {
                 for e in &r.errors {
-                    eprintln!("{e}");
+                    errln!("{e}")?;
                 }
-                println!(
+                outln!(
                     "{}{}: {} rows ({}), {} households: {} imported ({} members), {} refused; {} records changed, {} changes queued; {:.0} rows/s",
                     if dry_run { "DRY RUN " } else { "" },
                     r.file,
@@ -471,7 +532,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     r.records_changed,
                     r.changes_captured,
                     r.rows_per_sec
-                );
+                )?;
             }
             Ok(if r.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(2) })
         }
@@ -493,7 +554,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     edit::member_remove(&mut node, y, &id_number)?
                 }
             };
-            println!("{n} change(s) queued");
+            outln!("{n} change(s) queued")?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Workflow(cmd) => {
@@ -510,7 +571,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         minutes.as_deref(),
                         notice_days,
                     )?;
-                    println!("{household}: {} → {} ({from:?} → {to:?})", from.label(), to.label());
+                    outln!("{household}: {}", vocabulary::step(from, to))?;
                 }
                 WorkflowCmd::Advance { household: None, village, date, minutes, year, json, .. } => {
                     let y = year_in_force(&node, year.year);
@@ -525,26 +586,21 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     if json {
                         print_json(&r)?;
                     } else {
-                        let mut by_step: std::collections::BTreeMap<String, usize> = Default::default();
-                        for (_, from, to) in &r.advanced {
-                            *by_step.entry(format!("{} → {}", from.label(), to.label())).or_default() += 1;
-                        }
-                        for (step, n) in by_step {
-                            println!("{n} households: {step}");
-                        }
-                        for (hid, why) in &r.refused {
-                            eprintln!("{hid}: not moved: {why}");
-                        }
+                        print_bulk_advance(&r, y, village.as_deref())?;
+                    }
+                    // Asked to move households and none moved: say so in the exit code too.
+                    if r.advanced.is_empty() {
+                        return Ok(ExitCode::from(2));
                     }
                 }
                 WorkflowCmd::Object { household, by, reason, date, year } => {
                     let y = year_in_force(&node, year.year);
                     let id = workflow::object(&mut node, y, &household, &by, &reason, date.unwrap_or(today))?;
-                    println!("objection #{id} recorded; the notice is stopped until it is resolved");
+                    outln!("objection #{id} recorded; the notice is stopped until it is resolved")?;
                 }
                 WorkflowCmd::ResolveObjection { id, resolution, date } => {
                     workflow::resolve_objection(&mut node, id, &resolution, date.unwrap_or(today))?;
-                    println!("objection #{id} resolved; the notice runs {notice_days} days again from today");
+                    outln!("objection #{id} resolved; the notice runs {notice_days} days again from today")?;
                 }
                 WorkflowCmd::Show { household, year } => {
                     let y = year_in_force(&node, year.year);
@@ -562,10 +618,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     })?;
                     for row in rows {
                         let (f, t, d, m) = row?;
-                        println!("{d}  {f} → {t}  {m}");
+                        outln!("{d}  {}  {m}", vocabulary::stored_step(&f, &t))?;
                     }
                     for o in workflow::open_objections(&node.conn, y, &household)? {
-                        println!("OPEN objection #{} by {} on {}: {}", o.id, o.raised_by, o.raised_date, o.reason);
+                        outln!("OPEN objection #{} by {} on {}: {}", o.id, o.raised_by, o.raised_date, o.reason)?;
                     }
                 }
             }
@@ -576,26 +632,26 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let mut node = open(&cli.config, clock)?;
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             let client = sync::client(&node)?;
-            let r = rt.block_on(sync::sync_once(&mut node, &client, true));
+            let r = rt.block_on(sync::sync_pass(&mut node, &client, true, Progress::on_terminal(json)));
             match r {
                 Ok(rep) => {
                     if json {
                         print_json(&rep)?;
                     } else {
-                        println!(
+                        outln!(
                             "sync ok: sealed {} change set(s), pushed {}, acknowledged through {}, {} feedback item(s) applied",
                             rep.sealed.len(),
                             rep.pushed.len(),
                             rep.acknowledged_through,
                             rep.feedback_applied
-                        );
+                        )?;
                     }
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(e) => {
                     let _ = crate::db::set_meta(&node.conn, "last_sync_error", &format!("{e:#}"));
-                    eprintln!("sync failed: {e:#}");
-                    eprintln!("{}", sync_failure_advice(&e));
+                    errln!("sync failed: {e:#}")?;
+                    errln!("{}", sync_failure_advice(&e))?;
                     Ok(ExitCode::from(1))
                 }
             }
@@ -608,19 +664,19 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::ExportBundle { out } => {
             let mut node = open(&cli.config, clock)?;
-            let r = bundle::export_bundle(&mut node, &out)?;
-            println!("{}: {} change set(s), {} bytes; carry it to the county", r.file, r.envelopes.len(), r.bytes);
+            let r = bundle::export_bundle(&mut node, &out, Progress::on_terminal(false))?;
+            outln!("{}: {} change set(s), {} bytes; carry it to the county", r.file, r.envelopes.len(), r.bytes)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::ImportAnswer { file } => {
             let mut node = open(&cli.config, clock)?;
-            let r = bundle::import_answer(&mut node, &file)?;
-            println!(
+            let r = bundle::import_answer(&mut node, &file, Progress::on_terminal(false))?;
+            outln!(
                 "answer applied: {} change set(s) acknowledged, {} feedback item(s); the county expects seq {} next",
                 r.acknowledged.len(),
                 r.feedback_applied,
                 r.expected_seq
-            );
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Status { json } => {
@@ -629,7 +685,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if json {
                 print_json(&s)?
             } else {
-                report::print_status(&s)
+                report::print_status(&s)?
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -645,7 +701,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if json {
                 print_json(&v)?
             } else {
-                report::print_verify(&v)
+                report::print_verify(&v)?
             }
             Ok(if v.identical { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
@@ -657,7 +713,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
 fn year_in_force(node: &Node, given: Option<Year>) -> Year {
     let (year, from) = node.year_in_force(given);
     if given.is_none() {
-        eprintln!("year {year} ({from}; give --year to choose another)");
+        let _ = errln!("year {year} ({from}; give --year to choose another)");
     }
     year
 }
@@ -712,14 +768,14 @@ pub fn init(dir: &Path, township: &str, hub: &str, profile: Option<&Path>) -> Re
     kp.write_new(&key_path).map_err(|e| Refused(e.to_string()))?;
     crate::db::open(&dir.join("node.db"))?;
     std::fs::write(&cfg_path, text).with_context(|| format!("cannot write {}", cfg_path.display()))?;
-    println!("public_key {}", jianka_keyfile::public_hex(&kp.public()));
-    println!("key_id {}", kp.key_id());
-    eprintln!(
+    outln!("public_key {}", jianka_keyfile::public_hex(&kp.public()))?;
+    outln!("key_id {}", kp.key_id())?;
+    errln!(
         "node for township {code} created in {}.\nNext: the county enrolls this key:\n  jianka-hub enroll --config <county>/hub.toml --subject {code} --public-key {} --out chain.json\nthen: jianka-node --config {} trust chain.json",
         dir.display(),
         jianka_keyfile::public_hex(&kp.public()),
         cfg_path.display()
-    );
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -757,7 +813,7 @@ fn village(cmd: VillageCmd, config: &Path, clock: Clock) -> Result<ExitCode> {
             let n = import::write_village(&tx, &mut cap, &v)?;
             cap.finish(&tx)?;
             tx.commit()?;
-            println!("village {} ({}): {n} field(s) written", v.code, v.name);
+            outln!("village {} ({}): {n} field(s) written", v.code, v.name)?;
             Ok(ExitCode::SUCCESS)
         }
         VillageCmd::Import { file, dry_run, year, json } => {
@@ -767,9 +823,9 @@ fn village(cmd: VillageCmd, config: &Path, clock: Clock) -> Result<ExitCode> {
                 print_json(&r)?;
             } else {
                 for e in &r.errors {
-                    eprintln!("{e}");
+                    errln!("{e}")?;
                 }
-                println!(
+                outln!(
                     "{}{}: {} rows, {} imported, {} refused, {} changed",
                     if dry_run { "DRY RUN " } else { "" },
                     r.file,
@@ -777,7 +833,7 @@ fn village(cmd: VillageCmd, config: &Path, clock: Clock) -> Result<ExitCode> {
                     r.imported,
                     r.refused,
                     r.records_changed
-                );
+                )?;
             }
             Ok(if r.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(2) })
         }
@@ -807,18 +863,19 @@ fn household(cmd: HouseholdCmd, config: &Path, clock: Clock) -> Result<ExitCode>
                 });
                 print_json(&v)?;
             } else {
-                println!("household {} (year {y})", rec.key.id);
+                outln!("household {} (year {y})", rec.key.id)?;
                 for (k, v) in &rec.fields {
-                    println!("  {k}: {}", mask(k, v));
+                    let shown = if k == "status" { vocabulary::stored_status(v) } else { mask(k, v) };
+                    outln!("  {k}: {shown}")?;
                 }
                 for m in &members {
-                    println!(
+                    outln!(
                         "  member {} {} {} {}",
                         show_id(&m.key.id),
                         m.fields.get("name").map(String::as_str).unwrap_or(""),
                         m.fields.get("relation").map(String::as_str).unwrap_or(""),
                         m.fields.get("sex").map(String::as_str).unwrap_or("")
-                    );
+                    )?;
                 }
             }
         }
@@ -837,14 +894,14 @@ fn household(cmd: HouseholdCmd, config: &Path, clock: Clock) -> Result<ExitCode>
                 print_json(&rows)?;
             } else {
                 for (id, st, dec) in rows {
-                    println!("{id}\t{st}\t{dec}");
+                    outln!("{id}\t{}\t{dec}", vocabulary::stored_status(&st))?;
                 }
             }
         }
         HouseholdCmd::Edit { id, sets, year } => {
             let y = year_in_force(&node, year.year);
             let n = edit::household_edit(&mut node, y, &id, &sets)?;
-            println!("{n} change(s) queued");
+            outln!("{n} change(s) queued")?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -857,44 +914,44 @@ fn adjust_cmd(cmd: AdjustCmd, config: &Path, clock: Clock) -> Result<ExitCode> {
         AdjustCmd::Exit { household, reason, date, year } => {
             let y = adjust::window_year(&node, year.year)?;
             adjust::exit(&mut node, y, &household, &reason, date.unwrap_or(today))?;
-            println!("{household}: exit recorded ({reason})");
+            outln!("{household}: exit recorded ({reason})")?;
         }
         AdjustCmd::Death { id_number, date, year } => {
             let y = adjust::window_year(&node, year.year)?;
             adjust::death(&mut node, y, &id_number, date.unwrap_or(today))?;
-            println!("death recorded");
+            outln!("death recorded")?;
         }
         AdjustCmd::Birth { household, id_number, sets, date, year } => {
             let y = adjust::window_year(&node, year.year)?;
             adjust::birth(&mut node, y, &household, &id_number, &sets, date.unwrap_or(today))?;
-            println!("birth recorded in {household}");
+            outln!("birth recorded in {household}")?;
         }
         AdjustCmd::Marriage { id_number, to_household, relation, date, year } => {
             let y = adjust::window_year(&node, year.year)?;
             adjust::marriage(&mut node, y, &id_number, &to_household, &relation, date.unwrap_or(today))?;
-            println!("marriage recorded: member moved to {to_household}");
+            outln!("marriage recorded: member moved to {to_household}")?;
         }
         AdjustCmd::Move { household, to_village, date, year } => {
             let y = adjust::window_year(&node, year.year)?;
             let new_id = adjust::move_household(&mut node, y, &household, &to_village, date.unwrap_or(today))?;
-            println!("{household} moved: now {new_id}");
+            outln!("{household} moved: now {new_id}")?;
         }
         AdjustCmd::MoveOut { id_number, to_county, date, reason, year } => {
             let y = adjust::window_year(&node, year.year)?;
             adjust::move_out(&mut node, y, &id_number, &to_county, &reason, date.unwrap_or(today))?;
-            println!(
+            outln!(
                 "move out to county {to_county} recorded; the province completes it when that county takes the person"
-            );
+            )?;
         }
         AdjustCmd::MoveIn { household, id_number, from_county, sets, date, year } => {
             let y = adjust::window_year(&node, year.year)?;
             adjust::move_in(&mut node, y, &household, &id_number, &from_county, &sets, date.unwrap_or(today))?;
-            println!("arrival from county {from_county} recorded in {household}; the province completes the move");
+            outln!("arrival from county {from_county} recorded in {household}; the province completes the move")?;
         }
         AdjustCmd::Update { household, sets, year } => {
             let y = adjust::window_year(&node, year.year)?;
             let n = adjust::update(&mut node, y, &household, &sets, today)?;
-            println!("{household}: {n} change(s) queued");
+            outln!("{household}: {n} change(s) queued")?;
         }
         AdjustCmd::New { file, dry_run, year } => {
             let y = adjust::window_year(&node, year.year)?;
@@ -902,12 +959,13 @@ fn adjust_cmd(cmd: AdjustCmd, config: &Path, clock: Clock) -> Result<ExitCode> {
                 import::import_households(&mut node, &file, ImportOptions { year: y, dry_run, progress_over: 5000 })
                     .map_err(bad)?;
             for e in &r.errors {
-                eprintln!("{e}");
+                errln!("{e}")?;
             }
-            println!(
+            outln!(
                 "new entries: {} households imported, {} refused; they start at 申请 and pass the workflow and quota again",
-                r.households_imported, r.households_refused
-            );
+                r.households_imported,
+                r.households_refused
+            )?;
             if !r.errors.is_empty() {
                 return Ok(ExitCode::from(2));
             }

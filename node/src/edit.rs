@@ -75,10 +75,9 @@ fn commit(node: &mut Node, h: &Household) -> Result<usize> {
 fn ensure_editable_status(h: &Household) -> Result<()> {
     if h.status > Status::CountyReview && h.status != Status::NotRecognised {
         return refuse(format!(
-            "household {} is at {} ({}); after the county's re-examination facts change only in the annual update (jianka-node adjust); contact details (phone, bank account, helper) may be corrected at any time",
+            "household {} is at {}; after the county's re-examination facts change only in the annual update (jianka-node adjust); contact details (phone, bank account, helper) may be corrected at any time",
             h.id(),
-            h.status.label(),
-            format_args!("{:?}", h.status)
+            crate::vocabulary::status(h.status)
         ));
     }
     Ok(())
@@ -159,7 +158,7 @@ fn member_from_sets(id: &IdNumber, sets: &[(String, String)], base: Option<&Reco
 }
 
 pub fn member_add(node: &mut Node, year: Year, household: &str, id: &str, sets: &[String]) -> Result<usize> {
-    let id = IdNumber::parse(id, node.clock.today()).map_err(|e| Refused(e.to_string()))?;
+    let id = IdNumber::parse(id, node.clock.today()).map_err(|e| Refused(crate::masking::id_number_error(&e)))?;
     let (rec, members) = load_household(&node.conn, year, household)?;
     let mut h = typed(&rec, &members)?;
     ensure_editable_status(&h)?;
@@ -188,7 +187,7 @@ fn household_of(conn: &rusqlite::Connection, year: Year, id: &IdNumber) -> Resul
 }
 
 pub fn member_edit(node: &mut Node, year: Year, id: &str, sets: &[String]) -> Result<usize> {
-    let id = IdNumber::parse_stored(id).map_err(|e| Refused(e.to_string()))?;
+    let id = IdNumber::parse_stored(id).map_err(|e| Refused(crate::masking::id_number_error(&e)))?;
     let hid = household_of(&node.conn, year, &id)?;
     let (rec, members) = load_household(&node.conn, year, &hid)?;
     let mut h = typed(&rec, &members)?;
@@ -203,7 +202,7 @@ pub fn member_edit(node: &mut Node, year: Year, id: &str, sets: &[String]) -> Re
 }
 
 pub fn member_remove(node: &mut Node, year: Year, id: &str) -> Result<usize> {
-    let id = IdNumber::parse_stored(id).map_err(|e| Refused(e.to_string()))?;
+    let id = IdNumber::parse_stored(id).map_err(|e| Refused(crate::masking::id_number_error(&e)))?;
     let hid = household_of(&node.conn, year, &id)?;
     let (rec, members) = load_household(&node.conn, year, &hid)?;
     let mut h = typed(&rec, &members)?;
@@ -228,7 +227,7 @@ pub fn rewrite(node: &mut Node, h: &mut Household, recompute: bool) -> Result<us
 
 /// Adds a member without the workflow-status check (annual-update adjustments).
 pub fn member_add_unchecked(node: &mut Node, year: Year, household: &str, id: &str, sets: &[String]) -> Result<usize> {
-    let id = IdNumber::parse(id, node.clock.today()).map_err(|e| Refused(e.to_string()))?;
+    let id = IdNumber::parse(id, node.clock.today()).map_err(|e| Refused(crate::masking::id_number_error(&e)))?;
     let (rec, members) = load_household(&node.conn, year, household)?;
     let mut h = typed(&rec, &members)?;
     if let Some(s) =

@@ -4,16 +4,18 @@
 //! left out, every other household is written, all in one transaction (nothing half-applied).
 //! Only values that differ from the replica are written, so re-importing a file changes nothing.
 
+use crate::masking;
 use crate::node::Node;
+use crate::progress::Progress;
 use crate::store::{self, Capture};
 use crate::table::{self, Table};
 use anyhow::{Result, bail};
 use jianka_shared::domain::{Household, Member, Status, Village, household_id};
+use jianka_shared::id_number::IdNumberError;
 use jianka_shared::labels::*;
 use jianka_shared::{IdNumber, RegionCode, Tier, Year, Yuan};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
-use std::io::IsTerminal;
 use std::path::Path;
 use std::time::Instant;
 
@@ -133,6 +135,11 @@ impl Col {
         )
     }
 
+    /// ID numbers, phones and bank accounts: masked wherever the node prints them (domain.md §7).
+    pub fn personal(self) -> bool {
+        matches!(self, Col::IdNumber | Col::Phone | Col::BankAccount | Col::HelperPhone)
+    }
+
     fn optional(self) -> bool {
         matches!(
             self,
@@ -238,11 +245,19 @@ pub struct ImportOptions {
 struct Row<'a> {
     line: u64,
     cells: HashMap<Col, &'a str>,
+    /// Columns whose cell the workbook stored as a number too long to keep all its digits.
+    long_numbers: Vec<Col>,
 }
 
 impl Row<'_> {
     fn get(&self, c: Col) -> &str {
         self.cells.get(&c).copied().unwrap_or("")
+    }
+
+    /// Whether the cell is a number that lost digits in the spreadsheet (a number cell of 16
+    /// digits or more, or text in the exponent form a spreadsheet writes for one).
+    fn lost_digits(&self, c: Col) -> bool {
+        self.long_numbers.contains(&c) || masking::in_exponent_form(self.get(c))
     }
 }
 
@@ -267,17 +282,12 @@ fn map_columns(t: &Table, file: &str) -> Result<HashMap<Col, usize>> {
     Ok(cols)
 }
 
+/// Rows checked and written, on a terminal, for files over `over` rows.
 fn progress_bar(n: usize, over: usize, what: &str) -> indicatif::ProgressBar {
-    if n <= over || !std::io::stderr().is_terminal() {
+    if n <= over {
         return indicatif::ProgressBar::hidden();
     }
-    let pb = indicatif::ProgressBar::with_draw_target(Some(n as u64), indicatif::ProgressDrawTarget::stderr());
-    pb.set_style(
-        indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} rows ({per_sec}, {eta})")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    pb.set_message(what.to_string());
-    pb
+    Progress::on_terminal(false).items(n as u64, "rows", what)
 }
 
 /// Imports a 扶贫手册 file into the node.
@@ -304,6 +314,10 @@ pub fn import_households(node: &mut Node, path: &Path, opts: ImportOptions) -> R
         .map(|(line, cells)| Row {
             line: *line,
             cells: cols.iter().map(|(c, &i)| (*c, cells.get(i).map(String::as_str).unwrap_or(""))).collect(),
+            long_numbers: match table.long_numbers.is_empty() {
+                true => Vec::new(),
+                false => cols.iter().filter(|(_, i)| table.is_long_number(*line, **i)).map(|(c, _)| *c).collect(),
+            },
         })
         .collect();
 
@@ -405,8 +419,18 @@ pub fn import_households(node: &mut Node, path: &Path, opts: ImportOptions) -> R
                                 ),
                             );
                             bad = true;
+                            // The first household is refused too: it names the reason on its own line.
                             if other != hi {
                                 bad_households[other] = true;
+                                e(
+                                    other_line,
+                                    Col::IdNumber,
+                                    format!(
+                                        "{} appears again at line {} in household {hid}; one person belongs to one household (rule 2)",
+                                        m.id_number.masked(),
+                                        r.line
+                                    ),
+                                );
                             }
                         }
                         None => {
@@ -461,13 +485,15 @@ pub fn import_households(node: &mut Node, path: &Path, opts: ImportOptions) -> R
             for c in Col::ALL.into_iter().filter(|c| c.household_level()) {
                 let v = r.get(c);
                 if !v.is_empty() && v != head_row.get(c) {
+                    let shown = |v: &str| if c.personal() { masking::mask(v) } else { v.to_string() };
                     e(
                         r.line,
                         c,
                         format!(
-                            "{v:?} differs from the 户主's row (line {}: {:?}); household columns are read from the 户主's row",
+                            "{:?} differs from the 户主's row (line {}: {:?}); household columns are read from the 户主's row",
+                            shown(v),
                             head_row.line,
-                            head_row.get(c)
+                            shown(head_row.get(c))
                         ),
                     );
                     bad = true;
@@ -658,9 +684,31 @@ fn parse_member(r: &Row, today: chrono::NaiveDate) -> Result<Member, CellErrors>
         errs.push((Col::Name, "name is empty".into()));
     }
     let id = match IdNumber::parse(r.get(Col::IdNumber), today) {
+        // An ID number a spreadsheet kept as a number has lost its last digits: say so rather
+        // than call it mistyped.
+        _ if r.lost_digits(Col::IdNumber) => {
+            errs.push((
+                Col::IdNumber,
+                format!("{} (rule 1)", masking::lost_digits(Col::IdNumber.header(), r.get(Col::IdNumber))),
+            ));
+            None
+        }
         Ok(id) => Some(id),
+        // Written out in full from a number cell, the lost digits read as zeros.
+        Err(e @ IdNumberError::WrongCheckDigit { .. }) if r.get(Col::IdNumber).ends_with("000") => {
+            errs.push((
+                Col::IdNumber,
+                format!(
+                    "{}; it ends in 000, as an ID number does that a spreadsheet stored as a number (it keeps 15 \
+                     digits): format the {} column as text and enter the number again (rule 1)",
+                    masking::id_number_error(&e),
+                    Col::IdNumber.header()
+                ),
+            ));
+            None
+        }
         Err(e) => {
-            errs.push((Col::IdNumber, format!("{e} (rule 1)")));
+            errs.push((Col::IdNumber, format!("{} (rule 1)", masking::id_number_error(&e))));
             None
         }
     };
@@ -745,6 +793,9 @@ fn parse_household_facts(r: &Row) -> Result<Household, CellErrors> {
         Err(e) => errs.push((Col::WaterDifficulty, e.to_string())),
     }
     h.phone = r.get(Col::Phone).into();
+    if r.lost_digits(Col::BankAccount) {
+        errs.push((Col::BankAccount, masking::lost_digits(Col::BankAccount.header(), r.get(Col::BankAccount))));
+    }
     h.bank_account = r.get(Col::BankAccount).into();
     h.helper_name = r.get(Col::HelperName).into();
     h.helper_unit = r.get(Col::HelperUnit).into();

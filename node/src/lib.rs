@@ -6,8 +6,9 @@
 //! [`store`] (replica + change capture, one transaction), [`outbox`] (sealing change sets),
 //! [`client`] (signed HTTP with backoff), [`sync`] (one pass), [`daemon`] (windows, shutdown),
 //! [`feedback`] (applying county decisions), [`import`]/[`table`] (扶贫手册, 贫困村登记表),
-//! [`edit`], [`workflow`], [`adjust`] (annual update), [`bundle`] (USB), [`report`] (status, verify),
-//! [`cli`].
+//! [`masking`] (personal numbers in what is printed), [`edit`], [`workflow`], [`adjust`] (annual
+//! update), [`bundle`] (USB), [`report`] (status, verify), [`vocabulary`] (how statuses are named),
+//! [`output`] (printing; a closed pipe ends quietly), [`progress`] (bars on a terminal), [`cli`].
 
 pub mod adjust;
 pub mod bundle;
@@ -20,12 +21,16 @@ pub mod db;
 pub mod edit;
 pub mod feedback;
 pub mod import;
+pub mod masking;
 pub mod node;
 pub mod outbox;
+pub mod output;
+pub mod progress;
 pub mod report;
 pub mod store;
 pub mod sync;
 pub mod table;
+pub mod vocabulary;
 pub mod workflow;
 
 pub use node::Node;

@@ -100,6 +100,15 @@ pub fn last_envelope(conn: &Connection) -> Result<(u64, [u8; 32])> {
     })
 }
 
+/// Bytes of the sealed envelopes from `seq` on: what a push from there sends.
+pub fn bytes_from(conn: &Connection, seq: u64) -> Result<u64> {
+    let n: i64 =
+        conn.query_row("SELECT COALESCE(SUM(length(bytes)), 0) FROM envelopes WHERE seq >= ?1", [seq as i64], |r| {
+            r.get(0)
+        })?;
+    Ok(n as u64)
+}
+
 /// Sequence numbers of envelopes the hub has not acknowledged, in order.
 pub fn unacked(conn: &Connection) -> Result<Vec<u64>> {
     let mut stmt = conn.prepare("SELECT seq FROM envelopes WHERE acked_ms IS NULL ORDER BY seq")?;

@@ -1,6 +1,7 @@
 //! `status` and `verify`: what the clerk needs to act on, and proof that node and county agree.
 
 use crate::node::Node;
+use crate::output::outln;
 use crate::{db, outbox, store};
 use anyhow::Result;
 use chrono::NaiveDate;
@@ -141,34 +142,35 @@ pub fn status(node: &Node) -> Result<Status> {
     })
 }
 
-pub fn print_status(s: &Status) {
-    println!("township {}", s.township);
-    println!(
+pub fn print_status(s: &Status) -> std::io::Result<()> {
+    outln!("township {}", s.township)?;
+    outln!(
         "pending changes: {} (unsealed), change sets not yet acknowledged: {}",
-        s.pending_changes, s.unacknowledged_change_sets
-    );
-    println!("last successful sync: {}", s.last_sync_ok.as_deref().unwrap_or("never"));
+        s.pending_changes,
+        s.unacknowledged_change_sets
+    )?;
+    outln!("last successful sync: {}", s.last_sync_ok.as_deref().unwrap_or("never"))?;
     if let Some(q) = &s.quota {
-        println!("quota: {} of {} people used", q.used, q.people);
+        outln!("quota: {} of {} people used", q.used, q.people)?;
     }
     for (st, n) in &s.households_by_status {
-        let label = jianka_shared::domain::Status::parse(st).map(|s| s.label()).unwrap_or("?");
-        println!("households {st} ({label}): {n}");
+        outln!("households {}: {n}", crate::vocabulary::stored_status(st))?;
     }
     for y in &s.years {
-        println!(
+        outln!(
             "year {}: {}{}",
             y.year,
             y.state,
             y.deadline.as_ref().map(|d| format!(", deadline {d}")).unwrap_or_default()
-        );
+        )?;
     }
     for r in &s.rejections {
-        println!("REJECTED {}: {} — {}", r.key, r.reason, r.message);
+        outln!("REJECTED {}: {} — {}", r.key, r.reason, r.message)?;
     }
     for w in &s.warnings {
-        println!("WARNING: {w}");
+        outln!("WARNING: {w}")?;
     }
+    Ok(())
 }
 
 #[derive(Debug, Serialize)]
@@ -236,27 +238,25 @@ fn unacked_ops(node: &Node) -> Result<u64> {
     )? as u64)
 }
 
-pub fn print_verify(v: &Verify) {
+pub fn print_verify(v: &Verify) -> std::io::Result<()> {
     if v.identical {
-        println!("year {}: identical — {} records on both sides, digest {}", v.year, v.local_count, v.local_digest);
-        return;
+        outln!("year {}: identical — {} records on both sides, digest {}", v.year, v.local_count, v.local_digest)?;
+        return Ok(());
     }
-    println!("year {}: DIFFERENT — node {} records, county {} records", v.year, v.local_count, v.hub_count);
+    outln!("year {}: DIFFERENT — node {} records, county {} records", v.year, v.local_count, v.hub_count)?;
     for k in &v.only_local {
-        println!("  only on the node:   {k}");
+        outln!("  only on the node:   {k}")?;
     }
     for k in &v.only_hub {
-        println!("  only at the county: {k}");
+        outln!("  only at the county: {k}")?;
     }
     for k in &v.differing {
-        println!("  differs:            {k}");
+        outln!("  differs:            {k}")?;
     }
     if v.pending_changes > 0 {
-        println!(
-            "  ({} local changes are not yet acknowledged by the county; run jianka-node sync)",
-            v.pending_changes
-        );
+        outln!("  ({} local changes are not yet acknowledged by the county; run jianka-node sync)", v.pending_changes)?;
     }
+    Ok(())
 }
 
 /// The day (Beijing time) the county acknowledged the first change set of `year` that it counts

@@ -5,8 +5,10 @@
 use crate::client::{HubClient, HubError};
 use crate::node::Node;
 use crate::outbox::{self, CutPolicy};
+use crate::progress::Progress;
 use crate::{db, feedback};
 use anyhow::{Context, Result, bail};
+use indicatif::ProgressBar;
 use jianka_shared::protocol::{
     ChunkAck, ErrorCode, Feedback, FeedbackEntry, FeedbackPage, PushOutcome, SyncState, UploadState,
 };
@@ -43,7 +45,19 @@ pub fn seal(node: &mut Node, force: bool) -> Result<Vec<u64>> {
     outbox::seal_pending(&mut node.conn, &origin, key.signing(), node.clock, policy)
 }
 
+/// One sync pass, silent (the daemon, tests).
 pub async fn sync_once(node: &mut Node, client: &HubClient, force_seal: bool) -> Result<SyncReport> {
+    sync_pass(node, client, force_seal, Progress::hidden()).await
+}
+
+/// One sync pass; `progress` draws the bytes pushed of the total (rate, time left), then the
+/// feedback items pulled: a first sync over a slow line takes minutes.
+pub async fn sync_pass(
+    node: &mut Node,
+    client: &HubClient,
+    force_seal: bool,
+    progress: Progress,
+) -> Result<SyncReport> {
     let mut report = SyncReport { sealed: seal(node, force_seal)?, ..Default::default() };
     let now = || node.clock.millis();
     db::set_meta(&node.conn, "last_sync_attempt", &node.clock.now().to_rfc3339())?;
@@ -75,13 +89,20 @@ pub async fn sync_once(node: &mut Node, client: &HubClient, force_seal: bool) ->
 
     let mut next = state.expected_seq.max(1);
     let mut guard = 3 * (last_seq + 2);
+    let to_push = outbox::bytes_from(&node.conn, next)?;
+    let pb = match next <= last_seq {
+        true => progress.bytes(to_push, &format!("pushing change sets {next}–{last_seq}")),
+        false => ProgressBar::hidden(),
+    };
     while next <= last_seq {
         guard = guard.saturating_sub(1);
         if guard == 0 {
             bail!("the hub keeps asking for change sets out of order; giving up this pass");
         }
         let (bytes, _) = outbox::envelope(&node.conn, next)?.with_context(|| format!("envelope {next} missing"))?;
-        let outcome = push(node, client, next, &bytes).await?;
+        pb.set_message(format!("pushing change set {next} of {last_seq}"));
+        pb.set_position(to_push.saturating_sub(outbox::bytes_from(&node.conn, next)?));
+        let outcome = push(node, client, next, &bytes, &pb).await?;
         tracing::info!(seq = next, outcome = ?outcome_name(&outcome), "pushed change set");
         match outcome {
             PushOutcome::Gap { expected } => {
@@ -99,9 +120,11 @@ pub async fn sync_once(node: &mut Node, client: &HubClient, force_seal: bool) ->
             }
         }
     }
+    pb.finish_and_clear();
     report.acknowledged_through = next - 1;
 
     // Pull what the county decided.
+    let pages = progress.counter("feedback items", "pulling the county's feedback");
     loop {
         let since = feedback::since(&node.conn)?;
         let page: FeedbackPage =
@@ -111,10 +134,12 @@ pub async fn sync_once(node: &mut Node, client: &HubClient, force_seal: bool) ->
         }
         let items: Vec<FeedbackEntry> = page.items;
         report.feedback_applied += feedback::apply_page(&mut node.conn, &items, now())?;
+        pages.set_position(report.feedback_applied as u64);
         if feedback::since(&node.conn)? <= since {
             break;
         }
     }
+    pages.finish_and_clear();
     // Cycle items in the feedback are history (e.g. the window opening, while the node was away);
     // the sync state read above is the hub's word as of now, so it has the last say.
     for c in &state.cycle {
@@ -133,13 +158,16 @@ fn outcome_name(o: &PushOutcome) -> &'static str {
     }
 }
 
-async fn push(node: &Node, client: &HubClient, seq: u64, bytes: &[u8]) -> Result<PushOutcome> {
+/// Pushes one envelope; `pb` (positioned at its first byte) moves on as its bytes are taken.
+async fn push(node: &Node, client: &HubClient, seq: u64, bytes: &[u8], pb: &ProgressBar) -> Result<PushOutcome> {
     let s = &node.cfg.config.sync;
+    let start = pb.position();
     let r = if bytes.len() > s.chunk_threshold_bytes {
-        upload(client, seq, bytes, s.chunk_bytes).await
+        upload(client, seq, bytes, s.chunk_bytes, |received| pb.set_position(start + received)).await
     } else {
         post(client, seq, bytes).await
     };
+    pb.set_position(start + bytes.len() as u64);
     r.map_err(|e| match e.code() {
         Some(ErrorCode::Equivocation) => anyhow::anyhow!(
             "{e}\nThe hub holds a different change set {seq} from this node. This must not happen; ask the county."
@@ -181,7 +209,13 @@ async fn post(client: &HubClient, seq: u64, bytes: &[u8]) -> Result<PushOutcome,
 
 /// Chunked, resumable upload: continue from what the hub says it holds, and after a failure ask
 /// it again rather than resending blindly.
-async fn upload(client: &HubClient, seq: u64, bytes: &[u8], chunk: usize) -> Result<PushOutcome, HubError> {
+async fn upload(
+    client: &HubClient,
+    seq: u64,
+    bytes: &[u8],
+    chunk: usize,
+    on_received: impl Fn(u64),
+) -> Result<PushOutcome, HubError> {
     let total = bytes.len() as u64;
     let mut delays = client.retry_delays();
     let resume = |state: UploadState| if state.total == total { state.received.min(total) } else { 0 };
@@ -209,6 +243,7 @@ async fn upload(client: &HubClient, seq: u64, bytes: &[u8], chunk: usize) -> Res
                 }
                 tracing::debug!(seq, received = ack.received, total, "chunk acknowledged");
                 received = ack.received;
+                on_received(received);
                 // Progress resets the backoff: a long upload over a lossy link must not wait
                 // longer and longer for failures spread over many chunks.
                 delays = client.retry_delays();

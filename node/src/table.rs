@@ -3,6 +3,7 @@
 
 use anyhow::{Context, Result, bail};
 use calamine::{Data, Reader};
+use std::collections::HashSet;
 use std::path::Path;
 
 pub struct Table {
@@ -10,6 +11,15 @@ pub struct Table {
     /// (line number in the file, cells)
     pub rows: Vec<(u64, Vec<String>)>,
     pub encoding: &'static str,
+    /// (line, column index) of cells a workbook stores as numbers of 16 digits or more: a
+    /// spreadsheet keeps 15 significant digits of a number, so the rest of such a cell is lost.
+    pub long_numbers: HashSet<(u64, usize)>,
+}
+
+impl Table {
+    pub fn is_long_number(&self, line: u64, column: usize) -> bool {
+        self.long_numbers.contains(&(line, column))
+    }
 }
 
 pub fn read(path: &Path) -> Result<Table> {
@@ -44,15 +54,51 @@ fn read_csv(path: &Path) -> Result<Table> {
         .map(|h| h.trim().to_string())
         .collect();
     let mut rows = Vec::new();
+    let mut lines = LineCounter::new(&text);
     for rec in rdr.records() {
         let rec = rec.with_context(|| format!("{}: malformed CSV", path.display()))?;
-        let line = rec.position().map(|p| p.line()).unwrap_or(0);
         if rec.iter().all(|c| c.trim().is_empty()) {
             continue;
         }
+        let line = rec.position().map(|p| lines.line_at(p.byte() as usize)).unwrap_or(0);
         rows.push((line, rec.iter().map(|c| c.trim().to_string()).collect()));
     }
-    Ok(Table { headers, rows, encoding })
+    Ok(Table { headers, rows, encoding, long_numbers: HashSet::new() })
+}
+
+/// The file's own line of a record, from the byte where the reader says it starts. The csv
+/// reader's own line count lags one line per CRLF, so lines are counted here: LF, CRLF and a lone
+/// CR each end a line.
+struct LineCounter<'a> {
+    text: &'a [u8],
+    /// Bytes before `counted` hold `breaks` line ends.
+    counted: usize,
+    breaks: u64,
+}
+
+impl<'a> LineCounter<'a> {
+    fn new(text: &'a str) -> Self {
+        LineCounter { text: text.as_bytes(), counted: 0, breaks: 0 }
+    }
+
+    /// Line (1-based) of the record starting at `byte`; calls go forward through the text.
+    fn line_at(&mut self, byte: usize) -> u64 {
+        // A record's reported start may sit before the line end that precedes it.
+        let mut start = byte.min(self.text.len());
+        while start < self.text.len() && matches!(self.text[start], b'\r' | b'\n') {
+            start += 1;
+        }
+        let from = self.counted.min(start);
+        for i in from..start {
+            match self.text[i] {
+                b'\n' => self.breaks += 1,
+                b'\r' if self.text.get(i + 1) != Some(&b'\n') => self.breaks += 1,
+                _ => {}
+            }
+        }
+        self.counted = start;
+        self.breaks + 1
+    }
 }
 
 fn cell_text(d: &Data) -> String {
@@ -87,14 +133,30 @@ fn read_workbook(path: &Path) -> Result<Table> {
     };
     let headers = pad(header);
     let mut rows = Vec::new();
+    let mut long_numbers = HashSet::new();
     for (i, r) in iter {
         let cells = pad(r);
         if cells.iter().all(|c| c.is_empty()) {
             continue;
         }
-        rows.push((first_row + i as u64 + 1, cells));
+        let line = first_row + i as u64 + 1;
+        for (c, d) in r.iter().enumerate() {
+            if is_long_number(d) {
+                long_numbers.insert((line, first_col + c));
+            }
+        }
+        rows.push((line, cells));
     }
-    Ok(Table { headers, rows, encoding: "XLSX" })
+    Ok(Table { headers, rows, encoding: "XLSX", long_numbers })
+}
+
+/// A number cell too long for a spreadsheet to hold exactly (it keeps 15 significant digits).
+fn is_long_number(d: &Data) -> bool {
+    match d {
+        Data::Float(f) => f.abs() >= 1e15,
+        Data::Int(i) => i.unsigned_abs() >= 1_000_000_000_000_000,
+        _ => false,
+    }
 }
 
 #[cfg(test)]
@@ -111,5 +173,17 @@ mod tests {
         let (gbk, _, _) = encoding_rs::GBK.encode(s);
         assert!(std::str::from_utf8(&gbk).is_err());
         assert_eq!(decode_text(&gbk).unwrap(), (s.to_string(), "GBK"));
+    }
+
+    #[test]
+    fn lines_are_counted_for_lf_crlf_and_lone_cr() {
+        for end in ["\n", "\r\n", "\r"] {
+            let text = ["h1,h2", "a,b", "", "\"c", "d\",e", "f,g", ""].join(end);
+            let mut rdr = csv::ReaderBuilder::new().has_headers(true).from_reader(text.as_bytes());
+            let mut lines = LineCounter::new(&text);
+            let got: Vec<u64> =
+                rdr.records().map(|r| lines.line_at(r.unwrap().position().unwrap().byte() as usize)).collect();
+            assert_eq!(got, vec![2, 4, 6], "line end {end:?}");
+        }
     }
 }

@@ -5,6 +5,7 @@
 use crate::edit::{load_household, refuse, typed};
 use crate::node::Node;
 use crate::store::Capture;
+use crate::vocabulary;
 use anyhow::Result;
 use chrono::NaiveDate;
 use jianka_shared::domain::Status;
@@ -70,70 +71,156 @@ fn last_event_date(conn: &Connection, year: Year, hid: &str) -> Result<Option<Na
     Ok(d.and_then(|d| NaiveDate::parse_from_str(&d, "%Y-%m-%d").ok()))
 }
 
-/// Moves a household one step on. Returns (from, to).
-pub fn advance(
-    node: &mut Node,
+/// Why a household may not take its next step now. A bulk advance groups households by it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Holdup {
+    /// The household's status has no further step, or the next one is another tier's.
+    NotTheTownships { at: Status, next: Option<(Status, Tier)> },
+    /// 民主评议 records the representatives' meeting: `--minutes` is needed.
+    NeedsMinutes,
+    /// A public notice still runs: it may be left on `until` at the earliest.
+    NoticeRunning { at: Status, began: NaiveDate, days: i64, until: NaiveDate },
+    /// An objection raised during the notice stands until it is resolved.
+    OpenObjection { at: Status, id: i64, raised_by: String, reason: String, raised: String },
+    /// `--date` is after today.
+    DateInFuture { today: NaiveDate },
+    /// `--date` is before the household's last workflow step.
+    DateBeforeLastStep { last: NaiveDate },
+    /// The household breaks a rule of domain.md §3 and cannot go to the county.
+    BreaksRules { problems: Vec<String> },
+}
+
+impl Holdup {
+    /// The refusal for one household, as `workflow advance HOUSEHOLD` prints it.
+    pub fn message(&self, hid: &str, date: NaiveDate) -> String {
+        match self {
+            Holdup::NotTheTownships { at, next: None } => {
+                format!("household {hid} is at {}; there is no further step", vocabulary::status(*at))
+            }
+            Holdup::NotTheTownships { at, next: Some((to, tier)) } => format!(
+                "household {hid} is at {}; the next step ({}) is taken by the {tier}, not the township",
+                vocabulary::status(*at),
+                vocabulary::status(*to)
+            ),
+            Holdup::NeedsMinutes => format!(
+                "{} needs the minutes of the village representatives' meeting: --minutes TEXT",
+                vocabulary::status(Status::Appraised)
+            ),
+            Holdup::NoticeRunning { at, began, days, until } => format!(
+                "the {} of household {hid} began {began} and runs {days} days: it may be left on {until} at the earliest (date given: {date})",
+                vocabulary::status(*at)
+            ),
+            Holdup::OpenObjection { at, id, raised_by, reason, raised } => format!(
+                "the {} of household {hid} is stopped by objection #{id} from {raised_by} ({reason}) raised {raised}; \
+                 resolve it first (jianka-node workflow resolve-objection {id})",
+                vocabulary::status(*at)
+            ),
+            Holdup::DateInFuture { today } => format!("--date {date} is in the future (today is {today})"),
+            Holdup::DateBeforeLastStep { last } => {
+                format!("--date {date} is before the household's last workflow step ({last})")
+            }
+            Holdup::BreaksRules { problems } => {
+                format!("household {hid} cannot go to the county: {}", problems.join("; "))
+            }
+        }
+    }
+
+    /// The reason shared by a group of households, as `workflow advance --all` prints it.
+    pub fn group(&self, date: NaiveDate) -> String {
+        match self {
+            Holdup::NotTheTownships { at, next: None } => {
+                format!("at {}: there is no further step", vocabulary::status(*at))
+            }
+            Holdup::NotTheTownships { at, next: Some((to, tier)) } => format!(
+                "at {}: the next step, {}, is taken by the {tier}, not the township",
+                vocabulary::status(*at),
+                vocabulary::status(*to)
+            ),
+            Holdup::NeedsMinutes => format!(
+                "next step {}: give the meeting's minutes with --minutes TEXT",
+                vocabulary::status(Status::Appraised)
+            ),
+            Holdup::NoticeRunning { at, until, .. } => format!(
+                "in the {} until {until}: the notice may be left on {until} at the earliest (date given: {date})",
+                vocabulary::status(*at)
+            ),
+            Holdup::OpenObjection { at, .. } => format!(
+                "in the {} with an open objection: resolve it first (jianka-node workflow show HOUSEHOLD names it)",
+                vocabulary::status(*at)
+            ),
+            Holdup::DateInFuture { today } => format!("--date {date} is in the future (today is {today})"),
+            Holdup::DateBeforeLastStep { .. } => {
+                format!("their last workflow step is after --date {date}; give a later date")
+            }
+            Holdup::BreaksRules { .. } => "they break a rule and cannot go to the county (see each below)".into(),
+        }
+    }
+}
+
+/// The step a household at `from` may take on `date`, or why it may not.
+fn check_step(
+    node: &Node,
     year: Year,
     hid: &str,
+    from: Status,
     date: NaiveDate,
     minutes: Option<&str>,
     notice_days: i64,
-) -> Result<(Status, Status)> {
-    let (rec, members) = load_household(&node.conn, year, hid)?;
-    let from = status_of(&rec.fields)?;
-    let Some((to, tier)) = from.next() else {
-        return refuse(format!("household {hid} is at {} ({from:?}); there is no further step", from.label()));
+) -> Result<std::result::Result<Status, Holdup>> {
+    let to = match from.next() {
+        Some((to, Tier::Township)) => to,
+        next => return Ok(Err(Holdup::NotTheTownships { at: from, next })),
     };
-    if tier != Tier::Township {
-        return refuse(format!(
-            "household {hid} is at {} ({from:?}); the next step ({}) is taken by the {tier}, not the township",
-            from.label(),
-            to.label()
-        ));
-    }
-    if date > node.clock.today() {
-        return refuse(format!("--date {date} is in the future (today is {})", node.clock.today()));
+    let today = node.clock.today();
+    if date > today {
+        return Ok(Err(Holdup::DateInFuture { today }));
     }
     if let Some(last) = last_event_date(&node.conn, year, hid)?
         && date < last
     {
-        return refuse(format!("--date {date} is before the household's last workflow step ({last})"));
+        return Ok(Err(Holdup::DateBeforeLastStep { last }));
     }
     if to == Status::Appraised && minutes.is_none_or(|m| m.trim().is_empty()) {
-        return refuse("民主评议 (appraisal) needs the meeting's minutes: --minutes TEXT");
+        return Ok(Err(Holdup::NeedsMinutes));
     }
     if from.notice_days().is_some() {
-        let open = open_objections(&node.conn, year, hid)?;
-        if let Some(o) = open.first() {
-            return refuse(format!(
-                "the {} of household {hid} is stopped by objection #{} from {} ({}) raised {}; resolve it first \
-                 (jianka-node workflow resolve-objection {})",
-                from.label(),
-                o.id,
-                o.raised_by,
-                o.reason,
-                o.raised_date,
-                o.id
-            ));
+        if let Some(o) = open_objections(&node.conn, year, hid)?.into_iter().next() {
+            return Ok(Err(Holdup::OpenObjection {
+                at: from,
+                id: o.id,
+                raised_by: o.raised_by,
+                reason: o.reason,
+                raised: o.raised_date,
+            }));
         }
-        if let Some(start) = notice_start(&node.conn, year, hid, from)? {
-            let ends = start + chrono::Duration::days(notice_days);
-            if date < ends {
-                return refuse(format!(
-                    "the {} of household {hid} began {start} and runs {notice_days} days: it may be left on {ends} at the earliest (date given: {date})",
-                    from.label()
-                ));
+        if let Some(began) = notice_start(&node.conn, year, hid, from)? {
+            let until = began + chrono::Duration::days(notice_days);
+            if date < until {
+                return Ok(Err(Holdup::NoticeRunning { at: from, began, days: notice_days, until }));
             }
         }
     }
     if to == Status::CountyReview {
-        let h = typed(&rec, &members)?;
-        let v = h.validate();
-        if !v.is_empty() {
-            let list: Vec<String> = v.iter().map(|x| x.to_string()).collect();
-            return refuse(format!("household {hid} cannot go to the county: {}", list.join("; ")));
+        let (rec, members) = load_household(&node.conn, year, hid)?;
+        let problems: Vec<String> = typed(&rec, &members)?.validate().iter().map(|x| x.to_string()).collect();
+        if !problems.is_empty() {
+            return Ok(Err(Holdup::BreaksRules { problems }));
         }
     }
+    Ok(Ok(to))
+}
+
+/// Writes the step and its history row in one transaction.
+fn take_step(
+    node: &mut Node,
+    year: Year,
+    hid: &str,
+    from: Status,
+    to: Status,
+    date: NaiveDate,
+    minutes: Option<&str>,
+) -> Result<()> {
     let township = node.township().clone();
     let tx = node.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut cap = Capture::begin(&tx, &township, node.clock)?;
@@ -154,14 +241,47 @@ pub fn advance(
     )?;
     cap.finish(&tx)?;
     tx.commit()?;
-    Ok((from, to))
+    Ok(())
 }
 
-/// What a bulk advance did: households moved, and those refused with the reason.
+/// Moves a household one step on. Returns (from, to).
+pub fn advance(
+    node: &mut Node,
+    year: Year,
+    hid: &str,
+    date: NaiveDate,
+    minutes: Option<&str>,
+    notice_days: i64,
+) -> Result<(Status, Status)> {
+    let (rec, _) = load_household(&node.conn, year, hid)?;
+    let from = status_of(&rec.fields)?;
+    match check_step(node, year, hid, from, date, minutes, notice_days)? {
+        Ok(to) => {
+            take_step(node, year, hid, from, to, date, minutes)?;
+            Ok((from, to))
+        }
+        Err(holdup) => refuse(holdup.message(hid, date)),
+    }
+}
+
+/// What a bulk advance did: households moved, and those not moved with the reason.
 #[derive(Debug, Default, serde::Serialize)]
 pub struct BulkAdvance {
+    /// Households of the year (or village) looked at.
+    pub households: usize,
     pub advanced: Vec<(String, Status, Status)>,
+    /// Households not moved, with the refusal as `workflow advance HOUSEHOLD` would print it.
     pub refused: Vec<(String, String)>,
+    /// The households not moved, grouped by reason, in the order the reasons first came up.
+    pub not_moved: Vec<NotMoved>,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct NotMoved {
+    /// The shared reason, as printed.
+    pub reason: String,
+    pub holdup: Holdup,
+    pub households: Vec<String>,
 }
 
 /// Moves every household of `year` (optionally of one village) that the township still works on
@@ -175,17 +295,46 @@ pub fn advance_all(
     minutes: Option<&str>,
     notice_days: i64,
 ) -> Result<BulkAdvance> {
-    let ids: Vec<String> = crate::store::records(&node.conn, RecordKind::Household, year)?
-        .into_iter()
-        .filter(|r| village.is_none_or(|v| r.key.id.starts_with(v)))
-        .filter(|r| status_of(&r.fields).is_ok_and(|s| s.next().is_some_and(|(_, tier)| tier == Tier::Township)))
-        .map(|r| r.key.id)
-        .collect();
-    let mut out = BulkAdvance::default();
-    for hid in ids {
-        match advance(node, year, &hid, date, minutes, notice_days) {
-            Ok((from, to)) => out.advanced.push((hid, from, to)),
-            Err(e) => out.refused.push((hid, format!("{e:#}"))),
+    let households: Vec<(String, std::result::Result<Status, String>)> =
+        crate::store::records(&node.conn, RecordKind::Household, year)?
+            .into_iter()
+            .filter(|r| village.is_none_or(|v| r.key.id.starts_with(v)))
+            .map(|r| {
+                let st = status_of(&r.fields).map_err(|e| format!("{e:#}"));
+                (r.key.id, st)
+            })
+            .collect();
+    let mut out = BulkAdvance { households: households.len(), ..Default::default() };
+    for (hid, from) in households {
+        let from = match from {
+            Ok(s) => s,
+            Err(why) => {
+                out.refused.push((hid, why));
+                continue;
+            }
+        };
+        match check_step(node, year, &hid, from, date, minutes, notice_days)? {
+            Ok(to) => {
+                take_step(node, year, &hid, from, to, date, minutes)?;
+                out.advanced.push((hid, from, to));
+            }
+            Err(holdup) => {
+                out.refused.push((hid.clone(), holdup.message(&hid, date)));
+                // Notices ending on different dates are different groups; objections of one notice are one.
+                let same = |h: &Holdup| match (h, &holdup) {
+                    (Holdup::OpenObjection { at: a, .. }, Holdup::OpenObjection { at: b, .. }) => a == b,
+                    (Holdup::NoticeRunning { at: a, until: x, .. }, Holdup::NoticeRunning { at: b, until: y, .. }) => {
+                        a == b && x == y
+                    }
+                    (Holdup::BreaksRules { .. }, Holdup::BreaksRules { .. }) => true,
+                    (Holdup::DateBeforeLastStep { .. }, Holdup::DateBeforeLastStep { .. }) => true,
+                    (a, b) => a == b,
+                };
+                match out.not_moved.iter_mut().find(|g| same(&g.holdup)) {
+                    Some(g) => g.households.push(hid),
+                    None => out.not_moved.push(NotMoved { reason: holdup.group(date), holdup, households: vec![hid] }),
+                }
+            }
         }
     }
     Ok(out)
@@ -196,8 +345,10 @@ pub fn object(node: &mut Node, year: Year, hid: &str, by: &str, reason: &str, da
     let st = status_of(&rec.fields)?;
     if st.notice_days().is_none() {
         return refuse(format!(
-            "household {hid} is at {} ({st:?}); objections are raised during a public notice (村公示 or 乡镇公示)",
-            st.label()
+            "household {hid} is at {}; objections are raised during a public notice ({} or {})",
+            vocabulary::status(st),
+            vocabulary::status(Status::VillageNotice),
+            vocabulary::status(Status::TownshipNotice)
         ));
     }
     if by.trim().is_empty() || reason.trim().is_empty() {

@@ -5,6 +5,7 @@ mod common;
 use common::*;
 use jianka_node::import::{ImportOptions, ImportReport, import_households};
 use jianka_node::store;
+use jianka_shared::IdNumber;
 use jianka_shared::record::RecordKind;
 use std::time::Instant;
 
@@ -375,4 +376,158 @@ fn hundred_thousand_rows() {
     let again = import_households(&mut node, &p, opts()).unwrap();
     assert_eq!(again.changes_captured, 0);
     println!("re-import (no changes): {:.2} s", started.elapsed().as_secs_f64());
+}
+
+// ---- through the real binary: what the clerk reads ----
+
+/// The clerk's import run: (exit code, stdout, stderr).
+fn import_with_binary(t: &TestNode, file: &std::path::Path, extra: &[&str]) -> (Option<i32>, String, String) {
+    let out = t.command(NOW).arg("import").arg(file).args(["--year", "2014"]).args(extra).output().unwrap();
+    (out.status.code(), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
+}
+
+#[test]
+fn line_numbers_are_the_files_own_for_every_encoding_and_line_end() {
+    let mut rows = base();
+    // A quoted cell over two lines in the first household: every later row is one line further.
+    rows[0][c("帮扶单位")] = "县扶贫办\n二组".into();
+    rows[3][c("性别")] = "男".into();
+    // Header line 1, household 0001 lines 2–4, household 0002 lines 5–6: the bad row is line 6.
+    let lf = csv_text(&rows);
+    assert!(!lf.contains('\r'));
+    let crlf = lf.replace('\n', "\r\n");
+    for (line_end, text) in [("LF", lf), ("CRLF", crlf)] {
+        let encodings = [
+            ("UTF-8", text.as_bytes().to_vec()),
+            ("UTF-8 with BOM", [b"\xEF\xBB\xBF".as_slice(), text.as_bytes()].concat()),
+            ("GBK", encoding_rs::GBK.encode(&text).0.into_owned()),
+        ];
+        for (encoding, bytes) in encodings {
+            let t = TestNode::new();
+            let p = t.path("hh.csv");
+            std::fs::write(&p, bytes).unwrap();
+            let (code, _, stderr) = import_with_binary(&t, &p, &["--dry-run"]);
+            let expected = format!("{}:6: 性别:", p.display());
+            assert!(stderr.contains(&expected), "{encoding}, {line_end}: expected {expected:?} in\n{stderr}");
+            assert_eq!(code, Some(2), "{encoding}, {line_end}");
+        }
+    }
+}
+
+#[test]
+fn invalid_id_numbers_are_masked_in_errors() {
+    let mut rows = base();
+    let good = rows[2][c("身份证号")].clone();
+    let mut bad = good.clone();
+    let last = bad.pop().unwrap();
+    bad.push(if last == '0' { '1' } else { '0' });
+    rows[2][c("身份证号")] = bad.clone();
+    // A number of the wrong length and one with a letter inside are masked as well.
+    rows[4][c("身份证号")] = format!("{}7", &good[..16]);
+    rows[5][c("身份证号")] = format!("{}A{}", &good[..8], &good[9..]);
+    let t = TestNode::new();
+    let p = t.path("hh.csv");
+    write_csv(&p, &rows);
+    let (code, stdout, stderr) = import_with_binary(&t, &p, &["--dry-run"]);
+    assert_eq!(code, Some(2));
+    let masked = jianka_shared::id_number::mask(&bad);
+    assert!(stderr.contains(&format!("{}:4: 身份证号: ", p.display())) && stderr.contains(&masked), "{stderr}");
+    assert!(stderr.contains("check digit"), "{stderr}");
+    assert!(stderr.contains(&format!("{}:6: 身份证号: ", p.display())), "{stderr}");
+    assert!(stderr.contains(&format!("{}:7: 身份证号: ", p.display())), "{stderr}");
+    for (what, output) in [("stderr", &stderr), ("stdout", &stdout)] {
+        for number in [&bad, &rows[4][c("身份证号")], &rows[5][c("身份证号")]] {
+            assert!(!output.contains(number.as_str()), "{what} shows {number} in clear:\n{output}");
+        }
+        // Nor its birth date: with the two ends kept, that would be most of the number.
+        assert!(!output.contains(&bad[6..14]), "{what} shows the birth date of {masked}:\n{output}");
+    }
+    let (_, json, _) = import_with_binary(&t, &p, &["--dry-run", "--json"]);
+    assert!(json.contains(&masked) && !json.contains(&bad), "{json}");
+}
+
+#[test]
+fn an_id_number_stored_as_a_number_in_excel_is_named_as_such() {
+    let mut rows = base();
+    // What Excel keeps of an 18-digit number typed into a number cell: 15 digits.
+    let typed = rows[3][c("身份证号")].clone();
+    rows[3][c("身份证号")] = format!("{}.{}E+17", &typed[..1], &typed[1..15]);
+    let t = TestNode::new();
+    let p = t.path("hh.xlsx");
+    write_xlsx_with_numbers(&p, &HEADERS, &rows, &[0, c("身份证号")]);
+    let (code, _, stderr) = import_with_binary(&t, &p, &["--dry-run"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    let line = stderr.lines().find(|l| l.contains(&format!("{}:5: 身份证号: ", p.display()))).unwrap_or_else(|| {
+        panic!("no error for line 5:\n{stderr}");
+    });
+    for part in ["number", "15 digits", "text", "again"] {
+        assert!(line.contains(part), "{part:?} missing from {line:?}");
+    }
+    assert!(!line.contains("mistyped"), "{line}");
+    assert!(!stderr.contains(&typed[..15]), "{stderr}");
+    // The column's other numbers (those without an X) were number cells too: each is named on its line.
+    for (i, _) in rows.iter().enumerate().filter(|(_, r)| r[c("身份证号")].bytes().all(|b| b.is_ascii_digit())) {
+        let l = i + 2;
+        assert!(stderr.contains(&format!("{}:{l}: 身份证号: the cell", p.display())), "line {l}:\n{stderr}");
+    }
+}
+
+#[test]
+fn an_id_number_a_spreadsheet_wrote_out_from_a_number_cell_is_named_as_such() {
+    // Saved as CSV from a number cell: 15 digits, then zeros (household 0001's spouse, line 3).
+    let mut rows = base();
+    let typed = rows[1][c("身份证号")].clone();
+    let written = format!("{}000", &typed[..15]);
+    let today = chrono::NaiveDate::from_ymd_opt(2014, 6, 1).unwrap();
+    assert!(IdNumber::parse(&written, today).is_err(), "{written} passes its check digit: pick another row");
+    rows[1][c("身份证号")] = written;
+    let t = TestNode::new();
+    let p = t.path("hh.csv");
+    write_csv(&p, &rows);
+    let (code, _, stderr) = import_with_binary(&t, &p, &["--dry-run"]);
+    assert_eq!(code, Some(2));
+    let line = stderr.lines().find(|l| l.contains(&format!("{}:3: 身份证号: ", p.display()))).unwrap();
+    assert!(line.contains("ends in 000") && line.contains("15") && line.contains("as text"), "{line}");
+}
+
+#[test]
+fn every_refused_household_names_its_reason() {
+    let mut rows = base();
+    // Household 0002's spouse (line 5) is also household 0001's spouse (line 3).
+    rows[3][c("身份证号")] = rows[1][c("身份证号")].clone();
+    let t = TestNode::new();
+    let p = t.path("hh.csv");
+    write_csv(&p, &rows);
+    let (code, json, _) = import_with_binary(&t, &p, &["--dry-run", "--json"]);
+    assert_eq!(code, Some(2));
+    let report: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let refused = report["households_refused"].as_u64().unwrap();
+    let named: std::collections::BTreeSet<&str> = report["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| rows[e["line"].as_u64().unwrap() as usize - 2][c("户编号")].as_str())
+        .collect();
+    assert_eq!((refused, named.len() as u64), (2, 2), "{json}");
+    let (_, _, stderr) = import_with_binary(&t, &p, &["--dry-run"]);
+    assert!(stderr.contains(&format!("{}:3: 身份证号: ", p.display())) && stderr.contains("line 5"), "{stderr}");
+}
+
+#[test]
+fn phones_and_bank_accounts_are_masked_in_errors() {
+    let mut rows = base();
+    // The spouse's row repeats household columns with other values.
+    rows[3][c("联系电话")] = "13912345678".into();
+    rows[3][c("开户银行账号")] = "6228480012345678901".into();
+    let t = TestNode::new();
+    let p = t.path("hh.csv");
+    write_csv(&p, &rows);
+    let (code, _, stderr) = import_with_binary(&t, &p, &["--dry-run"]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains(&format!("{}:5: 联系电话: ", p.display())), "{stderr}");
+    assert!(stderr.contains(&format!("{}:5: 开户银行账号: ", p.display())), "{stderr}");
+    for number in ["13912345678", "6228480012345678901", "13800000000", "6217000000000000"] {
+        assert!(!stderr.contains(number), "{number} in clear:\n{stderr}");
+    }
+    assert!(stderr.contains(&jianka_shared::id_number::mask("13912345678")), "{stderr}");
 }

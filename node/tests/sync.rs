@@ -2,6 +2,7 @@
 //! hub lost data, feedback (corrections, rejections, cycle), verify, and the USB bundle.
 
 mod common;
+use jianka_node::progress::Progress;
 mod mock_hub;
 use common::*;
 use jianka_node::import::{ImportOptions, import_households};
@@ -182,7 +183,7 @@ async fn usb_bundle_round_trip() {
     jianka_node::bundle::install_chain(&node, &chain_file).unwrap();
 
     let out = t.path("stick.jkb");
-    let rep = jianka_node::bundle::export_bundle(&mut node, &out).unwrap();
+    let rep = jianka_node::bundle::export_bundle(&mut node, &out, Progress::hidden()).unwrap();
     assert_eq!(rep.envelopes, vec![1]);
     // At the county: open, ingest, answer.
     let b: Bundle = open_file(&hub.node_key, "bundle", &std::fs::read(&out).unwrap()).unwrap();
@@ -194,10 +195,67 @@ async fn usb_bundle_round_trip() {
     // A forged answer (signed by another key) is refused.
     let forged = t.path("forged.jkb");
     std::fs::write(&forged, seal_file(&root, "answer", &answer)).unwrap();
-    let e = jianka_node::bundle::import_answer(&mut node, &forged).unwrap_err();
+    let e = jianka_node::bundle::import_answer(&mut node, &forged, Progress::hidden()).unwrap_err();
     assert!(e.to_string().contains("not by county"), "{e}");
-    let r = jianka_node::bundle::import_answer(&mut node, &answer_file).unwrap();
+    let r = jianka_node::bundle::import_answer(&mut node, &answer_file, Progress::hidden()).unwrap();
     assert_eq!(r.acknowledged, vec![1]);
     assert!(outbox::unacked(&node.conn).unwrap().is_empty());
     assert!(identical(&node, &hub).identical);
+}
+
+/// `jianka-node ARGS` piped, as tests and scripts run it: (exit code, stderr).
+async fn piped(t: TestNode, args: Vec<String>) -> (TestNode, Option<i32>, String) {
+    tokio::task::spawn_blocking(move || {
+        let out = t.command(NOW).args(&args).output().unwrap();
+        (t, out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    })
+    .await
+    .unwrap()
+}
+
+/// `jianka-node ARGS` on a terminal: what the clerk sees, or None without a terminal to use.
+async fn on_terminal(t: TestNode, args: Vec<String>) -> (TestNode, Option<String>) {
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let seen = t.run_on_terminal(NOW, &args);
+        (t, seen)
+    })
+    .await
+    .unwrap()
+}
+
+fn args(a: &[&str]) -> Vec<String> {
+    a.iter().map(|s| s.to_string()).collect()
+}
+
+fn export_bundle(t: &TestNode) -> Vec<String> {
+    args(&["export-bundle", "--out", t.path("stick.jkb").to_str().unwrap()])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_is_drawn_on_a_terminal_and_nowhere_else() {
+    // Piped: nothing but the result lines.
+    let (t, _hub) = setup(100, 4).await;
+    let bundle = export_bundle(&t);
+    let (t, code, err) = piped(t, bundle).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!err.contains("change sets"), "{err}");
+    let (_t, code, err) = piped(t, args(&["sync"])).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!err.contains("pushing") && !err.contains("feedback"), "{err}");
+
+    // On a terminal: what is being done, how far along.
+    let (t, _hub) = setup(100, 4).await;
+    let bundle = export_bundle(&t);
+    let (t, seen) = on_terminal(t, bundle).await;
+    let Some(seen) = seen else { return };
+    assert!(seen.contains("reading change sets"), "{seen}");
+    // With --json the terminal gets the JSON alone.
+    let (_t, seen) = on_terminal(t, args(&["sync", "--json"])).await;
+    let seen = seen.unwrap();
+    assert!(seen.contains("\"pushed\"") && !seen.contains("pushing change set"), "{seen}");
+    let (t, _hub) = setup(100, 4).await;
+    let (_t, seen) = on_terminal(t, args(&["sync"])).await;
+    let seen = seen.unwrap();
+    assert!(seen.contains("pushing change set 1 of 1") && seen.contains("sync ok"), "{seen}");
 }

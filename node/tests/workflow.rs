@@ -104,3 +104,126 @@ fn household_edits_keep_rules_and_member_changes_recompute_per_capita() {
     let (rec, _) = jianka_node::edit::load_household(&node.conn, 2014, &h).unwrap();
     assert_eq!(rec.fields["income_per_capita"], "2500");
 }
+
+// ---- through the real binary ----
+
+/// 200 households of one village, imported on 2014-06-01.
+fn two_hundred_households() -> TestNode {
+    let t = TestNode::new();
+    let mut rows = Vec::new();
+    for k in 0..200u32 {
+        rows.extend(household_rows(VILLAGE, &format!("{k:04}"), 2, k));
+    }
+    let p = t.path("hh.csv");
+    write_csv(&p, &rows);
+    let mut node = t.open(clock_at("2014-07-15T09:00:00+08:00"));
+    import_households(&mut node, &p, ImportOptions { year: 2014, dry_run: false, progress_over: usize::MAX }).unwrap();
+    t
+}
+
+/// `jianka-node ARGS` on 2014-07-15: (exit code, stdout, stderr).
+fn node(t: &TestNode, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = t.command("2014-07-15T09:00:00+08:00").args(args).output().unwrap();
+    (out.status.code(), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
+}
+
+fn advance_all(t: &TestNode, date: &str, extra: &[&str]) -> (Option<i32>, String, String) {
+    let args = [&["workflow", "advance", "--all", "--year", "2014", "--date", date][..], extra].concat();
+    node(t, &args)
+}
+
+#[test]
+fn advance_all_says_why_none_moved_and_fails() {
+    let t = two_hundred_households();
+    let (code, out, err) = advance_all(&t, "2014-06-01", &["--minutes", "村民代表大会 2014-06-01"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("200 households: 申请 → 民主评议 (Applied → Appraised)"), "{out}");
+    assert_eq!(advance_all(&t, "2014-06-02", &[]).0, Some(0));
+
+    // The village notice began 06-02 and runs 7 days: on 06-05 nobody may leave it.
+    let (code, out, err) = advance_all(&t, "2014-06-05", &[]);
+    assert_eq!(code, Some(2), "nothing moved must fail\n{out}\n{err}");
+    assert!(err.contains("no household moved"), "{err}");
+    assert!(err.contains("200 households in the 村公示 (VillageNotice) until 2014-06-09"), "{err}");
+    // Grouped: one line for the 200, a few of them named, not 200 lines.
+    assert!(err.lines().count() < 10, "{err}");
+
+    // An objection holds one household; the other 199 move, and that one is named with its reason.
+    let hid = format!("{VILLAGE}-0007");
+    let (code, _, err) =
+        node(&t, &["workflow", "object", &hid, "--by", "李某", "--reason", "家有轿车", "--date", "2014-06-05"]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, out, err) = advance_all(&t, "2014-06-09", &[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("199 households: 村公示 → 乡镇审核 (VillageNotice → TownshipReview)"), "{out}");
+    assert!(
+        err.contains("1 household in the 村公示 (VillageNotice) with an open objection") && err.contains(&hid),
+        "{err}"
+    );
+
+    // A village with no households: asked to move something, nothing moved.
+    let (code, _, err) = advance_all(&t, "2014-06-09", &["--village", "420322105299"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("no households"), "{err}");
+}
+
+#[test]
+fn advance_all_names_a_step_that_is_the_countys() {
+    let t = two_hundred_households();
+    for (date, extra) in [
+        ("2014-06-01", &["--minutes", "评议通过"][..]),
+        ("2014-06-02", &[]),
+        ("2014-06-09", &[]),
+        ("2014-06-10", &[]),
+        ("2014-06-17", &[]),
+    ] {
+        let (code, _, err) = advance_all(&t, date, extra);
+        assert_eq!(code, Some(0), "{date}: {err}");
+    }
+    let (code, _, err) = advance_all(&t, "2014-06-18", &[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("200 households at 县复审 (CountyReview)") && err.contains("county"), "{err}");
+}
+
+/// Every English status name in `text` stands after its Chinese label, never alone or first.
+fn chinese_first(what: &str, text: &str) {
+    for st in Status::ALL {
+        let en = format!("{st:?}");
+        for line in text.lines().filter(|l| l.contains(&en)) {
+            let as_status = format!("{} ({en})", st.label());
+            let in_step = line.contains(&format!("→ {en})")) || line.contains(&format!("({en} →"));
+            assert!(line.contains(&as_status) || in_step, "{what}: {en} without its label first: {line:?}");
+        }
+    }
+}
+
+#[test]
+fn statuses_and_steps_are_named_chinese_first_everywhere() {
+    let t = two_hundred_households();
+    let hid = format!("{VILLAGE}-0001");
+    let (_, out, _) = advance_all(&t, "2014-06-01", &["--minutes", "评议通过"]);
+    chinese_first("advance --all", &out);
+    let (_, out, _) = node(&t, &["workflow", "advance", &hid, "--year", "2014", "--date", "2014-06-02"]);
+    assert!(out.contains("民主评议 → 村公示 (Appraised → VillageNotice)"), "{out}");
+    let (_, out, _) = node(&t, &["status"]);
+    assert!(out.contains("households 民主评议 (Appraised): 199"), "{out}");
+    chinese_first("status", &out);
+    let (_, out, _) = node(&t, &["household", "list", "--year", "2014"]);
+    assert!(out.contains(&format!("{hid}\t村公示 (VillageNotice)")), "{out}");
+    chinese_first("household list", &out);
+    let (_, out, _) = node(&t, &["household", "show", &hid, "--year", "2014"]);
+    assert!(out.contains("status: 村公示 (VillageNotice)"), "{out}");
+    chinese_first("household show", &out);
+    let (_, out, _) = node(&t, &["workflow", "show", &hid, "--year", "2014"]);
+    assert!(out.contains("申请 → 民主评议 (Applied → Appraised)"), "{out}");
+    chinese_first("workflow show", &out);
+    let (code, _, err) = node(&t, &["workflow", "advance", &hid, "--year", "2014", "--date", "2014-06-03"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("村公示 (VillageNotice)"), "{err}");
+    chinese_first("a refusal", &err);
+    let (_, _, err) = node(&t, &["workflow", "object", &format!("{VILLAGE}-0002"), "--by", "某", "--reason", "某"]);
+    chinese_first("an objection refused", &err);
+    // Stored and sent as before: the English name alone.
+    let (_, json, _) = node(&t, &["household", "list", "--year", "2014", "--json"]);
+    assert!(json.contains("\"VillageNotice\"") && !json.contains("村公示"), "{json}");
+}

@@ -69,6 +69,49 @@ impl TestNode {
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
+
+    /// The real `jianka-node` binary on this node, its clock starting at `now` (RFC 3339).
+    pub fn command(&self, now: &str) -> std::process::Command {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_jianka-node"));
+        c.env(jianka_node::config::CONFIG_ENV, &self.config)
+            .env(jianka_node::clock::NOW_ENV, now)
+            .env_remove("JIANKA_LOG")
+            .env_remove("JIANKA_NODE_HUB_URL");
+        c
+    }
+
+    /// Runs the binary with its stdout a pipe whose reader is already gone (`… | head` after
+    /// `head` has read its lines).
+    pub fn run_into_closed_pipe(&self, now: &str, args: &[&str]) -> std::process::Output {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        self.command(now).args(args).stdout(writer).stderr(std::process::Stdio::piped()).output().unwrap()
+    }
+
+    /// Runs the binary on a pseudo-terminal (util-linux `script`), as a clerk at a terminal sees
+    /// it: stdout and stderr with what was drawn. None where `script` is not installed.
+    pub fn run_on_terminal(&self, now: &str, args: &[&str]) -> Option<String> {
+        let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+        let line = std::iter::once(env!("CARGO_BIN_EXE_jianka-node"))
+            .chain(args.iter().copied())
+            .map(quote)
+            .collect::<Vec<_>>()
+            .join(" ");
+        let probe = std::process::Command::new("script").arg("--version").output();
+        if !probe.is_ok_and(|o| o.status.success()) {
+            eprintln!("skipped: util-linux `script` is not installed, no terminal to draw on");
+            return None;
+        }
+        let cmd = self.command(now);
+        let out = std::process::Command::new("script")
+            .args(["-q", "-e", "-c", &line, "/dev/null"])
+            .envs(cmd.get_envs().filter_map(|(k, v)| Some((k, v?))))
+            .env_remove("JIANKA_LOG")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        Some(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
 }
 
 /// A valid ID number: area 420322, given birth date and sequence (odd = male).
@@ -162,8 +205,15 @@ fn col_name(mut i: usize) -> String {
     s
 }
 
-/// A minimal XLSX workbook (one sheet, inline strings) written with the zip crate.
+/// A minimal XLSX workbook (one sheet, inline strings) written with the zip crate; the village
+/// code is a number cell, as clerks' spreadsheets often have it.
 pub fn write_xlsx(path: &Path, header: &[&str], rows: &[Vec<String>]) {
+    write_xlsx_with_numbers(path, header, rows, &[0]);
+}
+
+/// As `write_xlsx`, with the cells of `number_columns` stored as numbers (`<v>`) wherever they
+/// look like one (digits, or Excel's 4.20322194509167E+17).
+pub fn write_xlsx_with_numbers(path: &Path, header: &[&str], rows: &[Vec<String>], number_columns: &[usize]) {
     use std::io::Write;
     let f = std::fs::File::create(path).unwrap();
     let mut z = zip::ZipWriter::new(f);
@@ -210,8 +260,8 @@ pub fn write_xlsx(path: &Path, header: &[&str], rows: &[Vec<String>]) {
                 continue;
             }
             let cell = format!("{}{}", col_name(ci), ri + 1);
-            // The village code as a number, as clerks' spreadsheets often have it.
-            if ci == 0 && ri > 0 && v.bytes().all(|b| b.is_ascii_digit()) {
+            let looks_numeric = v.parse::<f64>().is_ok();
+            if number_columns.contains(&ci) && ri > 0 && looks_numeric {
                 sheet.push_str(&format!(r#"<c r="{cell}"><v>{v}</v></c>"#));
             } else {
                 sheet.push_str(&format!(r#"<c r="{cell}" t="inlineStr"><is><t>{}</t></is></c>"#, xml_escape(v)));
