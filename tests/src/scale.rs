@@ -63,6 +63,26 @@ pub fn households(generator: &mut Generator, villages: &[&str], n: usize) -> Vec
         .collect()
 }
 
+/// A copy of `template`'s directory (same key, same outbox), enrolled at and pointed to
+/// `county`: the same township's work judged by another hub. The template must not be running.
+pub fn copy_node(template: &Node, dir: &Path, county: &Hub) -> anyhow::Result<Node> {
+    std::fs::create_dir_all(dir)?;
+    for entry in std::fs::read_dir(&template.dir)? {
+        let entry = entry?;
+        std::fs::copy(entry.path(), dir.join(entry.file_name()))?;
+    }
+    let node = Node {
+        township: template.township.clone(),
+        dir: dir.to_path_buf(),
+        config: dir.join("node.toml"),
+        envs: template.envs.clone(),
+    };
+    node.set_hub_url(&county.url())?;
+    let chain = county.enroll(&node.township, &node.key_file())?;
+    node.cmd(&["trust", chain.to_str().context("utf-8")?])?;
+    Ok(node)
+}
+
 /// The clerk's offline work, part one: the 扶贫手册 imported (every household at 申请).
 pub fn import(node: &Node, households: &[Household]) -> anyhow::Result<()> {
     let csv = node.dir.join("扶贫手册.csv");

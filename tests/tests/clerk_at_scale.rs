@@ -42,25 +42,6 @@ fn imported(dir: &Path, households: &[Household]) -> Node {
     node
 }
 
-/// A copy of `template`'s directory (same key and outbox), enrolled at and pointed to `county`.
-fn copy_of(template: &Node, dir: &Path, county: &Hub) -> Node {
-    std::fs::create_dir_all(dir).unwrap();
-    for entry in std::fs::read_dir(&template.dir).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
-    }
-    let node = Node {
-        township: template.township.clone(),
-        dir: dir.to_path_buf(),
-        config: dir.join("node.toml"),
-        envs: template.envs.clone(),
-    };
-    node.set_hub_url(&county.url()).unwrap();
-    let chain = county.enroll(TOWNSHIP, &node.key_file()).unwrap();
-    node.cmd(&["trust", chain.to_str().unwrap()]).unwrap();
-    node
-}
-
 fn timed_sync(node: &Node, what: &str) {
     let start = Instant::now();
     node.cmd(&["sync"]).unwrap();
@@ -169,7 +150,7 @@ fn everything_offline_then_one_sync() {
     for (name, ceiling) in [("high", high), ("half", half)] {
         let root = tmp.path().join(name);
         let (_province, county) = scale::county(&root.join("hubs"), COUNTY, ceiling).unwrap();
-        let node = copy_of(&template, &root.join("node"), &county);
+        let node = scale::copy_node(&template, &root.join("node"), &county).unwrap();
         timed_sync(&node, &format!("offline, ceiling {ceiling}"));
         // The 18,000-odd ops of import and five steps stay under the node's cut (20,000 by
         // default): the change set carries 12,000 household ops.
@@ -189,7 +170,7 @@ fn register_synced_then_workflow_offline_then_one_sync() {
     for (name, ceiling) in [("high", high), ("half", half)] {
         let root = tmp.path().join(name);
         let (_province, county) = scale::county(&root.join("hubs"), COUNTY, ceiling).unwrap();
-        let node = copy_of(&template, &root.join("node"), &county);
+        let node = scale::copy_node(&template, &root.join("node"), &county).unwrap();
         node.cmd(&["sync"]).unwrap();
         let at_county = scale::county_households(&county, YEAR).unwrap();
         assert_eq!(at_county.len(), HOUSEHOLDS);
