@@ -199,3 +199,33 @@ pub fn county_change_sets(county: &Hub, origin: &str) -> anyhow::Result<Vec<u64>
     let ops = stmt.query_map([origin], |r| r.get::<_, i64>(0))?.collect::<Result<Vec<_>, _>>()?;
     Ok(ops.into_iter().map(|n| n as u64).collect())
 }
+
+/// One change set the county accepted from `node`, opened from the bytes it kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Arrived {
+    pub seq: u64,
+    pub ops: u64,
+    pub household_ops: u64,
+}
+
+/// The change sets the county keeps from `node`: each verified against the node's key and
+/// opened, its ops counted by kind (and checked against the county's `envelopes.ops`).
+pub fn arrived_change_sets(county: &Hub, node: &Node) -> anyhow::Result<Vec<Arrived>> {
+    use jianka_shared::RecordKind;
+    use jianka_shared::changeset::{Limits, open};
+    let key = jianka_keyfile::Keypair::read(&node.key_file())?.public();
+    let db = rusqlite::Connection::open(county.dir.join("hub.db"))?;
+    let mut stmt = db.prepare("SELECT seq, ops, bytes FROM envelopes WHERE origin = ?1 ORDER BY seq")?;
+    let rows =
+        stmt.query_map([&node.township], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, Vec<u8>>(2)?)))?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (seq, ops, bytes) = row?;
+        let cs =
+            open(&bytes, &key, Limits::default()).with_context(|| format!("change set #{seq} kept by the county"))?;
+        ensure!(cs.ops.len() as i64 == ops, "change set #{seq}: {} ops, the county counted {ops}", cs.ops.len());
+        let household_ops = cs.ops.iter().filter(|o| o.key().kind == RecordKind::Household).count() as u64;
+        out.push(Arrived { seq: seq as u64, ops: ops as u64, household_ops });
+    }
+    Ok(out)
+}
