@@ -1343,10 +1343,15 @@ impl Hub {
         if self.region().tier() != Tier::County {
             return Ok(HashMap::default());
         }
-        // Only a household this change set writes can come up for re-examination.
+        // Only a household this change set writes can come up for re-examination. Each once: one
+        // listed twice would have its members loaded twice when its ops fall in different chunks.
         let mut by_year: BTreeMap<Year, Vec<String>> = BTreeMap::new();
         for op in ops.iter().filter(|o| o.key().kind == RecordKind::Household) {
             by_year.entry(op.key().year).or_default().push(op.key().id.clone());
+        }
+        for ids in by_year.values_mut() {
+            ids.sort_unstable();
+            ids.dedup();
         }
         let mut out: HashMap<(Year, String), Vec<Result<Member, String>>> = HashMap::default();
         let sqlite = is_sqlite(tx);
