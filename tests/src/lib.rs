@@ -7,3 +7,4 @@ pub mod generate;
 pub mod harness;
 pub mod proxy;
 pub mod regions;
+pub mod scale;

@@ -4,6 +4,12 @@
 //! (same change sets, same hashes), the digests match, the ceiling holds (recounted from the
 //! county's database, not from its own counter), and the audit chain verifies.
 //!
+//! Every third seed is a large round: the first township registers 2,000 households and moves
+//! them through the workflow offline before its first sync, so one change set carries more than
+//! 10,000 household ops (the node cuts change sets at `sync.max_ops_per_changeset`, 20,000 by
+//! default, and the clerk's 18,000-odd ops stay in one), pushed, resumed and resent through the
+//! same storm as the small ones.
+//!
 //! `JIANKA_CHAOS_ROUNDS=N` runs more rounds; a failing round prints its seed, and
 //! `JIANKA_CHAOS_SEED=S` replays exactly that round.
 
@@ -12,12 +18,19 @@ use jianka_shared::domain::Status;
 use jianka_tests::generate::{Generator, write_csv};
 use jianka_tests::harness::{Hub, Node};
 use jianka_tests::proxy::{FaultProxy, Faults};
+use jianka_tests::scale::{Arrived, arrived_change_sets};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const CEILING: u64 = 300;
 const TOWNSHIPS: [&str; 2] = ["420322105", "420322106"];
+/// Households of the first township in a large round.
+const LARGE: u32 = 2_000;
+
+fn is_large(seed: u64) -> bool {
+    seed.is_multiple_of(3)
+}
 
 fn chrono_now_plus(hours: i64) -> String {
     (chrono::Utc::now() + chrono::Duration::hours(hours)).to_rfc3339()
@@ -30,6 +43,7 @@ struct Township {
 
 fn round(seed: u64, root: &Path, rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
     let mut rng = StdRng::seed_from_u64(seed);
+    let large = is_large(seed);
     let year = chrono::Utc::now().format("%Y").to_string();
     let profile = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/profiles/hubei-2014.toml").canonicalize()?;
     let quotas = root.join("quotas.toml");
@@ -57,7 +71,9 @@ fn round(seed: u64, root: &Path, rt: &tokio::runtime::Runtime) -> anyhow::Result
         node.cmd(&["trust", chain.to_str().context("utf-8")?])?;
         let mut g = Generator::new(seed.wrapping_mul(4) + i as u64, year.parse()?);
         let village = format!("{code}200");
-        let hs: Vec<_> = (0..rng.random_range(60..90)).map(|n| g.household(&village, n + 1, Status::Applied)).collect();
+        let n = rng.random_range(60..90);
+        let n = if large && i == 0 { LARGE } else { n };
+        let hs: Vec<_> = (0..n).map(|n| g.household(&village, n + 1, Status::Applied)).collect();
         let csv = root.join(format!("{code}.csv"));
         write_csv(std::fs::File::create(&csv)?, &hs)?;
         node.cmd(&["import", csv.to_str().context("utf-8")?, "--year", &year])?;
@@ -78,10 +94,18 @@ fn round(seed: u64, root: &Path, rt: &tokio::runtime::Runtime) -> anyhow::Result
         for t in &towns {
             children.push(t.node.spawn(&["sync"])?);
         }
-        match rng.random_range(0..5) {
+        // A large round's storm opens with the county SIGKILLed in the middle of merging the big
+        // change set (all of it uploaded, none of it applied): the longest window a kill can hit.
+        let fault = rng.random_range(0..5);
+        match if large && step == 0 { 5 } else { fault } {
             0 => {
                 std::thread::sleep(Duration::from_millis(rng.random_range(0..300)));
                 county.kill9();
+                hub_kills += 1;
+                county.start()?;
+            }
+            5 => {
+                kill_mid_merge(&mut county, TOWNSHIPS[0])?;
                 hub_kills += 1;
                 county.start()?;
             }
@@ -122,8 +146,11 @@ fn round(seed: u64, root: &Path, rt: &tokio::runtime::Runtime) -> anyhow::Result
     }
     for t in &towns {
         let mut ok = false;
+        let mut last = String::new();
         for _ in 0..20 {
-            if t.node.cmd_raw(&["sync"])?.status.success() {
+            let out = t.node.cmd_raw(&["sync"])?;
+            last = String::from_utf8_lossy(&out.stderr).into_owned();
+            if out.status.success() {
                 let s: serde_json::Value = serde_json::from_str(&t.node.cmd(&["status", "--json"])?)?;
                 if s["pending_changes"] == 0 && s["unacknowledged_change_sets"] == 0 {
                     ok = true;
@@ -131,11 +158,18 @@ fn round(seed: u64, root: &Path, rt: &tokio::runtime::Runtime) -> anyhow::Result
                 }
             }
         }
-        ensure!(ok, "{} never drained after the link healed", t.node.township);
+        ensure!(ok, "{} never drained after the link healed; last sync: {last}", t.node.township);
         let v = t.node.cmd_raw(&["verify", "--year", &year, "--json"])?;
         let report: serde_json::Value = serde_json::from_slice(&v.stdout).unwrap_or_default();
         ensure!(v.status.success() && report["identical"] == true, "{}: digests differ: {report}", t.node.township);
         check_change_sets_once(&t.node, &county)?;
+    }
+    let largest = largest_change_set(&towns[0].node, &county)?;
+    if large {
+        ensure!(
+            largest.household_ops >= 5_000,
+            "the large township's largest change set at the county: {largest:?} (not 5,000 household ops)"
+        );
     }
     let admitted = admitted_people(&county, &year)?;
     ensure!(admitted <= CEILING, "ceiling {CEILING} exceeded: {admitted} people admitted");
@@ -183,7 +217,8 @@ fn round(seed: u64, root: &Path, rt: &tokio::runtime::Runtime) -> anyhow::Result
         })
         .sum();
     eprintln!(
-        "chaos round {seed:#x}: {admitted}/{CEILING} people admitted, county SIGKILLed {hub_kills}×, province {province_kills}×, {faults} link faults"
+        "chaos round {seed:#x}: {admitted}/{CEILING} people admitted, county SIGKILLed {hub_kills}×, province {province_kills}×, {faults} link faults, largest change set {} ops ({} household ops)",
+        largest.ops, largest.household_ops
     );
     Ok(())
 }
@@ -206,6 +241,33 @@ fn check_change_sets_once(node: &Node, county: &Hub) -> anyhow::Result<()> {
     let equivocations: i64 = hub_db.query_row("SELECT count(*) FROM equivocations", [], |r| r.get(0))?;
     ensure!(equivocations == 0, "the county saw {equivocations} equivocations");
     Ok(())
+}
+
+/// SIGKILLs the county once `origin`'s first change set has arrived whole by chunked upload and
+/// while it is being merged, checking that the kill landed there (nothing of it applied).
+fn kill_mid_merge(county: &mut Hub, origin: &str) -> anyhow::Result<()> {
+    let db = rusqlite::Connection::open(county.dir.join("hub.db"))?;
+    db.busy_timeout(Duration::from_secs(5))?;
+    let count = |sql: &str| db.query_row(sql, [origin], |r| r.get::<_, i64>(0));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while count("SELECT count(*) FROM uploads WHERE origin = ?1 AND seq = 1 AND length(data) = total")? == 0 {
+        ensure!(Instant::now() < deadline, "{origin}'s first change set never arrived whole");
+        ensure!(
+            count("SELECT count(*) FROM envelopes WHERE origin = ?1")? == 0,
+            "{origin}'s change set was sent whole"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    county.kill9();
+    let merged = count("SELECT count(*) FROM envelopes WHERE origin = ?1")?;
+    ensure!(merged == 0, "the county had merged {origin}'s change set before the kill");
+    Ok(())
+}
+
+/// The largest change set (by household ops) the county holds from `node`, opened from its bytes.
+fn largest_change_set(node: &Node, county: &Hub) -> anyhow::Result<Arrived> {
+    let arrived = arrived_change_sets(county, node)?;
+    arrived.into_iter().max_by_key(|a| a.household_ops).context("the county holds no change set of the node")
 }
 
 /// Keys and field values of the live records of `region` a hub holds (the writer of each field aside).
