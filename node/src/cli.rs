@@ -65,6 +65,13 @@ pub enum Command {
         #[arg(long)]
         profile: Option<PathBuf>,
     },
+    /// A new key for this node, after the county revoked the old one (a stolen laptop, a copied
+    /// key file). The old key is kept as node.key.revoked-DATE; nothing in the register changes.
+    /// The county enrolls the new public key, `trust` installs its chain, and the next sync sends
+    /// what the county has not received, sealed again with the new key.
+    ///
+    /// Example: jianka-node --config /srv/jianka/node.toml new-key
+    NewKey,
     /// Install the certificate chain the county issued for this node (from `jianka-hub enroll`).
     ///
     /// Example: jianka-node trust chain.json
@@ -500,6 +507,30 @@ fn run(cli: Cli) -> Result<ExitCode> {
     let today = clock.today();
     match cli.command {
         Command::Init { dir, township, hub, profile } => init(&dir, &township, &hub, profile.as_deref()),
+        Command::NewKey => {
+            let node = open(&cli.config, clock)?;
+            let path = node.cfg.key_path();
+            let kept = path.with_file_name(format!(
+                "{}.revoked-{}",
+                path.file_name().and_then(|n| n.to_str()).unwrap_or("node.key"),
+                node.clock.now().format("%Y%m%d-%H%M%S")
+            ));
+            std::fs::rename(&path, &kept)
+                .with_context(|| format!("cannot move the old key {} aside to {}", path.display(), kept.display()))?;
+            let kp = Keypair::generate()?;
+            kp.write_new(&path).map_err(|e| Refused(e.to_string()))?;
+            let code = node.township().clone();
+            outln!("public_key {}", jianka_keyfile::public_hex(&kp.public()))?;
+            outln!("key_id {}", kp.key_id())?;
+            errln!(
+                "new key written to {} (the old one kept as {}).\nNext: the county enrolls this key:\n  jianka-hub enroll --config <county>/hub.toml --subject {code} --public-key {} --out chain.json\nthen: jianka-node --config {} trust chain.json, and sync",
+                path.display(),
+                kept.display(),
+                jianka_keyfile::public_hex(&kp.public()),
+                cli.config.display()
+            )?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Trust { chain } => {
             let node = open(&cli.config, clock)?;
             let c = bundle::install_chain(&node, &chain)?;
@@ -726,9 +757,9 @@ fn sync_failure_advice(e: &anyhow::Error) -> String {
     match code {
         Some(ErrorCode::RevokedKey) => format!(
             "this node's key was revoked by the county (the hub's message above gives its reason); the county accepts \
-             nothing more signed with it, so syncing again will not help. {kept}. Ask the county's IT officer for a new \
-             enrollment: a new key for this township, enrolled with `jianka-hub enroll`, installed here with \
-             `jianka-node trust`."
+             nothing more signed with it, so syncing again will not help. {kept}. Make a new key here \
+             (`jianka-node new-key`), have the county enroll it (`jianka-hub enroll`), install the chain it gives \
+             (`jianka-node trust`), then sync: what the county has not received goes up under the new key."
         ),
         Some(ErrorCode::Equivocation) => format!(
             "the county holds this node: it received two different change sets under one number from it. {kept}. Call \

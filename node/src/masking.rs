@@ -6,32 +6,10 @@
 use jianka_shared::id_number::IdNumberError;
 pub use jianka_shared::id_number::mask;
 
-/// What is wrong with an ID number, with the number masked and its birth date left out.
+/// What is wrong with an ID number: its message already shows the number masked and leaves its
+/// birth date out (`IdNumberError`'s own wording, the same at the hub).
 pub fn id_number_error(e: &IdNumberError) -> String {
-    match e {
-        IdNumberError::Empty => "ID number is empty".into(),
-        IdNumberError::Old15Digit(n) => format!(
-            "ID number {} is an old 15-digit number; enter the 18-digit number from the current ID card",
-            mask(n)
-        ),
-        IdNumberError::BadLength { number, len } => {
-            format!("ID number {} has {len} characters; an ID number has 18", mask(number))
-        }
-        IdNumberError::BadCharacter { number, position, found } => format!(
-            "ID number {} has {found:?} at position {position}; only digits are allowed there (and X as the last character)",
-            mask(number)
-        ),
-        IdNumberError::ImpossibleDate { number, .. } => {
-            format!("ID number {} has a birth date (characters 7–14) that is not a real date", mask(number))
-        }
-        IdNumberError::FutureDate { number, .. } => {
-            format!("ID number {} has a birth date (characters 7–14) in the future", mask(number))
-        }
-        IdNumberError::WrongCheckDigit { number, expected, found } => format!(
-            "ID number {} has check digit {found} but its first 17 digits give {expected}; a digit was probably mistyped",
-            mask(number)
-        ),
-    }
+    e.to_string()
 }
 
 /// A number a spreadsheet stored as a number cell (or wrote in its exponent form, 4.2E+17):

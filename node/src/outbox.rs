@@ -87,6 +87,66 @@ pub fn seal_pending(
     Ok(sealed)
 }
 
+/// Seals again, with `key`, the envelopes from `from` on that another key sealed: after the county
+/// revoked the old key and enrolled a new one (`jianka-node new-key`), what the county never got
+/// goes up under the new key. Only envelopes the hub does not hold (`from` = its expected
+/// sequence) are touched, so nothing it holds is offered again with other bytes. Returns how many.
+pub fn reseal_from(conn: &mut Connection, origin: &RegionCode, key: &SigningKey, from: u64) -> Result<usize> {
+    let own = jianka_shared::trust::KeyId::of(&key.verifying_key());
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let stale: Vec<(u64, u16)> = {
+        let mut stmt = tx.prepare("SELECT seq, year, bytes FROM envelopes WHERE seq >= ?1 ORDER BY seq")?;
+        let rows = stmt.query_map([from as i64], |r| {
+            Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u16, r.get::<_, Vec<u8>>(2)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (seq, year, bytes) = row?;
+            let signer = jianka_shared::changeset::parse(&bytes, jianka_shared::changeset::Limits::default())
+                .map(|s| s.header.key_id)
+                .with_context(|| format!("stored change set {seq} is unreadable"))?;
+            if signer != own || !out.is_empty() {
+                // Once one is sealed again, every later one chains to new bytes and is sealed again too.
+                out.push((seq, year));
+            }
+        }
+        out
+    };
+    if stale.is_empty() {
+        return Ok(0);
+    }
+    let mut prev_hash = match stale[0].0 {
+        1 => [0; 32],
+        s => tx
+            .query_row("SELECT hash FROM envelopes WHERE seq = ?1", [(s - 1) as i64], |r| r.get::<_, Vec<u8>>(0))?
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("corrupt envelope hash"))?,
+    };
+    let hlc = store::load_hlc(&tx)?;
+    for (seq, year) in &stale {
+        let ops: Vec<Op> = {
+            let mut stmt = tx.prepare("SELECT cid, op FROM changes WHERE seq = ?1 ORDER BY cid")?;
+            let rows = stmt.query_map([*seq as i64], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+            let mut ops = Vec::new();
+            for row in rows {
+                let (cid, op) = row?;
+                ops.push(serde_json::from_str(&op).with_context(|| format!("outbox entry {cid} is corrupt"))?);
+            }
+            ops
+        };
+        let draft = Draft { origin: origin.clone(), seq: *seq, prev_hash, year: *year, hlc, ops };
+        let bytes = draft.seal(key).context("cannot seal change set")?;
+        let hash = envelope_hash(&bytes);
+        tx.execute(
+            "UPDATE envelopes SET bytes = ?2, hash = ?3, op_count = ?4 WHERE seq = ?1",
+            params![*seq as i64, bytes, hash.to_vec(), draft.ops.len() as i64],
+        )?;
+        prev_hash = hash;
+    }
+    tx.commit()?;
+    Ok(stale.len())
+}
+
 /// The last sealed envelope's sequence number and hash (0 and zeros when none).
 pub fn last_envelope(conn: &Connection) -> Result<(u64, [u8; 32])> {
     let row = conn

@@ -86,6 +86,13 @@ pub async fn sync_pass(
         }
     }
     outbox::mark_acked_below(&node.conn, state.expected_seq, now())?;
+    // After a new key (`jianka-node new-key`): what the hub does not hold goes up under it.
+    let origin = node.township().clone();
+    let key = node.keypair()?;
+    let resealed = outbox::reseal_from(&mut node.conn, &origin, key.signing(), state.expected_seq.max(1))?;
+    if resealed > 0 {
+        tracing::info!(resealed, "change sets sealed again with this node's new key");
+    }
 
     let mut next = state.expected_seq.max(1);
     let mut guard = 3 * (last_seq + 2);

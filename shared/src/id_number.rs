@@ -8,24 +8,29 @@ use std::fmt;
 const WEIGHTS: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
 const CHECK: [u8; 11] = *b"10X98765432";
 
+/// What is wrong with an ID number. The messages show the number masked and never its birth
+/// date (with the kept ends the date would be most of the number): a mistyped number is still a
+/// real person's, and these messages reach rejections, logs and the clerk's screen.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdNumberError {
     #[error("ID number is empty")]
     Empty,
-    #[error("ID number {0:?} is an old 15-digit number; enter the 18-digit number from the current ID card")]
+    #[error("ID number {} is an old 15-digit number; enter the 18-digit number from the current ID card", mask(.0))]
     Old15Digit(String),
-    #[error("ID number {number:?} has {len} characters; an ID number has 18")]
+    #[error("ID number {} has {len} characters; an ID number has 18", mask(.number))]
     BadLength { number: String, len: usize },
     #[error(
-        "ID number {number:?} has {found:?} at position {position}; only digits are allowed there (and X as the last character)"
+        "ID number {} has {found:?} at position {position}; only digits are allowed there (and X as the last character)",
+        mask(.number)
     )]
     BadCharacter { number: String, position: usize, found: char },
-    #[error("ID number {number:?} has birth date {date} which is not a real date")]
+    #[error("ID number {} has a birth date (characters 7–14) that is not a real date", mask(.number))]
     ImpossibleDate { number: String, date: String },
-    #[error("ID number {number:?} has birth date {date} which is in the future")]
+    #[error("ID number {} has a birth date (characters 7–14) in the future", mask(.number))]
     FutureDate { number: String, date: String },
     #[error(
-        "ID number {number:?} has check digit {found} but its first 17 digits give {expected}; a digit was probably mistyped"
+        "ID number {} has check digit {found} but its first 17 digits give {expected}; a digit was probably mistyped",
+        mask(.number)
     )]
     WrongCheckDigit { number: String, expected: char, found: char },
 }

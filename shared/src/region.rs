@@ -56,7 +56,8 @@ impl fmt::Display for Tier {
             Tier::Prefecture => "prefecture",
             Tier::Province => "province",
         };
-        write!(f, "{en} ({})", self.label())
+        // One vocabulary for people: the Chinese name first, the English after.
+        write!(f, "{} ({en})", self.label())
     }
 }
 
