@@ -198,7 +198,7 @@ async fn a_certificate_from_another_county_is_unknown_here() {
         .enroll(&common::r("420322"), &jianka_keyfile::public_hex(&n.key.verifying_key()), None)
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("enrolls only a township"), "{err}");
+    assert!(err.to_string().contains("enrolls only a 乡镇 (township)"), "{err}");
 }
 
 // Each storage test runs on both backends (PostgreSQL when JIANKA_TEST_PG is set).

@@ -53,6 +53,7 @@ pub enum Command {
     ///
     /// Example: jianka-node init --dir ./town --township 420322105 --hub http://127.0.0.1:7002
     Init {
+        /// Directory for the node (created; must not hold a node.toml yet).
         #[arg(long)]
         dir: PathBuf,
         /// The 9-digit township code this node serves.
@@ -65,8 +66,10 @@ pub enum Command {
         #[arg(long)]
         profile: Option<PathBuf>,
     },
-    /// A new key for this node, after the county revoked the old one (a stolen laptop, a copied
-    /// key file). The old key is kept as node.key.revoked-DATE; nothing in the register changes.
+    /// A new key for this node, after the county revoked the old one.
+    ///
+    /// For a stolen laptop or a copied key file. The old key is kept as node.key.revoked-DATE;
+    /// nothing in the register changes.
     /// The county enrolls the new public key, `trust` installs its chain, and the next sync sends
     /// what the county has not received, sealed again with the new key.
     ///
@@ -86,8 +89,10 @@ pub enum Command {
         /// Check and report only; write nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Registry year, e.g. 2014 (default: the year in force, printed when taken).
         #[arg(long)]
         year: Option<Year>,
+        /// Print JSON instead of text (for scripts); no progress bars.
         #[arg(long)]
         json: bool,
     },
@@ -110,6 +115,7 @@ pub enum Command {
     ///
     /// Exit code 1 when the hub cannot be reached or refuses; nothing is lost, run it again.
     Sync {
+        /// Print JSON instead of text (for scripts); no progress bars.
         #[arg(long)]
         json: bool,
     },
@@ -126,13 +132,16 @@ pub enum Command {
     ImportAnswer { file: PathBuf },
     /// Pending changes, last successful sync, rejections to act on, deadlines.
     Status {
+        /// Print JSON instead of text (for scripts); no progress bars.
         #[arg(long)]
         json: bool,
     },
     /// Compare every record's digest with the county's; exit code 1 when they differ.
     Verify {
+        /// Registry year, e.g. 2014 (default: the year in force, printed when taken).
         #[arg(long)]
         year: Option<Year>,
+        /// Print JSON instead of text (for scripts); no progress bars.
         #[arg(long)]
         json: bool,
     },
@@ -161,6 +170,7 @@ pub enum VillageCmd {
         income_per_capita: String,
         #[arg(long)]
         collective_income: String,
+        /// Registry year, e.g. 2014 (default: the year in force, printed when taken).
         #[arg(long)]
         year: Option<Year>,
     },
@@ -169,8 +179,10 @@ pub enum VillageCmd {
         file: PathBuf,
         #[arg(long)]
         dry_run: bool,
+        /// Registry year, e.g. 2014 (default: the year in force, printed when taken).
         #[arg(long)]
         year: Option<Year>,
+        /// Print JSON instead of text (for scripts); no progress bars.
         #[arg(long)]
         json: bool,
     },
@@ -191,6 +203,7 @@ pub enum HouseholdCmd {
         id: String,
         #[command(flatten)]
         year: YearArg,
+        /// Print JSON instead of text (for scripts); no progress bars.
         #[arg(long)]
         json: bool,
         #[arg(long)]
@@ -200,6 +213,7 @@ pub enum HouseholdCmd {
     List {
         #[command(flatten)]
         year: YearArg,
+        /// Print JSON instead of text (for scripts); no progress bars.
         #[arg(long)]
         json: bool,
     },
@@ -208,6 +222,7 @@ pub enum HouseholdCmd {
     /// Example: jianka-node household edit 420322105200-0001 --set 家庭年纯收入=4200 --set 人均纯收入=2100
     Edit {
         id: String,
+        /// A field and its new value, by Chinese header, English alias or field name (repeatable).
         #[arg(long = "set", value_name = "FIELD=VALUE", required = true)]
         sets: Vec<String>,
         #[command(flatten)]
@@ -226,6 +241,7 @@ pub enum MemberCmd {
         household: String,
         #[arg(long)]
         id_number: String,
+        /// A field and its value, by Chinese header, English alias or field name (repeatable).
         #[arg(long = "set", value_name = "FIELD=VALUE")]
         sets: Vec<String>,
         #[command(flatten)]
@@ -234,6 +250,7 @@ pub enum MemberCmd {
     /// Change a member's facts.
     Edit {
         id_number: String,
+        /// A field and its new value, by Chinese header, English alias or field name (repeatable).
         #[arg(long = "set", value_name = "FIELD=VALUE", required = true)]
         sets: Vec<String>,
         #[command(flatten)]
@@ -268,6 +285,7 @@ pub enum WorkflowCmd {
         /// With --all: only this village's households (12-digit code).
         #[arg(long, requires = "all")]
         village: Option<String>,
+        /// Print JSON instead of text (for scripts); no progress bars.
         #[arg(long)]
         json: bool,
         /// Date of the step (default: today, Asia/Shanghai).
@@ -284,8 +302,10 @@ pub enum WorkflowCmd {
         household: String,
         #[arg(long)]
         by: String,
+        /// Why (kept with the record and in the log).
         #[arg(long)]
         reason: String,
+        /// Date it happened, YYYY-MM-DD (default: today, Asia/Shanghai).
         #[arg(long)]
         date: Option<NaiveDate>,
         #[command(flatten)]
@@ -297,6 +317,7 @@ pub enum WorkflowCmd {
         id: i64,
         #[arg(long)]
         resolution: String,
+        /// Date it happened, YYYY-MM-DD (default: today, Asia/Shanghai).
         #[arg(long)]
         date: Option<NaiveDate>,
     },
@@ -313,8 +334,10 @@ pub enum AdjustCmd {
     /// 脱贫 / 退出: the household exits, with reason and date.
     Exit {
         household: String,
+        /// Why (kept with the record and in the log).
         #[arg(long)]
         reason: String,
+        /// Date it happened, YYYY-MM-DD (default: today, Asia/Shanghai).
         #[arg(long)]
         date: Option<NaiveDate>,
         #[command(flatten)]
@@ -323,6 +346,7 @@ pub enum AdjustCmd {
     /// A member died.
     Death {
         id_number: String,
+        /// Date it happened, YYYY-MM-DD (default: today, Asia/Shanghai).
         #[arg(long)]
         date: Option<NaiveDate>,
         #[command(flatten)]
@@ -333,8 +357,10 @@ pub enum AdjustCmd {
         household: String,
         #[arg(long)]
         id_number: String,
+        /// A field and its value, by Chinese header, English alias or field name (repeatable).
         #[arg(long = "set", value_name = "FIELD=VALUE")]
         sets: Vec<String>,
+        /// Date it happened, YYYY-MM-DD (default: today, Asia/Shanghai).
         #[arg(long)]
         date: Option<NaiveDate>,
         #[command(flatten)]
@@ -348,6 +374,7 @@ pub enum AdjustCmd {
         /// Relation to the new household's head, e.g. 配偶 or 之儿媳.
         #[arg(long)]
         relation: String,
+        /// Date it happened, YYYY-MM-DD (default: today, Asia/Shanghai).
         #[arg(long)]
         date: Option<NaiveDate>,
         #[command(flatten)]
@@ -358,6 +385,7 @@ pub enum AdjustCmd {
         household: String,
         #[arg(long)]
         to_village: String,
+        /// Date it happened, YYYY-MM-DD (default: today, Asia/Shanghai).
         #[arg(long)]
         date: Option<NaiveDate>,
         #[command(flatten)]
@@ -372,8 +400,10 @@ pub enum AdjustCmd {
         /// The 6-digit county the person moves to.
         #[arg(long)]
         to_county: String,
+        /// Date it happened, YYYY-MM-DD (default: today, Asia/Shanghai).
         #[arg(long)]
         date: Option<NaiveDate>,
+        /// Why (kept with the record and in the log).
         #[arg(long)]
         reason: String,
         #[command(flatten)]
@@ -392,8 +422,10 @@ pub enum AdjustCmd {
         /// The 6-digit county the person comes from.
         #[arg(long)]
         from_county: String,
+        /// A field and its value, by Chinese header, English alias or field name (repeatable).
         #[arg(long = "set", value_name = "FIELD=VALUE")]
         sets: Vec<String>,
+        /// Date it happened, YYYY-MM-DD (default: today, Asia/Shanghai).
         #[arg(long)]
         date: Option<NaiveDate>,
         #[command(flatten)]
@@ -405,6 +437,7 @@ pub enum AdjustCmd {
     /// Example: jianka-node adjust update 420322105200-0001 --set income=5200 --set phone=13900001111
     Update {
         household: String,
+        /// A field and its new value, by Chinese header, English alias or field name (repeatable).
         #[arg(long = "set", value_name = "FIELD=VALUE", required = true)]
         sets: Vec<String>,
         #[command(flatten)]
