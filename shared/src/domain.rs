@@ -56,8 +56,27 @@ impl Status {
         }
     }
 
+    /// The English name, as stored and sent (`CountyAnnounced`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Applied => "Applied",
+            Status::Appraised => "Appraised",
+            Status::VillageNotice => "VillageNotice",
+            Status::TownshipReview => "TownshipReview",
+            Status::TownshipNotice => "TownshipNotice",
+            Status::CountyReview => "CountyReview",
+            Status::CountyAnnounced => "CountyAnnounced",
+            Status::ProvinceFiled => "ProvinceFiled",
+            Status::NotRecognised => "NotRecognised",
+            Status::Exited => "Exited",
+        }
+    }
+
+    /// From the stored name or the Chinese label (runs for every status field a hub merges:
+    /// no allocation).
     pub fn parse(s: &str) -> Option<Status> {
-        Status::ALL.into_iter().find(|st| st.label() == s.trim() || format!("{st:?}") == s.trim())
+        let s = s.trim();
+        Status::ALL.into_iter().find(|st| st.name() == s || st.label() == s)
     }
 
     /// The step after this one, and the tier that may take it.
@@ -457,6 +476,15 @@ pub(crate) mod tests {
             helper_phone: "0719-0000000".into(),
             status: Status::Applied,
             members: vec![head, spouse],
+        }
+    }
+
+    #[test]
+    fn status_names_are_their_debug_names() {
+        for st in Status::ALL {
+            assert_eq!(st.name(), format!("{st:?}"));
+            assert_eq!(Status::parse(st.name()), Some(st));
+            assert_eq!(Status::parse(st.label()), Some(st));
         }
     }
 
