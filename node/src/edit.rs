@@ -39,7 +39,9 @@ pub fn parse_sets(sets: &[String]) -> Result<Vec<(String, String)>> {
     sets.iter()
         .map(|s| {
             let Some((k, v)) = s.split_once('=') else {
-                return refuse(format!("--set {s:?}: expected FIELD=VALUE, e.g. --set 家庭年纯收入=4200"));
+                // The argument may be a phone or an ID number typed without its field: shown masked.
+                let shown = crate::masking::mask(s);
+                return refuse(format!("--set {shown:?}: expected FIELD=VALUE, e.g. --set 家庭年纯收入=4200"));
             };
             let field = Col::lookup(k).map(|c| c.field().to_string()).unwrap_or_else(|| k.trim().to_string());
             Ok((field, v.trim().to_string()))
