@@ -25,6 +25,7 @@ pub mod masking;
 pub mod node;
 pub mod outbox;
 pub mod output;
+pub mod pace;
 pub mod progress;
 pub mod report;
 pub mod store;

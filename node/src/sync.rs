@@ -5,6 +5,7 @@
 use crate::client::{HubClient, HubError};
 use crate::node::Node;
 use crate::outbox::{self, CutPolicy};
+use crate::pace::Pace;
 use crate::progress::Progress;
 use crate::{db, feedback};
 use anyhow::{Context, Result, bail};
@@ -13,7 +14,7 @@ use jianka_shared::protocol::{
     ChunkAck, ErrorCode, Feedback, FeedbackEntry, FeedbackPage, PushOutcome, SyncState, UploadState,
 };
 use serde::Serialize;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 #[derive(Debug, Default, Serialize)]
 pub struct SyncReport {
@@ -169,11 +170,24 @@ fn outcome_name(o: &PushOutcome) -> &'static str {
 async fn push(node: &Node, client: &HubClient, seq: u64, bytes: &[u8], pb: &ProgressBar) -> Result<PushOutcome> {
     let s = &node.cfg.config.sync;
     let start = pb.position();
-    let r = if bytes.len() > s.chunk_threshold_bytes {
-        upload(client, seq, bytes, s.chunk_bytes, |received| pb.set_position(start + received)).await
+    // Every request sized to what the line carries well inside its timeout (see `pace`).
+    let timeout = Duration::from_secs(s.request_timeout_secs);
+    let mut pace = Pace::load(&node.conn);
+    let r = if pace.chunk(bytes.len(), timeout, s.chunk_threshold_bytes) {
+        let sizes = Pieces { pace: &mut pace, timeout, max: s.chunk_bytes };
+        upload(client, seq, bytes, sizes, |received| pb.set_position(start + received)).await
     } else {
-        post(client, seq, bytes).await
+        match post(client, seq, bytes, &mut pace, timeout).await {
+            // Cut by its timeout as a whole: the line is slower than that; go on in pieces.
+            Err(e) if pace.chunk(bytes.len(), timeout, s.chunk_threshold_bytes) => {
+                tracing::warn!(error = %e, seq, "change set too large for the line in one request; sending it in pieces");
+                let sizes = Pieces { pace: &mut pace, timeout, max: s.chunk_bytes };
+                upload(client, seq, bytes, sizes, |received| pb.set_position(start + received)).await
+            }
+            other => other,
+        }
     };
+    pace.save(&node.conn)?;
     pb.set_position(start + bytes.len() as u64);
     r.map_err(|e| match e.code() {
         Some(ErrorCode::Equivocation) => anyhow::anyhow!(
@@ -191,16 +205,32 @@ async fn already_applied(client: &HubClient, seq: u64) -> Result<bool, HubError>
 
 /// Sends a whole envelope. After a failure it asks the hub what it holds before resending, so
 /// a lost answer costs a small request, not the envelope again.
-async fn post(client: &HubClient, seq: u64, bytes: &[u8]) -> Result<PushOutcome, HubError> {
+async fn post(
+    client: &HubClient,
+    seq: u64,
+    bytes: &[u8],
+    pace: &mut Pace,
+    timeout: Duration,
+) -> Result<PushOutcome, HubError> {
     let mut delays = client.retry_delays();
     loop {
+        let sent = Instant::now();
         let err = match client.once("POST", "/v1/changesets", bytes).await {
             Ok(body) => {
+                pace.observe(bytes.len(), sent.elapsed());
                 return serde_json::from_slice(&body).map_err(|e| HubError::BadAnswer {
                     method: "POST",
                     path: "/v1/changesets".into(),
                     message: e.to_string(),
                 });
+            }
+            Err(e) if matches!(e, HubError::Transport { .. }) && sent.elapsed() >= timeout => {
+                // Resending it whole would be cut the same way: the caller goes on in pieces.
+                pace.timed_out(bytes.len(), timeout);
+                if already_applied(client, seq).await? {
+                    return Ok(PushOutcome::Duplicate { seq });
+                }
+                return Err(e);
             }
             Err(e) if e.retryable() => e,
             Err(e) => return Err(e),
@@ -214,15 +244,24 @@ async fn post(client: &HubClient, seq: u64, bytes: &[u8]) -> Result<PushOutcome,
     }
 }
 
+/// How large each piece of an upload is: sized by the link's pace, up to the config's chunk size.
+struct Pieces<'a> {
+    pace: &'a mut Pace,
+    timeout: Duration,
+    max: usize,
+}
+
 /// Chunked, resumable upload: continue from what the hub says it holds, and after a failure ask
-/// it again rather than resending blindly.
+/// it again rather than resending blindly. Each piece is as large as the line carries in a
+/// quarter of the request timeout, measured as it goes.
 async fn upload(
     client: &HubClient,
     seq: u64,
     bytes: &[u8],
-    chunk: usize,
+    sizes: Pieces<'_>,
     on_received: impl Fn(u64),
 ) -> Result<PushOutcome, HubError> {
+    let Pieces { pace, timeout, max } = sizes;
     let total = bytes.len() as u64;
     let mut delays = client.retry_delays();
     let resume = |state: UploadState| if state.total == total { state.received.min(total) } else { 0 };
@@ -235,13 +274,16 @@ async fn upload(
             }
             // Whole at the hub but not applied (it stopped while merging it): the last chunk sent
             // again has the hub ingest what it holds (it ignores bytes it already has).
-            received = total - (chunk as u64).min(total);
+            received = total - (pace.piece(timeout, max) as u64).min(total);
             continue;
         }
-        let end = (received + chunk as u64).min(total);
+        let piece = pace.piece(timeout, max);
+        let end = (received + piece as u64).min(total);
         let path = format!("/v1/uploads/{seq}?offset={received}&total={total}");
+        let sent = Instant::now();
         match client.once("PUT", &path, &bytes[received as usize..end as usize]).await {
             Ok(body) => {
+                pace.observe((end - received) as usize, sent.elapsed());
                 let ack: ChunkAck = serde_json::from_slice(&body).map_err(|e| HubError::BadAnswer {
                     method: "PUT",
                     path: path.clone(),
@@ -258,6 +300,10 @@ async fn upload(
                 delays = client.retry_delays();
             }
             Err(e) if e.retryable() => {
+                if matches!(e, HubError::Transport { .. }) && sent.elapsed() >= timeout {
+                    // Cut by its timeout: the next pieces are smaller.
+                    pace.timed_out((end - received) as usize, timeout);
+                }
                 let Some(d) = delays.next() else { return Err(e) };
                 tracing::warn!(error = %e, retry_in_ms = d.as_millis() as u64, seq, "chunk failed; retrying");
                 tokio::time::sleep(d).await;

@@ -24,6 +24,8 @@ pub struct Faults {
     /// Hold the response back this long (with probability `delay_prob`).
     pub delay: Duration,
     pub delay_prob: f64,
+    /// A slow line: every request and every response takes its length ÷ this to cross.
+    pub bytes_per_sec: Option<u64>,
 }
 
 impl Faults {
@@ -43,6 +45,7 @@ impl Faults {
             duplicate: 0.15,
             delay: Duration::from_millis(20),
             delay_prob: 0.2,
+            bytes_per_sec: None,
         }
     }
 }
@@ -159,6 +162,11 @@ async fn serve(mut client: TcpStream, s: Arc<Shared>) -> std::io::Result<()> {
                 log.push(format!("{fate} {line} {} {resp}", request.len()));
             }
         };
+        let line_rate = s.faults.lock().expect("lock").bytes_per_sec;
+        let cross = |n: usize| line_rate.map(|r| Duration::from_secs_f64(n as f64 / r.max(1) as f64));
+        if let Some(d) = cross(request.len()) {
+            tokio::time::sleep(d).await;
+        }
         if let Fate::Drop = fate {
             note("drop", 0);
             s.stats.dropped.fetch_add(1, Ordering::Relaxed);
@@ -170,6 +178,9 @@ async fn serve(mut client: TcpStream, s: Arc<Shared>) -> std::io::Result<()> {
             let _ = forward(s.upstream, &request).await;
         }
         if let Some(d) = delay {
+            tokio::time::sleep(d).await;
+        }
+        if let Some(d) = cross(response.len()) {
             tokio::time::sleep(d).await;
         }
         if let Fate::Cut(frac) = fate {

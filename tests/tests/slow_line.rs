@@ -1,0 +1,49 @@
+//! A township on a slow line (the proxy lets 2,000 bytes/s through each way) whose requests time
+//! out after 5 s: its first sync's change set is larger than the line carries in one request, so
+//! sent whole it would be cut and resent from zero for ever. Sized to the measured pace it gets
+//! through on the first `sync`, close to the line's own limit.
+
+mod common;
+
+use common::{county_with_township, households_csv};
+use jianka_tests::proxy::{FaultProxy, Faults};
+use std::time::Instant;
+
+const RATE: u64 = 2_000;
+
+#[test]
+fn a_change_set_larger_than_the_line_carries_in_one_request_gets_through() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let (_province, county, node) = county_with_township(tmp.path(), "420322105").unwrap();
+    let proxy = rt
+        .block_on(FaultProxy::start(county.addr, Faults { bytes_per_sec: Some(RATE), ..Faults::clean() }, 1))
+        .unwrap();
+    node.set_hub_url(&proxy.url()).unwrap();
+    let text = std::fs::read_to_string(&node.config).unwrap();
+    std::fs::write(&node.config, text.replace("request_timeout_secs = 30", "request_timeout_secs = 5")).unwrap();
+    let csv = households_csv(tmp.path(), &["420322105200", "420322105201"], 300, 5);
+    node.cmd(&["import", csv.to_str().unwrap(), "--year", "2014"]).unwrap();
+
+    let started = Instant::now();
+    let out = node.cmd_raw(&["sync", "--json"]).unwrap();
+    let took = started.elapsed();
+    assert!(out.status.success(), "the first sync must get through: {}", String::from_utf8_lossy(&out.stderr));
+    let hub_db = rusqlite::Connection::open(county.dir.join("hub.db")).unwrap();
+    let envelope: i64 = hub_db.query_row("SELECT MAX(LENGTH(bytes)) FROM envelopes", [], |r| r.get(0)).unwrap();
+    // Larger than a 5 s request carries at this rate: sent whole it could never arrive.
+    assert!(envelope as u64 > RATE * 5, "the change set ({envelope} bytes) must not fit one request");
+    let wire = proxy.stats().bytes.load(std::sync::atomic::Ordering::Relaxed);
+    let limit = wire as f64 / RATE as f64;
+    println!(
+        "slow line {RATE} B/s, 5 s timeout: change set {envelope} B, {wire} B on the wire, sync {:.1} s = {:.2} × the line's limit ({limit:.1} s), bytes sent / needed {:.2}",
+        took.as_secs_f64(),
+        took.as_secs_f64() / limit,
+        wire as f64 / envelope as f64
+    );
+    // Downstream answers (a digest of every record) are the other half of the slow-line issue:
+    // compare over a fast line.
+    proxy.set_faults(Faults::clean());
+    let v = node.cmd_raw(&["verify", "--year", "2014", "--json"]).unwrap();
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stdout));
+}
