@@ -143,6 +143,9 @@ async fn get_upload(
 struct SinceQuery {
     #[serde(default)]
     since: u64,
+    /// The most bytes of items the asker's line carries in one answer (optional).
+    #[serde(default)]
+    max_bytes: Option<usize>,
 }
 
 async fn feedback(
@@ -153,7 +156,7 @@ async fn feedback(
 ) -> Result<Json<FeedbackPage>, HubError> {
     let sender = auth(&hub, &method, &uri, &headers, b"").await?;
     let q: SinceQuery = serde_urlencoded_query(&uri)?;
-    Ok(Json(hub.feedback(&sender.region, q.since).await?))
+    Ok(Json(hub.feedback_page(&sender.region, q.since, q.max_bytes).await?))
 }
 
 #[derive(Deserialize)]

@@ -1657,6 +1657,18 @@ impl Hub {
     }
 
     pub async fn feedback(&self, region: &RegionCode, since: u64) -> Result<FeedbackPage, HubError> {
+        self.feedback_page(region, since, None).await
+    }
+
+    /// A page of feedback after `since`: at most 1,000 items and, when `max_bytes` is given, no
+    /// more than that many bytes of items (one at least), so a slow line gets pages it can carry
+    /// inside its timeout.
+    pub async fn feedback_page(
+        &self,
+        region: &RegionCode,
+        since: u64,
+        max_bytes: Option<usize>,
+    ) -> Result<FeedbackPage, HubError> {
         // Ids are positive i64: a `since` beyond them all is an empty page, not a wrap to negative.
         let after = i64::try_from(since).unwrap_or(i64::MAX);
         let rows = sqlx::query("SELECT id, item FROM feedback WHERE region = $1 AND id > $2 ORDER BY id LIMIT 1000")
@@ -1665,8 +1677,14 @@ impl Hub {
             .fetch_all(&self.db.pool)
             .await?;
         let mut items = Vec::with_capacity(rows.len());
+        let mut bytes = 0usize;
         for r in rows {
-            let item: Feedback = serde_json::from_str(&r.try_get::<String, _>(1)?)
+            let text: String = r.try_get(1)?;
+            bytes += text.len();
+            if max_bytes.is_some_and(|max| bytes > max) && !items.is_empty() {
+                break;
+            }
+            let item: Feedback = serde_json::from_str(&text)
                 .map_err(|e| HubError::new(ErrorCode::Internal, format!("stored feedback unreadable: {e}")))?;
             items.push(FeedbackEntry { id: get_i64(&r, 0) as u64, item });
         }

@@ -133,10 +133,13 @@ pub async fn sync_pass(
 
     // Pull what the county decided.
     let pages = progress.counter("feedback items", "pulling the county's feedback");
+    let timeout = Duration::from_secs(node.cfg.config.sync.request_timeout_secs);
+    let mut pace = Pace::load(&node.conn);
     loop {
         let since = feedback::since(&node.conn)?;
-        let page: FeedbackPage =
-            client.call("GET", &format!("/v1/feedback?since={since}"), b"").await.context("cannot pull feedback")?;
+        let body = pull_page(client, since, &mut pace, timeout).await.context("cannot pull feedback")?;
+        pace.save(&node.conn)?;
+        let page: FeedbackPage = serde_json::from_slice(&body).context("the hub's feedback page is unreadable")?;
         if page.items.is_empty() {
             break;
         }
@@ -243,6 +246,34 @@ async fn post(
         }
     }
 }
+
+/// One page of feedback after `since`, no larger than the line carries in a quarter of the
+/// timeout (as upload pieces are); a page cut by the timeout is asked for again, smaller.
+async fn pull_page(client: &HubClient, since: u64, pace: &mut Pace, timeout: Duration) -> Result<Vec<u8>, HubError> {
+    let mut delays = client.retry_delays();
+    loop {
+        let max_bytes = pace.piece(timeout, FEEDBACK_PAGE_MAX);
+        let asked = Instant::now();
+        match client.once("GET", &format!("/v1/feedback?since={since}&max_bytes={max_bytes}"), b"").await {
+            Ok(body) => {
+                pace.observe(body.len(), asked.elapsed());
+                return Ok(body);
+            }
+            Err(e) if e.retryable() => {
+                if matches!(e, HubError::Transport { .. }) && asked.elapsed() >= timeout {
+                    pace.timed_out(max_bytes, timeout);
+                }
+                let Some(d) = delays.next() else { return Err(e) };
+                tracing::warn!(error = %e, retry_in_ms = d.as_millis() as u64, "feedback page failed; retrying");
+                tokio::time::sleep(d).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The largest feedback page asked for on a fast line.
+const FEEDBACK_PAGE_MAX: usize = 1 << 20;
 
 /// How large each piece of an upload is: sized by the link's pace, up to the config's chunk size.
 struct Pieces<'a> {

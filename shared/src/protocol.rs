@@ -127,8 +127,9 @@ pub struct Correction {
 }
 
 /// Records per [`Feedback::Corrections`] item: a re-examination of thousands of households is a
-/// few feedback rows instead of three per household, and an item stays a few tens of KiB.
-pub const CORRECTIONS_PER_ITEM: usize = 250;
+/// few feedback rows instead of three per household, and an item stays under ~8 KB — what an
+/// 8 kbit/s line carries in a few seconds, since a feedback page holds one item at least.
+pub const CORRECTIONS_PER_ITEM: usize = 48;
 
 /// What the county decided, pulled by the node with `GET /v1/feedback?since=N`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

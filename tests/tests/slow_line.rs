@@ -47,3 +47,48 @@ fn a_change_set_larger_than_the_line_carries_in_one_request_gets_through() {
     let v = node.cmd_raw(&["verify", "--year", "2014", "--json"]).unwrap();
     assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stdout));
 }
+
+/// The other direction: the county's decisions on 300 households come down as feedback over
+/// the same slow line, in pages (and items) the line carries inside the timeout.
+#[test]
+fn the_countys_decisions_come_down_a_slow_line_too() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let (_province, county, node) = county_with_township(tmp.path(), "420322105").unwrap();
+    let proxy = rt.block_on(FaultProxy::start(county.addr, Faults::clean(), 2)).unwrap();
+    node.set_hub_url(&proxy.url()).unwrap();
+    let text = std::fs::read_to_string(&node.config).unwrap();
+    std::fs::write(&node.config, text.replace("request_timeout_secs = 30", "request_timeout_secs = 5")).unwrap();
+    let year = chrono::Utc::now().format("%Y").to_string();
+    let csv = households_csv(tmp.path(), &["420322105200", "420322105201"], 300, 6);
+    node.cmd(&["import", csv.to_str().unwrap(), "--year", &year]).unwrap();
+    let today = chrono::Utc::now().date_naive();
+    for (step, days) in [30, 29, 22, 21, 14].into_iter().enumerate() {
+        let date = (today - chrono::Duration::days(days)).to_string();
+        let mut args = vec!["workflow", "advance", "--all", "--date", &date, "--year", &year];
+        if step == 0 {
+            args.extend(["--minutes", "评议通过"]);
+        }
+        node.cmd(&args).unwrap();
+    }
+    // The hand-over goes up over a fast line. Then the node forgets what it pulled (as a node
+    // restored from a backup would), so the county's whole answer comes down the slow line.
+    node.cmd(&["sync"]).unwrap();
+    let db = rusqlite::Connection::open(node.dir.join("node.db")).unwrap();
+    db.execute("UPDATE meta SET value = '0' WHERE key = 'feedback_since'", []).unwrap();
+    db.execute("DELETE FROM meta WHERE key = 'link_bytes_per_sec'", []).unwrap();
+    drop(db);
+    proxy.set_faults(Faults { bytes_per_sec: Some(RATE), ..Faults::clean() });
+    let before = proxy.stats().bytes.load(std::sync::atomic::Ordering::Relaxed);
+    let started = Instant::now();
+    let out = node.cmd_raw(&["sync", "--json"]).unwrap();
+    assert!(out.status.success(), "the decisions must come down: {}", String::from_utf8_lossy(&out.stderr));
+    let took = started.elapsed().as_secs_f64();
+    let wire = proxy.stats().bytes.load(std::sync::atomic::Ordering::Relaxed) - before;
+    println!(
+        "slow line {RATE} B/s, 5 s timeout: decisions on 300 households pulled in {took:.1} s, {wire} B on the wire = {:.2} × the line's limit",
+        took / (wire as f64 / RATE as f64)
+    );
+    let st: serde_json::Value = serde_json::from_slice(&node.cmd_raw(&["status", "--json"]).unwrap().stdout).unwrap();
+    assert_eq!(st["households_by_status"]["CountyAnnounced"], 300, "{st}");
+}
