@@ -92,3 +92,59 @@ fn the_countys_decisions_come_down_a_slow_line_too() {
     let st: serde_json::Value = serde_json::from_slice(&node.cmd_raw(&["status", "--json"]).unwrap().stdout).unwrap();
     assert_eq!(st["households_by_status"]["CountyAnnounced"], 300, "{st}");
 }
+
+/// A node killed (SIGKILL) two thirds through a slow upload resumes from what the hub holds: what it
+/// sends after the restart is less than half of the change set.
+#[test]
+fn a_node_killed_mid_upload_resumes_from_what_the_hub_holds() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let (_province, county, node) = county_with_township(tmp.path(), "420322105").unwrap();
+    let proxy = rt
+        .block_on(FaultProxy::start(county.addr, Faults { bytes_per_sec: Some(RATE), ..Faults::clean() }, 3))
+        .unwrap();
+    node.set_hub_url(&proxy.url()).unwrap();
+    let text = std::fs::read_to_string(&node.config).unwrap();
+    std::fs::write(&node.config, text.replace("request_timeout_secs = 30", "request_timeout_secs = 5")).unwrap();
+    let csv = households_csv(tmp.path(), &["420322105200", "420322105201"], 300, 7);
+    node.cmd(&["import", csv.to_str().unwrap(), "--year", "2014"]).unwrap();
+
+    // Killed once two thirds of the change set are at the hub.
+    let mut child = node.spawn(&["sync"]).unwrap();
+    let hub_db = rusqlite::Connection::open(county.dir.join("hub.db")).unwrap();
+    let held = |db: &rusqlite::Connection| -> (i64, i64) {
+        db.query_row("SELECT COALESCE(MAX(total), 0), COALESCE(MAX(LENGTH(data)), 0) FROM uploads", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap_or((0, 0))
+    };
+    let deadline = Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (total, got) = held(&hub_db);
+        if total > 0 && got * 3 > total * 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the upload never got two thirds of the way");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let (total, _) = held(&hub_db);
+
+    let logged_before = proxy.stats().log.lock().unwrap().len();
+    proxy.set_faults(Faults::clean());
+    node.cmd(&["sync"]).unwrap();
+    // The change-set bytes sent after the restart (upload pieces and whole pushes, headers too).
+    let sent_up: u64 = {
+        let log = proxy.stats().log.lock().unwrap();
+        log[logged_before..]
+            .iter()
+            .filter(|l| l.contains("PUT /v1/uploads") || l.contains("POST /v1/changesets"))
+            .filter_map(|l| l.split_whitespace().rev().nth(1).and_then(|n| n.parse::<u64>().ok()))
+            .sum()
+    };
+    println!("killed two thirds through a {total}-byte upload: {sent_up} bytes of it sent after the restart");
+    assert!(sent_up * 2 < total as u64, "after the restart {sent_up} bytes went up for a {total}-byte change set");
+    let v = node.cmd_raw(&["verify", "--year", "2014", "--json"]).unwrap();
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stdout));
+}
