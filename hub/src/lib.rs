@@ -17,7 +17,6 @@ pub mod forward;
 pub mod http;
 pub mod hub;
 pub mod merge;
-pub mod output;
 pub mod store;
 pub mod upstream;
 pub mod years;

@@ -2,9 +2,9 @@
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use jianka_hub::output::{self, errln, outln};
 use jianka_hub::{HubConfig, admin, audit, clock};
 use jianka_shared::{RegionCode, Tier, protocol::PushOutcome, trust::KeyId};
+use jianka_term::{errln, outln};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -380,7 +380,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         // The reader stopped early (`report | head`): what it read is all it wanted.
-        Err(e) if output::is_closed_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) if jianka_term::is_closed_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             let _ = errln!("error: {e:#}");
             ExitCode::FAILURE

@@ -6,7 +6,6 @@ use crate::config::{self, CONFIG_ENV};
 use crate::edit::Refused;
 use crate::import::{ImportOptions, VillageInput};
 use crate::node::Node;
-use crate::output::{self, errln, outln};
 use crate::progress::Progress;
 use crate::store::{Capture, WriteError};
 use crate::{adjust, bundle, daemon, edit, import, report, sync, vocabulary, workflow};
@@ -17,6 +16,7 @@ use jianka_keyfile::Keypair;
 use jianka_shared::protocol::DigestReport;
 use jianka_shared::protocol::ErrorCode;
 use jianka_shared::{RegionCode, Tier, Year};
+use jianka_term::{errln, outln};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -458,7 +458,7 @@ pub fn main_with(cli: Cli) -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         // The reader stopped early (`status | head`): what it read is all it wanted.
-        Err(e) if output::is_closed_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) if jianka_term::is_closed_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             let bad_input = e.chain().any(|c| c.is::<Refused>() || c.is::<WriteError>());
             let _ = errln!("error: {e:#}");

@@ -8,7 +8,7 @@
 //! [`feedback`] (applying county decisions), [`import`]/[`table`] (扶贫手册, 贫困村登记表),
 //! [`masking`] (personal numbers in what is printed), [`edit`], [`workflow`], [`adjust`] (annual
 //! update), [`bundle`] (USB), [`report`] (status, verify), [`vocabulary`] (how statuses are named),
-//! [`output`] (printing; a closed pipe ends quietly), [`progress`] (bars on a terminal), [`cli`].
+//! [`progress`] (bars on a terminal), [`cli`] (printing through `jianka_term`: a closed pipe ends quietly).
 
 pub mod adjust;
 pub mod bundle;
@@ -24,7 +24,6 @@ pub mod import;
 pub mod masking;
 pub mod node;
 pub mod outbox;
-pub mod output;
 pub mod pace;
 pub mod progress;
 pub mod report;

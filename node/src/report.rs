@@ -1,7 +1,6 @@
 //! `status` and `verify`: what the clerk needs to act on, and proof that node and county agree.
 
 use crate::node::Node;
-use crate::output::outln;
 use crate::{db, outbox, store};
 use anyhow::Result;
 use chrono::NaiveDate;
@@ -9,6 +8,7 @@ use jianka_shared::Year;
 use jianka_shared::digest::{SetDigest, record_digest};
 use jianka_shared::protocol::DigestReport;
 use jianka_shared::record::{RecordKey, RecordKind};
+use jianka_term::outln;
 use rusqlite::params;
 use serde::Serialize;
 use std::collections::BTreeMap;

@@ -1,7 +1,8 @@
-//! What a command prints. A reader that stops early (`jianka-node status | head`) closes the
-//! pipe; `println!` would then panic ("failed printing to stdout", exit 101), so results and
-//! messages go through these writers, and a closed pipe ends the command quietly (`cli::main_with`).
-//! The workspace forbids `unsafe`, so SIGPIPE cannot be reset to its default instead.
+//! What a command prints. A reader that stops early (`jianka-node status | head`,
+//! `jianka-hub report | head`) closes the pipe; `println!` would then panic ("failed printing to
+//! stdout", exit 101), so results and messages go through these writers, which return the
+//! write's error, and each binary's `main` ends quietly on a closed pipe. The workspace forbids
+//! `unsafe`, so SIGPIPE cannot be reset to its default instead.
 
 use std::io::Write;
 
@@ -12,7 +13,7 @@ pub fn line(args: std::fmt::Arguments) -> std::io::Result<()> {
     out.write_all(b"\n")
 }
 
-/// Writes one line of messages (row errors, refusals) to stderr.
+/// Writes one line of messages (row errors, refusals, what to do next) to stderr.
 pub fn message(args: std::fmt::Arguments) -> std::io::Result<()> {
     let mut err = std::io::stderr().lock();
     err.write_fmt(args)?;
@@ -25,17 +26,17 @@ pub fn is_closed_pipe(e: &anyhow::Error) -> bool {
 }
 
 /// `println!` that returns the write's error instead of panicking on a closed pipe.
+#[macro_export]
 macro_rules! outln {
     ($($arg:tt)*) => {
-        $crate::output::line(format_args!($($arg)*))
+        $crate::line(format_args!($($arg)*))
     };
 }
 
 /// `eprintln!` that returns the write's error instead of panicking on a closed pipe.
+#[macro_export]
 macro_rules! errln {
     ($($arg:tt)*) => {
-        $crate::output::message(format_args!($($arg)*))
+        $crate::message(format_args!($($arg)*))
     };
 }
-
-pub(crate) use {errln, outln};
