@@ -4,7 +4,9 @@
 //! Field ownership by name (`county.*`, `province.*`) is `record::field_owner`; the merge applies
 //! it per field. Pure: no I/O, no hub state.
 
-use jianka_shared::{RecordKey, RecordKind, RegionCode, Tier, Yuan, changeset::FieldWrite, domain::Status};
+use jianka_shared::{
+    RecordKey, RecordKind, RegionCode, Tier, Yuan, changeset::FieldWrite, domain::Status, protocol::RejectReason,
+};
 
 /// The tier a status belongs to: only that tier (or one above it) may put a record into it.
 /// A township takes a household up to 乡镇公示 and hands it to 县复审 (so `CountyReview` is the
@@ -73,20 +75,21 @@ pub fn check_status(writer: Tier, from: Option<Status>, to: Status, in_update: b
     // recognised household in the annual update, and start again with one the county refused.
     let exit = matches!(from, Status::CountyAnnounced | Status::ProvinceFiled) && to == Status::Exited;
     let restart = from == Status::NotRecognised && status_owner(to) == Tier::Township && to != Status::Exited;
-    match () {
-        _ if exit && in_update => Ok(()),
-        _ if exit => Err(format!(
+    if (exit && in_update) || restart {
+        Ok(())
+    } else if exit {
+        Err(format!(
             "{} ({from:?}) → {} ({to:?}) is recorded only in the annual update (动态调整)",
             from.label(),
             to.label()
-        )),
-        _ if restart => Ok(()),
-        _ => Err(format!(
+        ))
+    } else {
+        Err(format!(
             "the record is at {} ({from:?}), which the {} holds; a {writer} may not move it to {} ({to:?})",
             from.label(),
             status_leaver(from),
             to.label()
-        )),
+        ))
     }
 }
 
@@ -100,41 +103,47 @@ pub fn split_household_id(id: &str) -> Option<(&str, &str)> {
 /// The references a record carries, checked against its key and the writer's region once its
 /// fields are merged (`field` reads the merged record): a household's `village` and `number`
 /// are those of its key; a member's `household` lies in the writer's region and its `village`
-/// is that household's village.
+/// is that household's village. A reference outside the writer's region is `NotAuthorised`, one
+/// that disagrees with the key `FailedValidation`.
 pub fn check_references<'a>(
     key: &RecordKey,
     writer: &RegionCode,
     field: impl Fn(&str) -> Option<&'a str>,
-) -> Result<(), String> {
+) -> Result<(), (RejectReason, String)> {
+    let invalid = |m: String| (RejectReason::FailedValidation, m);
     match key.kind {
         RecordKind::Household => {
             let Some((village, number)) = split_household_id(&key.id) else {
-                return Err(format!("household id {:?} is not <12-digit village code>-<number>", key.id));
+                return Err(invalid(format!("household id {:?} is not <12-digit village code>-<number>", key.id)));
             };
             if let Some(v) = field("village").filter(|v| *v != village) {
-                return Err(format!("field village {v} does not agree with the household's key (village {village})"));
+                return Err(invalid(format!(
+                    "field village {v} does not agree with the household's key (village {village})"
+                )));
             }
             if let Some(n) = field("number").filter(|n| n.trim() != number) {
-                return Err(format!("field number {n:?} does not agree with the household's key (number {number})"));
+                return Err(invalid(format!(
+                    "field number {n:?} does not agree with the household's key (number {number})"
+                )));
             }
         }
         RecordKind::Member => {
             let Some(hh) = field("household") else {
-                return Err("a member names no household".into());
+                return Err(invalid("a member names no household".into()));
             };
             let Some((village, _)) = split_household_id(hh) else {
-                return Err(format!("household {hh:?} is not <12-digit village code>-<number>"));
+                return Err(invalid(format!("household {hh:?} is not <12-digit village code>-<number>")));
             };
             if !RegionCode::parse(village).is_ok_and(|v| writer.contains(&v)) {
-                return Err(format!("household {hh} lies outside {writer}"));
+                return Err((RejectReason::NotAuthorised, format!("household {hh} lies outside {writer}")));
             }
             if let Some(v) = field("village").filter(|v| *v != village) {
-                return Err(format!("field village {v} does not agree with the member's household {hh}"));
+                return Err(invalid(format!("field village {v} does not agree with the member's household {hh}")));
             }
         }
         RecordKind::Village => {
             if key.id.len() != 12 || !key.id.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(format!("village code {:?} is not 12 digits", key.id));
+                return Err(invalid(format!("village code {:?} is not 12 digits", key.id)));
             }
         }
     }
@@ -274,7 +283,7 @@ mod tests {
         let other = f(&[("household", "420322106200-0001"), ("village", "420322105200")]);
         assert!(check_references(&mk, &t, other).is_err());
         let outside = f(&[("household", "420322106200-0001"), ("village", "420322106200")]);
-        assert!(check_references(&mk, &t, outside).unwrap_err().contains("outside"));
+        assert_eq!(check_references(&mk, &t, outside).unwrap_err().0, RejectReason::NotAuthorised);
         assert!(check_references(&mk, &t, f(&[])).is_err());
     }
 

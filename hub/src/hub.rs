@@ -562,8 +562,6 @@ impl Hub {
             self.reexamine(&mut tx, &mut hlc, households, &mut fx).await?;
             self.reexamine_villages(&mut tx, &mut hlc, &mut fx).await?;
             self.carry_into_next_year(&mut tx, &mut fx).await?;
-        }
-        if self.region().tier() == Tier::County {
             restore_feedback(&mut fx, &sender.region);
         }
         fx.feedback.push((origin.clone(), Feedback::Ack { seq: header.seq }));
@@ -818,15 +816,6 @@ impl Hub {
                     continue;
                 }
             };
-            if let Some(old) = moved_from
-                && let Some(mut row) = fx.rows.get(&old).or_else(|| households.get(&old)).cloned()
-            {
-                // The household this one moved from passes its status on once only.
-                let by = self.region().as_str().into();
-                row.fields.insert(STATUS_PASSED_TO.into(), FieldState(key.id.as_str().into(), fx.move_version, by));
-                fx.rows.insert(old.clone(), row);
-                fx.dirty.push(old);
-            }
             match op {
                 Op::Delete { .. } => {
                     if let Some(ex) = &existing
@@ -1018,12 +1007,7 @@ impl Hub {
                     if let Some(sorted) = fresh {
                         row.fields = Fields::from_sorted_store_unchecked(sorted);
                     }
-                    if let Err(msg) = authority::check_references(key, writer, |n| row.field(n)) {
-                        let reason = if msg.contains("outside") {
-                            RejectReason::NotAuthorised
-                        } else {
-                            RejectReason::FailedValidation
-                        };
+                    if let Err((reason, msg)) = authority::check_references(key, writer, |n| row.field(n)) {
                         reject(fx, writer, key, reason, format!("{key}: {msg}"), payload());
                         continue;
                     }
@@ -1067,6 +1051,16 @@ impl Hub {
                     fx.rows.insert(k.clone(), row);
                     fx.dirty.push(k);
                     fx.applied += 1;
+                    // Accepted: the household this one moved from passes its status on once only.
+                    if let Some(old) = moved_from
+                        && let Some(mut left) = fx.rows.get(&old).or_else(|| households.get(&old)).cloned()
+                    {
+                        let by = self.region().as_str().into();
+                        left.fields
+                            .insert(STATUS_PASSED_TO.into(), FieldState(key.id.as_str().into(), fx.move_version, by));
+                        fx.rows.insert(old.clone(), left);
+                        fx.dirty.push(old);
+                    }
                 }
             }
         }
@@ -1480,9 +1474,7 @@ impl Hub {
             }
         }
         for (township, keys) in removed {
-            for chunk in keys.chunks(CORRECTIONS_PER_ITEM) {
-                fx.feedback.push((township.clone(), Feedback::Removed { keys: chunk.to_vec(), version: Hlc(version) }));
-            }
+            fx.feedback.extend(removed_feedback(&township, &keys, Hlc(version)));
         }
         let county = self.region().to_string();
         for (township, year, n) in ledger {
@@ -1830,12 +1822,10 @@ fn check_authority<'r>(
         }
         Op::Upsert { fields, .. } => {
             let from = existing.and_then(status_of);
-            let membership = fields.iter().filter(|w| w.name == "members").cloned().collect::<Vec<_>>();
-            if key.kind == RecordKind::Household
-                && frozen
-                && from.is_some_and(authority::is_decided)
-                && changes(&membership)
-            {
+            let resized = fields
+                .iter()
+                .any(|w| w.name == "members" && existing.and_then(|r| r.field("members")) != Some(w.value.as_str()));
+            if key.kind == RecordKind::Household && frozen && from.is_some_and(authority::is_decided) && resized {
                 return refused("changes the size of", &key.id);
             }
             let Some(to) = fields.iter().find(|w| w.name == "status").and_then(|w| Status::parse(&w.value)) else {
@@ -1923,9 +1913,14 @@ fn restore_feedback(fx: &mut Effects, writer: &RegionCode) {
     for chunk in restored.chunks(CORRECTIONS_PER_ITEM) {
         fx.feedback.push((to.clone(), Feedback::Restored { items: chunk.to_vec() }));
     }
-    for chunk in removed.chunks(CORRECTIONS_PER_ITEM) {
-        fx.feedback.push((to.clone(), Feedback::Removed { keys: chunk.to_vec(), version }));
-    }
+    fx.feedback.extend(removed_feedback(&to, &removed, version));
+}
+
+/// `Removed` items for `to`, at most [`CORRECTIONS_PER_ITEM`] keys each.
+fn removed_feedback(to: &str, keys: &[RecordKey], version: Hlc) -> Vec<(String, Feedback)> {
+    keys.chunks(CORRECTIONS_PER_ITEM)
+        .map(|c| (to.to_string(), Feedback::Removed { keys: c.to_vec(), version }))
+        .collect()
 }
 
 /// A decision's reason as stored and forwarded: within the limit the tier above checks

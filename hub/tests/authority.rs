@@ -3,6 +3,7 @@
 //! status, any reference, any size), and as a clerk would at scale (one change set of more than
 //! 5,000 household operations).
 
+#[macro_use]
 mod common;
 
 use common::*;
@@ -18,21 +19,6 @@ use std::collections::{BTreeMap, BTreeSet};
 const COUNTY: &str = "420322";
 const A: &str = "420322105";
 const B: &str = "420322106";
-
-fn upsert(key: RecordKey, fields: &[(&str, &str)], version: u64) -> Op {
-    Op::Upsert {
-        key,
-        fields: fields
-            .iter()
-            .map(|(n, v)| FieldWrite {
-                name: n.to_string(),
-                value: v.to_string(),
-                version: Hlc(version),
-                base: Hlc::ZERO,
-            })
-            .collect(),
-    }
-}
 
 fn hkey(id: &str) -> RecordKey {
     RecordKey::new(RecordKind::Household, 2014, id)
@@ -111,17 +97,11 @@ async fn a_township_cannot_skip_county_reexamination(pg: bool) {
     assert_eq!(recognised_people(&s.county.hub, 2014).await, 2);
 }
 
-#[tokio::test]
-async fn a_township_cannot_skip_county_reexamination_sqlite() {
-    a_township_cannot_skip_county_reexamination(false).await;
-}
-
-#[tokio::test]
-async fn a_township_cannot_skip_county_reexamination_postgres() {
-    if pg_available() {
-        a_township_cannot_skip_county_reexamination(true).await;
-    }
-}
+both_backends!(
+    a_township_cannot_skip_county_reexamination,
+    a_township_cannot_skip_county_reexamination_sqlite,
+    a_township_cannot_skip_county_reexamination_postgres
+);
 
 // ------------------------------------------------------------------------------ observation 2
 
@@ -189,17 +169,11 @@ async fn large_offline_sync_is_reexamined_exactly(pg: bool) {
     assert_eq!(recognised_people(&s.county.hub, 2014).await, used);
 }
 
-#[tokio::test]
-async fn large_offline_sync_is_reexamined_exactly_sqlite() {
-    large_offline_sync_is_reexamined_exactly(false).await;
-}
-
-#[tokio::test]
-async fn large_offline_sync_is_reexamined_exactly_postgres() {
-    if pg_available() {
-        large_offline_sync_is_reexamined_exactly(true).await;
-    }
-}
+both_backends!(
+    large_offline_sync_is_reexamined_exactly,
+    large_offline_sync_is_reexamined_exactly_sqlite,
+    large_offline_sync_is_reexamined_exactly_postgres
+);
 
 // ------------------------------------------------------------------------------ observation 3
 
@@ -234,17 +208,11 @@ async fn references_stay_inside_the_senders_region(pg: bool) {
     assert_eq!(status_of(&rows, &victim.id()), Some(Status::CountyAnnounced));
 }
 
-#[tokio::test]
-async fn references_stay_inside_the_senders_region_sqlite() {
-    references_stay_inside_the_senders_region(false).await;
-}
-
-#[tokio::test]
-async fn references_stay_inside_the_senders_region_postgres() {
-    if pg_available() {
-        references_stay_inside_the_senders_region(true).await;
-    }
-}
+both_backends!(
+    references_stay_inside_the_senders_region,
+    references_stay_inside_the_senders_region_sqlite,
+    references_stay_inside_the_senders_region_postgres
+);
 
 // ------------------------------------------------------------------------------ observation 4
 
@@ -302,17 +270,11 @@ async fn sizes_are_limited_before_anything_is_stored(pg: bool) {
     assert!(rej.iter().all(|x| !x.message.contains(&"1".repeat(20))), "the value is not echoed: {rej:?}");
 }
 
-#[tokio::test]
-async fn sizes_are_limited_before_anything_is_stored_sqlite() {
-    sizes_are_limited_before_anything_is_stored(false).await;
-}
-
-#[tokio::test]
-async fn sizes_are_limited_before_anything_is_stored_postgres() {
-    if pg_available() {
-        sizes_are_limited_before_anything_is_stored(true).await;
-    }
-}
+both_backends!(
+    sizes_are_limited_before_anything_is_stored,
+    sizes_are_limited_before_anything_is_stored_sqlite,
+    sizes_are_limited_before_anything_is_stored_postgres
+);
 
 // ------------------------------------------------------------------------------ observation 5
 
@@ -881,14 +843,8 @@ async fn a_moved_household_keeps_its_status_once(pg: bool) {
     assert_eq!(recognised_people(&s.county.hub, 2015).await, s.county.hub.quota_in_ledger(2015).await.unwrap());
 }
 
-#[tokio::test]
-async fn a_moved_household_keeps_its_status_once_sqlite() {
-    a_moved_household_keeps_its_status_once(false).await;
-}
-
-#[tokio::test]
-async fn a_moved_household_keeps_its_status_once_postgres() {
-    if pg_available() {
-        a_moved_household_keeps_its_status_once(true).await;
-    }
-}
+both_backends!(
+    a_moved_household_keeps_its_status_once,
+    a_moved_household_keeps_its_status_once_sqlite,
+    a_moved_household_keeps_its_status_once_postgres
+);

@@ -2,52 +2,22 @@
 //! reopenings that end, lateness counted per year, and the report's quota and deadline wording.
 //! Time moves with the ManualClock only.
 
+#[macro_use]
 mod common;
 use chrono::TimeZone;
 use common::*;
 use jianka_hub::audit;
 use jianka_shared::{
     Hlc, RecordKey, RecordKind,
-    changeset::{Draft, FieldWrite, Op},
+    changeset::{Draft, Op},
     domain::Status,
     protocol::*,
 };
-
-/// Runs a storage test on SQLite, and on PostgreSQL when JIANKA_TEST_PG is set.
-macro_rules! both_backends {
-    ($body:ident, $sqlite:ident, $pg:ident) => {
-        #[tokio::test]
-        async fn $sqlite() {
-            $body(false).await;
-        }
-        #[tokio::test]
-        async fn $pg() {
-            if pg_available() {
-                $body(true).await;
-            }
-        }
-    };
-}
 
 /// Beijing time `y-m-d h:00` as the hubs' clock.
 fn beijing(s: &Setup, y: i32, m: u32, d: u32, h: u32) {
     let t = chrono_tz::Asia::Shanghai.with_ymd_and_hms(y, m, d, h, 0, 0).unwrap().with_timezone(&chrono::Utc);
     s.county.clock.set(t);
-}
-
-fn upsert(key: RecordKey, fields: &[(&str, &str)], version: u64, base: u64) -> Op {
-    Op::Upsert {
-        key,
-        fields: fields
-            .iter()
-            .map(|(n, v)| FieldWrite {
-                name: n.to_string(),
-                value: v.to_string(),
-                version: Hlc(version),
-                base: Hlc(base),
-            })
-            .collect(),
-    }
 }
 
 /// The version the county holds for one field (the base a township edits from).
@@ -103,7 +73,7 @@ async fn window_adjustments_reach_the_new_year(pg: bool) {
     let baby = baby_op.key().id.clone();
     let new_entry = household("420322105201", 3, 2, 3, Status::CountyReview);
     let mut ops = vec![
-        upsert(hh(&exiting), &[("status", "Exited"), ("exit_reason", "稳定脱贫")], 1_000, status_base),
+        upsert_from(hh(&exiting), &[("status", "Exited"), ("exit_reason", "稳定脱贫")], 1_000, status_base),
         Op::Delete { key: dead_key.clone(), version: Hlc(1_000), base: Hlc(dead_base) },
         baby_op,
     ];
@@ -147,10 +117,12 @@ async fn window_adjustments_reach_the_new_year(pg: bool) {
     let k15 = RecordKey::new(RecordKind::Household, 2015, dying.id());
     let phone15 = version_of(&s, &k15, "phone").await;
     let mut n2015 = node_for_year(&mut node, 2015);
-    accepted(&n2015.push(vec![upsert(k15.clone(), &[("phone", "13911112222")], 2_000, phone15)]).await);
+    accepted(&n2015.push(vec![upsert_from(k15.clone(), &[("phone", "13911112222")], 2_000, phone15)]).await);
     let phone14 = version_of(&s, &hh(&dying), "phone").await;
     accepted(
-        &node.push(vec![upsert(hh(&dying), &[("phone", "13933334444"), ("helper_name", "李")], 3_000, phone14)]).await,
+        &node
+            .push(vec![upsert_from(hh(&dying), &[("phone", "13933334444"), ("helper_name", "李")], 3_000, phone14)])
+            .await,
     );
     let rows = s.county.hub.records_in(&r("420322"), 2015).await.unwrap();
     let d15 = rows.iter().find(|x| x.key == k15).unwrap();
@@ -215,17 +187,17 @@ async fn a_reopening_is_for_its_region_only_and_ends(pg: bool) {
     assert_eq!((ca.state, ca.deadline.as_deref()), (YearState::Reopened, Some("2015-02-05")));
     assert_eq!(cycle_of(&b, 2014).await.state, YearState::Locked);
     let key = RecordKey::new(RecordKind::Household, 2014, h.id());
-    let edit = |v: u64, phone: &str| upsert(key.clone(), &[("phone", phone)], v, 5);
+    let edit = |v: u64, phone: &str| upsert_from(key.clone(), &[("phone", phone)], v, 5);
     let (applied, rej) = accepted(&a.push(vec![edit(100, "13900000001")]).await);
     assert_eq!((applied, rej.len()), (1, 0));
     // The last day still counts; the day after, 2014 is locked again.
     beijing(&s, 2015, 2, 5, 23);
     a.now = s.county.clock.now_secs();
-    let (applied, _) = accepted(&a.push(vec![upsert(key.clone(), &[("phone", "13900000002")], 200, 100)]).await);
+    let (applied, _) = accepted(&a.push(vec![upsert_from(key.clone(), &[("phone", "13900000002")], 200, 100)]).await);
     assert_eq!(applied, 1);
     beijing(&s, 2015, 2, 6, 9);
     a.now = s.county.clock.now_secs();
-    let (_, rej) = accepted(&a.push(vec![upsert(key.clone(), &[("phone", "13900000003")], 300, 200)]).await);
+    let (_, rej) = accepted(&a.push(vec![upsert_from(key.clone(), &[("phone", "13900000003")], 300, 200)]).await);
     assert_eq!(rej[0].reason, RejectReason::YearLocked);
     assert_eq!(cycle_of(&a, 2014).await.state, YearState::Locked);
     // The default reopening lasts 7 days; the end is in the audit entry.

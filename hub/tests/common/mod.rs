@@ -31,7 +31,8 @@ pub async fn database_url(dir: &Path, pg: bool) -> String {
     }
     let base = std::env::var("JIANKA_TEST_PG").expect("JIANKA_TEST_PG");
     sqlx::any::install_default_drivers();
-    let name = format!("jianka_hub_{}", std::process::id() as u64 * 1000 + rand_suffix());
+    // Unique across test processes running at once and across runs (databases are kept).
+    let name = format!("jianka_hub_{}_{}", std::process::id(), rand_suffix());
     let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&base).await.unwrap();
     sqlx::Executor::execute(&mut conn, sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.unwrap();
     let _ = dir;
@@ -39,12 +40,11 @@ pub async fn database_url(dir: &Path, pg: bool) -> String {
     format!("{prefix}/{name}")
 }
 
-fn rand_suffix() -> u64 {
+fn rand_suffix() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
-    N.fetch_add(1, Ordering::SeqCst)
-        + (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() as u64 % 997)
-            * 1000
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    format!("{}_{nanos}", N.fetch_add(1, Ordering::SeqCst))
 }
 
 pub fn pg_available() -> bool {
@@ -305,3 +305,41 @@ pub fn accepted(a: &Answer) -> (u64, Vec<Rejection>) {
 }
 
 pub fn _status_used(_: Status) {}
+
+/// Runs a storage test on SQLite, and on PostgreSQL when JIANKA_TEST_PG is set.
+#[macro_export]
+macro_rules! both_backends {
+    ($body:ident, $sqlite:ident, $pg:ident) => {
+        #[tokio::test]
+        async fn $sqlite() {
+            $body(false).await;
+        }
+        #[tokio::test]
+        async fn $pg() {
+            if pg_available() {
+                $body(true).await;
+            }
+        }
+    };
+}
+
+/// An upsert of `fields` at `version`, edited from `base`.
+pub fn upsert_from(key: jianka_shared::RecordKey, fields: &[(&str, &str)], version: u64, base: u64) -> Op {
+    Op::Upsert {
+        key,
+        fields: fields
+            .iter()
+            .map(|(n, v)| FieldWrite {
+                name: n.to_string(),
+                value: v.to_string(),
+                version: Hlc(version),
+                base: Hlc(base),
+            })
+            .collect(),
+    }
+}
+
+/// An upsert of `fields` at `version` of a record the writer had not seen (base zero).
+pub fn upsert(key: jianka_shared::RecordKey, fields: &[(&str, &str)], version: u64) -> Op {
+    upsert_from(key, fields, version, 0)
+}
