@@ -11,7 +11,7 @@
 
 use chrono::{NaiveDate, TimeZone, Utc};
 use ed25519_dalek::SigningKey;
-use jianka_hub::{Hub, HubConfig, ManualClock, admin, hub::Sender};
+use jianka_hub::{Hub, HubConfig, ManualClock, admin, auth::Sender};
 use jianka_shared::{
     Hlc, RegionCode, Yuan,
     changeset::{Draft, FieldWrite, Op, envelope_hash},
@@ -279,7 +279,10 @@ async fn open_hub(region: &str, db: Option<String>, quotas: Option<(u64, &str)>)
         )
         .await
         .unwrap();
-        let chain = p.enroll(hub.region(), &jianka_keyfile::public_hex(&hub.key.verifying_key()), None).await.unwrap();
+        let chain = p
+            .enroll(hub.region(), &jianka_keyfile::public_hex(&hub.signing_key().verifying_key()), None)
+            .await
+            .unwrap();
         jianka_keyfile::write_chain(&dir.path().join("chain.json"), &chain).unwrap();
     }
     (hub, dir)
@@ -430,7 +433,7 @@ async fn main() {
             (per_county / 3 * 3 * counties) as f64 / secs,
             peak_rss_mb()
         );
-        prov.db.pool.close().await;
+        prov.db().pool.close().await;
         if let Some(u) = &url {
             // The benchmark's own database goes again, so runs leave the server as they found it.
             let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(u).await.unwrap();

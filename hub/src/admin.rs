@@ -2,12 +2,15 @@
 //! quota adjustment and reports. The CLI (`main.rs`) only parses flags and calls these.
 
 use crate::audit::{self, AuditEntry};
+use crate::auth::Sender;
 use crate::config::HubConfig;
 use crate::error::HubError;
-use crate::hub::{
-    DECISION_ADMIT, Hub, Row_, Sender, parse_storage_key, push_feedback, quota_used, row_from, write_rows,
-};
+use crate::feedback::push_feedback;
 use crate::merge::FieldState;
+use crate::quota::quota_used;
+use crate::record::{StoredRecord, is_recognised, parse_storage_key, row_from};
+use crate::state::Hub;
+use crate::store::records::write_rows;
 use crate::store::{Db, get_i64};
 use crate::years;
 use anyhow::{Context, bail};
@@ -439,7 +442,7 @@ impl Hub {
             .await?;
         let mut row = match existing {
             Some(e) => row_from(&k, e.try_get(1)?, e.try_get(2)?, &e.try_get::<String, _>(3)?, false)?,
-            None => Row_ {
+            None => StoredRecord {
                 key: key.clone(),
                 region: String::new(),
                 hh: String::new(),
@@ -715,13 +718,15 @@ impl Hub {
                 by_region.entry(region).or_default();
             }
             for (region, s) in by_region.iter_mut() {
-                let sub: Vec<Row_> = rows.iter().filter(|r| r.region.starts_with(region.as_str())).cloned().collect();
+                let sub: Vec<StoredRecord> =
+                    rows.iter().filter(|r| r.region.starts_with(region.as_str())).cloned().collect();
                 *s = summarise(&sub, None, 0);
             }
             // One rule at every tier: the annual update describes the year just ended as of 31
             // December, so an entry or an exit recorded in Y's update window is one of Y's.
-            let exited = |r: &Row_| r.fields.get("status").is_some_and(|s| Status::parse(&s.0) == Some(Status::Exited));
-            let ids = |rs: &[Row_], active_only: bool| -> std::collections::BTreeSet<String> {
+            let exited =
+                |r: &StoredRecord| r.fields.get("status").is_some_and(|s| Status::parse(&s.0) == Some(Status::Exited));
+            let ids = |rs: &[StoredRecord], active_only: bool| -> std::collections::BTreeSet<String> {
                 rs.iter()
                     .filter(|r| r.key.kind == RecordKind::Household && is_recognised(r))
                     .filter(|r| !(active_only && exited(r)))
@@ -792,15 +797,7 @@ impl Hub {
     }
 }
 
-/// Recognised by the county (admitted at re-examination, announced or filed).
-pub(crate) fn is_recognised(r: &Row_) -> bool {
-    matches!(
-        r.fields.get("status").and_then(|s| Status::parse(&s.0)),
-        Some(Status::CountyAnnounced | Status::ProvinceFiled)
-    ) || r.fields.get("county.decision").is_some_and(|f| f.0 == DECISION_ADMIT)
-}
-
-pub fn summarise(rows: &[Row_], quota_people: Option<u64>, quota_used: u64) -> SignOffSummary {
+pub fn summarise(rows: &[StoredRecord], quota_people: Option<u64>, quota_used: u64) -> SignOffSummary {
     let mut s = SignOffSummary { quota_people, quota_used, ..Default::default() };
     for r in rows {
         match r.key.kind {

@@ -2,7 +2,8 @@
 //! the county, its own seq chain) and its sign-offs; on cron schedules and on demand.
 //! Also the hub's other background jobs (New Year, locking), one worker shape for all.
 
-use crate::hub::{Hub, parse_storage_key, row_from};
+use crate::record::{parse_storage_key, row_from};
+use crate::state::Hub;
 use anyhow::{Context, bail};
 use ed25519_dalek::SigningKey;
 use jianka_shared::{

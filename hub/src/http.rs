@@ -1,8 +1,9 @@
 //! The HTTP surface (thin): authenticate, call the hub, map errors. See the protocol in
 //! `jianka_shared::protocol`.
 
+use crate::auth::Sender;
 use crate::error::HubError;
-use crate::hub::{Hub, Sender};
+use crate::state::Hub;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};

@@ -8,22 +8,28 @@
 
 pub mod admin;
 pub mod audit;
+pub mod auth;
 pub mod authority;
 pub mod bundle;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod feedback;
 pub mod forward;
 pub mod http;
-pub mod hub;
+pub mod ingest;
 pub mod merge;
+pub mod queries;
+pub mod quota;
+pub mod record;
+pub mod state;
 pub mod store;
 pub mod upstream;
 pub mod years;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::HubConfig;
-pub use hub::Hub;
+pub use state::Hub;
 
 use std::future::Future;
 use std::sync::Arc;

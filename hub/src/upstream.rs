@@ -7,9 +7,12 @@
 
 use crate::audit::AuditEntry;
 use crate::error::HubError;
+use crate::feedback::{corrections_feedback, push_feedback};
 use crate::forward::{answer, signed};
-use crate::hub::{Hub, Row_, corrections_feedback, push_feedback, row_from, storage_key, write_rows};
 use crate::merge::FieldState;
+use crate::record::{StoredRecord, row_from, storage_key};
+use crate::state::Hub;
+use crate::store::records::write_rows;
 use anyhow::{Context, bail};
 use jianka_shared::{RecordKey, RecordKind, RegionCode, Tier, protocol::*};
 use sqlx::{Any, Row, Transaction};
@@ -192,7 +195,7 @@ fn township_of(region: &str) -> Option<String> {
     RegionCode::parse(region).ok().and_then(|r| r.ancestor(Tier::Township)).map(|t| t.to_string())
 }
 
-async fn load_row(tx: &mut Transaction<'static, Any>, key: &RecordKey) -> Result<Option<Row_>, HubError> {
+async fn load_row(tx: &mut Transaction<'static, Any>, key: &RecordKey) -> Result<Option<StoredRecord>, HubError> {
     let k = storage_key(key);
     let r = sqlx::query("SELECT region, hh, fields, deleted FROM records WHERE k = $1")
         .bind(&k)

@@ -4,7 +4,11 @@
 
 use crate::audit::AuditEntry;
 use crate::error::HubError;
-use crate::hub::{Hub, Row_, push_feedback, quota_add, quota_used, write_rows};
+use crate::feedback::push_feedback;
+use crate::quota::{quota_add, quota_used};
+use crate::record::StoredRecord;
+use crate::state::Hub;
+use crate::store::records::write_rows;
 use crate::store::{Db, get_i64};
 use chrono::{Datelike, NaiveDate};
 use jianka_shared::{
@@ -262,7 +266,7 @@ impl Hub {
             })
             .map(|r| r.key.id.clone())
             .collect();
-        let carried: Vec<Row_> = rows
+        let carried: Vec<StoredRecord> = rows
             .iter()
             .filter(|r| match r.key.kind {
                 RecordKind::Household => keep_hh.contains(&r.key.id),
@@ -278,7 +282,7 @@ impl Hub {
                 c
             })
             .collect();
-        let refs: Vec<&Row_> = carried.iter().collect();
+        let refs: Vec<&StoredRecord> = carried.iter().collect();
         write_rows(&mut tx, &refs).await?;
         // The new year's quota ledger starts with the recognised people carried into it, so its
         // ceiling counts them (and the report and sign-off agree with the merge).
@@ -286,7 +290,7 @@ impl Hub {
             let mut people: std::collections::BTreeMap<String, i64> = Default::default();
             let recognised: std::collections::HashSet<&str> = carried
                 .iter()
-                .filter(|r| r.key.kind == RecordKind::Household && crate::admin::is_recognised(r))
+                .filter(|r| r.key.kind == RecordKind::Household && crate::record::is_recognised(r))
                 .map(|r| r.key.id.as_str())
                 .collect();
             for m in carried.iter().filter(|r| r.key.kind == RecordKind::Member && recognised.contains(r.hh.as_str())) {
@@ -324,7 +328,7 @@ impl Hub {
                 let values = r.fields.iter().map(|(n, f)| (n.to_string(), f.0.to_string())).collect();
                 Some((township, Correction { key: r.key.clone(), values, version }))
             });
-            fb.extend(crate::hub::corrections_feedback(corrections));
+            fb.extend(crate::feedback::corrections_feedback(corrections));
         }
         push_feedback(&mut tx, &fb).await?;
         self.audit(&mut tx, &[AuditEntry::new("new_year", format!("year {ended}"), "open", &snap_json)]).await?;

@@ -42,7 +42,7 @@ async fn recognised_people(hub: &Hub, year: Year) -> u64 {
     rows.iter().filter(|x| x.key.kind == RecordKind::Member && recognised.contains(x.hh.as_str())).count() as u64
 }
 
-fn status_of(hub_rows: &[jianka_hub::hub::Row_], id: &str) -> Option<Status> {
+fn status_of(hub_rows: &[jianka_hub::record::StoredRecord], id: &str) -> Option<Status> {
     hub_rows
         .iter()
         .find(|x| x.key.kind == RecordKind::Household && x.key.id == id)
@@ -251,12 +251,12 @@ async fn sizes_are_limited_before_anything_is_stored(pg: bool) {
     // Neither stored, nor quarantined, nor audited in full.
     let big: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM quarantine WHERE LENGTH(payload) > 10000 OR LENGTH(message) > 10000")
-            .fetch_one(&s.county.hub.db.pool)
+            .fetch_one(&s.county.hub.db().pool)
             .await
             .unwrap();
     assert_eq!(big, 0);
     let audited: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit WHERE LENGTH(old) + LENGTH(\"new\") > 10000")
-        .fetch_one(&s.county.hub.db.pool)
+        .fetch_one(&s.county.hub.db().pool)
         .await
         .unwrap();
     assert_eq!(audited, 0);
@@ -363,14 +363,14 @@ async fn the_smaller_holes_are_closed() {
     // A revoked flag that does not decode counts as revoked (fail closed).
     sqlx::query("UPDATE certs SET revoked = 'garbled' WHERE key_id = $1")
         .bind(key_id.to_string())
-        .execute(&s.county.hub.db.pool)
+        .execute(&s.county.hub.db().pool)
         .await
         .unwrap();
     let ans = a.request("GET", "/v1/sync/state", vec![]).await;
     assert_eq!((ans.status, ans.code()), (401, ErrorCode::RevokedKey));
     sqlx::query("UPDATE certs SET revoked = 0 WHERE key_id = $1")
         .bind(key_id.to_string())
-        .execute(&s.county.hub.db.pool)
+        .execute(&s.county.hub.db().pool)
         .await
         .unwrap();
 
@@ -688,7 +688,7 @@ fn whatever_an_authenticated_township_sends_the_county_keeps_its_authority() {
         let rows = s.county.hub.records_in(&r(B), 2014).await.unwrap();
         let victim_rows: BTreeMap<String, String> = rows
             .iter()
-            .map(|x| (jianka_hub::hub::storage_key(&x.key), jianka_hub::hub::fields_json(&x.fields)))
+            .map(|x| (jianka_hub::record::storage_key(&x.key), jianka_hub::record::fields_json(&x.fields)))
             .collect();
         (s, attacker, victim_rows)
     });
@@ -736,12 +736,12 @@ fn whatever_an_authenticated_township_sends_the_county_keeps_its_authority() {
                 }
                 let rows = s.county.hub.records_in(&r(COUNTY), 2014).await.unwrap();
                 for x in &rows {
-                    let k = jianka_hub::hub::storage_key(&x.key);
+                    let k = jianka_hub::record::storage_key(&x.key);
                     let region = RegionCode::parse(&x.region).ok();
                     let in_a = region.as_ref().is_some_and(|g| r(A).contains(g));
                     // No record outside the attacker's township changes (or appears).
                     if !in_a {
-                        let now = jianka_hub::hub::fields_json(&x.fields);
+                        let now = jianka_hub::record::fields_json(&x.fields);
                         prop_assert_eq!(victim_rows.get(&k), Some(&now), "{} changed", x.key);
                     }
                     // No household reaches a county-owned status except by the county's decision.
@@ -764,7 +764,7 @@ fn whatever_an_authenticated_township_sends_the_county_keeps_its_authority() {
                     }
                 }
                 // The victim's records are all still there.
-                let live: BTreeSet<String> = rows.iter().map(|x| jianka_hub::hub::storage_key(&x.key)).collect();
+                let live: BTreeSet<String> = rows.iter().map(|x| jianka_hub::record::storage_key(&x.key)).collect();
                 prop_assert!(victim_rows.keys().all(|k| live.contains(k)));
                 // The county's recognised people never exceed its ceiling, and match its ledger.
                 let people = recognised_people(&s.county.hub, 2014).await;

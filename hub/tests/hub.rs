@@ -55,7 +55,7 @@ async fn core_flow(pg: bool) {
     assert_eq!(a.json::<PushOutcome>(), PushOutcome::Gap { expected: 2 });
     let d2: DigestReport = node.request("GET", "/v1/digest?year=2014", vec![]).await.json();
     assert_eq!(d2.digest, d.digest, "nothing changed");
-    assert!(matches!(audit::verify(&s.county.hub.db).await.unwrap(), audit::AuditCheck::Intact { .. }));
+    assert!(matches!(audit::verify(s.county.hub.db()).await.unwrap(), audit::AuditCheck::Intact { .. }));
 }
 
 #[tokio::test]
@@ -117,7 +117,7 @@ async fn bad_input_is_refused_each_with_its_own_error_and_nothing_stored(pg: boo
     let a = skewed.push(ops_of(&h, 1)).await;
     assert_eq!((a.status, a.code()), (401, ErrorCode::ClockSkew));
     // Oversized body.
-    let big = vec![0u8; s.county.hub.cfg.max_body_bytes + 1];
+    let big = vec![0u8; s.county.hub.config().max_body_bytes + 1];
     let a = node.request("POST", "/v1/changesets", big).await;
     assert_eq!((a.status, a.code()), (413, ErrorCode::TooLarge));
     // Garbage envelope.
@@ -383,7 +383,7 @@ async fn audit_chain_detects_tampering(pg: bool) {
         fields: vec![FieldWrite { name: "phone".into(), value: "13900000000".into(), version: Hlc(90), base: Hlc(5) }],
     };
     accepted(&a.push(vec![edit]).await);
-    let db = &s.county.hub.db;
+    let db = s.county.hub.db();
     assert!(matches!(audit::verify(db).await.unwrap(), audit::AuditCheck::Intact { entries, .. } if entries >= 4));
     let rows: Vec<(i64, String, String, String, String)> = sqlx::query_as(
         "SELECT seq, action, subject, old, new FROM audit WHERE action IN ('changeset', 'county_decisions') ORDER BY seq",

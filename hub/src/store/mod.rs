@@ -4,6 +4,8 @@
 //!
 //! Every statement uses `$n` placeholders, which both SQLite and PostgreSQL accept.
 
+pub mod records;
+
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, AssertSqlSafe, Executor, Row, SqlSafeStr};
@@ -38,16 +40,16 @@ pub struct Sqlite;
 pub struct Postgres;
 
 static SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
-    (1, "initial", include_str!("../migrations/sqlite/0001_initial.sql")),
-    (2, "cycle_fixes", include_str!("../migrations/sqlite/0002_cycle_fixes.sql")),
-    (3, "completed_moves", include_str!("../migrations/sqlite/0003_completed_moves.sql")),
-    (4, "envelope_bytes", include_str!("../migrations/sqlite/0004_envelope_bytes.sql")),
+    (1, "initial", include_str!("../../migrations/sqlite/0001_initial.sql")),
+    (2, "cycle_fixes", include_str!("../../migrations/sqlite/0002_cycle_fixes.sql")),
+    (3, "completed_moves", include_str!("../../migrations/sqlite/0003_completed_moves.sql")),
+    (4, "envelope_bytes", include_str!("../../migrations/sqlite/0004_envelope_bytes.sql")),
 ];
 static PG_MIGRATIONS: &[(i64, &str, &str)] = &[
-    (1, "initial", include_str!("../migrations/postgres/0001_initial.sql")),
-    (2, "cycle_fixes", include_str!("../migrations/postgres/0002_cycle_fixes.sql")),
-    (3, "completed_moves", include_str!("../migrations/postgres/0003_completed_moves.sql")),
-    (4, "envelope_bytes", include_str!("../migrations/postgres/0004_envelope_bytes.sql")),
+    (1, "initial", include_str!("../../migrations/postgres/0001_initial.sql")),
+    (2, "cycle_fixes", include_str!("../../migrations/postgres/0002_cycle_fixes.sql")),
+    (3, "completed_moves", include_str!("../../migrations/postgres/0003_completed_moves.sql")),
+    (4, "envelope_bytes", include_str!("../../migrations/postgres/0004_envelope_bytes.sql")),
 ];
 
 impl Dialect for Sqlite {

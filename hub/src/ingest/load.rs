@@ -1,0 +1,190 @@
+//! Step 2, the load: what merging a change set reads from the database, read before the merge
+//! starts (the merge runs while the database writes, so it may not query).
+
+use crate::error::HubError;
+use crate::ingest::apply::op_field;
+use crate::ingest::moves::{CompletedMove, PendingMove};
+use crate::ingest::moves::{completed_moves_of, pending_moves};
+use crate::ingest::outcome::IngestOutcome;
+use crate::merge::Text;
+use crate::record::{HashMap, HashSet};
+use crate::record::{MOVED_FROM, key_of, storage_key};
+use crate::record::{StoredRecord, row_from};
+use crate::state::Hub;
+use crate::store::records::load_rows;
+use crate::store::{dynamic, in_list, is_sqlite};
+use crate::years;
+use jianka_shared::changeset::Op;
+use jianka_shared::domain::Member;
+use jianka_shared::protocol::{ErrorCode, YearState};
+use jianka_shared::{RecordKind, RegionCode, Tier, Year};
+use sqlx::Row;
+use sqlx::{Any, Transaction};
+use std::collections::{BTreeMap, BTreeSet};
+
+impl Hub {
+    /// Reads everything the merge of `ops` needs (stored rows, year states, referenced
+    /// households, pending moves, stored members), so the merge itself never queries.
+    pub(crate) async fn load(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        writer: &RegionCode,
+        ops: &[Op],
+        years: YearStates,
+        fx: &mut IngestOutcome,
+    ) -> Result<MergeContext, HubError> {
+        let keys: Vec<String> = {
+            let mut seen = HashSet::default();
+            ops.iter().map(|o| storage_key(o.key())).filter(|k| seen.insert(k.clone())).collect()
+        };
+        fx.rows.reserve(keys.len());
+        fx.member_records.reserve(keys.len());
+        load_rows(tx, &keys, &mut fx.rows).await?;
+        let YearStates { states, carry, village_ceiling } = years;
+        fx.carry_years = carry;
+        fx.village_ceiling = village_ceiling;
+        // Kept only when needed: the carry compares the next year's values with these.
+        for (k, r) in &fx.rows {
+            if fx.carry_years.contains(&r.key.year) {
+                fx.before.insert(k.clone(), r.fields.clone());
+            }
+        }
+        // Households the authority checks look at that the change set does not carry: those its
+        // members belong to or join, and those its moved households left.
+        let referenced: Vec<String> = {
+            let mut seen = HashSet::default();
+            let mut out = Vec::new();
+            for op in ops {
+                let key = op.key();
+                let named = match key.kind {
+                    RecordKind::Member => op_field(op, "household"),
+                    RecordKind::Household => op_field(op, MOVED_FROM),
+                    RecordKind::Village => None,
+                };
+                let stored =
+                    fx.rows.get(&storage_key(key)).filter(|_| key.kind == RecordKind::Member).map(|r| r.hh.as_str());
+                for hh in named.into_iter().chain(stored).filter(|h| !h.is_empty()) {
+                    let hk = key_of(RecordKind::Household, key.year, hh);
+                    if !fx.rows.contains_key(&hk) && seen.insert(hk.clone()) {
+                        out.push(hk);
+                    }
+                }
+            }
+            out
+        };
+        let mut households = HashMap::default();
+        load_rows(tx, &referenced, &mut households).await?;
+        let province = self.region().tier() == Tier::Province;
+        let ctx = MergeContext {
+            today: self.today(),
+            writer_code: Text::new(writer.as_str()),
+            states,
+            // Cross-county moves waiting at the province for the departure side, by member key.
+            moves: if province { pending_moves(tx, ops).await? } else { HashMap::default() },
+            completed: if province { completed_moves_of(tx, ops).await? } else { HashMap::default() },
+            households,
+        };
+        // Members already stored in the households this change set touches, read before any of its
+        // own rows are written (re-examination counts them).
+        fx.stored_members = self.stored_members_of(tx, ops, fx).await?;
+        Ok(ctx)
+    }
+
+    /// Each year's state (and the regions it is reopened for) and, at a county, the frozen
+    /// years whose accepted changes carry into the next year (see [`Hub::carry_into_next_year`])
+    /// and the village ceiling.
+    pub(crate) async fn year_states(
+        &self,
+        years: impl Iterator<Item = Year>,
+        villages: bool,
+    ) -> Result<YearStates, HubError> {
+        let years: BTreeSet<Year> = years.collect();
+        let mut out = YearStates::default();
+        for y in years {
+            let (state, reopened) = years::effective_state(&self.db, y, self.today(), self.profile.as_ref()).await?;
+            if self.region().tier() == Tier::County
+                && state != YearState::Open
+                && years::carries_into_next(&self.db, y, self.today(), self.profile.as_ref()).await?
+            {
+                out.carry.insert(y);
+            }
+            out.states.insert(y, (state, reopened));
+        }
+        if villages
+            && self.region().tier() == Tier::County
+            && let Some(q) = self.county_quota()
+        {
+            let adjusted =
+                self.village_quotas().await.map_err(|e| HubError::new(ErrorCode::Internal, e.to_string()))?;
+            out.village_ceiling = Some(adjusted.get(&q.county).copied().unwrap_or(q.villages));
+        }
+        Ok(out)
+    }
+
+    /// The stored live members of each candidate household `(year, household id)`, parsed (or
+    /// why not), leaving out the records this change set holds (the caller adds its own versions).
+    pub(crate) async fn stored_members_of(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        ops: &[Op],
+        fx: &IngestOutcome,
+    ) -> Result<HashMap<(Year, String), Vec<Result<Member, String>>>, HubError> {
+        if self.region().tier() != Tier::County {
+            return Ok(HashMap::default());
+        }
+        // Only a household this change set writes can come up for re-examination.
+        // Each household once, however many of its ops the change set carries: a household
+        // listed twice would have its members loaded twice, in whichever chunks it falls.
+        let mut by_year: BTreeMap<Year, BTreeSet<&str>> = BTreeMap::new();
+        for op in ops.iter().filter(|o| o.key().kind == RecordKind::Household) {
+            by_year.entry(op.key().year).or_default().insert(op.key().id.as_str());
+        }
+        let mut out: HashMap<(Year, String), Vec<Result<Member, String>>> = HashMap::default();
+        let sqlite = is_sqlite(tx);
+        for (year, ids) in &by_year {
+            let ids: Vec<&str> = ids.iter().copied().collect();
+            for chunk in ids.chunks(5_000) {
+                let sql = format!(
+                    "SELECT k, region, hh, fields FROM records WHERE year = {year} AND kind = {} AND deleted = 0 AND hh IN ({})",
+                    RecordKind::Member.to_u8(),
+                    in_list(sqlite, chunk.len())
+                );
+                let mut q = sqlx::query(dynamic(sql));
+                for id in chunk {
+                    q = q.bind(id.to_string());
+                }
+                for r in q.fetch_all(&mut **tx).await? {
+                    let k: String = r.try_get(0)?;
+                    if fx.rows.contains_key(&k) {
+                        continue; // this change set's version wins, added below
+                    }
+                    let row = row_from(&k, r.try_get(1)?, r.try_get(2)?, &r.try_get::<String, _>(3)?, false)?;
+                    out.entry((*year, row.hh.clone())).or_default().push(row.to_member());
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// What merging a change set reads from the database, loaded before the merge starts (the merge
+/// itself runs while the database writes, so it may not query).
+pub(crate) struct MergeContext {
+    pub(crate) today: chrono::NaiveDate,
+    pub(crate) writer_code: Text,
+    /// Each year's state and the regions it is reopened for.
+    pub(crate) states: HashMap<Year, (YearState, Vec<RegionCode>)>,
+    pub(crate) moves: HashMap<String, PendingMove>,
+    pub(crate) completed: HashMap<String, Vec<CompletedMove>>,
+    /// Stored households that members in this change set belong to or join, and households
+    /// that moved households name, when the change set does not carry them itself.
+    pub(crate) households: HashMap<String, StoredRecord>,
+}
+
+/// Year states read before an ingest's transaction (see [`Hub::year_states`]).
+#[derive(Default)]
+pub(crate) struct YearStates {
+    pub(crate) states: HashMap<Year, (YearState, Vec<RegionCode>)>,
+    pub(crate) carry: HashSet<Year>,
+    pub(crate) village_ceiling: Option<u64>,
+}

@@ -1,0 +1,184 @@
+//! What one ingest produces and works with: the rows it holds and writes, its rejections,
+//! conflicts and feedback, its audit change log.
+
+use crate::ingest::moves::CompletedMove;
+use crate::merge::Fields;
+use crate::record::{HashMap, HashSet};
+use crate::record::{StoredRecord, key_of, storage_key};
+use jianka_shared::domain::{Member, Status};
+use jianka_shared::protocol::{Correction, Feedback, RejectReason, Rejection};
+use jianka_shared::{RecordKey, RecordKind, RegionCode, Year};
+
+/// One ingest's outcome as it is built, step by step, and what the steps share on the way.
+#[derive(Default)]
+pub(crate) struct IngestOutcome {
+    // -- what the change set produced, written at the end (see `write`)
+    /// Every record the ingest read or changed, by storage key (this change set's version).
+    pub(crate) rows: HashMap<String, StoredRecord>,
+    /// Keys of the rows changed, in order (a key may repeat; see [`IngestOutcome::unwritten`]).
+    pub(crate) dirty: Vec<String>,
+    pub(crate) applied: u64,
+    pub(crate) rejected: Vec<Rejection>,
+    /// Rejected ops kept whole (or as a summary when over a limit), with the region they came from.
+    pub(crate) quarantine: Vec<(String, Rejection, String)>,
+    pub(crate) feedback: Vec<(String, Feedback)>,
+    pub(crate) conflicts: Vec<ConflictRow>,
+    /// Field changes of this change set, written as one audit entry (see [`ChangeLog`]).
+    pub(crate) changes: ChangeLog,
+    /// The county's decisions in this change set, one audit entry.
+    pub(crate) decisions: ChangeLog,
+    /// The decided values to send down, by township; batched into feedback items at the end.
+    pub(crate) corrections: Vec<(String, Correction)>,
+    /// Conflicts this change set settled (completed moves): id and resolution.
+    pub(crate) resolved: Vec<(i64, String)>,
+    /// Moves this change set completed, kept so later copies from the county left are settled.
+    pub(crate) completed_moves: Vec<CompletedMove>,
+    /// Records whose change was refused outright, to send back as the county holds them.
+    pub(crate) restore: Vec<String>,
+
+    // -- what the steps read once and share
+    /// The version a completed move's fields get at least (the hub's clock for this change set).
+    pub(crate) move_version: u64,
+    /// Frozen years whose accepted changes are carried into the next year (see
+    /// [`Hub::carry_into_next_year`]), and the field values their records had before this change set.
+    pub(crate) carry_years: HashSet<Year>,
+    pub(crate) before: HashMap<String, Fields>,
+    /// The county's village ceiling after signed 微调 adjustments (read before the transaction).
+    pub(crate) village_ceiling: Option<u64>,
+    /// Members already stored in the households this change set touches (before its own rows),
+    /// by year and household, for re-examination.
+    pub(crate) stored_members: HashMap<(Year, String), Vec<Result<Member, String>>>,
+    /// Members as `check_record` parsed them from the rows this change set wrote, so
+    /// re-examination does not copy every field again; dropped whenever such a row changes.
+    pub(crate) member_records: HashMap<String, Member>,
+
+    // -- bookkeeping of the rows written early (while later steps ran)
+    /// Rows already written in this transaction (see [`IngestOutcome::unwritten`]), each with the
+    /// length `dirty` had then: a later entry in `dirty` means it changed again since.
+    pub(crate) written: HashMap<String, usize>,
+    /// How much of `dirty` has been looked at for rows to write early.
+    pub(crate) scanned: usize,
+}
+
+/// Old and new values of every record a change set touched, accumulated as two JSON arrays of
+/// `[subject, {field: value}]` — one audit entry per change set instead of one row per record
+/// (the hash chain covers them the same way; `jianka-hub audit verify` re-checks it).
+#[derive(Default)]
+pub struct ChangeLog {
+    old: Vec<u8>,
+    new: Vec<u8>,
+    records: usize,
+}
+
+struct Pairs<'a, V: AsRef<str>>(&'a [(&'a str, V)]);
+
+impl<V: AsRef<str>> serde::Serialize for Pairs<'_, V> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(k, v)| (*k, v.as_ref())))
+    }
+}
+
+impl ChangeLog {
+    /// Records one record's change; `new` empty means deleted.
+    pub fn record<O: AsRef<str>, N: AsRef<str>>(&mut self, subject: &str, old: &[(&str, O)], new: &[(&str, N)]) {
+        for (buf, pairs) in [(&mut self.old, None), (&mut self.new, Some(new))] {
+            buf.push(if self.records == 0 { b'[' } else { b',' });
+            let written = match pairs {
+                None => serde_json::to_writer(&mut *buf, &(subject, Pairs(old))),
+                Some(p) => serde_json::to_writer(&mut *buf, &(subject, Pairs(p))),
+            };
+            written.expect("in-memory encoding");
+        }
+        self.records += 1;
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records == 0
+    }
+
+    /// `(old, new)` as JSON arrays (`[]` when nothing changed).
+    pub fn finish(mut self) -> (String, String) {
+        if self.records == 0 {
+            return ("[]".into(), "[]".into());
+        }
+        self.old.push(b']');
+        self.new.push(b']');
+        let text = |b: Vec<u8>| String::from_utf8(b).expect("serde_json writes UTF-8");
+        (text(self.old), text(self.new))
+    }
+}
+
+pub(crate) struct ConflictRow {
+    pub(crate) kind: &'static str,
+    pub(crate) k: String,
+    pub(crate) field: String,
+    pub(crate) current_value: String,
+    pub(crate) current_by: String,
+    pub(crate) proposed_value: String,
+    pub(crate) proposed_by: String,
+    pub(crate) proposal: String,
+}
+
+pub(crate) fn reject(
+    fx: &mut IngestOutcome,
+    to: &RegionCode,
+    key: &RecordKey,
+    reason: RejectReason,
+    message: String,
+    payload: String,
+) {
+    // What the county refused outright goes back down as the county holds it (see
+    // `restore_feedback`); a duplicate person or a conflict waits for a decision instead.
+    if !matches!(reason, RejectReason::DuplicatePerson | RejectReason::Conflict | RejectReason::OverQuota) {
+        fx.restore.push(storage_key(key));
+    }
+    let r = Rejection { key: key.clone(), reason, message };
+    fx.quarantine.push((to.to_string(), r.clone(), payload));
+    fx.feedback.push((to.to_string(), Feedback::Rejected(r.clone())));
+    fx.rejected.push(r);
+}
+
+impl IngestOutcome {
+    /// Rows of `kind` dirtied since the last call (of any kind), each once, now marked as written
+    /// with their current state. Anything that changes them later dirties them again, and the
+    /// final flush writes them once more.
+    pub(crate) fn unwritten(&mut self, kind: RecordKind) -> Vec<String> {
+        let upto = self.dirty.len();
+        let mut out = Vec::new();
+        for k in &self.dirty[self.scanned..] {
+            if self.rows.get(k).is_some_and(|r| r.key.kind == kind)
+                && self.written.insert(k.clone(), upto) != Some(upto)
+            {
+                out.push(k.clone());
+            }
+        }
+        self.scanned = upto;
+        out
+    }
+
+    /// Households touched by this change set now waiting at county review, sorted by year and id.
+    pub(crate) fn reexam_candidates(&self) -> Vec<String> {
+        let mut seen: HashSet<(Year, &str)> = HashSet::default();
+        let mut touched: Vec<(Year, &str)> = Vec::new();
+        for r in self.dirty.iter().filter_map(|k| self.rows.get(k)) {
+            let household = match r.key.kind {
+                RecordKind::Household => (r.key.year, r.key.id.as_str()),
+                RecordKind::Member => (r.key.year, r.hh.as_str()),
+                RecordKind::Village => continue,
+            };
+            if seen.insert(household) {
+                touched.push(household);
+            }
+        }
+        touched.sort_unstable();
+        touched
+            .into_iter()
+            .map(|(year, id)| key_of(RecordKind::Household, year, id))
+            .filter(|k| {
+                self.rows.get(k).is_some_and(|r| {
+                    !r.deleted && r.field("status").and_then(Status::parse) == Some(Status::CountyReview)
+                })
+            })
+            .collect()
+    }
+}

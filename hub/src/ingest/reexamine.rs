@@ -1,0 +1,240 @@
+//! Step 4, 县复审: households and poor villages waiting at county review decided in code order —
+//! validation, held duplicates, then the county ceiling and the township allocation.
+
+use crate::authority;
+use crate::error::HubError;
+use crate::ingest::outcome::IngestOutcome;
+use crate::ingest::validate::validate_household;
+use crate::ingest::write::write_while;
+use crate::merge::{FieldState, Text};
+use crate::quota::QuotaLedger;
+use crate::record::{DECISION_ADMIT, DECISION_REFUSE, StoredRecord, audit_subject, township_of};
+use crate::record::{HashMap, HashSet};
+use crate::state::Hub;
+use crate::store::records::next_rev;
+use jianka_shared::domain::Status;
+use jianka_shared::protocol::{Correction, Feedback, RejectReason, Rejection};
+use jianka_shared::{Hlc, RecordKind, RegionCode, Year};
+use sqlx::Row;
+use sqlx::{Any, Transaction};
+use std::collections::{BTreeMap, BTreeSet};
+
+impl Hub {
+    /// 县复审 for households waiting at `CountyReview`, in household-id order: validation, held
+    /// duplicates, then the county ceiling and the township allocation.
+    ///
+    /// Everything it needs is read up front in a few batched queries (members of all candidate
+    /// households, open duplicate-person conflicts, quota use); quota use is then counted in memory
+    /// and written back once. The caller holds the writer lock, and on PostgreSQL the quota rows
+    /// are also locked `FOR UPDATE`, so concurrent merges still never pass a ceiling.
+    pub(crate) async fn reexamine(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        hlc: &mut Hlc,
+        households: Vec<String>,
+        fx: &mut IngestOutcome,
+    ) -> Result<(), HubError> {
+        if households.is_empty() {
+            return Ok(());
+        }
+        let mut members = std::mem::take(&mut fx.stored_members);
+        let held = held_households(tx, fx).await?;
+        let county_quota = self.county_quota();
+        // Quota use is read (and on PostgreSQL locked) up front: the decisions below run while the
+        // database writes the households decided before, so they may not query.
+        let mut ledger = QuotaLedger::default();
+        if let Some(q) = &county_quota {
+            let mut scopes: BTreeSet<(String, Year)> = BTreeSet::new();
+            for r in households.iter().filter_map(|k| fx.rows.get(k)) {
+                scopes.insert((q.county.to_string(), r.key.year));
+                if let Some(township) = township_of(r) {
+                    scopes.insert((township.to_string(), r.key.year));
+                }
+            }
+            for (scope, year) in scopes {
+                ledger.used(tx, &self.db, &scope, year).await?;
+            }
+        }
+        // This change set's live members by household (its own version of each wins).
+        let mut own: HashMap<(Year, String), Vec<String>> = HashMap::default();
+        for (k, r) in &fx.rows {
+            if r.key.kind == RecordKind::Member && !r.deleted {
+                own.entry((r.key.year, r.hh.clone())).or_default().push(k.clone());
+            }
+        }
+        let mut cached = std::mem::take(&mut fx.member_records);
+        let mut quota_news: BTreeMap<RegionCode, (u64, u64)> = BTreeMap::new();
+        let hub_code = self.region().to_string();
+        // Households are validated and decided in code order, a slice at a time, while the
+        // slice decided before is written.
+        let decide = |fx: &mut IngestOutcome, slice: &[String]| {
+            for k in slice {
+                let Some(hrow) = fx.rows.get(k) else { continue };
+                let Some(township) = township_of(hrow) else { continue };
+                if held.contains(&hrow.key.id) {
+                    continue;
+                }
+                let year = hrow.key.year;
+                let mut ms = members.remove(&(year, hrow.key.id.clone())).unwrap_or_default();
+                if let Some(keys) = own.get(&(year, hrow.key.id.clone())) {
+                    for mk in keys {
+                        match cached.remove(mk) {
+                            Some(m) => ms.push(Ok(m)),
+                            None => ms.extend(fx.rows.get(mk).map(StoredRecord::to_member)),
+                        }
+                    }
+                }
+                let verdict = match (validate_household(hrow, ms), &county_quota) {
+                    (Ok(n), Some(q)) => ledger.admit(q, &township, year, n).map(|quota| {
+                        quota_news.insert(township.clone(), quota);
+                        n
+                    }),
+                    (v, _) => v,
+                };
+                let version = self.tick(hlc);
+                record_decision(fx, k.clone(), &township, &hub_code, version, verdict.map(|_| ()));
+            }
+        };
+        let rev = next_rev(tx).await?;
+        write_while(tx, fx, RecordKind::Household, rev, households.chunks(DECIDE_SLICE), decide).await?;
+        ledger.persist(tx).await?;
+        // The township's quota as it stands after this change set.
+        for (township, (people, used)) in quota_news {
+            fx.feedback.push((township.to_string(), Feedback::Quota { township, people, used }));
+        }
+        Ok(())
+    }
+
+    /// The county's decision on poor villages (贫困村) waiting at `CountyReview`, in village-code
+    /// order: admitted while the county's village ceiling (its quota, after signed 微调
+    /// adjustments) has room, held as 不予认定 (over quota) beyond it. No ceiling without scale
+    /// control. Counted like people: read once under the writer lock (FOR UPDATE on PostgreSQL).
+    pub(crate) async fn reexamine_villages(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        hlc: &mut Hlc,
+        fx: &mut IngestOutcome,
+    ) -> Result<(), HubError> {
+        let mut candidates: Vec<String> = fx
+            .dirty
+            .iter()
+            .filter(|k| {
+                fx.rows.get(*k).is_some_and(|r| {
+                    r.key.kind == RecordKind::Village
+                        && !r.deleted
+                        && r.field("status").and_then(Status::parse) == Some(Status::CountyReview)
+                })
+            })
+            .cloned()
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        if candidates.is_empty() {
+            return Ok(());
+        }
+        candidates.sort();
+        let ceiling = fx.village_ceiling;
+        let scope = format!("villages:{}", self.region());
+        let mut ledger = QuotaLedger::default();
+        let hub_code = self.region().to_string();
+        for k in candidates {
+            let Some(row) = fx.rows.get(&k) else { continue };
+            let year = row.key.year;
+            let Some(township) = RegionCode::parse(&row.key.id[..9.min(row.key.id.len())]).ok() else { continue };
+            let verdict = match ceiling {
+                None => Ok(()),
+                Some(max) => {
+                    let used = ledger.used(tx, &self.db, &scope, year).await?;
+                    if used < max {
+                        ledger.add(&scope, year, 1);
+                        Ok(())
+                    } else {
+                        Err(format!(
+                            "county {} village ceiling {max} poor villages, {used} already recognised",
+                            self.region()
+                        ))
+                    }
+                }
+            };
+            let verdict = verdict.map_err(|m| (RejectReason::OverQuota, m));
+            let version = self.tick(hlc);
+            record_decision(fx, k, &township, &hub_code, version, verdict);
+        }
+        ledger.persist(tx).await?;
+        Ok(())
+    }
+}
+
+/// Writes the county's re-examination decision on one household or village: the decided fields
+/// (also sent down to the township, see [`IngestOutcome::corrections`]), one line in the change set's
+/// decision audit entry, and a Rejected item when the county refuses.
+pub(crate) fn record_decision(
+    fx: &mut IngestOutcome,
+    k: String,
+    township: &RegionCode,
+    hub_code: &str,
+    version: Hlc,
+    verdict: Result<(), (RejectReason, String)>,
+) {
+    let Some(row) = fx.rows.get_mut(&k) else { return };
+    let (status, decision, reason) = match &verdict {
+        Ok(()) => (Status::CountyAnnounced, DECISION_ADMIT, String::new()),
+        Err((r, m)) => (Status::NotRecognised, DECISION_REFUSE, bounded(format!("{}: {m}", r.label()))),
+    };
+    let decided =
+        [("status", format!("{status:?}")), ("county.decision", decision.to_string()), ("county.reason", reason)];
+    let mut old: Vec<(&str, Text)> = Vec::new();
+    for (field, value) in &decided {
+        if let Some(prev) =
+            row.fields.insert((*field).into(), FieldState(value.as_str().into(), version.0, hub_code.into()))
+        {
+            old.push((field, prev.0));
+        }
+    }
+    let new: Vec<(&str, &str)> = decided.iter().map(|(f, v)| (*f, v.as_str())).collect();
+    fx.decisions.record(&audit_subject(&row.key), &old, &new);
+    let values = decided.into_iter().map(|(f, v)| (f.to_string(), v)).collect();
+    fx.corrections.push((township.to_string(), Correction { key: row.key.clone(), values, version }));
+    if let Err((reason, message)) = verdict {
+        let rej = Rejection { key: row.key.clone(), reason, message };
+        fx.feedback.push((township.to_string(), Feedback::Rejected(rej.clone())));
+        fx.rejected.push(rej);
+    }
+    fx.dirty.push(k);
+}
+
+/// A decision's reason as stored and forwarded: within the limit the tier above checks
+/// ([`authority::MAX_DECISION_CHARS`]), cut at a character with "…" when a refusal lists many rules.
+pub(crate) fn bounded(reason: String) -> String {
+    let max = authority::MAX_DECISION_CHARS - 1;
+    match reason.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", &reason[..at]),
+        None => reason,
+    }
+}
+
+/// Households validated and decided per step while the step before is written.
+pub(crate) const DECIDE_SLICE: usize = 500;
+
+/// Households that an open duplicate-person conflict keeps waiting: one proposed for them or
+/// held away from them (stored, or raised by this very change set).
+pub(crate) async fn held_households(
+    tx: &mut Transaction<'static, Any>,
+    fx: &IngestOutcome,
+) -> Result<HashSet<String>, HubError> {
+    let rows = sqlx::query(
+        "SELECT proposed_value, current_value FROM conflicts WHERE status = 'open' AND kind = 'duplicate_person'",
+    )
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut held = HashSet::default();
+    for r in rows {
+        held.insert(r.try_get::<String, _>(0)?);
+        held.insert(r.try_get::<String, _>(1)?);
+    }
+    for c in fx.conflicts.iter().filter(|c| c.kind == "duplicate_person") {
+        held.insert(c.proposed_value.clone());
+        held.insert(c.current_value.clone());
+    }
+    Ok(held)
+}

@@ -1,0 +1,143 @@
+//! The hub's state: its config, database, clock, key, profile and quotas, and the writer lock
+//! that serialises every write transaction. Fields are the crate's; outside it, accessors.
+
+use crate::audit::{self, AuditEntry};
+use crate::clock::Clock;
+use crate::config::{HubConfig, QuotaFile};
+use crate::error::HubError;
+use crate::store::Db;
+use anyhow::Context;
+use ed25519_dalek::SigningKey;
+use jianka_shared::changeset::Limits;
+use jianka_shared::profile::{CountyQuota, Profile};
+use jianka_shared::protocol::ErrorCode;
+use jianka_shared::trust::KeyId;
+use jianka_shared::{Hlc, RegionCode};
+use sqlx::{Any, Transaction};
+use std::sync::Arc;
+
+impl Hub {
+    pub async fn open(cfg: HubConfig, clock: Arc<dyn Clock>) -> anyhow::Result<Hub> {
+        cfg.check()?;
+        let key_path = cfg.resolve(&cfg.key_file);
+        let key = jianka_keyfile::Keypair::read(&key_path)
+            .with_context(|| format!("reading the hub key {}", key_path.display()))?
+            .signing()
+            .clone();
+        let profile = cfg.load_profile()?;
+        let quotas = cfg.load_quotas()?;
+        let db = Db::open(&cfg.database_url()).await.with_context(|| format!("opening database {}", cfg.database))?;
+        Ok(Hub {
+            cfg,
+            db,
+            clock,
+            key,
+            profile,
+            quotas,
+            // A node cuts change sets at 20,000 ops (a few MiB decompressed); these bounds leave
+            // room for that and refuse a decompression bomb before it is inflated.
+            limits: Limits { max_envelope: 64 << 20, max_body: 48 << 20 },
+            writer: tokio::sync::Mutex::new(Hlc::ZERO),
+        })
+    }
+
+    /// A real round trip to the database (for `/v1/health`).
+    pub async fn check_database(&self) -> Result<(), HubError> {
+        sqlx::query("SELECT 1").fetch_one(&self.db.pool).await.map_err(|e| {
+            tracing::error!(error = %e, "health check: database unreachable");
+            HubError::new(ErrorCode::Unavailable, "the hub's database does not answer")
+        })?;
+        Ok(())
+    }
+
+    pub fn config(&self) -> &HubConfig {
+        &self.cfg
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    pub fn signing_key(&self) -> &SigningKey {
+        &self.key
+    }
+
+    pub fn profile(&self) -> Option<&Profile> {
+        self.profile.as_ref()
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// The writer lock, holding the hub's own HLC.
+    pub(crate) async fn lock_writer(&self) -> tokio::sync::MutexGuard<'_, Hlc> {
+        self.writer.lock().await
+    }
+
+    pub fn region(&self) -> &RegionCode {
+        &self.cfg.region
+    }
+
+    pub fn key_id(&self) -> KeyId {
+        KeyId::of(&self.key.verifying_key())
+    }
+
+    pub fn now_secs(&self) -> i64 {
+        self.clock.now().timestamp()
+    }
+
+    pub fn today(&self) -> chrono::NaiveDate {
+        self.clock.now().with_timezone(&chrono_tz::Asia::Shanghai).date_naive()
+    }
+
+    /// Appends entries signed off by this hub's own key to the audit log, in `tx`.
+    pub async fn audit(&self, tx: &mut Transaction<'static, Any>, entries: &[AuditEntry]) -> Result<(), HubError> {
+        audit::append(tx, self.now_secs(), &self.key_id().to_string(), entries).await?;
+        Ok(())
+    }
+
+    /// Takes the writer lock and a fresh HLC timestamp for the hub's own writes.
+    pub async fn begin_write(&self) -> Result<(tokio::sync::MutexGuard<'_, Hlc>, Transaction<'static, Any>), HubError> {
+        let guard = self.writer.lock().await;
+        let tx = self.db.pool.begin().await?;
+        Ok((guard, tx))
+    }
+
+    pub fn tick(&self, h: &mut Hlc) -> Hlc {
+        *h = h.tick(self.clock.now().timestamp_millis().max(0) as u64);
+        *h
+    }
+
+    /// The county's ceilings when scale control is on (no profile or a profile with
+    /// `scale_control = false` → none).
+    pub fn county_quota(&self) -> Option<CountyQuota> {
+        if self.profile.as_ref().is_some_and(|p| !p.scale_control) {
+            return None;
+        }
+        self.quotas.counties.iter().find(|q| &q.county == self.region()).cloned()
+    }
+}
+
+pub struct Hub {
+    pub(crate) cfg: HubConfig,
+    pub(crate) db: Db,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) key: SigningKey,
+    pub(crate) profile: Option<Profile>,
+    pub(crate) quotas: QuotaFile,
+    pub(crate) limits: Limits,
+    /// Serialises every write transaction (SQLite has one writer anyway; on PostgreSQL quota rows
+    /// are also locked with FOR UPDATE) and holds the hub's own HLC.
+    writer: tokio::sync::Mutex<Hlc>,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Hub({}, {:?})", self.cfg.region, self.db)
+    }
+}
