@@ -4,6 +4,7 @@
 //!
 //! Every statement uses `$n` placeholders, which both SQLite and PostgreSQL accept.
 
+pub mod contract;
 pub mod records;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
