@@ -7,11 +7,9 @@ use crate::config::HubConfig;
 use crate::error::HubError;
 use crate::feedback::push_feedback;
 use crate::merge::FieldState;
-use crate::quota::quota_used;
-use crate::record::{StoredRecord, is_recognised, parse_storage_key, row_from};
+use crate::record::{StoredRecord, is_recognised, parse_storage_key};
 use crate::state::Hub;
-use crate::store::records::write_rows;
-use crate::store::{Db, get_i64};
+use crate::store::{ConflictRow, QuotaAdjustmentRow, SignOffRow};
 use crate::years;
 use anyhow::{Context, bail};
 use chrono::NaiveDate;
@@ -24,7 +22,6 @@ use jianka_shared::{
     trust::{self, Certificate, KeyId, Revocation},
 };
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -216,28 +213,18 @@ impl Hub {
         let cert = Certificate::issue(self.region(), &self.key, subject, &pk, today - chrono::Days::new(1), until);
         let key_id = KeyId::of(&pk);
         let (_g, mut tx) = self.begin_write().await?;
-        let held = sqlx::query("SELECT subject, revoked FROM certs WHERE key_id = $1")
-            .bind(key_id.to_string())
-            .fetch_optional(&mut *tx)
-            .await?;
-        if let Some(row) = held {
+        if let Some(row) = tx.cert(&key_id.to_string()).await? {
             // A revoked key stays revoked: whoever holds the old key file must not get back in.
-            let revoked = row.try_get::<i64, _>(1).map_or(true, |v| v != 0);
-            if revoked {
+            if row.revoked {
                 bail!(
                     "key {key_id} of {} was revoked and cannot be enrolled again; on the township's computer make \
                      a new key (move node.key aside, then `jianka-node init` prints the new public key) and enroll that",
-                    row.try_get::<String, _>(0).unwrap_or_default()
+                    row.subject
                 );
             }
         }
-        sqlx::query("INSERT INTO certs (key_id, subject, cert) VALUES ($1,$2,$3) ON CONFLICT (key_id) DO UPDATE SET subject = excluded.subject, cert = excluded.cert")
-            .bind(key_id.to_string())
-            .bind(subject.to_string())
-            .bind(serde_json::to_string(&cert)?)
-            .execute(&mut *tx)
-            .await?;
-        self.audit(&mut tx, &[AuditEntry::new("enroll", subject.to_string(), "", key_id.to_string())]).await?;
+        tx.put_cert(&key_id.to_string(), subject.as_str(), &serde_json::to_string(&cert)?).await?;
+        self.audit(&mut *tx, &[AuditEntry::new("enroll", subject.to_string(), "", key_id.to_string())]).await?;
         tx.commit().await?;
         chain.push(cert);
         Ok(chain)
@@ -246,64 +233,49 @@ impl Hub {
     /// Keys held for equivocation (two different change sets under one sequence number): key id,
     /// region, and the sequence numbers involved with both hashes.
     pub async fn equivocations(&self) -> Result<Vec<EquivocationView>, HubError> {
-        let rows = sqlx::query(
-            "SELECT c.key_id, c.subject, e.seq, e.stored_hash, e.offered_hash, e.at FROM certs c \
-             JOIN equivocations e ON e.origin = c.subject WHERE c.equivocating <> 0 ORDER BY e.at, e.seq",
-        )
-        .fetch_all(&self.db.pool)
-        .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in rows {
-            out.push(EquivocationView {
-                key_id: r.try_get(0)?,
-                region: r.try_get(1)?,
-                seq: r.try_get::<i64, _>(2)? as u64,
-                stored_hash: r.try_get(3)?,
-                offered_hash: r.try_get(4)?,
-                at: r.try_get(5)?,
-            });
-        }
-        Ok(out)
+        Ok(self
+            .store
+            .equivocations()
+            .await?
+            .into_iter()
+            .map(|e| EquivocationView {
+                key_id: e.key_id,
+                region: e.subject,
+                seq: e.seq,
+                stored_hash: e.stored_hash,
+                offered_hash: e.offered_hash,
+                at: e.at,
+            })
+            .collect())
     }
 
     /// Lets a key held for equivocation speak again, with the officer's reason (audited). The
     /// change set the hub holds stands; the other one stays refused.
     pub async fn clear_equivocation(&self, key: KeyId, reason: &str) -> anyhow::Result<RegionCode> {
-        let row = sqlx::query("SELECT subject, equivocating FROM certs WHERE key_id = $1")
-            .bind(key.to_string())
-            .fetch_optional(&self.db.pool)
-            .await?;
-        let Some(row) = row else { bail!("key {key} was not enrolled at this hub") };
-        let subject = RegionCode::parse(&row.try_get::<String, _>(0)?)?;
-        if row.try_get::<i64, _>(1).is_ok_and(|v| v == 0) {
+        let Some(row) = self.store.cert(&key.to_string()).await? else {
+            bail!("key {key} was not enrolled at this hub")
+        };
+        let subject = RegionCode::parse(&row.subject)?;
+        if !row.equivocating {
             bail!("key {key} of {subject} is not held for equivocation");
         }
         let (_g, mut tx) = self.begin_write().await?;
-        sqlx::query("UPDATE certs SET equivocating = 0 WHERE key_id = $1")
-            .bind(key.to_string())
-            .execute(&mut *tx)
-            .await?;
-        self.audit(&mut tx, &[AuditEntry::new("equivocation_cleared", subject.to_string(), key.to_string(), reason)])
+        tx.set_equivocating(&key.to_string(), false).await?;
+        self.audit(&mut *tx, &[AuditEntry::new("equivocation_cleared", subject.to_string(), key.to_string(), reason)])
             .await?;
         tx.commit().await?;
         Ok(subject)
     }
 
     pub async fn revoke(&self, key: KeyId, reason: &str) -> anyhow::Result<Revocation> {
-        let row = sqlx::query("SELECT subject FROM certs WHERE key_id = $1")
-            .bind(key.to_string())
-            .fetch_optional(&self.db.pool)
-            .await?;
-        let Some(row) = row else { bail!("key {key} was not enrolled at this hub") };
-        let subject = RegionCode::parse(&row.get::<String, _>(0))?;
+        let Some(row) = self.store.cert(&key.to_string()).await? else {
+            bail!("key {key} was not enrolled at this hub")
+        };
+        let subject = RegionCode::parse(&row.subject)?;
         let rev = Revocation::issue(&self.key, &subject, key, self.today(), reason);
         let (_g, mut tx) = self.begin_write().await?;
-        sqlx::query("UPDATE certs SET revoked = 1, revoked_reason = $1 WHERE key_id = $2")
-            .bind(reason)
-            .bind(key.to_string())
-            .execute(&mut *tx)
-            .await?;
-        self.audit(&mut tx, &[AuditEntry::new("revoke", subject.to_string(), key.to_string(), reason)]).await?;
+        tx.revoke_cert(&key.to_string(), reason).await?;
+        self.audit(&mut *tx, &[AuditEntry::new("revoke", subject.to_string(), key.to_string(), reason)]).await?;
         tx.commit().await?;
         Ok(rev)
     }
@@ -311,13 +283,8 @@ impl Hub {
     // ------------------------------------------------------------ chunked uploads
 
     pub async fn upload_state(&self, sender: &Sender, seq: u64) -> Result<UploadState, HubError> {
-        let r = sqlx::query("SELECT total, data FROM uploads WHERE origin = $1 AND seq = $2")
-            .bind(sender.region.to_string())
-            .bind(seq as i64)
-            .fetch_optional(&self.db.pool)
-            .await?;
-        Ok(match r {
-            Some(r) => UploadState { total: get_i64(&r, 0) as u64, received: r.try_get::<Vec<u8>, _>(1)?.len() as u64 },
+        Ok(match self.store.upload(sender.region.as_str(), seq).await? {
+            Some((total, data)) => UploadState { total, received: data.len() as u64 },
             None => UploadState { received: 0, total: 0 },
         })
     }
@@ -342,13 +309,8 @@ impl Hub {
             return Err(HubError::new(ErrorCode::BadRequest, "total must be at least 1 byte"));
         }
         let origin = sender.region.to_string();
-        let r = sqlx::query("SELECT total, data FROM uploads WHERE origin = $1 AND seq = $2")
-            .bind(&origin)
-            .bind(seq as i64)
-            .fetch_optional(&self.db.pool)
-            .await?;
-        let mut data = match r {
-            Some(r) if get_i64(&r, 0) as u64 == total => r.try_get::<Vec<u8>, _>(1)?,
+        let mut data = match self.store.upload(&origin, seq).await? {
+            Some((held, data)) if held == total => data,
             _ => Vec::new(),
         };
         if offset == data.len() as u64 && !chunk.is_empty() {
@@ -359,13 +321,7 @@ impl Hub {
                 ));
             }
             data.extend_from_slice(chunk);
-            sqlx::query("INSERT INTO uploads (origin, seq, total, data) VALUES ($1,$2,$3,$4) ON CONFLICT (origin, seq) DO UPDATE SET total = excluded.total, data = excluded.data")
-                .bind(&origin)
-                .bind(seq as i64)
-                .bind(total as i64)
-                .bind(data.clone())
-                .execute(&self.db.pool)
-                .await?;
+            self.store.put_upload(&origin, seq, total, &data).await?;
         }
         let received = data.len() as u64;
         if received < total {
@@ -373,11 +329,7 @@ impl Hub {
         }
         let result = self.ingest(sender, &data).await;
         if !matches!(&result, Err(e) if e.code == ErrorCode::Internal) {
-            sqlx::query("DELETE FROM uploads WHERE origin = $1 AND seq = $2")
-                .bind(&origin)
-                .bind(seq as i64)
-                .execute(&self.db.pool)
-                .await?;
+            self.store.delete_upload(&origin, seq).await?;
         }
         Ok(ChunkAck { received, total, outcome: Some(result?) })
     }
@@ -385,29 +337,24 @@ impl Hub {
     // ------------------------------------------------------------ conflicts
 
     pub async fn conflicts(&self, all: bool) -> Result<Vec<ConflictView>, HubError> {
-        let sql = if all {
-            "SELECT id, kind, k, field, current_value, current_by, proposed_value, proposed_by, status, resolution FROM conflicts ORDER BY id"
-        } else {
-            "SELECT id, kind, k, field, current_value, current_by, proposed_value, proposed_by, status, resolution FROM conflicts WHERE status = 'open' ORDER BY id"
-        };
-        let rows = sqlx::query(sql).fetch_all(&self.db.pool).await?;
-        let mut out = Vec::new();
-        for r in rows {
-            let k: String = r.try_get(2)?;
-            out.push(ConflictView {
-                id: get_i64(&r, 0),
-                kind: r.try_get(1)?,
-                record: parse_storage_key(&k).map(|k| k.to_string()).unwrap_or(k),
-                field: r.try_get(3)?,
-                current_value: r.try_get(4)?,
-                current_by: r.try_get(5)?,
-                proposed_value: r.try_get(6)?,
-                proposed_by: r.try_get(7)?,
-                status: r.try_get(8)?,
-                resolution: r.try_get(9).ok(),
-            });
-        }
-        Ok(out)
+        Ok(self
+            .store
+            .conflicts(all)
+            .await?
+            .into_iter()
+            .map(|c| ConflictView {
+                id: c.id,
+                kind: c.kind,
+                record: parse_storage_key(&c.k).map(|k| k.to_string()).unwrap_or(c.k),
+                field: c.field,
+                current_value: c.current_value,
+                current_by: c.current_by,
+                proposed_value: c.proposed_value,
+                proposed_by: c.proposed_by,
+                status: c.status,
+                resolution: c.resolution,
+            })
+            .collect())
     }
 
     /// Settles a conflict: `keep` names the household a duplicated person stays in; `value` is the
@@ -423,25 +370,26 @@ impl Hub {
             return Err(HubError::new(ErrorCode::BadRequest, "a resolution needs a --reason"));
         }
         let (mut hlc, mut tx) = self.begin_write().await?;
-        let r = sqlx::query("SELECT kind, k, field, current_value, current_by, proposed_value, proposed_by, proposal, status FROM conflicts WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or_else(|| HubError::new(ErrorCode::NotFound, format!("no conflict #{id}")))?;
-        let (kind, k, field): (String, String, String) = (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
-        let (cur_v, cur_by, prop_v, prop_by, proposal, status): (String, String, String, String, String, String) =
-            (r.try_get(3)?, r.try_get(4)?, r.try_get(5)?, r.try_get(6)?, r.try_get(7)?, r.try_get(8)?);
+        let ConflictRow {
+            kind,
+            k,
+            field,
+            current_value: cur_v,
+            current_by: cur_by,
+            proposed_value: prop_v,
+            proposed_by: prop_by,
+            proposal,
+            status,
+            ..
+        } = tx.conflict(id).await?.ok_or_else(|| HubError::new(ErrorCode::NotFound, format!("no conflict #{id}")))?;
         if status != "open" {
             return Err(HubError::new(ErrorCode::BadRequest, format!("conflict #{id} is already resolved")));
         }
         let key = parse_storage_key(&k)
             .ok_or_else(|| HubError::new(ErrorCode::Internal, "stored conflict key unreadable"))?;
-        let existing = sqlx::query("SELECT k, region, hh, fields, deleted FROM records WHERE k = $1")
-            .bind(&k)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let existing = tx.records(std::slice::from_ref(&k)).await?.into_iter().next();
         let mut row = match existing {
-            Some(e) => row_from(&k, e.try_get(1)?, e.try_get(2)?, &e.try_get::<String, _>(3)?, false)?,
+            Some(e) => StoredRecord { deleted: false, ..e },
             None => StoredRecord {
                 key: key.clone(),
                 region: String::new(),
@@ -478,7 +426,7 @@ impl Hub {
             stands = v.to_string();
         }
         if !row.region.is_empty() {
-            write_rows(&mut tx, &[&row]).await?;
+            tx.write_new_revision(vec![row.clone()]).await?;
         }
         let note = format!("conflict #{id} resolved by {}: {reason}", self.region());
         let mut fb = Vec::new();
@@ -497,14 +445,10 @@ impl Hub {
                 },
             ));
         }
-        push_feedback(&mut tx, &fb).await?;
-        sqlx::query("UPDATE conflicts SET status = 'resolved', resolution = $1 WHERE id = $2")
-            .bind(format!("{stands} — {reason}"))
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        push_feedback(&mut *tx, &fb).await?;
+        tx.resolve_conflict(id, &format!("{stands} — {reason}")).await?;
         self.audit(
-            &mut tx,
+            &mut *tx,
             &[AuditEntry::new(
                 "resolve",
                 format!("conflict #{id} {key}"),
@@ -529,7 +473,7 @@ impl Hub {
         let rows = self.records_in(self.region(), year).await?;
         let summary = summarise(&rows, self.county_quota().map(|q| q.people), {
             let (_g, mut tx) = self.begin_write().await?;
-            let used = quota_used(&mut tx, &self.db, self.region().as_str(), year).await?;
+            let used = tx.quota_used(self.region().as_str(), year).await?;
             tx.commit().await?;
             used
         });
@@ -552,16 +496,16 @@ impl Hub {
     async fn store_signoff(&self, s: &SignOff, action: &str) -> Result<(), HubError> {
         let body = serde_json::to_string(s).expect("in-memory encoding");
         let (_g, mut tx) = self.begin_write().await?;
-        sqlx::query("INSERT INTO signoffs (county, year, period, body, received_at) VALUES ($1,$2,$3,$4,$5) ON CONFLICT (county, year, period) DO UPDATE SET body = excluded.body, received_at = excluded.received_at")
-            .bind(s.county.to_string())
-            .bind(s.year as i64)
-            .bind(&s.period)
-            .bind(&body)
-            .bind(self.now_secs())
-            .execute(&mut *tx)
-            .await?;
+        tx.put_signoff(SignOffRow {
+            county: s.county.to_string(),
+            year: s.year,
+            period: s.period.clone(),
+            body,
+            received_at: self.now_secs(),
+        })
+        .await?;
         audit::append(
-            &mut tx,
+            &mut *tx,
             self.now_secs(),
             &s.key_id.to_string(),
             &[AuditEntry::new(action, format!("{} {} {}", s.county, s.year, s.period), "", &s.digest)],
@@ -654,13 +598,8 @@ impl Hub {
         let stmt = serde_json::to_string(&adj)?;
         let sig = hex::encode(trust::sign_statement(&self.key, "quota-adjustment", stmt.as_bytes()));
         let (_g, mut tx) = self.begin_write().await?;
-        sqlx::query("INSERT INTO quota_adjustments (statement, signature, at) VALUES ($1,$2,$3)")
-            .bind(&stmt)
-            .bind(&sig)
-            .bind(self.now_secs())
-            .execute(&mut *tx)
-            .await?;
-        self.audit(&mut tx, &[AuditEntry::new("quota_adjust", format!("{from}->{to}"), have.to_string(), &stmt)])
+        tx.add_quota_adjustment(&stmt, &sig, self.now_secs()).await?;
+        self.audit(&mut *tx, &[AuditEntry::new("quota_adjust", format!("{from}->{to}"), have.to_string(), &stmt)])
             .await?;
         tx.commit().await?;
         Ok(adj)
@@ -670,12 +609,8 @@ impl Hub {
     pub async fn village_quotas(&self) -> anyhow::Result<BTreeMap<RegionCode, u64>> {
         let mut q: BTreeMap<RegionCode, u64> =
             self.quotas.counties.iter().map(|c| (c.county.clone(), c.villages)).collect();
-        for r in sqlx::query("SELECT statement, signature FROM quota_adjustments ORDER BY id")
-            .fetch_all(&self.db.pool)
-            .await?
-        {
-            let stmt: String = r.try_get(0)?;
-            let sig: [u8; 64] = hex::decode(r.try_get::<String, _>(1)?)
+        for QuotaAdjustmentRow { statement: stmt, signature } in self.store.quota_adjustments().await? {
+            let sig: [u8; 64] = hex::decode(&signature)
                 .ok()
                 .and_then(|v| v.try_into().ok())
                 .context("stored signature")?;
@@ -694,12 +629,7 @@ impl Hub {
     pub async fn report(&self, year: Option<Year>) -> anyhow::Result<Report> {
         let years: Vec<Year> = match year {
             Some(y) => vec![y],
-            None => sqlx::query("SELECT DISTINCT year FROM records ORDER BY year")
-                .fetch_all(&self.db.pool)
-                .await?
-                .iter()
-                .map(|r| get_i64(r, 0) as Year)
-                .collect(),
+            None => self.store.record_years().await?,
         };
         let child_tier = if self.region().tier() == Tier::Province { Tier::County } else { Tier::Township };
         let mut out = Report {
@@ -752,7 +682,7 @@ impl Hub {
             out.years.push(YearReport {
                 year: y,
                 state: years::state_str(
-                    years::effective_state(&self.db, y, self.today(), self.profile.as_ref()).await?.0,
+                    years::effective_state(&*self.store, y, self.today(), self.profile.as_ref()).await?.0,
                 )
                 .to_string(),
                 total: summarise(&rows, self.county_quota().map(|q| q.people), self.quota_in_ledger(y).await?),
@@ -767,9 +697,8 @@ impl Hub {
                 if due.passed { out.late.extend(lines) } else { out.not_yet_delivered.extend(lines) }
             }
         }
-        for r in sqlx::query("SELECT body FROM signoffs ORDER BY county, year, period").fetch_all(&self.db.pool).await?
-        {
-            if let Ok(s) = serde_json::from_str::<SignOff>(&r.get::<String, _>(0)) {
+        for r in self.store.signoffs().await? {
+            if let Ok(s) = serde_json::from_str::<SignOff>(&r.body) {
                 out.signoffs.push(format!(
                     "{} {} {}: {} records, digest {}",
                     s.county,
@@ -788,12 +717,7 @@ impl Hub {
     /// People counted against this county's ceiling for `year`, as the merge's quota ledger holds
     /// them (read only; 0 at a hub without re-examination).
     pub async fn quota_in_ledger(&self, year: Year) -> Result<u64, HubError> {
-        let r = sqlx::query("SELECT people FROM quota_use WHERE scope = $1 AND year = $2")
-            .bind(self.region().as_str())
-            .bind(year as i64)
-            .fetch_optional(&self.db.pool)
-            .await?;
-        Ok(r.map(|r| get_i64(&r, 0).max(0) as u64).unwrap_or(0))
+        Ok(self.store.quota_used(self.region().as_str(), year).await?.unwrap_or(0))
     }
 }
 
@@ -913,10 +837,6 @@ impl std::fmt::Display for Report {
         Ok(())
     }
 }
-
-/// Unused-import guard for `Db` in docs.
-#[allow(dead_code)]
-fn _db(_: &Db) {}
 
 /// A key held for equivocation, as `jianka-hub equivocations list` shows it.
 #[derive(Debug, Clone, serde::Serialize)]

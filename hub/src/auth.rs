@@ -7,7 +7,6 @@ use ed25519_dalek::VerifyingKey;
 use jianka_shared::RegionCode;
 use jianka_shared::protocol::{ErrorCode, HEADER_KEY, HEADER_SIGNATURE, HEADER_TIME, MAX_CLOCK_SKEW_SECS};
 use jianka_shared::trust::{self, Certificate, KeyId};
-use sqlx::Row;
 
 impl Hub {
     /// Checks the three auth headers against the children this hub enrolled.
@@ -52,21 +51,16 @@ impl Hub {
     /// The enrolled, unrevoked child speaking with `key_id`, its certificate checked against this
     /// hub's key: for signed requests and for files that arrive on a USB stick.
     pub async fn enrolled(&self, key_id: KeyId) -> Result<Sender, HubError> {
-        let row =
-            sqlx::query("SELECT subject, cert, revoked, revoked_reason, equivocating FROM certs WHERE key_id = $1")
-                .bind(key_id.to_string())
-                .fetch_optional(&self.db.pool)
-                .await?;
+        let row = self.store.cert(&key_id.to_string()).await?;
         let Some(row) = row else {
             return Err(HubError::new(
                 ErrorCode::UnknownKey,
                 format!("key {key_id} is not enrolled at hub {}", self.region()),
             ));
         };
-        // Flags read fail closed: a value that does not decode counts as set.
-        let flag = |i: usize| row.try_get::<i64, _>(i).map_or(true, |v| v != 0);
-        if flag(2) {
-            let reason: Option<String> = row.try_get(3).ok();
+        // Flags are read fail closed by the store: a value that does not decode counts as set.
+        if row.revoked {
+            let reason = row.revoked_reason.clone();
             return Err(HubError::new(
                 ErrorCode::RevokedKey,
                 format!(
@@ -79,7 +73,7 @@ impl Hub {
                 ),
             ));
         }
-        if flag(4) {
+        if row.equivocating {
             return Err(HubError::new(
                 ErrorCode::Equivocation,
                 format!(
@@ -89,7 +83,7 @@ impl Hub {
                 ),
             ));
         }
-        let cert: Certificate = serde_json::from_str(&row.try_get::<String, _>(1)?)
+        let cert: Certificate = serde_json::from_str(&row.cert)
             .map_err(|e| HubError::new(ErrorCode::Internal, format!("stored certificate unreadable: {e}")))?;
         let vk = trust::verify_child(&cert, &self.key.verifying_key(), self.today())
             .map_err(|e| HubError::new(ErrorCode::UnknownKey, e.to_string()))?;

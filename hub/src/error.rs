@@ -40,12 +40,6 @@ impl From<crate::store::StoreError> for HubError {
     }
 }
 
-impl From<sqlx::Error> for HubError {
-    fn from(e: sqlx::Error) -> Self {
-        crate::store::StoreError::from(e).into()
-    }
-}
-
 impl IntoResponse for HubError {
     fn into_response(self) -> Response {
         (self.status(), axum::Json(ApiError { code: self.code, message: self.message })).into_response()

@@ -3,12 +3,9 @@
 
 use crate::error::HubError;
 use crate::state::Hub;
-use crate::store::records::PIPELINE_ROWS;
-use crate::store::{dynamic, execute_pipelined, get_i64, is_sqlite, placeholders};
+use crate::store::WriteTx;
 use jianka_shared::protocol::{CORRECTIONS_PER_ITEM, Correction, ErrorCode, Feedback, FeedbackEntry, FeedbackPage};
 use jianka_shared::{Hlc, RecordKey, RegionCode};
-use sqlx::Row;
-use sqlx::{Any, Transaction};
 use std::collections::BTreeMap;
 
 impl Hub {
@@ -27,22 +24,17 @@ impl Hub {
     ) -> Result<FeedbackPage, HubError> {
         // Ids are positive i64: a `since` beyond them all is an empty page, not a wrap to negative.
         let after = i64::try_from(since).unwrap_or(i64::MAX);
-        let rows = sqlx::query("SELECT id, item FROM feedback WHERE region = $1 AND id > $2 ORDER BY id LIMIT 1000")
-            .bind(region.to_string())
-            .bind(after)
-            .fetch_all(&self.db.pool)
-            .await?;
+        let rows = self.store.feedback_after(region.as_str(), after, 1000).await?;
         let mut items = Vec::with_capacity(rows.len());
         let mut bytes = 0usize;
-        for r in rows {
-            let text: String = r.try_get(1)?;
+        for (id, text) in rows {
             bytes += text.len();
             if max_bytes.is_some_and(|max| bytes > max) && !items.is_empty() {
                 break;
             }
             let item: Feedback = serde_json::from_str(&text)
                 .map_err(|e| HubError::new(ErrorCode::Internal, format!("stored feedback unreadable: {e}")))?;
-            items.push(FeedbackEntry { id: get_i64(&r, 0) as u64, item });
+            items.push(FeedbackEntry { id: id as u64, item });
         }
         let next = items.last().map(|e| e.id).unwrap_or(since);
         Ok(FeedbackPage { items, next })
@@ -72,16 +64,12 @@ pub fn corrections_feedback(corrections: impl IntoIterator<Item = (String, Corre
     out
 }
 
-pub async fn push_feedback(tx: &mut Transaction<'static, Any>, items: &[(String, Feedback)]) -> Result<(), HubError> {
-    let sqlite = is_sqlite(tx);
-    let build = |chunk: &[(String, Feedback)]| {
-        let sql = format!("INSERT INTO feedback (region, item) VALUES {}", placeholders(sqlite, chunk.len(), 2));
-        let mut q = sqlx::query(dynamic(sql));
-        for (region, item) in chunk {
-            q = q.bind(region.clone()).bind(serde_json::to_string(item).expect("in-memory encoding"));
-        }
-        q
-    };
-    execute_pipelined(tx, items.chunks(PIPELINE_ROWS * 4).map(build)).await?;
+/// Appends `items` to the feedback of their regions, in order.
+pub async fn push_feedback(tx: &mut dyn WriteTx, items: &[(String, Feedback)]) -> Result<(), HubError> {
+    let encoded = items
+        .iter()
+        .map(|(region, item)| (region.clone(), serde_json::to_string(item).expect("in-memory encoding")))
+        .collect();
+    tx.push_feedback(encoded).await?;
     Ok(())
 }

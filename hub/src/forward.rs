@@ -2,7 +2,8 @@
 //! the county, its own seq chain) and its sign-offs; on cron schedules and on demand.
 //! Also the hub's other background jobs (New Year, locking), one worker shape for all.
 
-use crate::record::{parse_storage_key, row_from};
+use crate::record::storage_key;
+use crate::store::{RevisedRecord, SignOffRow};
 use crate::state::Hub;
 use anyhow::{Context, bail};
 use ed25519_dalek::SigningKey;
@@ -12,14 +13,13 @@ use jianka_shared::{
     protocol::*,
     trust,
 };
-use sqlx::Row;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// Envelopes above this go through chunked `/v1/uploads`.
 pub const SMALL_ENVELOPE: usize = 256 << 10;
 const CHUNK: usize = 1 << 20;
-const RECORDS_PER_CHANGESET: i64 = 20_000;
+const RECORDS_PER_CHANGESET: u32 = 20_000;
 
 /// How far a forward is: records sent of those waiting when it began.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,30 +86,16 @@ impl Hub {
         let client = reqwest::Client::builder().timeout(Duration::from_secs(120)).build()?;
         let mut report = ForwardReport::default();
         let total = {
-            let cursor = self.db.meta_get("forward_cursor").await?.unwrap_or_else(|| "0|".into());
+            let cursor = self.store.meta("forward_cursor").await?.unwrap_or_else(|| "0|".into());
             let (rev, k) = cursor.split_once('|').unwrap_or(("0", ""));
-            let n: i64 = sqlx::query("SELECT COUNT(*) FROM records WHERE rev > $1 OR (rev = $1 AND k > $2)")
-                .bind(rev.parse::<i64>().unwrap_or(0))
-                .bind(k.to_string())
-                .fetch_one(&self.db.pool)
-                .await?
-                .try_get(0)?;
-            n.max(0) as u64
+            self.store.count_records_after(rev.parse::<i64>().unwrap_or(0), k).await?
         };
         let mut done = 0u64;
         progress(ForwardProgress { records_done: 0, records_total: total });
         loop {
-            let cursor = self.db.meta_get("forward_cursor").await?.unwrap_or_else(|| "0|".into());
+            let cursor = self.store.meta("forward_cursor").await?.unwrap_or_else(|| "0|".into());
             let (rev, k) = cursor.split_once('|').unwrap_or(("0", ""));
-            let rev: i64 = rev.parse().unwrap_or(0);
-            let rows = sqlx::query(
-                "SELECT k, region, hh, fields, deleted, rev FROM records WHERE rev > $1 OR (rev = $1 AND k > $2) ORDER BY rev, k LIMIT $3",
-            )
-            .bind(rev)
-            .bind(k)
-            .bind(RECORDS_PER_CHANGESET)
-            .fetch_all(&self.db.pool)
-            .await?;
+            let rows = self.store.records_after(rev.parse().unwrap_or(0), k, RECORDS_PER_CHANGESET).await?;
             if rows.is_empty() {
                 break;
             }
@@ -117,12 +103,10 @@ impl Hub {
             done += batch;
             let mut ops = Vec::with_capacity(rows.len());
             let mut last = String::new();
-            for r in &rows {
-                let k: String = r.try_get(0)?;
-                let row = row_from(&k, r.try_get(1)?, r.try_get(2)?, &r.try_get::<String, _>(3)?, false)?;
-                let deleted = r.try_get::<i64, _>(4)? != 0;
-                last = format!("{}|{k}", r.try_get::<i64, _>(5)?);
-                let key = parse_storage_key(&k).context("stored key")?;
+            for RevisedRecord { record: row, rev } in rows {
+                let deleted = row.deleted;
+                last = format!("{rev}|{}", storage_key(&row.key));
+                let key = row.key.clone();
                 if deleted && row.fields.contains_key(crate::upstream::MOVED_TO) {
                     // The province's own completed move: it already holds the person elsewhere.
                     continue;
@@ -145,7 +129,7 @@ impl Hub {
                 }
             }
             if ops.is_empty() {
-                self.db.meta_set("forward_cursor", &last).await?;
+                self.set_meta("forward_cursor", &last).await?;
                 continue;
             }
             let state: SyncState = answer(
@@ -169,7 +153,7 @@ impl Hub {
             let outcome = self.push_up(&client, &base, state.expected_seq, bytes).await?;
             match outcome {
                 PushOutcome::Accepted { .. } | PushOutcome::Duplicate { .. } => {
-                    self.db.meta_set("forward_cursor", &last).await?;
+                    self.set_meta("forward_cursor", &last).await?;
                     report.changesets += 1;
                     report.records += batch;
                     progress(ForwardProgress { records_done: done.min(total), records_total: total });
@@ -178,14 +162,9 @@ impl Hub {
             }
         }
         // Sign-offs not yet delivered.
-        let rows = sqlx::query("SELECT year, period, body FROM signoffs WHERE county = $1")
-            .bind(self.region().to_string())
-            .fetch_all(&self.db.pool)
-            .await?;
-        for r in rows {
-            let (year, period, body): (i64, String, String) = (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
+        for SignOffRow { year, period, body, .. } in self.store.signoffs_of(self.region().as_str()).await? {
             let flag = format!("signoff_sent:{year}:{period}");
-            if self.db.meta_get(&flag).await?.is_some() {
+            if self.store.meta(&flag).await?.is_some() {
                 continue;
             }
             let resp = signed(
@@ -201,7 +180,7 @@ impl Hub {
             .send()
             .await?;
             let _: serde_json::Value = answer(resp).await?;
-            self.db.meta_set(&flag, "1").await?;
+            self.set_meta(&flag, "1").await?;
             report.signoffs += 1;
         }
         // Then what the province decided since (completed moves, corrections), for the townships.

@@ -584,7 +584,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::Audit { cmd: AuditCmd::Verify { config } } => {
             let hub = open(&config).await?;
-            match audit::verify(hub.db()).await? {
+            match audit::verify(hub.store().as_ref()).await? {
                 audit::AuditCheck::Intact { entries, head } => {
                     outln!("audit log intact: {entries} entries, head {head}")?
                 }

@@ -3,11 +3,10 @@
 //! counted in memory, written back once.
 
 use crate::error::HubError;
-use crate::store::{Db, get_i64};
+use crate::store::WriteTx;
 use jianka_shared::profile::CountyQuota;
 use jianka_shared::protocol::RejectReason;
 use jianka_shared::{RegionCode, Year};
-use sqlx::{Any, Transaction};
 use std::collections::BTreeMap;
 
 /// Quota use counted in memory during one transaction: each scope's stored figure is read (and
@@ -20,8 +19,7 @@ pub(crate) struct QuotaLedger {
 impl QuotaLedger {
     pub(crate) async fn used(
         &mut self,
-        tx: &mut Transaction<'static, Any>,
-        db: &Db,
+        tx: &mut dyn WriteTx,
         scope: &str,
         year: Year,
     ) -> Result<u64, HubError> {
@@ -29,7 +27,7 @@ impl QuotaLedger {
         if let Some((stored, added)) = self.scopes.get(&key) {
             return Ok(stored + added);
         }
-        let stored = quota_used(tx, db, scope, year).await?;
+        let stored = tx.quota_used(scope, year).await?;
         self.scopes.insert(key, (stored, 0));
         Ok(stored)
     }
@@ -84,33 +82,12 @@ impl QuotaLedger {
         }
     }
 
-    pub(crate) async fn persist(self, tx: &mut Transaction<'static, Any>) -> Result<(), HubError> {
+    pub(crate) async fn persist(self, tx: &mut dyn WriteTx) -> Result<(), HubError> {
         for ((scope, year), (_, added)) in self.scopes {
             if added > 0 {
-                quota_add(tx, &scope, year, added as i64).await?;
+                tx.quota_add(&scope, year, added as i64).await?;
             }
         }
         Ok(())
     }
-}
-
-pub async fn quota_used(tx: &mut Transaction<'static, Any>, db: &Db, scope: &str, year: Year) -> Result<u64, HubError> {
-    sqlx::query("INSERT INTO quota_use (scope, year, people) VALUES ($1, $2, 0) ON CONFLICT (scope, year) DO NOTHING")
-        .bind(scope)
-        .bind(year as i64)
-        .execute(&mut **tx)
-        .await?;
-    let sql = db.dialect.lock_quota_sql().unwrap_or("SELECT people FROM quota_use WHERE scope = $1 AND year = $2");
-    let r = sqlx::query(sql).bind(scope).bind(year as i64).fetch_one(&mut **tx).await?;
-    Ok(get_i64(&r, 0).max(0) as u64)
-}
-
-pub async fn quota_add(tx: &mut Transaction<'static, Any>, scope: &str, year: Year, n: i64) -> Result<(), HubError> {
-    sqlx::query("UPDATE quota_use SET people = people + $1 WHERE scope = $2 AND year = $3")
-        .bind(n)
-        .bind(scope)
-        .bind(year as i64)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
 }

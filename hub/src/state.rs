@@ -5,7 +5,7 @@ use crate::audit::{self, AuditEntry};
 use crate::clock::Clock;
 use crate::config::{HubConfig, QuotaFile};
 use crate::error::HubError;
-use crate::store::Db;
+use crate::store::{Store, WriteTx};
 use anyhow::Context;
 use ed25519_dalek::SigningKey;
 use jianka_shared::changeset::Limits;
@@ -13,7 +13,6 @@ use jianka_shared::profile::{CountyQuota, Profile};
 use jianka_shared::protocol::ErrorCode;
 use jianka_shared::trust::KeyId;
 use jianka_shared::{Hlc, RegionCode};
-use sqlx::{Any, Transaction};
 use std::sync::Arc;
 
 impl Hub {
@@ -26,10 +25,12 @@ impl Hub {
             .clone();
         let profile = cfg.load_profile()?;
         let quotas = cfg.load_quotas()?;
-        let db = Db::open(&cfg.database_url()).await.with_context(|| format!("opening database {}", cfg.database))?;
+        let store = crate::store::open(&cfg.database_url())
+            .await
+            .with_context(|| format!("opening database {}", cfg.database))?;
         Ok(Hub {
             cfg,
-            db,
+            store,
             clock,
             key,
             profile,
@@ -43,7 +44,7 @@ impl Hub {
 
     /// A real round trip to the database (for `/v1/health`).
     pub async fn check_database(&self) -> Result<(), HubError> {
-        sqlx::query("SELECT 1").fetch_one(&self.db.pool).await.map_err(|e| {
+        self.store.ping().await.map_err(|e| {
             tracing::error!(error = %e, "health check: database unreachable");
             HubError::new(ErrorCode::Unavailable, "the hub's database does not answer")
         })?;
@@ -54,8 +55,8 @@ impl Hub {
         &self.cfg
     }
 
-    pub fn db(&self) -> &Db {
-        &self.db
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
     }
 
     pub fn clock(&self) -> &Arc<dyn Clock> {
@@ -96,16 +97,24 @@ impl Hub {
     }
 
     /// Appends entries signed off by this hub's own key to the audit log, in `tx`.
-    pub async fn audit(&self, tx: &mut Transaction<'static, Any>, entries: &[AuditEntry]) -> Result<(), HubError> {
+    pub async fn audit(&self, tx: &mut dyn WriteTx, entries: &[AuditEntry]) -> Result<(), HubError> {
         audit::append(tx, self.now_secs(), &self.key_id().to_string(), entries).await?;
         Ok(())
     }
 
     /// Takes the writer lock and a fresh HLC timestamp for the hub's own writes.
-    pub async fn begin_write(&self) -> Result<(tokio::sync::MutexGuard<'_, Hlc>, Transaction<'static, Any>), HubError> {
+    pub async fn begin_write(&self) -> Result<(tokio::sync::MutexGuard<'_, Hlc>, Box<dyn WriteTx>), HubError> {
         let guard = self.writer.lock().await;
-        let tx = self.db.pool.begin().await?;
+        let tx = self.store.begin().await?;
         Ok((guard, tx))
+    }
+
+    /// Sets one meta value in a write transaction of its own.
+    pub async fn set_meta(&self, k: &str, v: &str) -> Result<(), HubError> {
+        let (_g, mut tx) = self.begin_write().await?;
+        tx.set_meta(k, v).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     pub fn tick(&self, h: &mut Hlc) -> Hlc {
@@ -125,7 +134,7 @@ impl Hub {
 
 pub struct Hub {
     pub(crate) cfg: HubConfig,
-    pub(crate) db: Db,
+    pub(crate) store: Arc<dyn Store>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) key: SigningKey,
     pub(crate) profile: Option<Profile>,
@@ -138,6 +147,6 @@ pub struct Hub {
 
 impl std::fmt::Debug for Hub {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Hub({}, {:?})", self.cfg.region, self.db)
+        write!(f, "Hub({}, {:?})", self.cfg.region, self.store.backend())
     }
 }

@@ -10,12 +10,11 @@ use crate::error::HubError;
 use crate::feedback::{corrections_feedback, push_feedback};
 use crate::forward::{answer, signed};
 use crate::merge::FieldState;
-use crate::record::{StoredRecord, row_from, storage_key};
+use crate::record::{StoredRecord, storage_key};
 use crate::state::Hub;
-use crate::store::records::write_rows;
 use anyhow::{Context, bail};
 use jianka_shared::{RecordKey, RecordKind, RegionCode, Tier, protocol::*};
-use sqlx::{Any, Row, Transaction};
+use crate::store::WriteTx;
 use std::time::Duration;
 
 /// The meta key of the last province feedback id applied.
@@ -48,7 +47,7 @@ impl Hub {
         let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?;
         let mut report = PullReport::default();
         loop {
-            let since: u64 = self.db.meta_get(CURSOR).await?.and_then(|s| s.parse().ok()).unwrap_or(0);
+            let since: u64 = self.store.meta(CURSOR).await?.and_then(|s| s.parse().ok()).unwrap_or(0);
             let pq = format!("/v1/feedback?since={since}");
             let page: FeedbackPage = answer(
                 signed(&client, &self.key, reqwest::Method::GET, &base, &pq, vec![], self.now_secs()).send().await?,
@@ -79,13 +78,7 @@ impl Hub {
     /// or below the stored cursor are skipped. Returns how many items were newly applied.
     pub async fn apply_parent_page(&self, items: &[FeedbackEntry], report: &mut PullReport) -> Result<u64, HubError> {
         let (mut hlc, mut tx) = self.begin_write().await?;
-        let mut cursor: u64 = sqlx::query("SELECT v FROM meta WHERE k = $1")
-            .bind(CURSOR)
-            .fetch_optional(&mut *tx)
-            .await?
-            .and_then(|r| r.try_get::<String, _>(0).ok())
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
+        let mut cursor: u64 = tx.meta(CURSOR).await?.and_then(|s| s.parse().ok()).unwrap_or(0);
         let mut down: Vec<(String, Feedback)> = Vec::new();
         let mut entries: Vec<AuditEntry> = Vec::new();
         let mut applied = 0;
@@ -97,7 +90,7 @@ impl Hub {
             applied += 1;
             match &entry.item {
                 Feedback::Resolved { key, field, value, note } => {
-                    let Some(mut row) = load_row(&mut tx, key).await? else { continue };
+                    let Some(mut row) = load_row(&mut *tx, key).await? else { continue };
                     if row.deleted {
                         continue;
                     }
@@ -116,7 +109,7 @@ impl Hub {
                             FieldState(to_county.as_str().into(), version, parent_code(self).into()),
                         );
                         row.deleted = true;
-                        write_rows(&mut tx, &[&row]).await?;
+                        tx.write_new_revision(vec![row.clone()]).await?;
                         entries.push(AuditEntry::new(
                             "move_out",
                             key.to_string(),
@@ -135,7 +128,7 @@ impl Hub {
                 Feedback::Corrections { items } => {
                     let mut passed: Vec<(String, Correction)> = Vec::new();
                     for c in items {
-                        let Some(mut row) = load_row(&mut tx, &c.key).await? else { continue };
+                        let Some(mut row) = load_row(&mut *tx, &c.key).await? else { continue };
                         if row.deleted {
                             continue;
                         }
@@ -156,7 +149,7 @@ impl Hub {
                             }
                         }
                         if changed {
-                            write_rows(&mut tx, &[&row]).await?;
+                            tx.write_new_revision(vec![row.clone()]).await?;
                         }
                         if let Some(t) = township_of(&row.region) {
                             passed.push((t, c.clone()));
@@ -174,13 +167,9 @@ impl Hub {
         }
         report.passed_down += down.len() as u64;
         report.items += applied;
-        push_feedback(&mut tx, &down).await?;
-        self.audit(&mut tx, &entries).await?;
-        sqlx::query("INSERT INTO meta (k, v) VALUES ($1, $2) ON CONFLICT (k) DO UPDATE SET v = excluded.v")
-            .bind(CURSOR)
-            .bind(cursor.to_string())
-            .execute(&mut *tx)
-            .await?;
+        push_feedback(&mut *tx, &down).await?;
+        self.audit(&mut *tx, &entries).await?;
+        tx.set_meta(CURSOR, &cursor.to_string()).await?;
         tx.commit().await?;
         Ok(applied)
     }
@@ -195,17 +184,6 @@ fn township_of(region: &str) -> Option<String> {
     RegionCode::parse(region).ok().and_then(|r| r.ancestor(Tier::Township)).map(|t| t.to_string())
 }
 
-async fn load_row(tx: &mut Transaction<'static, Any>, key: &RecordKey) -> Result<Option<StoredRecord>, HubError> {
-    let k = storage_key(key);
-    let r = sqlx::query("SELECT region, hh, fields, deleted FROM records WHERE k = $1")
-        .bind(&k)
-        .fetch_optional(&mut **tx)
-        .await?;
-    match r {
-        None => Ok(None),
-        Some(r) => {
-            let deleted = crate::store::get_i64(&r, 3) != 0;
-            Ok(Some(row_from(&k, r.try_get(0)?, r.try_get(1)?, &r.try_get::<String, _>(2)?, deleted)?))
-        }
-    }
+async fn load_row(tx: &mut dyn WriteTx, key: &RecordKey) -> Result<Option<StoredRecord>, HubError> {
+    Ok(tx.records(&[storage_key(key)]).await?.into_iter().next())
 }

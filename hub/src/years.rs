@@ -5,11 +5,9 @@
 use crate::audit::AuditEntry;
 use crate::error::HubError;
 use crate::feedback::push_feedback;
-use crate::quota::{quota_add, quota_used};
 use crate::record::StoredRecord;
 use crate::state::Hub;
-use crate::store::records::write_rows;
-use crate::store::{Db, get_i64};
+use crate::store::{ReopeningRow, Store, YearRow};
 use chrono::{Datelike, NaiveDate};
 use jianka_shared::{
     RecordKey, RecordKind, RegionCode, Tier, Year,
@@ -20,7 +18,6 @@ use jianka_shared::{
     trust,
 };
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 
 pub fn state_str(s: YearState) -> &'static str {
     match s {
@@ -62,13 +59,12 @@ pub fn reopen_by(hub: &RegionCode) -> String {
 /// The year's state as of `today` (an update window past its deadline counts as locked), and the
 /// regions for which a locked year has been reopened.
 pub async fn effective_state(
-    db: &Db,
+    store: &dyn Store,
     year: Year,
     today: NaiveDate,
     profile: Option<&Profile>,
 ) -> Result<(YearState, Vec<RegionCode>), HubError> {
-    let r = sqlx::query("SELECT state FROM years WHERE year = $1").bind(year as i64).fetch_optional(&db.pool).await?;
-    let mut state = r.map(|r| parse_state(&r.get::<String, _>(0))).unwrap_or(YearState::Open);
+    let mut state = store.year(year).await?.map(|r| parse_state(&r.state)).unwrap_or(YearState::Open);
     if state == YearState::UpdateWindow && today > household_deadline(year, profile) {
         state = YearState::Locked;
     }
@@ -77,14 +73,10 @@ pub async fn effective_state(
     }
     // Only reopenings still running today count: after its last day the year is locked again.
     let mut reopened = Vec::new();
-    for r in sqlx::query("SELECT region, at, until_day FROM reopenings WHERE year = $1")
-        .bind(year as i64)
-        .fetch_all(&db.pool)
-        .await?
-    {
-        let until = reopening_until(get_i64(&r, 1), r.try_get::<Option<String>, _>(2)?.as_deref());
+    for r in store.reopenings(year).await? {
+        let until = reopening_until(r.at, r.until_day.as_deref());
         if today <= until
-            && let Ok(region) = RegionCode::parse(&r.get::<String, _>(0))
+            && let Ok(region) = RegionCode::parse(&r.region)
         {
             reopened.push(region);
         }
@@ -95,22 +87,14 @@ pub async fn effective_state(
 /// Whether changes accepted into `year` carry into `year + 1`: `year` was frozen at New Year (so
 /// the next year started as its copy) and the next year is not locked itself.
 pub async fn carries_into_next(
-    db: &Db,
+    store: &dyn Store,
     year: Year,
     today: NaiveDate,
     profile: Option<&Profile>,
 ) -> Result<bool, HubError> {
-    let frozen = sqlx::query("SELECT state FROM years WHERE year = $1")
-        .bind(year as i64)
-        .fetch_optional(&db.pool)
-        .await?
-        .is_some_and(|r| r.get::<String, _>(0) != "open");
-    let next_exists = sqlx::query("SELECT state FROM years WHERE year = $1")
-        .bind(year as i64 + 1)
-        .fetch_optional(&db.pool)
-        .await?
-        .is_some();
-    Ok(frozen && next_exists && effective_state(db, year + 1, today, profile).await?.0 != YearState::Locked)
+    let frozen = store.year(year).await?.is_some_and(|r| r.state != "open");
+    let next_exists = store.year(year + 1).await?.is_some();
+    Ok(frozen && next_exists && effective_state(store, year + 1, today, profile).await?.0 != YearState::Locked)
 }
 
 /// A reopening lasts this many days unless granted with an explicit end.
@@ -130,19 +114,15 @@ fn reopening_until(at: i64, until_day: Option<&str>) -> NaiveDate {
 
 /// The reopening of `year` that covers `region` today, if any: its last day.
 pub async fn reopened_for(
-    db: &Db,
+    store: &dyn Store,
     year: Year,
     region: &RegionCode,
     today: NaiveDate,
 ) -> Result<Option<NaiveDate>, HubError> {
     let mut last: Option<NaiveDate> = None;
-    for r in sqlx::query("SELECT region, at, until_day FROM reopenings WHERE year = $1")
-        .bind(year as i64)
-        .fetch_all(&db.pool)
-        .await?
-    {
-        let until = reopening_until(get_i64(&r, 1), r.try_get::<Option<String>, _>(2)?.as_deref());
-        let covers = RegionCode::parse(&r.get::<String, _>(0)).is_ok_and(|g| g.contains(region) || region.contains(&g));
+    for r in store.reopenings(year).await? {
+        let until = reopening_until(r.at, r.until_day.as_deref());
+        let covers = RegionCode::parse(&r.region).is_ok_and(|g| g.contains(region) || region.contains(&g));
         if covers && today <= until {
             last = last.max(Some(until));
         }
@@ -153,20 +133,18 @@ pub async fn reopened_for(
 /// The cycle of every year as `asker` (a child region) sees it: a locked year shows as reopened
 /// only while a reopening covering the asker runs, with the reopening's last day as deadline.
 pub async fn cycle_infos(
-    db: &Db,
+    store: &dyn Store,
     today: NaiveDate,
     profile: Option<&Profile>,
     hub: &RegionCode,
     asker: &RegionCode,
 ) -> Result<Vec<CycleInfo>, HubError> {
-    let rows = sqlx::query("SELECT year FROM years ORDER BY year").fetch_all(&db.pool).await?;
     let mut out = Vec::new();
-    for r in rows {
-        let year = get_i64(&r, 0) as Year;
-        let (mut state, _) = effective_state(db, year, today, profile).await?;
+    for YearRow { year, .. } in store.years().await? {
+        let (mut state, _) = effective_state(store, year, today, profile).await?;
         let mut deadline = household_deadline(year, profile);
         if state == YearState::Locked
-            && let Some(until) = reopened_for(db, year, asker, today).await?
+            && let Some(until) = reopened_for(store, year, asker, today).await?
         {
             state = YearState::Reopened;
             deadline = until;
@@ -232,26 +210,15 @@ impl Hub {
         };
         snap.signature = hex::encode(trust::sign_statement(&self.key, "year-snapshot", &snap.signed_bytes()));
         // Read before the transaction: no connection is held while another is awaited.
-        let children = child_regions(&self.db).await?;
+        let children = child_regions(&*self.store).await?;
         let (mut hlc, mut tx) = self.begin_write().await?;
-        let already: Option<String> = sqlx::query("SELECT state FROM years WHERE year = $1")
-            .bind(ended as i64)
-            .fetch_optional(&mut *tx)
-            .await?
-            .map(|r| r.get(0));
+        let already = tx.year(ended).await?.map(|r| r.state);
         if already.as_deref().is_some_and(|s| s != "open") {
             return Err(HubError::new(ErrorCode::BadRequest, format!("year {ended} was already frozen")));
         }
         let snap_json = serde_json::to_string(&snap).expect("in-memory encoding");
-        sqlx::query("INSERT INTO years (year, state, snapshot) VALUES ($1, 'update_window', $2) ON CONFLICT (year) DO UPDATE SET state = 'update_window', snapshot = excluded.snapshot")
-            .bind(ended as i64)
-            .bind(&snap_json)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("INSERT INTO years (year, state) VALUES ($1, 'open') ON CONFLICT (year) DO NOTHING")
-            .bind(next as i64)
-            .execute(&mut *tx)
-            .await?;
+        tx.set_year_state(ended, "update_window", Some(&snap_json)).await?;
+        tx.ensure_year(next).await?;
         // Carry forward: recognised households (and their members and the villages) start the new
         // year as they ended the old one; refused and exited households stay behind.
         let version = self.tick(&mut hlc);
@@ -282,8 +249,7 @@ impl Hub {
                 c
             })
             .collect();
-        let refs: Vec<&StoredRecord> = carried.iter().collect();
-        write_rows(&mut tx, &refs).await?;
+        tx.write_new_revision(carried.clone()).await?;
         // The new year's quota ledger starts with the recognised people carried into it, so its
         // ceiling counts them (and the report and sign-off agree with the merge).
         if self.region().tier() == Tier::County && self.county_quota().is_some() {
@@ -299,8 +265,8 @@ impl Hub {
             let total: i64 = people.values().sum();
             people.insert(self.region().to_string(), total);
             for (scope, n) in people {
-                quota_used(&mut tx, &self.db, &scope, next).await?;
-                quota_add(&mut tx, &scope, next, n).await?;
+                tx.quota_used(&scope, next).await?;
+                tx.quota_add(&scope, next, n).await?;
             }
         }
         let deadline = household_deadline(ended, self.profile.as_ref()).to_string();
@@ -330,8 +296,8 @@ impl Hub {
             });
             fb.extend(crate::feedback::corrections_feedback(corrections));
         }
-        push_feedback(&mut tx, &fb).await?;
-        self.audit(&mut tx, &[AuditEntry::new("new_year", format!("year {ended}"), "open", &snap_json)]).await?;
+        push_feedback(&mut *tx, &fb).await?;
+        self.audit(&mut *tx, &[AuditEntry::new("new_year", format!("year {ended}"), "open", &snap_json)]).await?;
         tx.commit().await?;
         tracing::info!(
             year = ended,
@@ -350,13 +316,8 @@ impl Hub {
     /// Locks `year` now (normally automatic once its deadline passes).
     pub async fn lock_year(&self, year: Year) -> Result<(), HubError> {
         let (_g, mut tx) = self.begin_write().await?;
-        sqlx::query(
-            "INSERT INTO years (year, state) VALUES ($1, 'locked') ON CONFLICT (year) DO UPDATE SET state = 'locked'",
-        )
-        .bind(year as i64)
-        .execute(&mut *tx)
-        .await?;
-        self.audit(&mut tx, &[AuditEntry::new("lock", format!("year {year}"), "", "locked")]).await?;
+        tx.set_year_state(year, "locked", None).await?;
+        self.audit(&mut *tx, &[AuditEntry::new("lock", format!("year {year}"), "", "locked")]).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -389,23 +350,23 @@ impl Hub {
             return Err(HubError::new(ErrorCode::BadRequest, "a reopening needs a stated reason (--reason)"));
         }
         let (_g, mut tx) = self.begin_write().await?;
-        sqlx::query("INSERT INTO reopenings (year, region, reason, at, until_day) VALUES ($1,$2,$3,$4,$5)")
-            .bind(year as i64)
-            .bind(region.to_string())
-            .bind(reason)
-            .bind(self.now_secs())
-            .bind(until.to_string())
-            .execute(&mut *tx)
-            .await?;
+        tx.add_reopening(ReopeningRow {
+            year,
+            region: region.to_string(),
+            reason: reason.to_string(),
+            at: self.now_secs(),
+            until_day: Some(until.to_string()),
+        })
+        .await?;
         let info = CycleInfo {
             year,
             state: YearState::Reopened,
             deadline: Some(until.to_string()),
             reopen_by: Some(reopen_by(self.region())),
         };
-        push_feedback(&mut tx, &[(region.to_string(), Feedback::Cycle(info))]).await?;
+        push_feedback(&mut *tx, &[(region.to_string(), Feedback::Cycle(info))]).await?;
         self.audit(
-            &mut tx,
+            &mut *tx,
             &[AuditEntry::new(
                 "reopen",
                 format!("year {year} for {region} until {until}"),
@@ -429,7 +390,7 @@ impl Hub {
 
     /// The children that owe `year`'s delivery, its deadline, and whether it has passed.
     pub async fn undelivered(&self, year: Year) -> Result<Undelivered, HubError> {
-        let children = child_regions(&self.db).await?;
+        let children = child_regions(&*self.store).await?;
         let today = self.today();
         let mut late = Vec::new();
         let deadline = match self.region().tier() {
@@ -439,12 +400,7 @@ impl Hub {
         match self.region().tier() {
             Tier::Province => {
                 for c in children {
-                    let n: i64 = sqlx::query("SELECT COUNT(*) FROM signoffs WHERE county = $1 AND year = $2")
-                        .bind(&c)
-                        .bind(year as i64)
-                        .fetch_one(&self.db.pool)
-                        .await
-                        .map(|r| get_i64(&r, 0))?;
+                    let n = self.store.signoffs_of(&c).await?.iter().filter(|s| s.year == year).count();
                     if n == 0 {
                         let when = if today > deadline { "late" } else { "not yet delivered" };
                         late.push((
@@ -475,16 +431,7 @@ impl Hub {
                     .unwrap()
                     .timestamp();
                 for c in children {
-                    let n: i64 = sqlx::query(
-                        "SELECT COUNT(*) FROM envelopes WHERE origin = $1 AND received_at >= $2 AND received_at < $3 AND year = $4",
-                    )
-                    .bind(&c)
-                    .bind(since)
-                    .bind(until)
-                    .bind(year as i64)
-                    .fetch_one(&self.db.pool)
-                    .await
-                    .map(|r| get_i64(&r, 0))?;
+                    let n = self.store.envelopes_received(&c, year, since, until).await?;
                     if n == 0 {
                         let when = if today > deadline { "late" } else { "not yet delivered" };
                         late.push((
@@ -509,9 +456,6 @@ pub struct Undelivered {
 }
 
 /// Regions with an unrevoked certificate at this hub.
-pub async fn child_regions(db: &Db) -> Result<Vec<String>, HubError> {
-    let rows = sqlx::query("SELECT DISTINCT subject FROM certs WHERE revoked = 0 ORDER BY subject")
-        .fetch_all(&db.pool)
-        .await?;
-    Ok(rows.into_iter().map(|r| r.get::<String, _>(0)).collect())
+pub async fn child_regions(store: &dyn Store) -> Result<Vec<String>, HubError> {
+    Ok(store.enrolled_subjects().await?)
 }

@@ -251,12 +251,12 @@ async fn sizes_are_limited_before_anything_is_stored(pg: bool) {
     // Neither stored, nor quarantined, nor audited in full.
     let big: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM quarantine WHERE LENGTH(payload) > 10000 OR LENGTH(message) > 10000")
-            .fetch_one(&s.county.hub.db().pool)
+            .fetch_one(&s.county.raw().await)
             .await
             .unwrap();
     assert_eq!(big, 0);
     let audited: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit WHERE LENGTH(old) + LENGTH(\"new\") > 10000")
-        .fetch_one(&s.county.hub.db().pool)
+        .fetch_one(&s.county.raw().await)
         .await
         .unwrap();
     assert_eq!(audited, 0);
@@ -363,14 +363,14 @@ async fn the_smaller_holes_are_closed() {
     // A revoked flag that does not decode counts as revoked (fail closed).
     sqlx::query("UPDATE certs SET revoked = 'garbled' WHERE key_id = $1")
         .bind(key_id.to_string())
-        .execute(&s.county.hub.db().pool)
+        .execute(&s.county.raw().await)
         .await
         .unwrap();
     let ans = a.request("GET", "/v1/sync/state", vec![]).await;
     assert_eq!((ans.status, ans.code()), (401, ErrorCode::RevokedKey));
     sqlx::query("UPDATE certs SET revoked = 0 WHERE key_id = $1")
         .bind(key_id.to_string())
-        .execute(&s.county.hub.db().pool)
+        .execute(&s.county.raw().await)
         .await
         .unwrap();
 

@@ -106,7 +106,7 @@ async fn window_adjustments_reach_the_new_year(pg: bool) {
     let y2014 = live(&s, 2014).await;
     assert!(y2014.contains(&hh(&exiting)) && !y2014.contains(&dead_key));
     let stored: String = sqlx::query_scalar("SELECT snapshot FROM years WHERE year = 2014")
-        .fetch_one(&s.county.hub.db().pool)
+        .fetch_one(&s.county.raw().await)
         .await
         .unwrap();
     let snap: jianka_hub::years::Snapshot = serde_json::from_str(&stored).unwrap();
@@ -128,7 +128,7 @@ async fn window_adjustments_reach_the_new_year(pg: bool) {
     let d15 = rows.iter().find(|x| x.key == k15).unwrap();
     assert_eq!(d15.fields.get("phone").unwrap().0, "13911112222", "2015's own edit stands");
     assert_eq!(d15.fields.get("helper_name").unwrap().0, "李", "an untouched field follows 2014");
-    assert!(matches!(audit::verify(s.county.hub.db()).await.unwrap(), audit::AuditCheck::Intact { .. }));
+    assert!(matches!(audit::verify(s.county.hub.store().as_ref()).await.unwrap(), audit::AuditCheck::Intact { .. }));
 }
 both_backends!(window_adjustments_reach_the_new_year, window_adjustments_sqlite, window_adjustments_postgres);
 
@@ -205,7 +205,7 @@ async fn a_reopening_is_for_its_region_only_and_ends(pg: bool) {
     b.now = s.county.clock.now_secs();
     assert_eq!(cycle_of(&b, 2014).await.deadline.as_deref(), Some("2015-02-13"));
     let audited: Vec<String> = sqlx::query_scalar("SELECT subject FROM audit WHERE action = 'reopen' ORDER BY seq")
-        .fetch_all(&s.county.hub.db().pool)
+        .fetch_all(&s.county.raw().await)
         .await
         .unwrap();
     assert_eq!(audited, ["year 2014 for 420322105 until 2015-02-05", "year 2014 for 420322106 until 2015-02-13"]);

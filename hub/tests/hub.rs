@@ -55,7 +55,7 @@ async fn core_flow(pg: bool) {
     assert_eq!(a.json::<PushOutcome>(), PushOutcome::Gap { expected: 2 });
     let d2: DigestReport = node.request("GET", "/v1/digest?year=2014", vec![]).await.json();
     assert_eq!(d2.digest, d.digest, "nothing changed");
-    assert!(matches!(audit::verify(s.county.hub.db()).await.unwrap(), audit::AuditCheck::Intact { .. }));
+    assert!(matches!(audit::verify(s.county.hub.store().as_ref()).await.unwrap(), audit::AuditCheck::Intact { .. }));
 }
 
 #[tokio::test]
@@ -383,12 +383,12 @@ async fn audit_chain_detects_tampering(pg: bool) {
         fields: vec![FieldWrite { name: "phone".into(), value: "13900000000".into(), version: Hlc(90), base: Hlc(5) }],
     };
     accepted(&a.push(vec![edit]).await);
-    let db = s.county.hub.db();
+    let db = s.county.raw().await;
     assert!(matches!(audit::verify(db).await.unwrap(), audit::AuditCheck::Intact { entries, .. } if entries >= 4));
     let rows: Vec<(i64, String, String, String, String)> = sqlx::query_as(
         "SELECT seq, action, subject, old, new FROM audit WHERE action IN ('changeset', 'county_decisions') ORDER BY seq",
     )
-    .fetch_all(&db.pool)
+    .fetch_all(&db)
     .await
     .unwrap();
     let (first, decisions, second) = (&rows[0], &rows[1], &rows[2]);
@@ -401,7 +401,7 @@ async fn audit_chain_detects_tampering(pg: bool) {
     // hash to the audited hash and open, under the node's key, to the new values.
     assert!(!first.4.contains("420322105200-0001"), "created as sent, not copied: {}", first.4);
     let kept: Vec<u8> = sqlx::query_scalar("SELECT bytes FROM envelopes WHERE origin = '420322105' AND seq = 1")
-        .fetch_one(&db.pool)
+        .fetch_one(&db)
         .await
         .unwrap();
     assert_eq!(format!("420322105#1 envelope {}", hex::encode(changeset::envelope_hash(&kept))), first.2);
@@ -414,24 +414,19 @@ async fn audit_chain_detects_tampering(pg: bool) {
     assert!(second.3.contains("\"phone\":\"") && second.4.contains("\"phone\":\"13900000000\""), "{second:?}");
     assert!(!second.3.contains("13900000000"), "old value is the previous one");
     sqlx::query(sqlx::AssertSqlSafe(format!("UPDATE audit SET new = 'forged' WHERE seq = {}", first.0)))
-        .execute(&db.pool)
+        .execute(&db)
         .await
         .unwrap();
     assert!(matches!(audit::verify(db).await.unwrap(), audit::AuditCheck::Broken { seq, .. } if seq == first.0));
     // Restored, the chain holds again; an altered kept envelope is caught too.
-    sqlx::query("UPDATE audit SET new = $1 WHERE seq = $2")
-        .bind(&first.4)
-        .bind(first.0)
-        .execute(&db.pool)
-        .await
-        .unwrap();
+    sqlx::query("UPDATE audit SET new = $1 WHERE seq = $2").bind(&first.4).bind(first.0).execute(&db).await.unwrap();
     assert!(matches!(audit::verify(db).await.unwrap(), audit::AuditCheck::Intact { .. }));
     let mut altered = kept.clone();
     let last = altered.len() - 1;
     altered[last] ^= 1;
     sqlx::query("UPDATE envelopes SET bytes = $1 WHERE origin = '420322105' AND seq = 1")
         .bind(altered)
-        .execute(&db.pool)
+        .execute(&db)
         .await
         .unwrap();
     assert!(matches!(audit::verify(db).await.unwrap(), audit::AuditCheck::Broken { seq, .. } if seq == first.0));

@@ -54,7 +54,7 @@ fn delete(id: &str, version: u64) -> Op {
 }
 
 async fn assert_audit_intact(s: &Setup) {
-    assert!(matches!(audit::verify(s.province.hub.db()).await.unwrap(), audit::AuditCheck::Intact { .. }));
+    assert!(matches!(audit::verify(s.province.hub.store().as_ref()).await.unwrap(), audit::AuditCheck::Intact { .. }));
 }
 
 async fn arrival_first_then_departure_days_later(pg: bool) {

@@ -4,14 +4,14 @@
 
 use super::write::write_while;
 use crate::error::HubError;
-use crate::store::records::next_rev;
 use chrono::Datelike;
-use sqlx::{Any, Transaction};
+use crate::store::WriteTx;
 
 use crate::authority;
 use crate::ingest::load::MergeContext;
 use crate::ingest::moves::{PendingMove, settled_move};
-use crate::ingest::outcome::{ConflictRow, IngestOutcome, reject};
+use crate::ingest::outcome::{IngestOutcome, reject};
+use crate::store::NewConflict;
 use crate::ingest::validate::{check_authority, check_record};
 use crate::merge::{FieldOutcome, FieldState, Fields, Text, merge_field};
 use crate::record::{MOVE_OUT, STATUS_PASSED_TO, StoredRecord, audit_subject, key_of, storage_key};
@@ -26,13 +26,13 @@ impl Hub {
     /// before (members are final after the merge: re-examination decides households only).
     pub(crate) async fn apply(
         &self,
-        tx: &mut Transaction<'static, Any>,
+        tx: &mut dyn WriteTx,
         writer: &RegionCode,
         ops: &[Op],
         mut ctx: MergeContext,
         fx: &mut IngestOutcome,
     ) -> Result<(), HubError> {
-        let rev = next_rev(tx).await?;
+        let rev = tx.next_rev().await?;
         let merge = |fx: &mut IngestOutcome, slice: &[Op]| self.merge_ops(writer, slice, fx, &mut ctx);
         write_while(tx, fx, RecordKind::Member, rev, ops.chunks(MERGE_SLICE), merge).await
     }
@@ -195,7 +195,7 @@ impl Hub {
                                 // next-year carry): the move is done; nothing changes here.
                                 self.settle_late_copy(fx, key, ex, writer, &holder, why);
                             } else {
-                                fx.conflicts.push(ConflictRow {
+                                fx.conflicts.push(NewConflict {
                                     kind: "move",
                                     k: k.clone(),
                                     field: "household".into(),
@@ -220,7 +220,7 @@ impl Hub {
                             && (w.base == Hlc::ZERO
                                 || !writer.contains(&RegionCode::parse(&ex.region).unwrap_or(village.clone())))
                         {
-                            fx.conflicts.push(ConflictRow {
+                            fx.conflicts.push(NewConflict {
                                 kind: "duplicate_person",
                                 k: k.clone(),
                                 field: "household".into(),
@@ -297,7 +297,7 @@ impl Hub {
                                 reject(fx, writer, key, RejectReason::NotAuthorised, msg, field_payload(key, w));
                             }
                             FieldOutcome::Conflict { current } => {
-                                fx.conflicts.push(ConflictRow {
+                                fx.conflicts.push(NewConflict {
                                     kind: "field",
                                     k: k.clone(),
                                     field: w.name.clone(),

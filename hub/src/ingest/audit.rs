@@ -7,10 +7,10 @@ use super::outcome::IngestOutcome;
 use crate::audit::{self, AuditEntry};
 use crate::auth::Sender;
 use crate::error::HubError;
-use sqlx::{Any, Transaction};
+use crate::store::WriteTx;
 
 pub(super) async fn audit_changeset(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut dyn WriteTx,
     now: i64,
     sender: &Sender,
     opened: &Opened,

@@ -5,16 +5,14 @@ use crate::error::HubError;
 use crate::feedback::removed_feedback;
 use crate::ingest::outcome::IngestOutcome;
 use crate::merge::{FieldState, Fields, Text};
-use crate::quota::{quota_add, quota_used};
 use crate::record::{HashMap, HashSet};
-use crate::record::{StoredRecord, audit_subject, row_from, storage_key};
+use crate::record::{StoredRecord, audit_subject, storage_key};
 use crate::state::Hub;
-use crate::store::records::load_rows;
+use crate::ingest::load::load_rows;
 use jianka_shared::domain::Status;
 use jianka_shared::protocol::Correction;
 use jianka_shared::{Hlc, RecordKey, RecordKind, Year};
-use sqlx::Row;
-use sqlx::{Any, Transaction};
+use crate::store::WriteTx;
 use std::collections::BTreeMap;
 
 impl Hub {
@@ -26,7 +24,7 @@ impl Hub {
     /// year's quota ledger follows the households that become, or stop being, recognised there.
     pub(crate) async fn carry_into_next_year(
         &self,
-        tx: &mut Transaction<'static, Any>,
+        tx: &mut dyn WriteTx,
         fx: &mut IngestOutcome,
     ) -> Result<(), HubError> {
         if fx.carry_years.is_empty() {
@@ -74,18 +72,9 @@ impl Hub {
             .map(|r| (r.key.year, r.key.id.clone()))
             .collect();
         for (year, id) in &arriving {
-            for r in sqlx::query(
-                "SELECT k, region, hh, fields FROM records WHERE year = $1 AND kind = $2 AND hh = $3 AND deleted = 0",
-            )
-            .bind(*year as i64)
-            .bind(RecordKind::Member.to_u8() as i64)
-            .bind(id)
-            .fetch_all(&mut **tx)
-            .await?
-            {
-                let k: String = r.try_get(0)?;
+            for row in tx.live_members(*year, std::slice::from_ref(id)).await? {
+                let k = storage_key(&row.key);
                 if seen.insert(k.clone()) {
-                    let row = row_from(&k, r.try_get(1)?, r.try_get(2)?, &r.try_get::<String, _>(3)?, false)?;
                     let nk = storage_key(&next_key(&row));
                     fx.rows.insert(k.clone(), row);
                     load_rows(tx, &[nk], &mut next).await?;
@@ -186,20 +175,11 @@ impl Hub {
         }
         // Members of households that left the next year leave with them.
         for (year, id) in leaving {
-            for r in sqlx::query(
-                "SELECT k, region, hh, fields FROM records WHERE year = $1 AND kind = $2 AND hh = $3 AND deleted = 0",
-            )
-            .bind(year as i64)
-            .bind(RecordKind::Member.to_u8() as i64)
-            .bind(&id)
-            .fetch_all(&mut **tx)
-            .await?
-            {
-                let k: String = r.try_get(0)?;
+            for mut m in tx.live_members(year, std::slice::from_ref(&id)).await? {
+                let k = storage_key(&m.key);
                 if fx.rows.get(&k).is_some_and(|m| m.deleted || m.hh != id) {
                     continue;
                 }
-                let mut m = row_from(&k, r.try_get(1)?, r.try_get(2)?, &r.try_get::<String, _>(3)?, false)?;
                 m.deleted = true;
                 fx.changes.record::<_, &str>(&audit_subject(&m.key), &[("household", id.as_str())], &[]);
                 removed.entry(m.region.get(..9).unwrap_or(&m.region).to_string()).or_default().push(m.key.clone());
@@ -213,8 +193,8 @@ impl Hub {
         let county = self.region().to_string();
         for (township, year, n) in ledger {
             for scope in [county.as_str(), township.as_str()] {
-                quota_used(tx, &self.db, scope, year).await?;
-                quota_add(tx, scope, year, n).await?;
+                tx.quota_used(scope, year).await?;
+                tx.quota_add(scope, year, n).await?;
             }
         }
         Ok(())

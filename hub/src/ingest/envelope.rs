@@ -9,7 +9,7 @@ use crate::state::Hub;
 use jianka_shared::Hlc;
 use jianka_shared::changeset::{self, ChangeSet, ChangeSetError, Header, Op};
 use jianka_shared::protocol::ErrorCode;
-use sqlx::{Any, Row, Transaction};
+use crate::store::{StreamState, WriteTx};
 
 /// Operations one change set may carry (the node cuts at 20,000 by default).
 pub const MAX_OPS_PER_CHANGESET: usize = 100_000;
@@ -68,20 +68,11 @@ pub(crate) fn open(hub: &Hub, sender: &Sender, bytes: &[u8]) -> Result<Opened, H
 }
 
 /// Where `opened` stands in the stream of `origin`, read in `tx`.
-pub(crate) async fn sequence(
-    tx: &mut Transaction<'static, Any>,
-    origin: &str,
-    opened: &Opened,
-) -> Result<Sequence, HubError> {
+pub(crate) async fn sequence(tx: &mut dyn WriteTx, origin: &str, opened: &Opened) -> Result<Sequence, HubError> {
     let seq = opened.header.seq;
-    let (next_seq, last_hash) = stream_state(tx, origin).await?;
+    let StreamState { next_seq, last_hash } = tx.stream(origin).await?.unwrap_or_else(StreamState::new);
     if seq < next_seq {
-        let stored: Option<String> = sqlx::query("SELECT hash FROM envelopes WHERE origin = $1 AND seq = $2")
-            .bind(origin)
-            .bind(seq as i64)
-            .fetch_optional(&mut **tx)
-            .await?
-            .map(|r| r.get(0));
+        let stored = tx.envelope_hash(origin, seq).await?;
         return Ok(match stored.as_deref() == Some(opened.hash.as_str()) {
             true => Sequence::Duplicate,
             false => Sequence::Equivocation { stored_hash: stored },
@@ -101,27 +92,18 @@ impl Hub {
     /// sender gets.
     pub(crate) async fn record_equivocation(
         &self,
-        mut tx: Transaction<'static, Any>,
+        mut tx: Box<dyn WriteTx>,
         sender: &Sender,
         opened: &Opened,
         stored_hash: Option<String>,
     ) -> Result<HubError, HubError> {
         let origin = sender.region.to_string();
         let seq = opened.header.seq;
-        sqlx::query("INSERT INTO equivocations (origin, seq, stored_hash, offered_hash, at) VALUES ($1,$2,$3,$4,$5)")
-            .bind(&origin)
-            .bind(seq as i64)
-            .bind(stored_hash.unwrap_or_default())
-            .bind(&opened.hash)
-            .bind(self.now_secs())
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("UPDATE certs SET equivocating = 1 WHERE key_id = $1")
-            .bind(sender.key_id.to_string())
-            .execute(&mut *tx)
-            .await?;
+        let stored_hash = stored_hash.unwrap_or_default();
+        tx.record_equivocation(&origin, seq, &stored_hash, &opened.hash, self.now_secs()).await?;
+        tx.set_equivocating(&sender.key_id.to_string(), true).await?;
         audit::append(
-            &mut tx,
+            &mut *tx,
             self.now_secs(),
             &sender.key_id.to_string(),
             &[AuditEntry::new("equivocation", format!("{origin}#{seq}"), "", &opened.hash)],
@@ -157,16 +139,4 @@ pub(crate) fn newest_version(ops: &[Op]) -> Option<Hlc> {
             Op::Delete { version, .. } => vec![*version],
         })
         .max()
-}
-
-/// `(next expected seq, hash of the last applied envelope)` of `origin`.
-pub(crate) async fn stream_state(tx: &mut Transaction<'static, Any>, origin: &str) -> Result<(u64, String), HubError> {
-    let r = sqlx::query("SELECT next_seq, last_hash FROM streams WHERE origin = $1")
-        .bind(origin)
-        .fetch_optional(&mut **tx)
-        .await?;
-    Ok(match r {
-        Some(r) => (crate::store::get_i64(&r, 0) as u64, r.try_get(1)?),
-        None => (1, hex::encode([0u8; 32])),
-    })
 }

@@ -9,17 +9,14 @@ use crate::ingest::outcome::IngestOutcome;
 use crate::merge::Text;
 use crate::record::{HashMap, HashSet};
 use crate::record::{MOVED_FROM, key_of, storage_key};
-use crate::record::{StoredRecord, row_from};
+use crate::record::StoredRecord;
 use crate::state::Hub;
-use crate::store::records::load_rows;
-use crate::store::{dynamic, in_list, is_sqlite};
+use crate::store::WriteTx;
 use crate::years;
 use jianka_shared::changeset::Op;
 use jianka_shared::domain::Member;
 use jianka_shared::protocol::{ErrorCode, YearState};
 use jianka_shared::{RecordKind, RegionCode, Tier, Year};
-use sqlx::Row;
-use sqlx::{Any, Transaction};
 use std::collections::{BTreeMap, BTreeSet};
 
 impl Hub {
@@ -27,7 +24,7 @@ impl Hub {
     /// households, pending moves, stored members), so the merge itself never queries.
     pub(crate) async fn load(
         &self,
-        tx: &mut Transaction<'static, Any>,
+        tx: &mut dyn WriteTx,
         writer: &RegionCode,
         ops: &[Op],
         years: YearStates,
@@ -101,10 +98,10 @@ impl Hub {
         let years: BTreeSet<Year> = years.collect();
         let mut out = YearStates::default();
         for y in years {
-            let (state, reopened) = years::effective_state(&self.db, y, self.today(), self.profile.as_ref()).await?;
+            let (state, reopened) = years::effective_state(&*self.store, y, self.today(), self.profile.as_ref()).await?;
             if self.region().tier() == Tier::County
                 && state != YearState::Open
-                && years::carries_into_next(&self.db, y, self.today(), self.profile.as_ref()).await?
+                && years::carries_into_next(&*self.store, y, self.today(), self.profile.as_ref()).await?
             {
                 out.carry.insert(y);
             }
@@ -125,7 +122,7 @@ impl Hub {
     /// why not), leaving out the records this change set holds (the caller adds its own versions).
     pub(crate) async fn stored_members_of(
         &self,
-        tx: &mut Transaction<'static, Any>,
+        tx: &mut dyn WriteTx,
         ops: &[Op],
         fx: &IngestOutcome,
     ) -> Result<HashMap<(Year, String), Vec<Result<Member, String>>>, HubError> {
@@ -140,27 +137,13 @@ impl Hub {
             by_year.entry(op.key().year).or_default().insert(op.key().id.as_str());
         }
         let mut out: HashMap<(Year, String), Vec<Result<Member, String>>> = HashMap::default();
-        let sqlite = is_sqlite(tx);
-        for (year, ids) in &by_year {
-            let ids: Vec<&str> = ids.iter().copied().collect();
-            for chunk in ids.chunks(5_000) {
-                let sql = format!(
-                    "SELECT k, region, hh, fields FROM records WHERE year = {year} AND kind = {} AND deleted = 0 AND hh IN ({})",
-                    RecordKind::Member.to_u8(),
-                    in_list(sqlite, chunk.len())
-                );
-                let mut q = sqlx::query(dynamic(sql));
-                for id in chunk {
-                    q = q.bind(id.to_string());
+        for (year, ids) in by_year {
+            let ids: Vec<String> = ids.into_iter().map(str::to_string).collect();
+            for row in tx.live_members(year, &ids).await? {
+                if fx.rows.contains_key(&storage_key(&row.key)) {
+                    continue; // this change set's version wins, added below
                 }
-                for r in q.fetch_all(&mut **tx).await? {
-                    let k: String = r.try_get(0)?;
-                    if fx.rows.contains_key(&k) {
-                        continue; // this change set's version wins, added below
-                    }
-                    let row = row_from(&k, r.try_get(1)?, r.try_get(2)?, &r.try_get::<String, _>(3)?, false)?;
-                    out.entry((*year, row.hh.clone())).or_default().push(row.to_member());
-                }
+                out.entry((year, row.hh.clone())).or_default().push(row.to_member());
             }
         }
         Ok(out)
@@ -187,4 +170,19 @@ pub(crate) struct YearStates {
     pub(crate) states: HashMap<Year, (YearState, Vec<RegionCode>)>,
     pub(crate) carry: HashSet<Year>,
     pub(crate) village_ceiling: Option<u64>,
+}
+
+/// Reads the stored records (deleted ones too) under `keys` into `into`, by storage key.
+pub(crate) async fn load_rows(
+    tx: &mut dyn WriteTx,
+    keys: &[String],
+    into: &mut HashMap<String, StoredRecord>,
+) -> Result<(), HubError> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    for r in tx.records(keys).await? {
+        into.insert(storage_key(&r.key), r);
+    }
+    Ok(())
 }

@@ -30,7 +30,7 @@ pub use outcome::ChangeLog;
 use crate::auth::Sender;
 use crate::error::HubError;
 use crate::state::Hub;
-use crate::store::while_running;
+use write::while_running;
 use envelope::Sequence;
 use jianka_shared::RecordKind;
 use jianka_shared::Tier;
@@ -47,8 +47,8 @@ impl Hub {
         // Read before the transaction begins, so no connection is held while another is awaited.
         let villages = ops.iter().any(|o| o.key().kind == RecordKind::Village);
         let years = self.year_states(ops.iter().map(|o| o.key().year), villages).await?;
-        let mut tx = self.db().pool.begin().await?;
-        match envelope::sequence(&mut tx, sender.region.as_str(), &opened).await? {
+        let mut tx = self.store.begin().await?;
+        match envelope::sequence(&mut *tx, sender.region.as_str(), &opened).await? {
             Sequence::Fresh => {}
             Sequence::Duplicate => return Ok(PushOutcome::Duplicate { seq }),
             Sequence::Gap { expected } => return Ok(PushOutcome::Gap { expected }),
@@ -70,19 +70,19 @@ impl Hub {
             *hlc = hlc.observe(max, self.clock().now().timestamp_millis().max(0) as u64);
         }
         let mut fx = IngestOutcome { move_version: self.tick(&mut hlc).0, ..IngestOutcome::default() };
-        let ctx = self.load(&mut tx, &sender.region, ops, years, &mut fx).await?;
-        self.apply(&mut tx, &sender.region, ops, ctx, &mut fx).await?;
+        let ctx = self.load(&mut *tx, &sender.region, ops, years, &mut fx).await?;
+        self.apply(&mut *tx, &sender.region, ops, ctx, &mut fx).await?;
         if self.region().tier() == Tier::County {
             let households = fx.reexam_candidates();
-            self.reexamine(&mut tx, &mut hlc, households, &mut fx).await?;
-            self.reexamine_villages(&mut tx, &mut hlc, &mut fx).await?;
-            self.carry_into_next_year(&mut tx, &mut fx).await?;
+            self.reexamine(&mut *tx, &mut hlc, households, &mut fx).await?;
+            self.reexamine_villages(&mut *tx, &mut hlc, &mut fx).await?;
+            self.carry_into_next_year(&mut *tx, &mut fx).await?;
             restore::restore_feedback(&mut fx, &sender.region);
         }
         fx.feedback.push((sender.region.to_string(), Feedback::Ack { seq }));
-        self.write_effects(&mut tx, &sender.region, seq, &mut fx).await?;
-        write::record_envelope(&mut tx, sender, &opened, bytes, self.now_secs()).await?;
-        audit::audit_changeset(&mut tx, self.now_secs(), sender, &opened, &mut fx).await?;
+        self.write_effects(&mut *tx, &sender.region, seq, &mut fx).await?;
+        write::record_envelope(&mut *tx, sender, &opened, bytes, self.now_secs()).await?;
+        audit::audit_changeset(&mut *tx, self.now_secs(), sender, &opened, &mut fx).await?;
         let (applied, rejected) = (fx.applied, std::mem::take(&mut fx.rejected));
         // Free this change set's rows while the database commits.
         while_running(tx.commit(), || drop((fx, opened))).await?;

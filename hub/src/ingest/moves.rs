@@ -7,12 +7,10 @@ use crate::merge::{FieldState, Fields};
 use crate::record::{HashMap, HashSet};
 use crate::record::{MOVE_OUT, StoredRecord, audit_subject, storage_key};
 use crate::state::Hub;
-use crate::store::{dynamic, get_i64, in_list, is_sqlite};
+use crate::store::WriteTx;
 use jianka_shared::changeset::Op;
 use jianka_shared::protocol::{ErrorCode, Feedback};
-use jianka_shared::{RecordKey, RecordKind, RegionCode, Tier, Year};
-use sqlx::Row;
-use sqlx::{Any, Transaction};
+use jianka_shared::{RecordKey, RecordKind, RegionCode, Tier};
 
 impl Hub {
     /// Completes a cross-county move in this change set's transaction: the person's record is
@@ -107,14 +105,8 @@ pub(crate) struct PendingMove {
     pub(crate) proposal: Op,
 }
 
-/// A cross-county move the province completed (table `completed_moves`).
-pub(crate) struct CompletedMove {
-    pub(crate) id: String,
-    pub(crate) year: Year,
-    pub(crate) from_county: String,
-    pub(crate) to_county: String,
-    pub(crate) from_household: String,
-}
+/// A cross-county move the province completed, as the store keeps it.
+pub(crate) use crate::store::CompletedMoveRow as CompletedMove;
 
 /// Whether a member copy from `writer` for a person `holder` now holds is a settled move rather
 /// than a new one, and why: the copy itself names `holder` in `move_out`, or it is a stale copy
@@ -149,7 +141,7 @@ pub(crate) fn settled_move(
 
 /// Moves the province completed earlier for the people in `ops`, by person id, latest first.
 pub(crate) async fn completed_moves_of(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut dyn WriteTx,
     ops: &[Op],
 ) -> Result<HashMap<String, Vec<CompletedMove>>, HubError> {
     let ids: Vec<&str> = {
@@ -160,35 +152,17 @@ pub(crate) async fn completed_moves_of(
             .map(|k| k.id.as_str())
             .collect()
     };
-    let sqlite = is_sqlite(tx);
+    let ids: Vec<String> = ids.into_iter().map(str::to_string).collect();
     let mut out: HashMap<String, Vec<CompletedMove>> = HashMap::default();
-    for chunk in ids.chunks(5_000) {
-        let sql = format!(
-            "SELECT id, year, from_county, to_county, from_household FROM completed_moves WHERE id IN ({}) \
-             ORDER BY id, year DESC, at DESC",
-            in_list(sqlite, chunk.len())
-        );
-        let mut q = sqlx::query(dynamic(sql));
-        for id in chunk {
-            q = q.bind(id.to_string());
-        }
-        for r in q.fetch_all(&mut **tx).await? {
-            let m = CompletedMove {
-                id: r.try_get(0)?,
-                year: Year::try_from(get_i64(&r, 1)).unwrap_or_default(),
-                from_county: r.try_get(2)?,
-                to_county: r.try_get(3)?,
-                from_household: r.try_get(4)?,
-            };
-            out.entry(m.id.clone()).or_default().push(m);
-        }
+    for m in tx.completed_moves(&ids).await? {
+        out.entry(m.id.clone()).or_default().push(m);
     }
     Ok(out)
 }
 
 /// Open cross-county moves for the members this change set touches.
 pub(crate) async fn pending_moves(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut dyn WriteTx,
     ops: &[Op],
 ) -> Result<HashMap<String, PendingMove>, HubError> {
     let keys: HashSet<String> =
@@ -198,21 +172,15 @@ pub(crate) async fn pending_moves(
         return Ok(out);
     }
     // Open moves are few; read them all rather than bind thousands of keys.
-    let rows = sqlx::query(
-        "SELECT id, k, proposed_by, proposed_value, proposal FROM conflicts WHERE status = 'open' AND kind = 'move' ORDER BY id",
-    )
-    .fetch_all(&mut **tx)
-    .await?;
-    for r in rows {
-        let k: String = r.try_get(1)?;
-        if !keys.contains(&k) || out.contains_key(&k) {
+    for c in tx.open_conflicts("move").await? {
+        if !keys.contains(&c.k) || out.contains_key(&c.k) {
             continue;
         }
-        let to = RegionCode::parse(&r.try_get::<String, _>(2)?)
+        let to = RegionCode::parse(&c.proposed_by)
             .map_err(|e| HubError::new(ErrorCode::Internal, format!("stored move unreadable: {e}")))?;
-        let proposal: Op = serde_json::from_str(&r.try_get::<String, _>(4)?)
+        let proposal: Op = serde_json::from_str(&c.proposal)
             .map_err(|e| HubError::new(ErrorCode::Internal, format!("stored move proposal unreadable: {e}")))?;
-        out.insert(k, PendingMove { conflict: Some(r.try_get(0)?), to, household: r.try_get(3)?, proposal });
+        out.insert(c.k, PendingMove { conflict: Some(c.id), to, household: c.proposed_value, proposal });
     }
     Ok(out)
 }

@@ -3,6 +3,7 @@
 
 use crate::ingest::moves::CompletedMove;
 use crate::merge::Fields;
+use crate::store::NewConflict;
 use crate::record::{HashMap, HashSet};
 use crate::record::{StoredRecord, key_of, storage_key};
 use jianka_shared::domain::{Member, Status};
@@ -22,7 +23,7 @@ pub(crate) struct IngestOutcome {
     /// Rejected ops kept whole (or as a summary when over a limit), with the region they came from.
     pub(crate) quarantine: Vec<(String, Rejection, String)>,
     pub(crate) feedback: Vec<(String, Feedback)>,
-    pub(crate) conflicts: Vec<ConflictRow>,
+    pub(crate) conflicts: Vec<NewConflict>,
     /// Field changes of this change set, written as one audit entry (see [`ChangeLog`]).
     pub(crate) changes: ChangeLog,
     /// The county's decisions in this change set, one audit entry.
@@ -108,16 +109,6 @@ impl ChangeLog {
     }
 }
 
-pub(crate) struct ConflictRow {
-    pub(crate) kind: &'static str,
-    pub(crate) k: String,
-    pub(crate) field: String,
-    pub(crate) current_value: String,
-    pub(crate) current_by: String,
-    pub(crate) proposed_value: String,
-    pub(crate) proposed_by: String,
-    pub(crate) proposal: String,
-}
 
 pub(crate) fn reject(
     fx: &mut IngestOutcome,

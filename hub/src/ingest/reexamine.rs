@@ -11,12 +11,10 @@ use crate::quota::QuotaLedger;
 use crate::record::{DECISION_ADMIT, DECISION_REFUSE, StoredRecord, audit_subject, township_of};
 use crate::record::{HashMap, HashSet};
 use crate::state::Hub;
-use crate::store::records::next_rev;
 use jianka_shared::domain::Status;
 use jianka_shared::protocol::{Correction, Feedback, RejectReason, Rejection};
 use jianka_shared::{Hlc, RecordKind, RegionCode, Year};
-use sqlx::Row;
-use sqlx::{Any, Transaction};
+use crate::store::WriteTx;
 use std::collections::{BTreeMap, BTreeSet};
 
 impl Hub {
@@ -29,7 +27,7 @@ impl Hub {
     /// are also locked `FOR UPDATE`, so concurrent merges still never pass a ceiling.
     pub(crate) async fn reexamine(
         &self,
-        tx: &mut Transaction<'static, Any>,
+        tx: &mut dyn WriteTx,
         hlc: &mut Hlc,
         households: Vec<String>,
         fx: &mut IngestOutcome,
@@ -52,7 +50,7 @@ impl Hub {
                 }
             }
             for (scope, year) in scopes {
-                ledger.used(tx, &self.db, &scope, year).await?;
+                ledger.used(tx, &scope, year).await?;
             }
         }
         // This change set's live members by household (its own version of each wins).
@@ -95,7 +93,7 @@ impl Hub {
                 record_decision(fx, k.clone(), &township, &hub_code, version, verdict.map(|_| ()));
             }
         };
-        let rev = next_rev(tx).await?;
+        let rev = tx.next_rev().await?;
         write_while(tx, fx, RecordKind::Household, rev, households.chunks(DECIDE_SLICE), decide).await?;
         ledger.persist(tx).await?;
         // The township's quota as it stands after this change set.
@@ -111,7 +109,7 @@ impl Hub {
     /// control. Counted like people: read once under the writer lock (FOR UPDATE on PostgreSQL).
     pub(crate) async fn reexamine_villages(
         &self,
-        tx: &mut Transaction<'static, Any>,
+        tx: &mut dyn WriteTx,
         hlc: &mut Hlc,
         fx: &mut IngestOutcome,
     ) -> Result<(), HubError> {
@@ -144,7 +142,7 @@ impl Hub {
             let verdict = match ceiling {
                 None => Ok(()),
                 Some(max) => {
-                    let used = ledger.used(tx, &self.db, &scope, year).await?;
+                    let used = ledger.used(tx, &scope, year).await?;
                     if used < max {
                         ledger.add(&scope, year, 1);
                         Ok(())
@@ -219,18 +217,13 @@ pub(crate) const DECIDE_SLICE: usize = 500;
 /// Households that an open duplicate-person conflict keeps waiting: one proposed for them or
 /// held away from them (stored, or raised by this very change set).
 pub(crate) async fn held_households(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut dyn WriteTx,
     fx: &IngestOutcome,
 ) -> Result<HashSet<String>, HubError> {
-    let rows = sqlx::query(
-        "SELECT proposed_value, current_value FROM conflicts WHERE status = 'open' AND kind = 'duplicate_person'",
-    )
-    .fetch_all(&mut **tx)
-    .await?;
     let mut held = HashSet::default();
-    for r in rows {
-        held.insert(r.try_get::<String, _>(0)?);
-        held.insert(r.try_get::<String, _>(1)?);
+    for c in tx.open_conflicts("duplicate_person").await? {
+        held.insert(c.proposed_value);
+        held.insert(c.current_value);
     }
     for c in fx.conflicts.iter().filter(|c| c.kind == "duplicate_person") {
         held.insert(c.proposed_value.clone());

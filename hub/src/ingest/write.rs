@@ -4,25 +4,17 @@
 
 use super::envelope::Opened;
 use crate::auth::Sender;
-
 use crate::error::HubError;
 use crate::feedback::{corrections_feedback, push_feedback};
 use crate::ingest::outcome::IngestOutcome;
-use crate::record::HashSet;
-use crate::record::{StoredRecord, storage_key};
+use crate::record::{HashSet, StoredRecord, storage_key};
 use crate::state::Hub;
-use crate::store::records::{records_insert, write_rows};
-use crate::store::{dynamic, is_sqlite, placeholders, rows_per_statement, while_running};
+use crate::store::{EnvelopeRow, QuarantineRow, WriteTx};
 use jianka_shared::{RecordKind, RegionCode};
-use sqlx::{Any, Transaction};
 
 impl Hub {
-    pub(crate) async fn flush_rows(
-        &self,
-        tx: &mut Transaction<'static, Any>,
-        fx: &mut IngestOutcome,
-    ) -> Result<(), HubError> {
-        // Rows written early (see `apply_ops`) are skipped unless dirtied again since.
+    pub(crate) async fn flush_rows(&self, tx: &mut dyn WriteTx, fx: &mut IngestOutcome) -> Result<(), HubError> {
+        // Rows written early (see `write_while`) are skipped unless dirtied again since.
         let mut seen: HashSet<String> = HashSet::default();
         let dirty: Vec<String> = std::mem::take(&mut fx.dirty)
             .into_iter()
@@ -31,96 +23,55 @@ impl Hub {
             .map(|(_, k)| k)
             .filter(|k| seen.insert(k.clone()))
             .collect();
-        let rows: Vec<&StoredRecord> = dirty.iter().filter_map(|k| fx.rows.get(k)).collect();
-        write_rows(tx, &rows).await
+        let rows: Vec<StoredRecord> = dirty.iter().filter_map(|k| fx.rows.get(k).cloned()).collect();
+        Ok(tx.write_new_revision(rows).await?)
     }
 
     pub(crate) async fn write_effects(
         &self,
-        tx: &mut Transaction<'static, Any>,
+        tx: &mut dyn WriteTx,
         origin: &RegionCode,
         seq: u64,
         fx: &mut IngestOutcome,
     ) -> Result<(), HubError> {
         self.flush_rows(tx, fx).await?;
         let now = self.now_secs();
-        let sqlite = is_sqlite(tx);
-        for chunk in fx.quarantine.chunks(rows_per_statement(7)) {
-            let sql = format!(
-                "INSERT INTO quarantine (origin, seq, k, reason, message, payload, at) VALUES {}",
-                placeholders(sqlite, chunk.len(), 7)
-            );
-            let mut q = sqlx::query(dynamic(sql));
-            for (_, r, payload) in chunk {
-                q = q
-                    .bind(origin.to_string())
-                    .bind(seq as i64)
-                    .bind(storage_key(&r.key))
-                    .bind(serde_json::to_string(&r.reason).unwrap_or_default())
-                    .bind(r.message.clone())
-                    .bind(payload.clone())
-                    .bind(now);
-            }
-            q.execute(&mut **tx).await?;
-        }
-        for c in &fx.conflicts {
-            sqlx::query(
-                "INSERT INTO conflicts (kind, k, field, current_value, current_by, proposed_value, proposed_by, proposal, status, at) \
-                 VALUES ($1,$2,$3,$4,$5,$6,$7,$8,'open',$9)",
-            )
-            .bind(c.kind)
-            .bind(&c.k)
-            .bind(&c.field)
-            .bind(&c.current_value)
-            .bind(&c.current_by)
-            .bind(&c.proposed_value)
-            .bind(&c.proposed_by)
-            .bind(&c.proposal)
-            .bind(now)
-            .execute(&mut **tx)
-            .await?;
-        }
+        let quarantine = std::mem::take(&mut fx.quarantine)
+            .into_iter()
+            .map(|(_, r, payload)| QuarantineRow {
+                origin: origin.to_string(),
+                seq,
+                k: storage_key(&r.key),
+                reason: serde_json::to_string(&r.reason).unwrap_or_default(),
+                message: r.message,
+                payload,
+                at: now,
+            })
+            .collect();
+        tx.quarantine(quarantine).await?;
+        tx.add_conflicts(std::mem::take(&mut fx.conflicts), now).await?;
         for (id, resolution) in &fx.resolved {
-            sqlx::query("UPDATE conflicts SET status = 'resolved', resolution = $1 WHERE id = $2")
-                .bind(resolution)
-                .bind(id)
-                .execute(&mut **tx)
-                .await?;
+            tx.resolve_conflict(*id, resolution).await?;
         }
-        for m in &fx.completed_moves {
-            sqlx::query(
-                "INSERT INTO completed_moves (id, year, from_county, to_county, from_household, at) \
-                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id, year, from_county, to_county) \
-                 DO UPDATE SET from_household = excluded.from_household, at = excluded.at",
-            )
-            .bind(&m.id)
-            .bind(m.year as i64)
-            .bind(&m.from_county)
-            .bind(&m.to_county)
-            .bind(&m.from_household)
-            .bind(now)
-            .execute(&mut **tx)
-            .await?;
-        }
+        tx.add_completed_moves(std::mem::take(&mut fx.completed_moves), now).await?;
         fx.feedback.extend(corrections_feedback(fx.corrections.drain(..)));
         push_feedback(tx, &fx.feedback).await
     }
 }
 
-/// Runs `step` on each of `steps` while the database writes the rows of `kind` that the steps
-/// before dirtied: each statement is handed to the database (SQLite's worker thread or the
-/// PostgreSQL server), the next step runs on this thread meanwhile, then the statement is
-/// awaited. Rows written here are marked (see [`IngestOutcome::unwritten`]) so the final flush writes
-/// them again only if they change later.
+/// Runs `step` on each of `steps`, writing the rows of `kind` that each step dirtied while the
+/// next one runs: the store is handed the rows (SQLite queues them to its writer thread; on
+/// PostgreSQL the statement goes to the server), the next step runs meanwhile, then the write is
+/// awaited. Rows written here are marked (see [`IngestOutcome::unwritten`]) so the final flush
+/// writes them again only if they change later.
 pub(crate) async fn write_while<S>(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut dyn WriteTx,
     fx: &mut IngestOutcome,
     kind: RecordKind,
     rev: i64,
     mut steps: impl ExactSizeIterator<Item = S>,
     mut step: impl FnMut(&mut IngestOutcome, S),
 ) -> Result<(), HubError> {
-    let sqlite = is_sqlite(tx);
     if let Some(first) = steps.next() {
         step(fx, first);
     }
@@ -135,11 +86,8 @@ pub(crate) async fn write_while<S>(
                 None => return Ok(()),
             }
         }
-        let query = {
-            let rows: Vec<&StoredRecord> = ready.iter().filter_map(|k| fx.rows.get(k)).collect();
-            records_insert(sqlite, &rows, rev)
-        };
-        while_running(query.execute(&mut **tx), || {
+        let rows: Vec<StoredRecord> = ready.iter().filter_map(|k| fx.rows.get(k).cloned()).collect();
+        while_running(tx.write_records(rows, rev), || {
             if let Some(next) = steps.next() {
                 step(fx, next);
             }
@@ -148,37 +96,37 @@ pub(crate) async fn write_while<S>(
     }
 }
 
+/// Gives `fut` its first poll, runs `work` on this thread, then awaits `fut`. For a database
+/// call the first poll hands it to the database (a writer thread or the server), so the CPU
+/// work overlaps the database's instead of waiting for it.
+pub(crate) async fn while_running<F: std::future::Future>(fut: F, work: impl FnOnce()) -> F::Output {
+    let mut fut = std::pin::pin!(fut);
+    let early = std::future::poll_fn(|cx| std::task::Poll::Ready(fut.as_mut().poll(cx))).await;
+    work();
+    match early {
+        std::task::Poll::Ready(out) => out,
+        std::task::Poll::Pending => fut.await,
+    }
+}
+
 /// The envelope kept (its bytes are the audit's evidence for the records it created) and the
 /// sender's stream advanced past it.
 pub(super) async fn record_envelope(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut dyn WriteTx,
     sender: &Sender,
     opened: &Opened,
     bytes: &[u8],
     now: i64,
 ) -> Result<(), HubError> {
-    let origin = sender.region.as_str();
-    let seq = opened.header.seq as i64;
-    sqlx::query(
-        "INSERT INTO envelopes (origin, seq, hash, received_at, ops, year, bytes) VALUES ($1,$2,$3,$4,$5,$6,$7)",
-    )
-    .bind(origin)
-    .bind(seq)
-    .bind(&opened.hash)
-    .bind(now)
-    .bind(opened.changeset.ops.len() as i64)
-    .bind(opened.header.year as i64)
-    .bind(bytes.to_vec())
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query(
-        "INSERT INTO streams (origin, next_seq, last_hash) VALUES ($1,$2,$3) \
-         ON CONFLICT (origin) DO UPDATE SET next_seq = excluded.next_seq, last_hash = excluded.last_hash",
-    )
-    .bind(origin)
-    .bind(seq + 1)
-    .bind(&opened.hash)
-    .execute(&mut **tx)
+    tx.record_envelope(EnvelopeRow {
+        origin: sender.region.to_string(),
+        seq: opened.header.seq,
+        hash: opened.hash.clone(),
+        received_at: now,
+        ops: opened.changeset.ops.len() as u64,
+        year: opened.header.year,
+        bytes: bytes.to_vec(),
+    })
     .await?;
     Ok(())
 }

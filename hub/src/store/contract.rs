@@ -70,6 +70,19 @@ pub struct StreamState {
     pub last_hash: String,
 }
 
+impl StreamState {
+    /// The stream of an origin that has sent nothing yet: seq 1 next, chained to zeros.
+    pub fn new() -> StreamState {
+        StreamState { next_seq: 1, last_hash: "0".repeat(64) }
+    }
+}
+
+impl Default for StreamState {
+    fn default() -> Self {
+        StreamState::new()
+    }
+}
+
 /// An applied envelope, kept with its bytes (the audit's evidence for the records it created).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EnvelopeRow {
@@ -305,6 +318,14 @@ pub trait WriteTx: Send {
     async fn next_rev(&mut self) -> StoreResult<i64>;
     /// Upserts `records` at revision `rev` (all columns replaced).
     async fn write_records(&mut self, records: Vec<StoredRecord>, rev: i64) -> StoreResult<()>;
+    /// Upserts `records` at the next revision.
+    async fn write_new_revision(&mut self, records: Vec<StoredRecord>) -> StoreResult<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let rev = self.next_rev().await?;
+        self.write_records(records, rev).await
+    }
 
     // -- what an ingest leaves besides records
     async fn quarantine(&mut self, rows: Vec<QuarantineRow>) -> StoreResult<()>;

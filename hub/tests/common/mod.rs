@@ -65,6 +65,15 @@ pub struct TestHub {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
+impl TestHub {
+    /// A connection pool of its own to the hub's database, for tests that look at (or tamper
+    /// with) the tables directly.
+    pub async fn raw(&self) -> sqlx::AnyPool {
+        sqlx::any::install_default_drivers();
+        sqlx::AnyPool::connect(&self.hub.config().database_url()).await.unwrap()
+    }
+}
+
 impl Drop for TestHub {
     fn drop(&mut self) {
         if let Some(s) = self.stop.take() {
