@@ -77,15 +77,6 @@ pub fn merge_field(current: Option<&FieldState>, w: &FieldWrite, writer: &Region
     }
 }
 
-/// The conflict queue that owns a conflict between two regions: their lowest common ancestor
-/// above both (the county for two of its townships, the province for two counties).
-pub fn conflict_owner(a: &RegionCode, b: &RegionCode) -> Option<RegionCode> {
-    [Tier::County, Tier::Province].into_iter().find_map(|tier| {
-        let below = a.tier() < tier && b.tier() < tier;
-        let (x, y) = (a.ancestor(tier)?, b.ancestor(tier)?);
-        (below && x == y).then_some(x)
-    })
-}
 
 #[cfg(test)]
 mod tests {
@@ -125,13 +116,6 @@ mod tests {
         );
     }
 
-    #[test]
-    fn conflict_owners() {
-        assert_eq!(conflict_owner(&r("420322105"), &r("420322106")), Some(r("420322")));
-        assert_eq!(conflict_owner(&r("420322"), &r("420323")), Some(r("42")));
-        assert_eq!(conflict_owner(&r("420322"), &r("421322")), Some(r("42")));
-        assert_eq!(conflict_owner(&r("420322"), &r("430322")), None);
-    }
 
     proptest! {
         /// A lower tier never overwrites a higher tier's value from an old base, and no

@@ -1,0 +1,17 @@
+//! Officer commands: setting up, enrollment and revocation, chunked uploads, conflicts, sign-off,
+//! quota adjustment and reports. The CLI (`main.rs`) only parses flags and calls these.
+
+mod allocations;
+mod children;
+mod conflicts;
+mod init;
+mod report;
+mod signoff;
+mod uploads;
+
+pub use allocations::QuotaAdjustment;
+pub use children::EquivocationView;
+pub use conflicts::ConflictView;
+pub use init::{InitOptions, Initialised, init, install_chain};
+pub use report::{Report, VillageLine, YearReport};
+pub use signoff::summarise;

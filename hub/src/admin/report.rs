@@ -1,0 +1,185 @@
+//! `report`: per year, recognised households and people by region, entries and exits, quota use,
+//! villages, sign-offs, and who is late.
+
+use super::signoff::summarise;
+use crate::error::HubError;
+use crate::record::{StoredRecord, is_recognised};
+use crate::state::Hub;
+use crate::years;
+use jianka_shared::{
+    RecordKind, RegionCode, Tier, Year,
+    domain::Status,
+    protocol::*,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+impl Hub {
+
+    pub async fn report(&self, year: Option<Year>) -> anyhow::Result<Report> {
+        let years: Vec<Year> = match year {
+            Some(y) => vec![y],
+            None => self.store.record_years().await?,
+        };
+        let child_tier = if self.region().tier() == Tier::Province { Tier::County } else { Tier::Township };
+        let mut out = Report {
+            region: self.region().clone(),
+            years: vec![],
+            signoffs: vec![],
+            late: vec![],
+            not_yet_delivered: vec![],
+        };
+        for y in years {
+            let rows = self.records_in(self.region(), y).await?;
+            let prev = self.records_in(self.region(), y.saturating_sub(1)).await?;
+            let mut by_region: BTreeMap<String, SignOffSummary> = BTreeMap::new();
+            for r in &rows {
+                let region = r.region.get(..child_tier.code_len()).unwrap_or(&r.region).to_string();
+                by_region.entry(region).or_default();
+            }
+            for (region, s) in by_region.iter_mut() {
+                let sub: Vec<StoredRecord> =
+                    rows.iter().filter(|r| r.region.starts_with(region.as_str())).cloned().collect();
+                *s = summarise(&sub, None, 0);
+            }
+            // One rule at every tier: the annual update describes the year just ended as of 31
+            // December, so an entry or an exit recorded in Y's update window is one of Y's.
+            let exited =
+                |r: &StoredRecord| r.fields.get("status").is_some_and(|s| Status::parse(&s.0) == Some(Status::Exited));
+            let ids = |rs: &[StoredRecord], active_only: bool| -> std::collections::BTreeSet<String> {
+                rs.iter()
+                    .filter(|r| r.key.kind == RecordKind::Household && is_recognised(r))
+                    .filter(|r| !(active_only && exited(r)))
+                    .map(|r| r.key.id.clone())
+                    .collect()
+            };
+            let (now_ids, prev_active) = (ids(&rows, false), ids(&prev, true));
+            let exits = rows.iter().filter(|r| r.key.kind == RecordKind::Household && exited(r)).count() as u64;
+            let villages = rows
+                .iter()
+                .filter(|r| r.key.kind == RecordKind::Village)
+                .map(|r| {
+                    let num = |n: &str| r.fields.get(n).and_then(|f| f.0.parse::<f64>().ok()).unwrap_or(0.0);
+                    let pct =
+                        if num("population") > 0.0 { num("poor_population") * 100.0 / num("population") } else { 0.0 };
+                    VillageLine {
+                        village: r.key.id.clone(),
+                        incidence_percent: (pct * 100.0).round() / 100.0,
+                        in_band: self.profile.as_ref().and_then(|p| p.incidence_in_band(pct)),
+                    }
+                })
+                .collect();
+            out.years.push(YearReport {
+                year: y,
+                state: years::state_str(
+                    years::effective_state(&*self.store, y, self.today(), self.profile.as_ref()).await?.0,
+                )
+                .to_string(),
+                total: summarise(&rows, self.county_quota().map(|q| q.people), self.quota_in_ledger(y).await?),
+                by_region,
+                entries: now_ids.difference(&prev_active).count() as u64,
+                exits,
+                villages,
+            });
+            // Before the deadline nobody is late yet: those still owing are listed apart.
+            if let Ok(due) = self.undelivered(y).await {
+                let lines = due.missing.into_iter().map(|(r, m)| format!("{r}: {m}"));
+                if due.passed { out.late.extend(lines) } else { out.not_yet_delivered.extend(lines) }
+            }
+        }
+        for r in self.store.signoffs().await? {
+            if let Ok(s) = serde_json::from_str::<SignOff>(&r.body) {
+                out.signoffs.push(format!(
+                    "{} {} {}: {} records, digest {}",
+                    s.county,
+                    s.year,
+                    s.period,
+                    s.record_count,
+                    &s.digest[..16]
+                ));
+            }
+        }
+        Ok(out)
+    }
+    /// People counted against this county's ceiling for `year`, as the merge's quota ledger holds
+    /// them (read only; 0 at a hub without re-examination).
+    pub async fn quota_in_ledger(&self, year: Year) -> Result<u64, HubError> {
+        Ok(self.store.quota_used(self.region().as_str(), year).await?.unwrap_or(0))
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Report {
+    pub region: RegionCode,
+    pub years: Vec<YearReport>,
+    pub signoffs: Vec<String>,
+    /// Children that missed a passed deadline.
+    pub late: Vec<String>,
+    /// Children that still owe a delivery whose deadline has not passed yet.
+    #[serde(default)]
+    pub not_yet_delivered: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct YearReport {
+    pub year: Year,
+    pub state: String,
+    pub total: SignOffSummary,
+    pub by_region: BTreeMap<String, SignOffSummary>,
+    /// Recognised households of this year not recognised at the end of the previous one (新增),
+    /// also those entered in this year's update window.
+    pub entries: u64,
+    /// Households of this year whose exit (退出) was recorded, in the year or its update window.
+    pub exits: u64,
+    pub villages: Vec<VillageLine>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VillageLine {
+    pub village: String,
+    pub incidence_percent: f64,
+    /// Within the profile's band (None without a band).
+    pub in_band: Option<bool>,
+}
+
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "hub {}", self.region)?;
+        for y in &self.years {
+            writeln!(
+                f,
+                "year {} [{}]: {} households, {} people; entries {}, exits {}; quota {}/{}",
+                y.year,
+                y.state,
+                y.total.households,
+                y.total.people,
+                y.entries,
+                y.exits,
+                y.total.quota_used,
+                y.total.quota_people.map(|p| p.to_string()).unwrap_or_else(|| "none".into())
+            )?;
+            for (r, s) in &y.by_region {
+                let causes: Vec<String> = s.by_cause.iter().map(|(c, n)| format!("{c} {n}")).collect();
+                writeln!(f, "  {r}: {} households, {} people; {}", s.households, s.people, causes.join(", "))?;
+            }
+            for v in &y.villages {
+                let band = match v.in_band {
+                    Some(true) => "in band",
+                    Some(false) => "OUTSIDE band",
+                    None => "no band",
+                };
+                writeln!(f, "  village {}: incidence {:.2}% ({band})", v.village, v.incidence_percent)?;
+            }
+        }
+        for s in &self.signoffs {
+            writeln!(f, "sign-off {s}")?;
+        }
+        for l in &self.late {
+            writeln!(f, "late: {l}")?;
+        }
+        for l in &self.not_yet_delivered {
+            writeln!(f, "not yet delivered: {l}")?;
+        }
+        Ok(())
+    }
+}
