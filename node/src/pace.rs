@@ -17,3 +17,22 @@ pub fn save(conn: &Connection, pace: &Pace) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn the_pace_outlives_the_sync_and_a_bad_stored_one_counts_as_unknown() {
+        let conn = Connection::open_in_memory().unwrap();
+        db::migrate(&conn).unwrap();
+        assert_eq!(load(&conn).rate(), None);
+        let mut pace = load(&conn);
+        pace.observe(8_000, Duration::from_secs(4));
+        save(&conn, &pace).unwrap();
+        assert_eq!(load(&conn).rate(), Some(2_000.0));
+        db::set_meta(&conn, META_KEY, "fast").unwrap();
+        assert_eq!(load(&conn).rate(), None);
+    }
+}
