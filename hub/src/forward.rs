@@ -6,18 +6,19 @@ use crate::record::storage_key;
 use crate::store::{RevisedRecord, SignOffRow};
 use crate::state::Hub;
 use anyhow::{Context, bail};
-use ed25519_dalek::SigningKey;
+use jianka_client::Sizes;
 use jianka_shared::{
     Hlc, Tier,
     changeset::{Draft, FieldWrite, Op},
     protocol::*,
-    trust,
 };
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Envelopes above this go through chunked `/v1/uploads`.
+/// Envelopes above this go through chunked `/v1/uploads` even on a fast line (on a slow one,
+/// smaller ones do too: what the line carries inside the timeout decides, see `Pace`).
 pub const SMALL_ENVELOPE: usize = 256 << 10;
+/// The largest piece of an upload.
 const CHUNK: usize = 1 << 20;
 const RECORDS_PER_CHANGESET: u32 = 20_000;
 
@@ -37,37 +38,6 @@ pub struct ForwardReport {
     pub pulled: crate::upstream::PullReport,
 }
 
-/// A signed request to the parent hub.
-pub fn signed(
-    client: &reqwest::Client,
-    key: &SigningKey,
-    method: reqwest::Method,
-    base: &str,
-    path_and_query: &str,
-    body: Vec<u8>,
-    now: i64,
-) -> reqwest::RequestBuilder {
-    let sig = trust::sign_request(key, method.as_str(), path_and_query, &body, now);
-    client
-        .request(method, format!("{}{path_and_query}", base.trim_end_matches('/')))
-        .header(HEADER_KEY, trust::KeyId::of(&key.verifying_key()).to_string())
-        .header(HEADER_TIME, now.to_string())
-        .header(HEADER_SIGNATURE, sig)
-        .body(body)
-}
-
-pub(crate) async fn answer<T: serde::de::DeserializeOwned>(resp: reqwest::Response) -> anyhow::Result<T> {
-    let status = resp.status();
-    let bytes = resp.bytes().await?;
-    if !status.is_success() {
-        let msg = serde_json::from_slice::<ApiError>(&bytes)
-            .map(|e| format!("{:?}: {}", e.code, e.message))
-            .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned());
-        bail!("parent hub answered {status}: {msg}");
-    }
-    serde_json::from_slice(&bytes).context("parent hub's answer is not the expected JSON")
-}
-
 impl Hub {
     /// Sends every record changed since the last forward, then pending sign-offs.
     pub async fn forward(&self) -> anyhow::Result<ForwardReport> {
@@ -80,10 +50,8 @@ impl Hub {
         if self.region().tier() != Tier::County {
             bail!("only a county hub forwards; this hub serves {}", self.region());
         }
-        let Some(base) = self.cfg.parent_url.clone() else {
-            bail!("no parent_url in the config: set the province hub's URL to forward");
-        };
-        let client = reqwest::Client::builder().timeout(Duration::from_secs(120)).build()?;
+        let client = self.parent_client("forward")?;
+        let mut pace = self.parent_pace().await?;
         let mut report = ForwardReport::default();
         let total = {
             let cursor = self.store.meta("forward_cursor").await?.unwrap_or_else(|| "0|".into());
@@ -132,12 +100,7 @@ impl Hub {
                 self.set_meta("forward_cursor", &last).await?;
                 continue;
             }
-            let state: SyncState = answer(
-                signed(&client, &self.key, reqwest::Method::GET, &base, "/v1/sync/state", vec![], self.now_secs())
-                    .send()
-                    .await?,
-            )
-            .await?;
+            let state = client.sync_state().await.context("cannot read the province's sync state")?;
             let prev: [u8; 32] =
                 hex::decode(&state.last_hash).ok().and_then(|v| v.try_into().ok()).context("parent's last_hash")?;
             let year = ops.first().map(|o| o.key().year).unwrap_or(0);
@@ -150,7 +113,12 @@ impl Hub {
                 ops,
             };
             let bytes = draft.seal(&self.key)?;
-            let outcome = self.push_up(&client, &base, state.expected_seq, bytes).await?;
+            // Retried with backoff, large ones in resumable pieces: a cut request costs the
+            // piece it carried, not the forward.
+            let sizes = Sizes { threshold: SMALL_ENVELOPE, max_piece: CHUNK };
+            let pushed = client.push(state.expected_seq, &bytes, &mut pace, sizes, |_| {}).await;
+            self.keep_parent_pace(&pace).await?;
+            let outcome = pushed.with_context(|| format!("cannot forward change set {}", state.expected_seq))?;
             match outcome {
                 PushOutcome::Accepted { .. } | PushOutcome::Duplicate { .. } => {
                     self.set_meta("forward_cursor", &last).await?;
@@ -167,19 +135,10 @@ impl Hub {
             if self.store.meta(&flag).await?.is_some() {
                 continue;
             }
-            let resp = signed(
-                &client,
-                &self.key,
-                reqwest::Method::POST,
-                &base,
-                "/v1/signoffs",
-                body.into_bytes(),
-                self.now_secs(),
-            )
-            .header("content-type", "application/json")
-            .send()
-            .await?;
-            let _: serde_json::Value = answer(resp).await?;
+            let _: serde_json::Value = client
+                .call("POST", "/v1/signoffs", body.as_bytes())
+                .await
+                .with_context(|| format!("cannot send the sign-off of {year} {period}"))?;
             self.set_meta(&flag, "1").await?;
             report.signoffs += 1;
         }
@@ -192,64 +151,6 @@ impl Hub {
             "forwarded to the province"
         );
         Ok(report)
-    }
-
-    async fn push_up(
-        &self,
-        client: &reqwest::Client,
-        base: &str,
-        seq: u64,
-        bytes: Vec<u8>,
-    ) -> anyhow::Result<PushOutcome> {
-        if bytes.len() <= SMALL_ENVELOPE {
-            let resp = signed(client, &self.key, reqwest::Method::POST, base, "/v1/changesets", bytes, self.now_secs())
-                .header("content-type", "application/octet-stream")
-                .send()
-                .await?;
-            return answer(resp).await;
-        }
-        let total = bytes.len() as u64;
-        let st: UploadState = answer(
-            signed(
-                client,
-                &self.key,
-                reqwest::Method::GET,
-                base,
-                &format!("/v1/uploads/{seq}"),
-                vec![],
-                self.now_secs(),
-            )
-            .send()
-            .await?,
-        )
-        .await?;
-        let mut offset = if st.total == total { st.received } else { 0 };
-        loop {
-            let end = (offset as usize + CHUNK).min(bytes.len());
-            let pq = format!("/v1/uploads/{seq}?offset={offset}&total={total}");
-            let ack: ChunkAck = answer(
-                signed(
-                    client,
-                    &self.key,
-                    reqwest::Method::PUT,
-                    base,
-                    &pq,
-                    bytes[offset as usize..end].to_vec(),
-                    self.now_secs(),
-                )
-                .header("content-type", "application/octet-stream")
-                .send()
-                .await?,
-            )
-            .await?;
-            if let Some(o) = ack.outcome {
-                return Ok(o);
-            }
-            if ack.received == offset {
-                bail!("province did not take the chunk at offset {offset}");
-            }
-            offset = ack.received;
-        }
     }
 }
 

@@ -4,7 +4,8 @@
 //! Code map: [`config`] (hub.toml), [`store`] (sqlx over SQLite/PostgreSQL, migrations),
 //! [`merge`] (pure field-level reconciliation), [`hub`] (auth, ingest, re-examination and quota,
 //! feedback, digests), [`years`] (annual cycle), [`admin`] (enrollment, conflicts, sign-off,
-//! reports), [`forward`] (county → province), [`audit`] (hash-chained log), [`http`] (routes).
+//! reports), [`forward`] (county → province), [`upstream`] (the province's feedback),
+//! [`parent`] (the client and pace of the link up), [`audit`] (hash-chained log), [`http`] (routes).
 
 pub mod admin;
 pub mod audit;
@@ -23,6 +24,7 @@ pub mod queries;
 pub mod quota;
 pub mod record;
 pub mod state;
+pub mod parent;
 pub mod store;
 pub mod upstream;
 pub mod years;

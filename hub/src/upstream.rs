@@ -8,14 +8,12 @@
 use crate::audit::AuditEntry;
 use crate::error::HubError;
 use crate::feedback::{corrections_feedback, push_feedback};
-use crate::forward::{answer, signed};
 use crate::merge::FieldState;
 use crate::record::{StoredRecord, storage_key};
 use crate::state::Hub;
 use anyhow::{Context, bail};
 use jianka_shared::{RecordKey, RecordKind, RegionCode, Tier, protocol::*};
 use crate::store::WriteTx;
-use std::time::Duration;
 
 /// The meta key of the last province feedback id applied.
 const CURSOR: &str = "parent_feedback_since";
@@ -41,19 +39,15 @@ impl Hub {
         if self.region().tier() != Tier::County {
             bail!("only a county hub pulls feedback from a parent; this hub serves {}", self.region());
         }
-        let Some(base) = self.cfg.parent_url.clone() else {
-            bail!("no parent_url in the config: set the province hub's URL to pull its feedback");
-        };
-        let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?;
+        let client = self.parent_client("pull its feedback")?;
+        let mut pace = self.parent_pace().await?;
         let mut report = PullReport::default();
         loop {
             let since: u64 = self.store.meta(CURSOR).await?.and_then(|s| s.parse().ok()).unwrap_or(0);
-            let pq = format!("/v1/feedback?since={since}");
-            let page: FeedbackPage = answer(
-                signed(&client, &self.key, reqwest::Method::GET, &base, &pq, vec![], self.now_secs()).send().await?,
-            )
-            .await
-            .context("pulling the province's feedback")?;
+            // Pages sized to the line, a cut one asked for again smaller (as the node's are).
+            let page = client.pull_page(since, &mut pace).await;
+            self.keep_parent_pace(&pace).await?;
+            let page = page.context("pulling the province's feedback")?;
             if page.items.is_empty() {
                 break;
             }

@@ -785,7 +785,7 @@ fn year_in_force(node: &Node, given: Option<Year>) -> Year {
 /// What the clerk should do after a failed sync: run it again when the link failed; when the
 /// county refused this node's key itself, retrying cannot help, so say so and who can.
 fn sync_failure_advice(e: &anyhow::Error) -> String {
-    let code = e.chain().find_map(|c| c.downcast_ref::<crate::client::HubError>()).and_then(|h| h.code());
+    let code = e.chain().find_map(|c| c.downcast_ref::<jianka_client::HubError>()).and_then(|h| h.code());
     let kept = "nothing is lost: pending changes stay in the outbox";
     match code {
         Some(ErrorCode::RevokedKey) => format!(

@@ -4,8 +4,8 @@
 //!
 //! Module map: [`clock`] (controllable time), [`config`], [`db`] (schema, migrations),
 //! [`store`] (replica + change capture, one transaction), [`outbox`] (sealing change sets),
-//! [`client`] (signed HTTP with backoff), [`sync`] (one pass), [`daemon`] (windows, shutdown),
-//! [`feedback`] (applying county decisions), [`import`]/[`table`] (扶贫手册, 贫困村登记表),
+//! [`sync`] (one pass; its requests go through `jianka_client`), [`pace`] (the line's rate, kept),
+//! [`daemon`] (windows, shutdown), [`feedback`] (applying county decisions), [`import`]/[`table`] (扶贫手册, 贫困村登记表),
 //! [`masking`] (personal numbers in what is printed), [`edit`], [`workflow`], [`adjust`] (annual
 //! update), [`bundle`] (USB), [`report`] (status, verify), [`vocabulary`] (how statuses are named),
 //! [`progress`] (bars on a terminal), [`cli`] (printing through `jianka_term`: a closed pipe ends quietly).
@@ -13,7 +13,6 @@
 pub mod adjust;
 pub mod bundle;
 pub mod cli;
-pub mod client;
 pub mod clock;
 pub mod config;
 pub mod daemon;

@@ -1,110 +1,38 @@
-//! The pace of the link to the county, measured on every request that carries a body, so no
-//! request is larger than the line can carry well inside its timeout: at 8 kbit/s a 34 KB change
-//! set sent whole needs longer than the 30 s timeout and would be cut and resent from zero for
-//! ever; sent in pieces sized to the measured rate, every piece arrives (and the hub keeps it).
-//! The estimate is kept in the node's database, so the next sync starts at the line's pace.
+//! The link's pace kept in the node's database, so the next sync starts at the line's pace
+//! (measuring the line and sizing requests by it is `jianka_client::Pace`'s job).
 
 use crate::db;
+use jianka_client::Pace;
 use rusqlite::Connection;
-use std::time::Duration;
 
-/// The first piece when nothing is known of the line: at 1,000 bytes/s (8 kbit/s) it takes 4 s.
-pub const FIRST_PIECE: usize = 4 * 1024;
-/// A body below this tells little about the line (the request's own latency dominates).
-const MIN_SAMPLE: usize = 2 * 1024;
 const META_KEY: &str = "link_bytes_per_sec";
 
-/// Bytes per second the link carried lately (none measured yet: `None`).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Pace {
-    rate: Option<f64>,
+pub fn load(conn: &Connection) -> Pace {
+    Pace::from_rate(db::get_meta(conn, META_KEY).ok().flatten().and_then(|s| s.parse::<f64>().ok()))
 }
 
-impl Pace {
-    pub fn load(conn: &Connection) -> Pace {
-        let rate = db::get_meta(conn, META_KEY).ok().flatten().and_then(|s| s.parse::<f64>().ok());
-        Pace { rate: rate.filter(|r| r.is_finite() && *r > 0.0) }
+pub fn save(conn: &Connection, pace: &Pace) -> anyhow::Result<()> {
+    if let Some(r) = pace.rate() {
+        db::set_meta(conn, META_KEY, &format!("{r:.0}"))?;
     }
-
-    pub fn save(&self, conn: &Connection) -> anyhow::Result<()> {
-        if let Some(r) = self.rate {
-            db::set_meta(conn, META_KEY, &format!("{r:.0}"))?;
-        }
-        Ok(())
-    }
-
-    /// One request carried `bytes` in `took` (the answer included): the estimate moves halfway
-    /// to it, so a line that slows down is followed within a request or two.
-    pub fn observe(&mut self, bytes: usize, took: Duration) {
-        if bytes < MIN_SAMPLE {
-            return;
-        }
-        let sample = bytes as f64 / took.as_secs_f64().max(0.001);
-        self.rate = Some(self.rate.map_or(sample, |r| (r + sample) / 2.0));
-    }
-
-    /// A request was cut by its timeout: the line is slower than thought.
-    pub fn timed_out(&mut self, bytes: usize, timeout: Duration) {
-        let at_most = bytes as f64 / timeout.as_secs_f64().max(0.001) / 2.0;
-        self.rate = Some(self.rate.map_or(at_most, |r| r.min(at_most)));
-    }
-
-    /// The largest body to send in one request: what the line carries in a quarter of the
-    /// timeout, between [`FIRST_PIECE`] and `max`.
-    pub fn piece(&self, timeout: Duration, max: usize) -> usize {
-        match self.rate {
-            None => FIRST_PIECE.min(max),
-            Some(r) => ((r * timeout.as_secs_f64() / 4.0) as usize).clamp(FIRST_PIECE.min(max), max.max(1)),
-        }
-    }
-
-    /// Whether an envelope of `len` bytes goes in pieces rather than as one request: when it is
-    /// over `threshold` (the config's), or over what the line carries in a third of the timeout
-    /// (before anything is measured: over four first pieces, 16 KiB).
-    pub fn chunk(&self, len: usize, timeout: Duration, threshold: usize) -> bool {
-        let budget = match self.rate {
-            None => 4 * FIRST_PIECE,
-            Some(r) => (r * timeout.as_secs_f64() / 3.0) as usize,
-        };
-        len > threshold.min(budget)
-    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
+    use std::time::Duration;
 
     #[test]
-    fn an_eight_kbit_line_gets_pieces_that_fit_its_timeout() {
-        let timeout = Duration::from_secs(30);
-        let mut p = Pace { rate: None };
-        assert!(p.chunk(34_000, timeout, 64 * 1024), "unknown line: a 34 KB change set goes in pieces");
-        assert_eq!(p.piece(timeout, 32 * 1024), FIRST_PIECE);
-        p.observe(4_096, Duration::from_secs(4));
-        let piece = p.piece(timeout, 32 * 1024);
-        assert!(piece * 1000 / 1024 <= 30_000 / 4 + 1000 && piece >= FIRST_PIECE, "{piece}");
-        // A fast line: one request for what fits, big pieces for the rest.
-        let mut fast = Pace { rate: None };
-        fast.observe(4_096, Duration::from_millis(2));
-        assert!(!fast.chunk(34_000, timeout, 64 * 1024));
-        assert_eq!(fast.piece(timeout, 32 * 1024), 32 * 1024);
-    }
-
-    proptest! {
-        /// Whatever was measured, a piece is never over `max` nor under the first piece, and
-        /// after a timeout the next piece is smaller than the one cut.
-        #[test]
-        fn pieces_stay_in_bounds_and_shrink_after_a_timeout(samples in proptest::collection::vec((2048usize..1_000_000, 1u64..60_000), 0..8), max in 4096usize..4_000_000) {
-            let timeout = Duration::from_secs(30);
-            let mut p = Pace { rate: None };
-            for (bytes, ms) in samples {
-                p.observe(bytes, Duration::from_millis(ms));
-            }
-            let piece = p.piece(timeout, max);
-            prop_assert!(piece <= max && piece >= FIRST_PIECE);
-            p.timed_out(piece, timeout);
-            prop_assert!(p.piece(timeout, max) <= piece);
-        }
+    fn the_pace_outlives_the_sync_and_a_bad_stored_one_counts_as_unknown() {
+        let conn = Connection::open_in_memory().unwrap();
+        db::migrate(&conn).unwrap();
+        assert_eq!(load(&conn).rate(), None);
+        let mut pace = load(&conn);
+        pace.observe(8_000, Duration::from_secs(4));
+        save(&conn, &pace).unwrap();
+        assert_eq!(load(&conn).rate(), Some(2_000.0));
+        db::set_meta(&conn, META_KEY, "fast").unwrap();
+        assert_eq!(load(&conn).rate(), None);
     }
 }

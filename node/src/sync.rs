@@ -2,19 +2,17 @@
 //! resuming chunked uploads), then pull and apply the county's feedback. Acknowledgements are
 //! recorded only after the hub answers, so a kill anywhere leads to a resend the hub dedups.
 
-use crate::client::{HubClient, HubError};
 use crate::node::Node;
 use crate::outbox::{self, CutPolicy};
-use crate::pace::Pace;
 use crate::progress::Progress;
-use crate::{db, feedback};
+use crate::{db, feedback, pace};
 use anyhow::{Context, Result, bail};
 use indicatif::ProgressBar;
-use jianka_shared::protocol::{
-    ChunkAck, ErrorCode, Feedback, FeedbackEntry, FeedbackPage, PushOutcome, SyncState, UploadState,
-};
+use jianka_client::{HubClient, Sizes};
+use jianka_shared::protocol::{ErrorCode, Feedback, FeedbackEntry, PushOutcome};
 use serde::Serialize;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Debug, Default, Serialize)]
 pub struct SyncReport {
@@ -28,13 +26,14 @@ pub struct SyncReport {
 pub fn client(node: &Node) -> Result<HubClient> {
     let c = &node.cfg.config;
     let key = node.keypair()?;
-    HubClient::new(
+    let clock = node.clock;
+    Ok(HubClient::new(
         &c.hub_url,
         key.signing().clone(),
-        node.clock,
+        Arc::new(move || clock.unix_secs()),
         Duration::from_secs(c.sync.request_timeout_secs),
         c.sync.retries,
-    )
+    )?)
 }
 
 /// Seals pending changes per the config's cut policy (`force` seals everything now).
@@ -63,7 +62,7 @@ pub async fn sync_pass(
     let now = || node.clock.millis();
     db::set_meta(&node.conn, "last_sync_attempt", &node.clock.now().to_rfc3339())?;
 
-    let state: SyncState = client.call("GET", "/v1/sync/state", b"").await.context("cannot read the sync state")?;
+    let state = client.sync_state().await.context("cannot read the sync state")?;
     for c in &state.cycle {
         feedback::apply_item(&node.conn, &Feedback::Cycle(c.clone()), now())?;
     }
@@ -133,13 +132,11 @@ pub async fn sync_pass(
 
     // Pull what the county decided.
     let pages = progress.counter("feedback items", "pulling the county's feedback");
-    let timeout = Duration::from_secs(node.cfg.config.sync.request_timeout_secs);
-    let mut pace = Pace::load(&node.conn);
+    let mut pace = pace::load(&node.conn);
     loop {
         let since = feedback::since(&node.conn)?;
-        let body = pull_page(client, since, &mut pace, timeout).await.context("cannot pull feedback")?;
-        pace.save(&node.conn)?;
-        let page: FeedbackPage = serde_json::from_slice(&body).context("the hub's feedback page is unreadable")?;
+        let page = client.pull_page(since, &mut pace).await.context("cannot pull feedback")?;
+        pace::save(&node.conn, &pace)?;
         if page.items.is_empty() {
             break;
         }
@@ -173,24 +170,11 @@ fn outcome_name(o: &PushOutcome) -> &'static str {
 async fn push(node: &Node, client: &HubClient, seq: u64, bytes: &[u8], pb: &ProgressBar) -> Result<PushOutcome> {
     let s = &node.cfg.config.sync;
     let start = pb.position();
-    // Every request sized to what the line carries well inside its timeout (see `pace`).
-    let timeout = Duration::from_secs(s.request_timeout_secs);
-    let mut pace = Pace::load(&node.conn);
-    let r = if pace.chunk(bytes.len(), timeout, s.chunk_threshold_bytes) {
-        let sizes = Pieces { pace: &mut pace, timeout, max: s.chunk_bytes };
-        upload(client, seq, bytes, sizes, |received| pb.set_position(start + received)).await
-    } else {
-        match post(client, seq, bytes, &mut pace, timeout).await {
-            // Cut by its timeout as a whole: the line is slower than that; go on in pieces.
-            Err(e) if pace.chunk(bytes.len(), timeout, s.chunk_threshold_bytes) => {
-                tracing::warn!(error = %e, seq, "change set too large for the line in one request; sending it in pieces");
-                let sizes = Pieces { pace: &mut pace, timeout, max: s.chunk_bytes };
-                upload(client, seq, bytes, sizes, |received| pb.set_position(start + received)).await
-            }
-            other => other,
-        }
-    };
-    pace.save(&node.conn)?;
+    // Every request sized to what the line carries well inside its timeout (see `Pace`).
+    let mut pace = pace::load(&node.conn);
+    let sizes = Sizes { threshold: s.chunk_threshold_bytes, max_piece: s.chunk_bytes };
+    let r = client.push(seq, bytes, &mut pace, sizes, |received| pb.set_position(start + received)).await;
+    pace::save(&node.conn, &pace)?;
     pb.set_position(start + bytes.len() as u64);
     r.map_err(|e| match e.code() {
         Some(ErrorCode::Equivocation) => anyhow::anyhow!(
@@ -198,154 +182,4 @@ async fn push(node: &Node, client: &HubClient, seq: u64, bytes: &[u8], pb: &Prog
         ),
         _ => anyhow::Error::new(e).context(format!("cannot push change set {seq}")),
     })
-}
-
-/// Whether the hub already applied `seq` (its answer may have been lost on the way back).
-async fn already_applied(client: &HubClient, seq: u64) -> Result<bool, HubError> {
-    let st: SyncState = client.call("GET", "/v1/sync/state", b"").await?;
-    Ok(st.expected_seq > seq)
-}
-
-/// Sends a whole envelope. After a failure it asks the hub what it holds before resending, so
-/// a lost answer costs a small request, not the envelope again.
-async fn post(
-    client: &HubClient,
-    seq: u64,
-    bytes: &[u8],
-    pace: &mut Pace,
-    timeout: Duration,
-) -> Result<PushOutcome, HubError> {
-    let mut delays = client.retry_delays();
-    loop {
-        let sent = Instant::now();
-        let err = match client.once("POST", "/v1/changesets", bytes).await {
-            Ok(body) => {
-                pace.observe(bytes.len(), sent.elapsed());
-                return serde_json::from_slice(&body).map_err(|e| HubError::BadAnswer {
-                    method: "POST",
-                    path: "/v1/changesets".into(),
-                    message: e.to_string(),
-                });
-            }
-            Err(e) if matches!(e, HubError::Transport { .. }) && sent.elapsed() >= timeout => {
-                // Resending it whole would be cut the same way: the caller goes on in pieces.
-                pace.timed_out(bytes.len(), timeout);
-                if already_applied(client, seq).await? {
-                    return Ok(PushOutcome::Duplicate { seq });
-                }
-                return Err(e);
-            }
-            Err(e) if e.retryable() => e,
-            Err(e) => return Err(e),
-        };
-        let Some(d) = delays.next() else { return Err(err) };
-        tracing::warn!(error = %err, retry_in_ms = d.as_millis() as u64, seq, "push failed; retrying");
-        tokio::time::sleep(d).await;
-        if already_applied(client, seq).await? {
-            return Ok(PushOutcome::Duplicate { seq });
-        }
-    }
-}
-
-/// One page of feedback after `since`, no larger than the line carries in a quarter of the
-/// timeout (as upload pieces are); a page cut by the timeout is asked for again, smaller.
-async fn pull_page(client: &HubClient, since: u64, pace: &mut Pace, timeout: Duration) -> Result<Vec<u8>, HubError> {
-    let mut delays = client.retry_delays();
-    loop {
-        let max_bytes = pace.piece(timeout, FEEDBACK_PAGE_MAX);
-        let asked = Instant::now();
-        match client.once("GET", &format!("/v1/feedback?since={since}&max_bytes={max_bytes}"), b"").await {
-            Ok(body) => {
-                pace.observe(body.len(), asked.elapsed());
-                return Ok(body);
-            }
-            Err(e) if e.retryable() => {
-                if matches!(e, HubError::Transport { .. }) && asked.elapsed() >= timeout {
-                    pace.timed_out(max_bytes, timeout);
-                }
-                let Some(d) = delays.next() else { return Err(e) };
-                tracing::warn!(error = %e, retry_in_ms = d.as_millis() as u64, "feedback page failed; retrying");
-                tokio::time::sleep(d).await;
-            }
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-/// The largest feedback page asked for on a fast line.
-const FEEDBACK_PAGE_MAX: usize = 1 << 20;
-
-/// How large each piece of an upload is: sized by the link's pace, up to the config's chunk size.
-struct Pieces<'a> {
-    pace: &'a mut Pace,
-    timeout: Duration,
-    max: usize,
-}
-
-/// Chunked, resumable upload: continue from what the hub says it holds, and after a failure ask
-/// it again rather than resending blindly. Each piece is as large as the line carries in a
-/// quarter of the request timeout, measured as it goes.
-async fn upload(
-    client: &HubClient,
-    seq: u64,
-    bytes: &[u8],
-    sizes: Pieces<'_>,
-    on_received: impl Fn(u64),
-) -> Result<PushOutcome, HubError> {
-    let Pieces { pace, timeout, max } = sizes;
-    let total = bytes.len() as u64;
-    let mut delays = client.retry_delays();
-    let resume = |state: UploadState| if state.total == total { state.received.min(total) } else { 0 };
-    let mut received = resume(client.call("GET", &format!("/v1/uploads/{seq}"), b"").await?);
-    loop {
-        if received >= total {
-            // Assembled but the outcome was lost (e.g. a cut answer): the sync state tells.
-            if already_applied(client, seq).await? {
-                return Ok(PushOutcome::Duplicate { seq });
-            }
-            // Whole at the hub but not applied (it stopped while merging it): the last chunk sent
-            // again has the hub ingest what it holds (it ignores bytes it already has).
-            received = total - (pace.piece(timeout, max) as u64).min(total);
-            continue;
-        }
-        let piece = pace.piece(timeout, max);
-        let end = (received + piece as u64).min(total);
-        let path = format!("/v1/uploads/{seq}?offset={received}&total={total}");
-        let sent = Instant::now();
-        match client.once("PUT", &path, &bytes[received as usize..end as usize]).await {
-            Ok(body) => {
-                pace.observe((end - received) as usize, sent.elapsed());
-                let ack: ChunkAck = serde_json::from_slice(&body).map_err(|e| HubError::BadAnswer {
-                    method: "PUT",
-                    path: path.clone(),
-                    message: e.to_string(),
-                })?;
-                if let Some(outcome) = ack.outcome {
-                    return Ok(outcome);
-                }
-                tracing::debug!(seq, received = ack.received, total, "chunk acknowledged");
-                received = ack.received;
-                on_received(received);
-                // Progress resets the backoff: a long upload over a lossy link must not wait
-                // longer and longer for failures spread over many chunks.
-                delays = client.retry_delays();
-            }
-            Err(e) if e.retryable() => {
-                if matches!(e, HubError::Transport { .. }) && sent.elapsed() >= timeout {
-                    // Cut by its timeout: the next pieces are smaller.
-                    pace.timed_out((end - received) as usize, timeout);
-                }
-                let Some(d) = delays.next() else { return Err(e) };
-                tracing::warn!(error = %e, retry_in_ms = d.as_millis() as u64, seq, "chunk failed; retrying");
-                tokio::time::sleep(d).await;
-                // Only the last chunk can have completed the envelope; for the others the hub's
-                // upload state alone says where to go on.
-                if end == total && already_applied(client, seq).await? {
-                    return Ok(PushOutcome::Duplicate { seq });
-                }
-                received = resume(client.call("GET", &format!("/v1/uploads/{seq}"), b"").await?);
-            }
-            Err(e) => return Err(e),
-        }
-    }
 }

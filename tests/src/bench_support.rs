@@ -297,3 +297,90 @@ pub fn print_node(f: &NodeFigures) {
     );
     println!("  idle daemon memory     {:>12.1} MB RSS      (target <= 20)", f.idle_rss_kb as f64 / 1024.0);
 }
+
+/// A county's forward to its province, clean and through a lossy link.
+pub struct ForwardFigures {
+    pub households: u32,
+    pub records: u64,
+    pub clean_secs: f64,
+    pub clean_bytes: u64,
+    pub clean_requests: u64,
+    pub lossy_secs: f64,
+    pub lossy_bytes: u64,
+    pub lossy_requests: u64,
+    pub lossy_lost: u64,
+    pub loss: f64,
+}
+
+/// Fills a county with `households` (and their members) from a township node, copies it, and
+/// times one `jianka-hub forward` of each copy to a fresh province through the fault proxy: once
+/// clean, once losing `loss` of all requests. Each must deliver every record in that one run.
+pub fn forward_figures(households: u32, loss: f64) -> anyhow::Result<ForwardFigures> {
+    use crate::forwarding::{COUNTY, copy_county, county_of, fill_county, live_records, province_behind_proxy};
+    use crate::proxy::Faults;
+    use std::sync::atomic::Ordering;
+
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let tmp = tempfile::tempdir()?;
+    let root = tmp.path();
+    let clean = province_behind_proxy(&rt, &root.join("province-clean"), Faults::clean(), 1)?;
+    let mut county = county_of(&clean, &root.join("county-clean"))?;
+    let t = Instant::now();
+    let records = fill_county(root, &mut county, households, 7)?;
+    eprintln!("county filled with {records} records in {:.1} s", t.elapsed().as_secs_f64());
+    let lossy = province_behind_proxy(&rt, &root.join("province-lossy"), Faults::lossy(loss), 2)?;
+    let lossy_county = copy_county(&county, &root.join("county-lossy"), &lossy)?;
+
+    let forward = |county: &crate::harness::Hub, up: &crate::forwarding::Upstream| -> anyhow::Result<(f64, u64, u64)> {
+        let t = Instant::now();
+        county.cmd(&["forward"])?;
+        let secs = t.elapsed().as_secs_f64();
+        let held = live_records(&up.province, COUNTY)?;
+        anyhow::ensure!(held == records, "one forward delivered {held} of {records} records");
+        let s = up.proxy.stats();
+        Ok((secs, s.bytes.load(Ordering::Relaxed), s.requests.load(Ordering::Relaxed)))
+    };
+    let (clean_secs, clean_bytes, clean_requests) = forward(&county, &clean)?;
+    let (lossy_secs, lossy_bytes, lossy_requests) = forward(&lossy_county, &lossy)?;
+    let s = lossy.proxy.stats();
+    let lossy_lost = s.dropped.load(Ordering::Relaxed) + s.cut.load(Ordering::Relaxed);
+    Ok(ForwardFigures {
+        households,
+        records,
+        clean_secs,
+        clean_bytes,
+        clean_requests,
+        lossy_secs,
+        lossy_bytes,
+        lossy_requests,
+        lossy_lost,
+        loss,
+    })
+}
+
+pub fn print_forward(f: &ForwardFigures) {
+    println!(
+        "county forward, {} households ({} records), county → province over loopback HTTP, one `forward` each:",
+        f.households, f.records
+    );
+    println!(
+        "  clean link             {:>12.0} records/s   ({:.2} s, {} requests, {} bytes)",
+        f.records as f64 / f.clean_secs,
+        f.clean_secs,
+        f.clean_requests,
+        f.clean_bytes
+    );
+    println!(
+        "  link losing {:.0}% of requests: {:.2} s, {} requests ({} lost), {} bytes",
+        f.loss * 100.0,
+        f.lossy_secs,
+        f.lossy_requests,
+        f.lossy_lost,
+        f.lossy_bytes
+    );
+    println!("  lossy / clean time     {:>12.2}           (target <= 2)", f.lossy_secs / f.clean_secs);
+    println!(
+        "  lossy / clean bytes    {:>12.2}           (target <= 1.5)",
+        f.lossy_bytes as f64 / f.clean_bytes as f64
+    );
+}

@@ -115,6 +115,18 @@ impl Hub {
         })
     }
 
+    /// A hub directory made earlier (e.g. a copy of another's), not running, on a fresh port.
+    pub fn existing(dir: &Path, region: &str) -> Hub {
+        Hub {
+            region: region.into(),
+            dir: dir.to_path_buf(),
+            config: dir.join("hub.toml"),
+            addr: free_addr(),
+            envs: Vec::new(),
+            child: None,
+        }
+    }
+
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }

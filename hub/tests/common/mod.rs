@@ -203,10 +203,8 @@ impl Answer {
 impl Node {
     pub async fn request(&self, method: &str, pq: &str, body: Vec<u8>) -> Answer {
         let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let resp = jianka_hub::forward::signed(&self.client, &self.key, m, &self.url, pq, body, self.now)
-            .send()
-            .await
-            .unwrap();
+        let resp =
+            jianka_client::signed(&self.client, &self.key, m, &self.url, pq, body, self.now).send().await.unwrap();
         Answer { status: resp.status().as_u16(), body: resp.bytes().await.unwrap().to_vec() }
     }
 

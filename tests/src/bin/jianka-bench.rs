@@ -27,6 +27,15 @@ enum What {
         #[arg(long, default_value_t = 0.3)]
         loss: f64,
     },
+    /// A county's forward to its province (about 100,000 records), clean and through a lossy link.
+    Forward {
+        /// Households of one township the county holds (with their members: ~4.16 records each; 24,100 make ~100,000).
+        #[arg(long, default_value_t = 24_100)]
+        households: u32,
+        /// Share of requests the lossy link loses (half dropped before the province, half cut after).
+        #[arg(long, default_value_t = 0.3)]
+        loss: f64,
+    },
     /// Import speed of a 100,000-row 扶贫手册 and the idle daemon's memory.
     Node {
         #[arg(long, default_value_t = 100_000)]
@@ -54,12 +63,17 @@ fn main() -> anyhow::Result<()> {
     match cli.what.unwrap_or(What::All) {
         What::Changeset { records } => bench_support::print_changeset(&bench_support::changeset_figures(records)),
         What::Sync { households, loss } => bench_support::print_sync(&bench_support::sync_figures(households, loss)?),
+        What::Forward { households, loss } => {
+            bench_support::print_forward(&bench_support::forward_figures(households, loss)?)
+        }
         What::Node { rows } => bench_support::print_node(&bench_support::node_figures(rows)?),
         What::Hub { members, province_people, counties, pg } => hub(members, province_people, counties, pg)?,
         What::All => {
             bench_support::print_changeset(&bench_support::changeset_figures(10_000));
             println!();
             bench_support::print_sync(&bench_support::sync_figures(5_000, 0.3)?);
+            println!();
+            bench_support::print_forward(&bench_support::forward_figures(24_100, 0.3)?);
             println!();
             bench_support::print_node(&bench_support::node_figures(100_000)?);
             println!();
