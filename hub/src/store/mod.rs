@@ -6,6 +6,7 @@
 
 pub mod contract;
 pub mod records;
+pub mod sqlite;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
