@@ -56,7 +56,9 @@ pub(super) fn run(conn: &mut Connection) -> StoreResult<()> {
             return Err(failed(*version, "a previous attempt failed half-way (the database needs repair)"));
         }
         match MIGRATIONS.iter().find(|m| m.0 == *version) {
-            None => return Err(failed(*version, "applied to this database but unknown to this hub (a newer version?)")),
+            None => {
+                return Err(failed(*version, "applied to this database but unknown to this hub (a newer version?)"));
+            }
             Some((_, _, sql)) if checksum_of(sql) != *checksum => {
                 return Err(failed(*version, "applied with different SQL than this hub's"));
             }
@@ -93,7 +95,8 @@ mod tests {
         let mut conn = Connection::open_in_memory().unwrap();
         run(&mut conn).unwrap();
         run(&mut conn).unwrap();
-        let n: i64 = conn.query_row("SELECT COUNT(*) FROM _sqlx_migrations WHERE success = 1", [], |r| r.get(0)).unwrap();
+        let n: i64 =
+            conn.query_row("SELECT COUNT(*) FROM _sqlx_migrations WHERE success = 1", [], |r| r.get(0)).unwrap();
         assert_eq!(n, MIGRATIONS.len() as i64);
         let sum: Vec<u8> =
             conn.query_row("SELECT checksum FROM _sqlx_migrations WHERE version = 1", [], |r| r.get(0)).unwrap();

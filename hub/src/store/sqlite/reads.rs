@@ -189,11 +189,23 @@ pub(super) fn conflict_of(r: &Row<'_>) -> StoreResult<ConflictRow> {
 }
 
 pub(super) fn reopening_of(r: &Row<'_>) -> StoreResult<ReopeningRow> {
-    Ok(ReopeningRow { year: year(r, 0)?, region: text(r, 1)?, reason: text(r, 2)?, at: int(r, 3)?, until_day: opt_text(r, 4)? })
+    Ok(ReopeningRow {
+        year: year(r, 0)?,
+        region: text(r, 1)?,
+        reason: text(r, 2)?,
+        at: int(r, 3)?,
+        until_day: opt_text(r, 4)?,
+    })
 }
 
 pub(super) fn signoff_of(r: &Row<'_>) -> StoreResult<SignOffRow> {
-    Ok(SignOffRow { county: text(r, 0)?, year: year(r, 1)?, period: text(r, 2)?, body: text(r, 3)?, received_at: int(r, 4)? })
+    Ok(SignOffRow {
+        county: text(r, 0)?,
+        year: year(r, 1)?,
+        period: text(r, 2)?,
+        body: text(r, 3)?,
+        received_at: int(r, 4)?,
+    })
 }
 
 pub(super) fn audit_of(r: &Row<'_>) -> StoreResult<AuditRow> {
@@ -233,4 +245,3 @@ pub(super) fn quota_people(conn: &Connection, scope: &str, y: Year) -> StoreResu
 pub(super) fn last_audit(conn: &Connection) -> StoreResult<Option<(i64, String)>> {
     one(conn, "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1", [], |r| Ok((int(r, 0)?, text(r, 1)?)))
 }
-

@@ -88,8 +88,10 @@ impl Store for SqliteStore {
     }
 
     async fn enrolled_subjects(&self) -> StoreResult<Vec<String>> {
-        self.read(|c| all(c, "SELECT DISTINCT subject FROM certs WHERE revoked = 0 ORDER BY subject", [], |r| text(r, 0)))
-            .await
+        self.read(|c| {
+            all(c, "SELECT DISTINCT subject FROM certs WHERE revoked = 0 ORDER BY subject", [], |r| text(r, 0))
+        })
+        .await
     }
 
     async fn equivocations(&self) -> StoreResult<Vec<EquivocationRow>> {
@@ -249,9 +251,10 @@ impl Store for SqliteStore {
     async fn count_records_after(&self, rev: i64, k: &str) -> StoreResult<u64> {
         let k = k.to_string();
         self.read(move |c| {
-            let n = one(c, "SELECT COUNT(*) FROM records WHERE rev > ?1 OR (rev = ?1 AND k > ?2)", params![rev, k], |r| {
-                uint(r, 0)
-            })?;
+            let n =
+                one(c, "SELECT COUNT(*) FROM records WHERE rev > ?1 OR (rev = ?1 AND k > ?2)", params![rev, k], |r| {
+                    uint(r, 0)
+                })?;
             Ok(n.unwrap_or(0))
         })
         .await

@@ -7,8 +7,8 @@ use super::writer::{Cmd, Latch, Step, TxOp, Writer, gone};
 use super::writes::{self, exec};
 use crate::record::StoredRecord;
 use crate::store::contract::{
-    AuditRow, CertRow, CompletedMoveRow, ConflictRow, EnvelopeRow, NewConflict, QuarantineRow, ReopeningRow, SignOffRow,
-    StoreResult, StreamState, WriteTx, YearRow,
+    AuditRow, CertRow, CompletedMoveRow, ConflictRow, EnvelopeRow, NewConflict, QuarantineRow, ReopeningRow,
+    SignOffRow, StoreResult, StreamState, WriteTx, YearRow,
 };
 use async_trait::async_trait;
 use jianka_shared::{RecordKind, Year};
@@ -206,7 +206,8 @@ impl WriteTx for SqliteTx {
 
     async fn open_conflicts(&mut self, kind: &str) -> StoreResult<Vec<ConflictRow>> {
         let kind = kind.to_string();
-        let sql = format!("SELECT {} FROM conflicts WHERE status = 'open' AND kind = ? ORDER BY id", reads::CONFLICT_COLS);
+        let sql =
+            format!("SELECT {} FROM conflicts WHERE status = 'open' AND kind = ? ORDER BY id", reads::CONFLICT_COLS);
         self.call(move |c| all(c, &sql, [kind], reads::conflict_of)).await
     }
 
