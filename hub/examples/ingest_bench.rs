@@ -203,9 +203,8 @@ fn baseline_member_rows(member_rows: &[(String, String)]) -> f64 {
 
 /// The baselines run with the hub's own SQLite connection settings (WAL, synchronous, checkpointing).
 fn same_pragmas(c: &rusqlite::Connection) {
-    for statement in jianka_hub::store::sqlite::CONNECTION_SETUP {
-        c.query_row(statement, [], |_| Ok(())).or_else(|_| c.execute_batch(statement)).unwrap();
-    }
+    c.busy_timeout(std::time::Duration::from_millis(10_000)).unwrap();
+    c.execute_batch(jianka_hub::store::sqlite::WRITER_SETUP).unwrap();
 }
 
 /// `median M (lowest-highest)` of `values`.
