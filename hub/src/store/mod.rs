@@ -5,6 +5,7 @@
 //! Every statement uses `$n` placeholders, which both SQLite and PostgreSQL accept.
 
 pub mod contract;
+pub mod postgres;
 pub mod records;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
