@@ -18,7 +18,10 @@ type PgQuery = Query<'static, Postgres, PgArguments>;
 const BATCH: usize = 5_000;
 
 /// Runs `queries` in order, building each next one while the previous executes.
-async fn run(conn: &mut PgConnection, mut queries: impl Iterator<Item = StoreResult<PgQuery>> + Send) -> StoreResult<()> {
+async fn run(
+    conn: &mut PgConnection,
+    mut queries: impl Iterator<Item = StoreResult<PgQuery>> + Send,
+) -> StoreResult<()> {
     let mut next = queries.next();
     while let Some(query) = next.take() {
         let query = query?;
@@ -53,7 +56,8 @@ pub(super) async fn write_records(conn: &mut PgConnection, records: Vec<StoredRe
     let rows = last_per_key(rows, |(k, _)| k.clone());
     let queries = rows.chunks(BATCH).map(|chunk| {
         let n = chunk.len();
-        let (mut k, mut kind, mut year, mut id) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+        let (mut k, mut kind, mut year, mut id) =
+            (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
         let (mut region, mut hh, mut fields, mut deleted) =
             (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
         for (key, r) in chunk {

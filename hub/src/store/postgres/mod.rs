@@ -18,9 +18,9 @@ mod tx;
 
 use crate::store::contract::{StoreError, StoreResult};
 use jianka_shared::Year;
+use sqlx::SqlSafeStr;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::SqlSafeStr;
 use std::borrow::Cow;
 
 pub use tx::PgWriteTx;

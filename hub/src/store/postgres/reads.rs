@@ -31,13 +31,12 @@ pub(super) async fn meta<'e>(e: impl PgExecutor<'e>, k: &str) -> StoreResult<Opt
 }
 
 pub(super) async fn cert<'e>(e: impl PgExecutor<'e>, key_id: &str) -> StoreResult<Option<CertRow>> {
-    let row = sqlx::query(
-        "SELECT key_id, subject, cert, revoked, revoked_reason, equivocating FROM certs WHERE key_id = $1",
-    )
-    .bind(key_id)
-    .fetch_optional(e)
-    .await
-    .map_err(db)?;
+    let row =
+        sqlx::query("SELECT key_id, subject, cert, revoked, revoked_reason, equivocating FROM certs WHERE key_id = $1")
+            .bind(key_id)
+            .fetch_optional(e)
+            .await
+            .map_err(db)?;
     let Some(r) = row else { return Ok(None) };
     Ok(Some(CertRow {
         key_id: r.try_get(0).map_err(db)?,

@@ -103,12 +103,13 @@ impl Store for PgStore {
 
     async fn upload(&self, origin: &str, seq: u64) -> StoreResult<Option<(u64, Vec<u8>)>> {
         let Ok(seq) = to_i64(seq, "seq") else { return Ok(None) };
-        let row: Option<(i64, Vec<u8>)> = sqlx::query_as("SELECT total, data FROM uploads WHERE origin = $1 AND seq = $2")
-            .bind(origin)
-            .bind(seq)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db)?;
+        let row: Option<(i64, Vec<u8>)> =
+            sqlx::query_as("SELECT total, data FROM uploads WHERE origin = $1 AND seq = $2")
+                .bind(origin)
+                .bind(seq)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db)?;
         row.map(|(total, data)| Ok((to_u64(total, "upload total")?, data))).transpose()
     }
 
@@ -164,8 +165,10 @@ impl Store for PgStore {
     }
 
     async fn record_years(&self) -> StoreResult<Vec<Year>> {
-        let years: Vec<i64> =
-            sqlx::query_scalar("SELECT DISTINCT year FROM records ORDER BY year").fetch_all(&self.pool).await.map_err(db)?;
+        let years: Vec<i64> = sqlx::query_scalar("SELECT DISTINCT year FROM records ORDER BY year")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
         years.into_iter().map(to_year).collect()
     }
 
@@ -204,7 +207,10 @@ impl Store for PgStore {
 
     async fn years(&self) -> StoreResult<Vec<YearRow>> {
         let rows: Vec<(i64, String, Option<String>)> =
-            sqlx::query_as("SELECT year, state, snapshot FROM years ORDER BY year").fetch_all(&self.pool).await.map_err(db)?;
+            sqlx::query_as("SELECT year, state, snapshot FROM years ORDER BY year")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db)?;
         rows.into_iter().map(year_row).collect()
     }
 
@@ -257,10 +263,11 @@ impl Store for PgStore {
     }
 
     async fn quota_adjustments(&self) -> StoreResult<Vec<QuotaAdjustmentRow>> {
-        let rows: Vec<(String, String)> = sqlx::query_as("SELECT statement, signature FROM quota_adjustments ORDER BY id")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)?;
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT statement, signature FROM quota_adjustments ORDER BY id")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db)?;
         Ok(rows.into_iter().map(|(statement, signature)| QuotaAdjustmentRow { statement, signature }).collect())
     }
 

@@ -97,7 +97,9 @@ impl WriteTx for PgWriteTx {
 
     async fn revoke_cert(&mut self, key_id: &str, reason: &str) -> StoreResult<()> {
         self.exec(
-            sqlx::query("UPDATE certs SET revoked = 1, revoked_reason = $1 WHERE key_id = $2").bind(reason).bind(key_id),
+            sqlx::query("UPDATE certs SET revoked = 1, revoked_reason = $1 WHERE key_id = $2")
+                .bind(reason)
+                .bind(key_id),
         )
         .await
     }
@@ -141,7 +143,8 @@ impl WriteTx for PgWriteTx {
 
     async fn record_envelope(&mut self, e: EnvelopeRow) -> StoreResult<()> {
         let seq = self.note(to_i64(e.seq, "seq"))?;
-        let next = self.note(seq.checked_add(1).ok_or_else(|| StoreError::Db(format!("seq {seq} has no successor"))))?;
+        let next =
+            self.note(seq.checked_add(1).ok_or_else(|| StoreError::Db(format!("seq {seq} has no successor"))))?;
         let ops = self.note(to_i64(e.ops, "op count"))?;
         self.exec(
             sqlx::query(
