@@ -1,0 +1,377 @@
+//! [`WriteTx`] over one `Transaction`. Once a statement fails PostgreSQL aborts the transaction
+//! (and would answer `COMMIT` with a silent rollback), so the first failure is kept: every later
+//! call, `commit` included, reports it and nothing is committed.
+
+use super::reads::{self, records};
+use super::{bulk, db, to_i64};
+use crate::record::StoredRecord;
+use crate::store::contract::*;
+use async_trait::async_trait;
+use jianka_shared::Year;
+use sqlx::{Postgres, Transaction};
+
+pub struct PgWriteTx {
+    tx: Transaction<'static, Postgres>,
+    failed: Option<String>,
+}
+
+impl PgWriteTx {
+    pub(super) fn new(tx: Transaction<'static, Postgres>) -> PgWriteTx {
+        PgWriteTx { tx, failed: None }
+    }
+
+    fn check(&self) -> StoreResult<()> {
+        match &self.failed {
+            Some(e) => Err(StoreError::Db(format!("the transaction failed earlier and commits nothing: {e}"))),
+            None => Ok(()),
+        }
+    }
+
+    fn note<T>(&mut self, r: StoreResult<T>) -> StoreResult<T> {
+        if let Err(e) = &r {
+            self.failed.get_or_insert_with(|| e.to_string());
+        }
+        r
+    }
+
+    /// Runs one statement that returns no rows.
+    async fn exec(&mut self, q: sqlx::query::Query<'_, Postgres, sqlx::postgres::PgArguments>) -> StoreResult<()> {
+        self.check()?;
+        let r = q.execute(&mut *self.tx).await.map(|_| ()).map_err(db);
+        self.note(r)
+    }
+}
+
+/// Runs `$body` (an expression using `$conn`, the transaction's connection) unless the
+/// transaction failed before, and keeps its failure.
+macro_rules! guarded {
+    ($self:ident, |$conn:ident| $body:expr) => {{
+        $self.check()?;
+        let $conn = &mut *$self.tx;
+        let r = $body.await;
+        $self.note(r)
+    }};
+}
+
+#[async_trait]
+impl WriteTx for PgWriteTx {
+    async fn commit(self: Box<Self>) -> StoreResult<()> {
+        let PgWriteTx { tx, failed } = *self;
+        if let Some(e) = failed {
+            // Dropping it rolls back.
+            drop(tx);
+            return Err(StoreError::Db(format!("the transaction failed and committed nothing: {e}")));
+        }
+        tx.commit().await.map_err(db)
+    }
+
+    async fn meta(&mut self, k: &str) -> StoreResult<Option<String>> {
+        guarded!(self, |c| reads::meta(c, k))
+    }
+
+    async fn set_meta(&mut self, k: &str, v: &str) -> StoreResult<()> {
+        self.exec(
+            sqlx::query("INSERT INTO meta (k, v) VALUES ($1, $2) ON CONFLICT (k) DO UPDATE SET v = excluded.v")
+                .bind(k)
+                .bind(v),
+        )
+        .await
+    }
+
+    async fn cert(&mut self, key_id: &str) -> StoreResult<Option<CertRow>> {
+        guarded!(self, |c| reads::cert(c, key_id))
+    }
+
+    async fn put_cert(&mut self, key_id: &str, subject: &str, cert: &str) -> StoreResult<()> {
+        self.exec(
+            sqlx::query(
+                "INSERT INTO certs (key_id, subject, cert) VALUES ($1, $2, $3) \
+                 ON CONFLICT (key_id) DO UPDATE SET subject = excluded.subject, cert = excluded.cert",
+            )
+            .bind(key_id)
+            .bind(subject)
+            .bind(cert),
+        )
+        .await
+    }
+
+    async fn revoke_cert(&mut self, key_id: &str, reason: &str) -> StoreResult<()> {
+        self.exec(
+            sqlx::query("UPDATE certs SET revoked = 1, revoked_reason = $1 WHERE key_id = $2")
+                .bind(reason)
+                .bind(key_id),
+        )
+        .await
+    }
+
+    async fn set_equivocating(&mut self, key_id: &str, held: bool) -> StoreResult<()> {
+        self.exec(
+            sqlx::query("UPDATE certs SET equivocating = $1 WHERE key_id = $2").bind(i64::from(held)).bind(key_id),
+        )
+        .await
+    }
+
+    async fn record_equivocation(
+        &mut self,
+        origin: &str,
+        seq: u64,
+        stored_hash: &str,
+        offered_hash: &str,
+        at: i64,
+    ) -> StoreResult<()> {
+        let seq = self.note(to_i64(seq, "seq"))?;
+        self.exec(
+            sqlx::query(
+                "INSERT INTO equivocations (origin, seq, stored_hash, offered_hash, at) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(origin)
+            .bind(seq)
+            .bind(stored_hash)
+            .bind(offered_hash)
+            .bind(at),
+        )
+        .await
+    }
+
+    async fn stream(&mut self, origin: &str) -> StoreResult<Option<StreamState>> {
+        guarded!(self, |c| reads::stream(c, origin))
+    }
+
+    async fn envelope_hash(&mut self, origin: &str, seq: u64) -> StoreResult<Option<String>> {
+        guarded!(self, |c| reads::envelope_hash(c, origin, seq))
+    }
+
+    async fn record_envelope(&mut self, e: EnvelopeRow) -> StoreResult<()> {
+        let seq = self.note(to_i64(e.seq, "seq"))?;
+        let next =
+            self.note(seq.checked_add(1).ok_or_else(|| StoreError::Db(format!("seq {seq} has no successor"))))?;
+        let ops = self.note(to_i64(e.ops, "op count"))?;
+        self.exec(
+            sqlx::query(
+                "INSERT INTO envelopes (origin, seq, hash, received_at, ops, year, bytes) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(&e.origin)
+            .bind(seq)
+            .bind(&e.hash)
+            .bind(e.received_at)
+            .bind(ops)
+            .bind(i64::from(e.year))
+            .bind(&e.bytes),
+        )
+        .await?;
+        self.exec(
+            sqlx::query(
+                "INSERT INTO streams (origin, next_seq, last_hash) VALUES ($1, $2, $3) \
+                 ON CONFLICT (origin) DO UPDATE SET next_seq = excluded.next_seq, last_hash = excluded.last_hash",
+            )
+            .bind(&e.origin)
+            .bind(next)
+            .bind(&e.hash),
+        )
+        .await
+    }
+
+    async fn records(&mut self, keys: &[String]) -> StoreResult<Vec<StoredRecord>> {
+        guarded!(self, |c| async {
+            let rows = sqlx::query("SELECT k, region, hh, fields, deleted FROM records WHERE k = ANY($1::text[])")
+                .bind(keys)
+                .fetch_all(c)
+                .await
+                .map_err(db)?;
+            records(&rows)
+        })
+    }
+
+    async fn live_members(&mut self, year: Year, households: &[String]) -> StoreResult<Vec<StoredRecord>> {
+        let member = i64::from(jianka_shared::RecordKind::Member.to_u8());
+        guarded!(self, |c| async {
+            let rows = sqlx::query(
+                r#"SELECT k, region, hh, fields, deleted FROM records
+                   WHERE year = $1 AND kind = $2 AND deleted = 0 AND hh = ANY($3::text[]) ORDER BY k COLLATE "C""#,
+            )
+            .bind(i64::from(year))
+            .bind(member)
+            .bind(households)
+            .fetch_all(c)
+            .await
+            .map_err(db)?;
+            records(&rows)
+        })
+    }
+
+    async fn next_rev(&mut self) -> StoreResult<i64> {
+        guarded!(self, |c| async {
+            let max: i64 =
+                sqlx::query_scalar("SELECT COALESCE(MAX(rev), 0) FROM records").fetch_one(c).await.map_err(db)?;
+            max.checked_add(1).ok_or_else(|| StoreError::Corrupt(format!("stored revision {max} has no successor")))
+        })
+    }
+
+    async fn write_records(&mut self, records: Vec<StoredRecord>, rev: i64) -> StoreResult<()> {
+        guarded!(self, |c| bulk::write_records(c, records, rev))
+    }
+
+    async fn quarantine(&mut self, rows: Vec<QuarantineRow>) -> StoreResult<()> {
+        guarded!(self, |c| bulk::quarantine(c, rows))
+    }
+
+    async fn push_feedback(&mut self, items: Vec<(String, String)>) -> StoreResult<()> {
+        guarded!(self, |c| bulk::push_feedback(c, items))
+    }
+
+    async fn open_conflicts(&mut self, kind: &str) -> StoreResult<Vec<ConflictRow>> {
+        guarded!(self, |c| reads::conflicts_where(c, false, Some(kind)))
+    }
+
+    async fn conflict(&mut self, id: i64) -> StoreResult<Option<ConflictRow>> {
+        guarded!(self, |c| async {
+            let row = sqlx::query(concat!("SELECT ", reads::conflict_cols!(), " FROM conflicts WHERE id = $1"))
+                .bind(id)
+                .fetch_optional(c)
+                .await
+                .map_err(db)?;
+            row.as_ref().map(reads::conflict_row).transpose()
+        })
+    }
+
+    async fn add_conflicts(&mut self, rows: Vec<NewConflict>, at: i64) -> StoreResult<()> {
+        guarded!(self, |c| bulk::add_conflicts(c, rows, at))
+    }
+
+    async fn resolve_conflict(&mut self, id: i64, resolution: &str) -> StoreResult<()> {
+        self.exec(
+            sqlx::query("UPDATE conflicts SET status = 'resolved', resolution = $1 WHERE id = $2")
+                .bind(resolution)
+                .bind(id),
+        )
+        .await
+    }
+
+    async fn completed_moves(&mut self, ids: &[String]) -> StoreResult<Vec<CompletedMoveRow>> {
+        guarded!(self, |c| async {
+            let rows: Vec<(String, i64, String, String, String)> = sqlx::query_as(
+                r#"SELECT id, year, from_county, to_county, from_household FROM completed_moves
+                   WHERE id = ANY($1::text[]) ORDER BY id COLLATE "C", year DESC, at DESC"#,
+            )
+            .bind(ids)
+            .fetch_all(c)
+            .await
+            .map_err(db)?;
+            rows.into_iter()
+                .map(|(id, year, from_county, to_county, from_household)| {
+                    Ok(CompletedMoveRow { id, year: super::to_year(year)?, from_county, to_county, from_household })
+                })
+                .collect()
+        })
+    }
+
+    async fn add_completed_moves(&mut self, rows: Vec<CompletedMoveRow>, at: i64) -> StoreResult<()> {
+        guarded!(self, |c| bulk::add_completed_moves(c, rows, at))
+    }
+
+    async fn quota_used(&mut self, scope: &str, year: Year) -> StoreResult<u64> {
+        self.exec(
+            sqlx::query(
+                "INSERT INTO quota_use (scope, year, people) VALUES ($1, $2, 0) ON CONFLICT (scope, year) DO NOTHING",
+            )
+            .bind(scope)
+            .bind(i64::from(year)),
+        )
+        .await?;
+        // Locked until this transaction ends: another writer (another hub process on the same
+        // database) waits here instead of counting against a stale figure.
+        guarded!(self, |c| async {
+            let people: i64 =
+                sqlx::query_scalar("SELECT people FROM quota_use WHERE scope = $1 AND year = $2 FOR UPDATE")
+                    .bind(scope)
+                    .bind(i64::from(year))
+                    .fetch_one(c)
+                    .await
+                    .map_err(db)?;
+            Ok(people.max(0).unsigned_abs())
+        })
+    }
+
+    async fn quota_add(&mut self, scope: &str, year: Year, n: i64) -> StoreResult<()> {
+        self.exec(
+            sqlx::query("UPDATE quota_use SET people = people + $1 WHERE scope = $2 AND year = $3")
+                .bind(n)
+                .bind(scope)
+                .bind(i64::from(year)),
+        )
+        .await
+    }
+
+    async fn add_quota_adjustment(&mut self, statement: &str, signature: &str, at: i64) -> StoreResult<()> {
+        self.exec(
+            sqlx::query("INSERT INTO quota_adjustments (statement, signature, at) VALUES ($1, $2, $3)")
+                .bind(statement)
+                .bind(signature)
+                .bind(at),
+        )
+        .await
+    }
+
+    async fn year(&mut self, year: Year) -> StoreResult<Option<YearRow>> {
+        guarded!(self, |c| reads::year(c, year))
+    }
+
+    async fn set_year_state(&mut self, year: Year, state: &str, snapshot: Option<&str>) -> StoreResult<()> {
+        self.exec(
+            sqlx::query(
+                "INSERT INTO years (year, state, snapshot) VALUES ($1, $2, $3) ON CONFLICT (year) \
+                 DO UPDATE SET state = excluded.state, snapshot = COALESCE(excluded.snapshot, years.snapshot)",
+            )
+            .bind(i64::from(year))
+            .bind(state)
+            .bind(snapshot),
+        )
+        .await
+    }
+
+    async fn ensure_year(&mut self, year: Year) -> StoreResult<()> {
+        self.exec(
+            sqlx::query("INSERT INTO years (year, state) VALUES ($1, 'open') ON CONFLICT (year) DO NOTHING")
+                .bind(i64::from(year)),
+        )
+        .await
+    }
+
+    async fn add_reopening(&mut self, row: ReopeningRow) -> StoreResult<()> {
+        self.exec(
+            sqlx::query("INSERT INTO reopenings (year, region, reason, at, until_day) VALUES ($1, $2, $3, $4, $5)")
+                .bind(i64::from(row.year))
+                .bind(row.region)
+                .bind(row.reason)
+                .bind(row.at)
+                .bind(row.until_day),
+        )
+        .await
+    }
+
+    async fn put_signoff(&mut self, row: SignOffRow) -> StoreResult<()> {
+        self.exec(
+            sqlx::query(
+                "INSERT INTO signoffs (county, year, period, body, received_at) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (county, year, period) DO UPDATE SET body = excluded.body, received_at = excluded.received_at",
+            )
+            .bind(row.county)
+            .bind(i64::from(row.year))
+            .bind(row.period)
+            .bind(row.body)
+            .bind(row.received_at),
+        )
+        .await
+    }
+
+    async fn last_audit(&mut self) -> StoreResult<Option<(i64, String)>> {
+        guarded!(self, |c| async {
+            sqlx::query_as("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetch_optional(c).await.map_err(db)
+        })
+    }
+
+    async fn append_audit(&mut self, rows: Vec<AuditRow>) -> StoreResult<()> {
+        guarded!(self, |c| bulk::append_audit(c, rows))
+    }
+}
