@@ -84,7 +84,8 @@ pub async fn verify(store: &dyn Store) -> Result<AuditCheck, StoreError> {
         if seq != expect_seq {
             return Ok(AuditCheck::Broken { seq, reason: format!("entry {expect_seq} is missing") });
         }
-        let e = AuditEntry { action: r.action.clone(), subject: r.subject.clone(), old: r.old.clone(), new: r.new.clone() };
+        let e =
+            AuditEntry { action: r.action.clone(), subject: r.subject.clone(), old: r.old.clone(), new: r.new.clone() };
         let (stored_prev, stored) = (r.prev_hash.clone(), r.hash.clone());
         if stored_prev != prev {
             return Ok(AuditCheck::Broken { seq, reason: "does not link to the previous entry".into() });

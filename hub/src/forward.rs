@@ -3,8 +3,8 @@
 //! Also the hub's other background jobs (New Year, locking), one worker shape for all.
 
 use crate::record::storage_key;
-use crate::store::{RevisedRecord, SignOffRow};
 use crate::state::Hub;
+use crate::store::{RevisedRecord, SignOffRow};
 use anyhow::{Context, bail};
 use jianka_client::Sizes;
 use jianka_shared::{

@@ -77,7 +77,6 @@ pub fn merge_field(current: Option<&FieldState>, w: &FieldWrite, writer: &Region
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,7 +114,6 @@ mod tests {
             FieldOutcome::NotAuthorised { owner: Tier::County }
         );
     }
-
 
     proptest! {
         /// A lower tier never overwrites a higher tier's value from an old base, and no

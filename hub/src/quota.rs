@@ -17,12 +17,7 @@ pub(crate) struct QuotaLedger {
 }
 
 impl QuotaLedger {
-    pub(crate) async fn used(
-        &mut self,
-        tx: &mut dyn WriteTx,
-        scope: &str,
-        year: Year,
-    ) -> Result<u64, HubError> {
+    pub(crate) async fn used(&mut self, tx: &mut dyn WriteTx, scope: &str, year: Year) -> Result<u64, HubError> {
         let key = (scope.to_string(), year);
         if let Some((stored, added)) = self.scopes.get(&key) {
             return Ok(stored + added);

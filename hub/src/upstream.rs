@@ -11,9 +11,9 @@ use crate::feedback::{corrections_feedback, push_feedback};
 use crate::merge::FieldState;
 use crate::record::{StoredRecord, storage_key};
 use crate::state::Hub;
+use crate::store::WriteTx;
 use anyhow::{Context, bail};
 use jianka_shared::{RecordKey, RecordKind, RegionCode, Tier, protocol::*};
-use crate::store::WriteTx;
 
 /// The meta key of the last province feedback id applied.
 const CURSOR: &str = "parent_feedback_since";

@@ -384,7 +384,9 @@ async fn audit_chain_detects_tampering(pg: bool) {
     };
     accepted(&a.push(vec![edit]).await);
     let db = s.county.raw().await;
-    assert!(matches!(audit::verify(db).await.unwrap(), audit::AuditCheck::Intact { entries, .. } if entries >= 4));
+    assert!(
+        matches!(audit::verify(s.county.hub.store().as_ref()).await.unwrap(), audit::AuditCheck::Intact { entries, .. } if entries >= 4)
+    );
     let rows: Vec<(i64, String, String, String, String)> = sqlx::query_as(
         "SELECT seq, action, subject, old, new FROM audit WHERE action IN ('changeset', 'county_decisions') ORDER BY seq",
     )
@@ -417,10 +419,12 @@ async fn audit_chain_detects_tampering(pg: bool) {
         .execute(&db)
         .await
         .unwrap();
-    assert!(matches!(audit::verify(db).await.unwrap(), audit::AuditCheck::Broken { seq, .. } if seq == first.0));
+    assert!(
+        matches!(audit::verify(s.county.hub.store().as_ref()).await.unwrap(), audit::AuditCheck::Broken { seq, .. } if seq == first.0)
+    );
     // Restored, the chain holds again; an altered kept envelope is caught too.
     sqlx::query("UPDATE audit SET new = $1 WHERE seq = $2").bind(&first.4).bind(first.0).execute(&db).await.unwrap();
-    assert!(matches!(audit::verify(db).await.unwrap(), audit::AuditCheck::Intact { .. }));
+    assert!(matches!(audit::verify(s.county.hub.store().as_ref()).await.unwrap(), audit::AuditCheck::Intact { .. }));
     let mut altered = kept.clone();
     let last = altered.len() - 1;
     altered[last] ^= 1;
@@ -429,7 +433,9 @@ async fn audit_chain_detects_tampering(pg: bool) {
         .execute(&db)
         .await
         .unwrap();
-    assert!(matches!(audit::verify(db).await.unwrap(), audit::AuditCheck::Broken { seq, .. } if seq == first.0));
+    assert!(
+        matches!(audit::verify(s.county.hub.store().as_ref()).await.unwrap(), audit::AuditCheck::Broken { seq, .. } if seq == first.0)
+    );
 }
 
 // Each storage test runs on both backends (PostgreSQL when JIANKA_TEST_PG is set).

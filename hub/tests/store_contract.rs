@@ -4,6 +4,7 @@
 use jianka_hub::merge::{FieldState, Fields, Text};
 use jianka_hub::record::StoredRecord;
 use jianka_hub::store::contract::*;
+use jianka_hub::store::postgres::PgStore;
 use jianka_hub::store::sqlite::SqliteStore;
 use jianka_shared::{RecordKey, RecordKind, Year};
 use proptest::prelude::*;
@@ -20,10 +21,25 @@ async fn backends() -> Vec<UnderTest> {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("hub.db").display());
     let sqlite = SqliteStore::open(&url).await.unwrap();
-    #[allow(unused_mut)]
     let mut out = vec![UnderTest { name: "sqlite", store: Arc::new(sqlite), _dir: Some(dir) }];
-    // PostgreSQL, when JIANKA_TEST_PG is set: a fresh database opened with `PgStore::open(url)`.
+    if let Some(url) = fresh_postgres().await {
+        out.push(UnderTest { name: "postgres", store: Arc::new(PgStore::open(&url).await.unwrap()), _dir: None });
+    }
     out
+}
+
+/// A new, empty PostgreSQL database when `JIANKA_TEST_PG` is set (named uniquely across test
+/// processes and runs).
+async fn fresh_postgres() -> Option<String> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let base = std::env::var("JIANKA_TEST_PG").ok().filter(|v| !v.is_empty())?;
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let name = format!("jianka_contract_{}_{}_{nanos}", std::process::id(), N.fetch_add(1, Ordering::SeqCst));
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&base).await.unwrap();
+    sqlx::Executor::execute(&mut conn, sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.unwrap();
+    let (prefix, _) = base.rsplit_once('/').unwrap();
+    Some(format!("{prefix}/{name}"))
 }
 
 /// One `#[tokio::test]` per check, running it against every backend.

@@ -12,7 +12,6 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 impl Hub {
-
     /// A prefecture's (or the province's) re-balancing of village quotas between two counties
     /// within their total: signed by this hub's key and audited.
     pub async fn adjust_villages(
@@ -63,10 +62,8 @@ impl Hub {
         let mut q: BTreeMap<RegionCode, u64> =
             self.quotas.counties.iter().map(|c| (c.county.clone(), c.villages)).collect();
         for QuotaAdjustmentRow { statement: stmt, signature } in self.store.quota_adjustments().await? {
-            let sig: [u8; 64] = hex::decode(&signature)
-                .ok()
-                .and_then(|v| v.try_into().ok())
-                .context("stored signature")?;
+            let sig: [u8; 64] =
+                hex::decode(&signature).ok().and_then(|v| v.try_into().ok()).context("stored signature")?;
             if !trust::verify_statement(&self.key.verifying_key(), "quota-adjustment", stmt.as_bytes(), &sig) {
                 bail!("a stored quota adjustment does not verify: the table was altered");
             }

@@ -7,14 +7,10 @@ use crate::merge::FieldState;
 use crate::record::{StoredRecord, parse_storage_key};
 use crate::state::Hub;
 use crate::store::ConflictRow;
-use jianka_shared::{
-    changeset::Op,
-    protocol::*,
-};
+use jianka_shared::{changeset::Op, protocol::*};
 use serde::{Deserialize, Serialize};
 
 impl Hub {
-
     pub async fn conflicts(&self, all: bool) -> Result<Vec<ConflictView>, HubError> {
         Ok(self
             .store

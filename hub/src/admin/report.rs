@@ -6,16 +6,11 @@ use crate::error::HubError;
 use crate::record::{StoredRecord, is_recognised};
 use crate::state::Hub;
 use crate::years;
-use jianka_shared::{
-    RecordKind, RegionCode, Tier, Year,
-    domain::Status,
-    protocol::*,
-};
+use jianka_shared::{RecordKind, RegionCode, Tier, Year, domain::Status, protocol::*};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 impl Hub {
-
     pub async fn report(&self, year: Option<Year>) -> anyhow::Result<Report> {
         let years: Vec<Year> = match year {
             Some(y) => vec![y],

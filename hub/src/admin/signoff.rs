@@ -15,7 +15,6 @@ use jianka_shared::{
 };
 
 impl Hub {
-
     /// The county's sign-off for a period: digest over every record of the year plus summary
     /// figures, signed with the county key, stored (and forwarded by `forward`).
     pub async fn signoff(&self, year: Year, period: &str) -> anyhow::Result<SignOff> {

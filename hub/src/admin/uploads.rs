@@ -6,7 +6,6 @@ use crate::state::Hub;
 use jianka_shared::protocol::*;
 
 impl Hub {
-
     pub async fn upload_state(&self, sender: &Sender, seq: u64) -> Result<UploadState, HubError> {
         Ok(match self.store.upload(sender.region.as_str(), seq).await? {
             Some((total, data)) => UploadState { total, received: data.len() as u64 },

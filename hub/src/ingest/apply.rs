@@ -4,18 +4,18 @@
 
 use super::write::write_while;
 use crate::error::HubError;
-use chrono::Datelike;
 use crate::store::WriteTx;
+use chrono::Datelike;
 
 use crate::authority;
 use crate::ingest::load::MergeContext;
 use crate::ingest::moves::{PendingMove, settled_move};
 use crate::ingest::outcome::{IngestOutcome, reject};
-use crate::store::NewConflict;
 use crate::ingest::validate::{check_authority, check_record};
 use crate::merge::{FieldOutcome, FieldState, Fields, Text, merge_field};
 use crate::record::{MOVE_OUT, STATUS_PASSED_TO, StoredRecord, audit_subject, key_of, storage_key};
 use crate::state::Hub;
+use crate::store::NewConflict;
 use crate::years;
 use jianka_shared::changeset::{FieldWrite, Op};
 use jianka_shared::protocol::{RejectReason, YearState};

@@ -3,16 +3,16 @@
 
 use crate::error::HubError;
 use crate::feedback::removed_feedback;
+use crate::ingest::load::load_rows;
 use crate::ingest::outcome::IngestOutcome;
 use crate::merge::{FieldState, Fields, Text};
 use crate::record::{HashMap, HashSet};
 use crate::record::{StoredRecord, audit_subject, storage_key};
 use crate::state::Hub;
-use crate::ingest::load::load_rows;
+use crate::store::WriteTx;
 use jianka_shared::domain::Status;
 use jianka_shared::protocol::Correction;
 use jianka_shared::{Hlc, RecordKey, RecordKind, Year};
-use crate::store::WriteTx;
 use std::collections::BTreeMap;
 
 impl Hub {

@@ -6,10 +6,10 @@ use crate::audit::{self, AuditEntry};
 use crate::auth::Sender;
 use crate::error::HubError;
 use crate::state::Hub;
+use crate::store::{StreamState, WriteTx};
 use jianka_shared::Hlc;
 use jianka_shared::changeset::{self, ChangeSet, ChangeSetError, Header, Op};
 use jianka_shared::protocol::ErrorCode;
-use crate::store::{StreamState, WriteTx};
 
 /// Operations one change set may carry (the node cuts at 20,000 by default).
 pub const MAX_OPS_PER_CHANGESET: usize = 100_000;

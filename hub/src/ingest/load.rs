@@ -7,9 +7,9 @@ use crate::ingest::moves::{CompletedMove, PendingMove};
 use crate::ingest::moves::{completed_moves_of, pending_moves};
 use crate::ingest::outcome::IngestOutcome;
 use crate::merge::Text;
+use crate::record::StoredRecord;
 use crate::record::{HashMap, HashSet};
 use crate::record::{MOVED_FROM, key_of, storage_key};
-use crate::record::StoredRecord;
 use crate::state::Hub;
 use crate::store::WriteTx;
 use crate::years;
@@ -98,7 +98,8 @@ impl Hub {
         let years: BTreeSet<Year> = years.collect();
         let mut out = YearStates::default();
         for y in years {
-            let (state, reopened) = years::effective_state(&*self.store, y, self.today(), self.profile.as_ref()).await?;
+            let (state, reopened) =
+                years::effective_state(&*self.store, y, self.today(), self.profile.as_ref()).await?;
             if self.region().tier() == Tier::County
                 && state != YearState::Open
                 && years::carries_into_next(&*self.store, y, self.today(), self.profile.as_ref()).await?

@@ -30,7 +30,7 @@ pub use outcome::ChangeLog;
 use crate::auth::Sender;
 use crate::error::HubError;
 use crate::state::Hub;
-use write::while_running;
+use crate::store::while_running;
 use envelope::Sequence;
 use jianka_shared::RecordKind;
 use jianka_shared::Tier;

@@ -161,10 +161,7 @@ pub(crate) async fn completed_moves_of(
 }
 
 /// Open cross-county moves for the members this change set touches.
-pub(crate) async fn pending_moves(
-    tx: &mut dyn WriteTx,
-    ops: &[Op],
-) -> Result<HashMap<String, PendingMove>, HubError> {
+pub(crate) async fn pending_moves(tx: &mut dyn WriteTx, ops: &[Op]) -> Result<HashMap<String, PendingMove>, HubError> {
     let keys: HashSet<String> =
         ops.iter().filter(|o| o.key().kind == RecordKind::Member).map(|o| storage_key(o.key())).collect();
     let mut out = HashMap::default();

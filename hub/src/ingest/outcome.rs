@@ -3,9 +3,9 @@
 
 use crate::ingest::moves::CompletedMove;
 use crate::merge::Fields;
-use crate::store::NewConflict;
 use crate::record::{HashMap, HashSet};
 use crate::record::{StoredRecord, key_of, storage_key};
+use crate::store::NewConflict;
 use jianka_shared::domain::{Member, Status};
 use jianka_shared::protocol::{Correction, Feedback, RejectReason, Rejection};
 use jianka_shared::{RecordKey, RecordKind, RegionCode, Year};
@@ -108,7 +108,6 @@ impl ChangeLog {
         (text(self.old), text(self.new))
     }
 }
-
 
 pub(crate) fn reject(
     fx: &mut IngestOutcome,

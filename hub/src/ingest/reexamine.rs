@@ -11,10 +11,10 @@ use crate::quota::QuotaLedger;
 use crate::record::{DECISION_ADMIT, DECISION_REFUSE, StoredRecord, audit_subject, township_of};
 use crate::record::{HashMap, HashSet};
 use crate::state::Hub;
+use crate::store::WriteTx;
 use jianka_shared::domain::Status;
 use jianka_shared::protocol::{Correction, Feedback, RejectReason, Rejection};
 use jianka_shared::{Hlc, RecordKind, RegionCode, Year};
-use crate::store::WriteTx;
 use std::collections::{BTreeMap, BTreeSet};
 
 impl Hub {
@@ -216,10 +216,7 @@ pub(crate) const DECIDE_SLICE: usize = 500;
 
 /// Households that an open duplicate-person conflict keeps waiting: one proposed for them or
 /// held away from them (stored, or raised by this very change set).
-pub(crate) async fn held_households(
-    tx: &mut dyn WriteTx,
-    fx: &IngestOutcome,
-) -> Result<HashSet<String>, HubError> {
+pub(crate) async fn held_households(tx: &mut dyn WriteTx, fx: &IngestOutcome) -> Result<HashSet<String>, HubError> {
     let mut held = HashSet::default();
     for c in tx.open_conflicts("duplicate_person").await? {
         held.insert(c.proposed_value);

@@ -9,7 +9,7 @@ use crate::feedback::{corrections_feedback, push_feedback};
 use crate::ingest::outcome::IngestOutcome;
 use crate::record::{HashSet, StoredRecord, storage_key};
 use crate::state::Hub;
-use crate::store::{EnvelopeRow, QuarantineRow, WriteTx};
+use crate::store::{EnvelopeRow, QuarantineRow, WriteTx, while_running};
 use jianka_shared::{RecordKind, RegionCode};
 
 impl Hub {
@@ -93,19 +93,6 @@ pub(crate) async fn write_while<S>(
             }
         })
         .await?;
-    }
-}
-
-/// Gives `fut` its first poll, runs `work` on this thread, then awaits `fut`. For a database
-/// call the first poll hands it to the database (a writer thread or the server), so the CPU
-/// work overlaps the database's instead of waiting for it.
-pub(crate) async fn while_running<F: std::future::Future>(fut: F, work: impl FnOnce()) -> F::Output {
-    let mut fut = std::pin::pin!(fut);
-    let early = std::future::poll_fn(|cx| std::task::Poll::Ready(fut.as_mut().poll(cx))).await;
-    work();
-    match early {
-        std::task::Poll::Ready(out) => out,
-        std::task::Poll::Pending => fut.await,
     }
 }
 

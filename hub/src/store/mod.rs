@@ -22,3 +22,16 @@ pub async fn open(url: &str) -> StoreResult<Arc<dyn Store>> {
         Err(StoreError::BadUrl(url.to_string()))
     }
 }
+
+/// Gives `fut` its first poll, runs `work` on this thread, then awaits `fut`. For a database
+/// call the first poll hands it to the database (a writer thread or the server), so the CPU
+/// work overlaps the database's instead of waiting for it.
+pub async fn while_running<F: std::future::Future>(fut: F, work: impl FnOnce()) -> F::Output {
+    let mut fut = std::pin::pin!(fut);
+    let early = std::future::poll_fn(|cx| std::task::Poll::Ready(fut.as_mut().poll(cx))).await;
+    work();
+    match early {
+        std::task::Poll::Ready(out) => out,
+        std::task::Poll::Pending => fut.await,
+    }
+}
