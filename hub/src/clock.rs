@@ -5,6 +5,12 @@ use std::sync::{Arc, Mutex};
 
 pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> DateTime<Utc>;
+    /// How long a scheduled job sleeps before looking at the clock again: the wall clock may be
+    /// set while it sleeps. `None`: sleep the whole wait computed at the start (a clock moved by
+    /// hand in a test does not fire jobs behind the test's back).
+    fn recheck_every(&self) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 /// The system clock.
@@ -14,6 +20,9 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> DateTime<Utc> {
         Utc::now()
+    }
+    fn recheck_every(&self) -> Option<std::time::Duration> {
+        Some(std::time::Duration::from_secs(60))
     }
 }
 

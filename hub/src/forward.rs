@@ -1,6 +1,5 @@
 //! County → province: the county forwards its accepted records as its own change sets (origin =
 //! the county, its own seq chain) and its sign-offs; on cron schedules and on demand.
-//! Also the hub's other background jobs (New Year, locking), one worker shape for all.
 
 use crate::record::storage_key;
 use crate::state::Hub;
@@ -12,8 +11,6 @@ use jianka_shared::{
     changeset::{Draft, FieldWrite, Op},
     protocol::*,
 };
-use std::sync::Arc;
-use std::time::Duration;
 
 /// Envelopes above this go through chunked `/v1/uploads` even on a fast line (on a slow one,
 /// smaller ones do too: what the line carries inside the timeout decides, see `Pace`).
@@ -152,44 +149,4 @@ impl Hub {
         );
         Ok(report)
     }
-}
-
-/// Runs the cron jobs until `stop` turns true: forward (county with a parent), New Year, lock.
-pub fn spawn_schedules(hub: Arc<Hub>, mut stop: tokio::sync::watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let Ok(tz) = hub.cfg.timezone() else { return };
-        let mut jobs: Vec<(&'static str, cron::Schedule)> = Vec::new();
-        for (name, expr) in [("forward", &hub.cfg.schedule.forward), ("new_year", &hub.cfg.schedule.new_year)] {
-            if name == "forward" && (hub.cfg.parent_url.is_none() || hub.region().tier() != Tier::County) {
-                continue;
-            }
-            if let Ok(s) = expr.parse::<cron::Schedule>() {
-                jobs.push((name, s));
-            }
-        }
-        loop {
-            let now = hub.clock.now().with_timezone(&tz);
-            let next = jobs.iter().filter_map(|(n, s)| s.after(&now).next().map(|t| (t, *n))).min_by_key(|(t, _)| *t);
-            let Some((at, name)) = next else { return };
-            let wait = (at.with_timezone(&chrono::Utc) - hub.clock.now()).to_std().unwrap_or(Duration::ZERO);
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = stop.changed() => return,
-            }
-            if *stop.borrow() {
-                return;
-            }
-            // A clock that did not move (tests' manual clock) must not spin.
-            if hub.clock.now() < at.with_timezone(&chrono::Utc) {
-                continue;
-            }
-            let result = match name {
-                "forward" => hub.forward().await.map(|_| ()),
-                _ => hub.new_year(None).await.map(|_| ()).map_err(anyhow::Error::from),
-            };
-            if let Err(e) = result {
-                tracing::warn!(job = name, error = %e, "scheduled job failed; will retry at its next time");
-            }
-        }
-    })
 }

@@ -19,6 +19,7 @@ pub mod feedback;
 pub mod forward;
 pub mod http;
 pub mod ingest;
+pub mod jobs;
 pub mod merge;
 pub mod parent;
 pub mod queries;
@@ -64,11 +65,11 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let jobs = forward::spawn_schedules(hub.clone(), stop_rx);
+    let jobs = jobs::spawn(hub.clone(), stop_rx);
     tracing::info!(region = %hub.region(), addr = ?listener.local_addr().ok(), "hub serving");
     let app = http::router(hub);
     let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
     let _ = stop_tx.send(true);
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), jobs).await;
+    let _ = tokio::time::timeout(jobs::EXIT_DEADLINE + std::time::Duration::from_secs(1), jobs).await;
     result.map_err(Into::into)
 }

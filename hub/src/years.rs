@@ -313,6 +313,33 @@ impl Hub {
         })
     }
 
+    /// The New Year schedule's run: freezes last year unless that was done already (by hand, or
+    /// by an earlier run the schedule is retrying).
+    pub async fn scheduled_new_year(&self) -> Result<Option<NewYearReport>, HubError> {
+        let ended = (self.today().year() - 1) as Year;
+        if self.store.year(ended).await?.is_some_and(|r| r.state != "open") {
+            return Ok(None);
+        }
+        self.new_year(Some(ended)).await.map(Some)
+    }
+
+    /// The lock schedule's run: every year whose update window has passed its deadline is
+    /// locked for good (until then it only counts as locked), audited. Returns the years locked.
+    pub async fn lock_due_years(&self) -> Result<Vec<Year>, HubError> {
+        let today = self.today();
+        let mut locked = Vec::new();
+        for row in self.store.years().await? {
+            if parse_state(&row.state) == YearState::UpdateWindow
+                && today > household_deadline(row.year, self.profile())
+            {
+                self.lock_year(row.year).await?;
+                tracing::info!(year = row.year, "update window passed: year locked");
+                locked.push(row.year);
+            }
+        }
+        Ok(locked)
+    }
+
     /// Locks `year` now (normally automatic once its deadline passes).
     pub async fn lock_year(&self, year: Year) -> Result<(), HubError> {
         let (_g, mut tx) = self.begin_write().await?;

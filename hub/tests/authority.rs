@@ -2,6 +2,9 @@
 //! requests and seals change sets with the township's own, valid key but sends anything (any
 //! status, any reference, any size), and as a clerk would at scale (one change set of more than
 //! 5,000 household operations).
+//!
+//! Longer than ~600 lines on purpose: one attacker's toolkit (the forging client and its
+//! helpers) shared by every check, in one test binary (each file under `tests/` links its own).
 
 #[macro_use]
 mod common;

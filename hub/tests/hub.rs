@@ -1,4 +1,8 @@
 //! Black-box tests of the hub over real HTTP on loopback with real databases.
+//!
+//! Longer than ~600 lines on purpose: the hub's end-to-end behaviours share one setup and one
+//! test binary (each file under `tests/` links its own); themed suites live beside it
+//! (authority, moves, cycle, jobs, the store contract).
 
 mod common;
 use common::*;

@@ -1,5 +1,8 @@
 //! The storage contract (`jianka_hub::store::contract`), one suite for every backend: each check
 //! below runs once per backend listed in [`backends`], each time on a fresh database.
+//!
+//! Longer than ~600 lines on purpose: it is one suite, each check written once for every backend,
+//! and one test binary (each file under `tests/` links its own).
 
 use jianka_hub::merge::{FieldState, Fields, Text};
 use jianka_hub::record::StoredRecord;

@@ -1,0 +1,337 @@
+//! The hub's command line: every subcommand, its arguments and the help that teaches them
+//! (the binary's own module, not part of the library). `main.rs` runs what was asked.
+
+use clap::{Parser, Subcommand};
+use jianka_shared::RegionCode;
+use std::path::PathBuf;
+
+/// County and province hub: verifies and merges townships' change sets, re-examines households
+/// against the county ceiling, signs off and forwards to the province.
+///
+/// First setup on one machine, from the repository's root (province 42, county 420322,
+/// township 420322105); each `init` prints the new public key on stdout:
+///
+///   jianka-hub init --region 42 --dir prov
+///   jianka-hub init --region 420322 --dir county --parent-url http://127.0.0.1:7001 --profile config/profiles/hubei-2014.toml --quotas config/quotas.example.toml
+///   jianka-hub enroll --config prov/hub.toml --subject 420322 --public-key <county key> --out county-chain.json
+///   jianka-hub install-chain --config county/hub.toml county-chain.json
+///   jianka-node init --dir town --township 420322105 --hub http://127.0.0.1:7002
+///   jianka-hub enroll --config county/hub.toml --subject 420322105 --public-key <node key> --out node-chain.json
+///   jianka-node --config town/node.toml trust node-chain.json
+///   jianka-hub serve --config prov/hub.toml
+///   jianka-hub serve --config county/hub.toml
+///
+/// The province listens on 127.0.0.1:7001 and a county on 127.0.0.1:7002 unless `init --listen`
+/// or `serve --listen` says otherwise. `init` copies the profile and quotas it is given into the
+/// hub's directory.
+///
+/// Environment: JIANKA_HUB_<FIELD> overrides hub.toml (JIANKA_HUB_SCHEDULE__FORWARD for nested keys);
+/// JIANKA_NOW (RFC 3339) fixes the clock; RUST_LOG sets the log level.
+#[derive(Parser)]
+#[command(name = "jianka-hub", version, verbatim_doc_comment)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+pub enum Cmd {
+    /// Create DIR/hub.toml and DIR/hub.key (0600) and print the public key; a province also gets
+    /// its self-signed root DIR/chain.json.
+    ///
+    /// Example: jianka-hub init --region 420322 --dir /srv/jianka --parent-url http://10.0.0.2:7001 --profile config/profiles/hubei-2014.toml --quotas config/quotas.example.toml
+    #[command(verbatim_doc_comment)]
+    Init {
+        /// County (6 digits) or province (2 digits) code.
+        #[arg(long)]
+        region: RegionCode,
+        /// Directory for this hub (created; must not hold a hub.toml yet).
+        #[arg(long)]
+        dir: PathBuf,
+        /// The province hub a county forwards to, e.g. http://127.0.0.1:7001.
+        #[arg(long)]
+        parent_url: Option<String>,
+        /// Identification profile (TOML), e.g. config/profiles/hubei-2014.toml (relative to the current
+        /// directory); checked, and copied into DIR.
+        #[arg(long)]
+        profile: Option<PathBuf>,
+        /// Quotas file (TOML, [[counties]] entries), e.g. config/quotas.example.toml; checked, and
+        /// copied into DIR.
+        #[arg(long)]
+        quotas: Option<PathBuf>,
+        /// Database URL (default sqlite://hub.db next to hub.toml; postgres://user@host/db for a province).
+        #[arg(long)]
+        database: Option<String>,
+        /// Address to serve on (default: 127.0.0.1:7001 for a province, 127.0.0.1:7002 for a county).
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Serve the HTTP API and run the schedules until Ctrl-C.
+    ///
+    /// Example: jianka-hub serve --config /srv/jianka/hub.toml
+    #[command(verbatim_doc_comment)]
+    Serve {
+        /// The hub's config file (hub.toml, written by `init`).
+        #[arg(long)]
+        config: PathBuf,
+        /// Override `listen` from the config.
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Issue a certificate to a child (province → county, county → township) and write its chain.
+    ///
+    /// Example: jianka-hub enroll --config hub.toml --subject 420322105 --public-key 3fa1… --out t105-chain.json
+    #[command(verbatim_doc_comment)]
+    Enroll {
+        /// The hub's config file (hub.toml, written by `init`).
+        #[arg(long)]
+        config: PathBuf,
+        /// The child's region: a county (6 digits) at a province, a township (9 digits) at a county.
+        #[arg(long)]
+        subject: RegionCode,
+        /// The child's public key, 64 hex digits (printed by its `init`).
+        #[arg(long)]
+        public_key: String,
+        /// Where to write the child's certificate chain (give it to the child: `install-chain` / `jianka-node trust`).
+        #[arg(long)]
+        out: PathBuf,
+        /// Last valid day (YYYY-MM-DD); default five years.
+        #[arg(long)]
+        valid_until: Option<chrono::NaiveDate>,
+    },
+    /// Install the chain the province issued to this county.
+    ///
+    /// Example: jianka-hub install-chain --config hub.toml county-chain.json
+    #[command(verbatim_doc_comment)]
+    InstallChain {
+        /// The hub's config file (hub.toml, written by `init`).
+        #[arg(long)]
+        config: PathBuf,
+        chain: PathBuf,
+    },
+    /// Revoke a child's key: its requests are refused from now on.
+    ///
+    /// Example: jianka-hub revoke --config hub.toml --key 0123456789abcdef --reason "laptop stolen"
+    #[command(verbatim_doc_comment)]
+    Revoke {
+        /// The hub's config file (hub.toml, written by `init`).
+        #[arg(long)]
+        config: PathBuf,
+        /// Key id (16 hex digits).
+        #[arg(long)]
+        key: String,
+        /// Why (kept in the audit log).
+        #[arg(long)]
+        reason: String,
+    },
+    /// List or clear keys held for equivocation: a child that sent two different change sets
+    /// under one sequence number is refused (every request, with a message saying so) until an
+    /// officer has looked at it and clears it. The change set the hub holds stands.
+    ///
+    /// Example: jianka-hub equivocations list --config hub.toml
+    /// Example: jianka-hub equivocations clear --config hub.toml --key 0123456789abcdef --reason "node restored from backup"
+    #[command(verbatim_doc_comment)]
+    Equivocations {
+        #[command(subcommand)]
+        cmd: EquivocationCmd,
+    },
+    /// List or resolve conflicts held for this hub's decision.
+    Conflicts {
+        #[command(subcommand)]
+        cmd: ConflictCmd,
+    },
+    /// Sign off the county's data for a period (digest + summary, signed with the county key).
+    ///
+    /// Example: jianka-hub signoff --config hub.toml --year 2014 --period 2014-annual
+    #[command(verbatim_doc_comment)]
+    Signoff {
+        /// The hub's config file (hub.toml, written by `init`).
+        #[arg(long)]
+        config: PathBuf,
+        /// Registry year, e.g. 2014.
+        #[arg(long)]
+        year: u16,
+        /// A name for the period signed off, e.g. 2014-annual.
+        #[arg(long)]
+        period: String,
+    },
+    /// Forward new records and sign-offs to the province now, then pull the province's feedback:
+    /// completed cross-county moves remove the person here (or confirm an arrival) and are
+    /// passed down to the townships at their next sync. The same runs on the forward schedule.
+    ///
+    /// Example: jianka-hub forward --config county.toml
+    #[command(verbatim_doc_comment)]
+    Forward {
+        /// The hub's config file (hub.toml, written by `init`).
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Ingest a township's USB bundle (from `jianka-node export-bundle`) and write the signed answer
+    /// file for the same stick (read back with `jianka-node import-answer`).
+    ///
+    /// Example: jianka-hub import-bundle --config hub.toml /media/usb/420322105.jkb --answer /media/usb/420322105.answer
+    #[command(verbatim_doc_comment)]
+    ImportBundle {
+        /// The hub's config file (hub.toml, written by `init`).
+        #[arg(long)]
+        config: PathBuf,
+        file: PathBuf,
+        /// Where to write the county's answer file.
+        #[arg(long)]
+        answer: PathBuf,
+    },
+    /// What the hub holds, by region; with --year, year-over-year entries/exits and village incidence.
+    ///
+    /// Example: jianka-hub report --config hub.toml --year 2015 --json
+    #[command(verbatim_doc_comment)]
+    Report {
+        /// The hub's config file (hub.toml, written by `init`).
+        #[arg(long)]
+        config: PathBuf,
+        /// Print JSON instead of text (for scripts).
+        #[arg(long)]
+        json: bool,
+        /// Registry year, e.g. 2014.
+        #[arg(long)]
+        year: Option<u16>,
+    },
+    /// Verify the hash-chained audit log.
+    Audit {
+        #[command(subcommand)]
+        cmd: AuditCmd,
+    },
+    /// Quota re-balancing (微调) between counties of one prefecture, signed and audited.
+    Quota {
+        #[command(subcommand)]
+        cmd: QuotaCmd,
+    },
+    /// Run the New Year job now: freeze YEAR (default: last year) and open the update window.
+    NewYear {
+        /// The hub's config file (hub.toml, written by `init`).
+        #[arg(long)]
+        config: PathBuf,
+        /// Registry year, e.g. 2014.
+        #[arg(long)]
+        year: Option<u16>,
+    },
+    /// Children that have not delivered for YEAR.
+    Late {
+        /// The hub's config file (hub.toml, written by `init`).
+        #[arg(long)]
+        config: PathBuf,
+        /// Registry year, e.g. 2014.
+        #[arg(long)]
+        year: u16,
+    },
+    /// Reopen a locked year for one child region (an audited exception), until the end of
+    /// --until (default: 7 days from today); after that the year is locked again.
+    ///
+    /// Example: jianka-hub reopen --config hub.toml --year 2014 --region 420322105 --reason "court ruling on household 0042"
+    /// Example: jianka-hub reopen --config hub.toml --year 2014 --region 420322105 --reason "复核" --until 2015-03-15
+    #[command(verbatim_doc_comment)]
+    Reopen {
+        /// The hub's config file (hub.toml, written by `init`).
+        #[arg(long)]
+        config: PathBuf,
+        /// Registry year, e.g. 2014.
+        #[arg(long)]
+        year: u16,
+        #[arg(long)]
+        region: RegionCode,
+        /// Why (kept in the audit log).
+        #[arg(long)]
+        reason: String,
+        /// Last day of the reopening (YYYY-MM-DD, Beijing time); default 7 days from today.
+        #[arg(long)]
+        until: Option<chrono::NaiveDate>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum EquivocationCmd {
+    /// Example: jianka-hub equivocations list --config hub.toml --json
+    List {
+        /// The hub's config file (hub.toml, written by `init`).
+        #[arg(long)]
+        config: PathBuf,
+        /// Print JSON instead of text (for scripts).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Example: jianka-hub equivocations clear --config hub.toml --key 0123456789abcdef --reason "restored from backup"
+    Clear {
+        /// The hub's config file (hub.toml, written by `init`).
+        #[arg(long)]
+        config: PathBuf,
+        /// Key id (16 hex digits), as `equivocations list` shows it.
+        #[arg(long)]
+        key: String,
+        /// Why the officer lets the key speak again (kept in the audit log).
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ConflictCmd {
+    /// Example: jianka-hub conflicts list --config hub.toml --json
+    List {
+        /// The hub's config file (hub.toml, written by `init`).
+        #[arg(long)]
+        config: PathBuf,
+        /// Print JSON instead of text (for scripts).
+        #[arg(long)]
+        json: bool,
+        /// Include resolved ones.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Example: jianka-hub conflicts resolve --config hub.toml 3 --keep 420322105200-0007 --reason "lives there (home visit)"
+    Resolve {
+        /// The hub's config file (hub.toml, written by `init`).
+        #[arg(long)]
+        config: PathBuf,
+        id: i64,
+        /// For a duplicate person: the household id the person stays in.
+        #[arg(long, conflicts_with = "value")]
+        keep: Option<String>,
+        /// For a field conflict: the value that stands.
+        #[arg(long)]
+        value: Option<String>,
+        /// Why (kept in the audit log).
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum AuditCmd {
+    /// Example: jianka-hub audit verify --config hub.toml
+    Verify {
+        /// The hub's config file (hub.toml, written by `init`).
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum QuotaCmd {
+    /// Move village quota between two counties of one prefecture.
+    ///
+    /// Example: jianka-hub quota adjust --config prov.toml --from 420322 --to 420323 --villages 2 --reason "2014 微调"
+    #[command(verbatim_doc_comment)]
+    Adjust {
+        /// The hub's config file (hub.toml, written by `init`).
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        from: RegionCode,
+        #[arg(long)]
+        to: RegionCode,
+        #[arg(long)]
+        villages: u64,
+        /// Why (kept in the audit log).
+        #[arg(long)]
+        reason: String,
+    },
+}

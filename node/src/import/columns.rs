@@ -1,0 +1,182 @@
+//! The 扶贫手册's columns: each one's Chinese header, English alias, level and whether it is required.
+
+/// Columns of the 扶贫手册 import: (Chinese header, English alias, household-level, required).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Col {
+    Village,
+    Number,
+    Name,
+    IdNumber,
+    Relation,
+    Sex,
+    Education,
+    Schooling,
+    Health,
+    Labour,
+    MigrantWork,
+    MedicalInsurance,
+    PensionInsurance,
+    Attribute,
+    Standard,
+    MainCause,
+    OtherCauses,
+    Income,
+    IncomePerCapita,
+    UnsafeHousing,
+    WaterDifficulty,
+    Phone,
+    BankAccount,
+    HelperName,
+    HelperUnit,
+    HelperPhone,
+}
+
+impl Col {
+    pub const ALL: [Col; 26] = [
+        Col::Village,
+        Col::Number,
+        Col::Name,
+        Col::IdNumber,
+        Col::Relation,
+        Col::Sex,
+        Col::Education,
+        Col::Schooling,
+        Col::Health,
+        Col::Labour,
+        Col::MigrantWork,
+        Col::MedicalInsurance,
+        Col::PensionInsurance,
+        Col::Attribute,
+        Col::Standard,
+        Col::MainCause,
+        Col::OtherCauses,
+        Col::Income,
+        Col::IncomePerCapita,
+        Col::UnsafeHousing,
+        Col::WaterDifficulty,
+        Col::Phone,
+        Col::BankAccount,
+        Col::HelperName,
+        Col::HelperUnit,
+        Col::HelperPhone,
+    ];
+
+    pub fn header(self) -> &'static str {
+        self.names().0
+    }
+
+    fn names(self) -> (&'static str, &'static str) {
+        match self {
+            Col::Village => ("村代码", "village_code"),
+            Col::Number => ("户编号", "household_number"),
+            Col::Name => ("姓名", "name"),
+            Col::IdNumber => ("身份证号", "id_number"),
+            Col::Relation => ("与户主关系", "relation"),
+            Col::Sex => ("性别", "sex"),
+            Col::Education => ("文化程度", "education"),
+            Col::Schooling => ("在校生状况", "schooling"),
+            Col::Health => ("健康状况", "health"),
+            Col::Labour => ("劳动能力", "labour"),
+            Col::MigrantWork => ("务工状况", "migrant_work"),
+            Col::MedicalInsurance => ("新农合", "medical_insurance"),
+            Col::PensionInsurance => ("养老保险", "pension_insurance"),
+            Col::Attribute => ("贫困户属性", "attribute"),
+            Col::Standard => ("识别标准", "standard"),
+            Col::MainCause => ("主要致贫原因", "main_cause"),
+            Col::OtherCauses => ("其他致贫原因", "other_causes"),
+            Col::Income => ("家庭年纯收入", "income"),
+            Col::IncomePerCapita => ("人均纯收入", "income_per_capita"),
+            Col::UnsafeHousing => ("是否危房户", "unsafe_housing"),
+            Col::WaterDifficulty => ("饮水困难", "water_difficulty"),
+            Col::Phone => ("联系电话", "phone"),
+            Col::BankAccount => ("开户银行账号", "bank_account"),
+            Col::HelperName => ("帮扶责任人", "helper_name"),
+            Col::HelperUnit => ("帮扶单位", "helper_unit"),
+            Col::HelperPhone => ("帮扶人电话", "helper_phone"),
+        }
+    }
+
+    /// Read from the 户主's row; other rows may leave it empty or repeat it.
+    pub fn household_level(self) -> bool {
+        matches!(
+            self,
+            Col::Attribute
+                | Col::Standard
+                | Col::MainCause
+                | Col::OtherCauses
+                | Col::Income
+                | Col::IncomePerCapita
+                | Col::UnsafeHousing
+                | Col::WaterDifficulty
+                | Col::Phone
+                | Col::BankAccount
+                | Col::HelperName
+                | Col::HelperUnit
+                | Col::HelperPhone
+        )
+    }
+
+    /// ID numbers, phones and bank accounts: masked wherever the node prints them (domain.md §7).
+    pub fn personal(self) -> bool {
+        matches!(self, Col::IdNumber | Col::Phone | Col::BankAccount | Col::HelperPhone)
+    }
+
+    pub(super) fn optional(self) -> bool {
+        matches!(
+            self,
+            Col::Schooling
+                | Col::MigrantWork
+                | Col::OtherCauses
+                | Col::Phone
+                | Col::BankAccount
+                | Col::HelperName
+                | Col::HelperUnit
+                | Col::HelperPhone
+        )
+    }
+
+    pub(super) fn from_header(h: &str) -> Option<Col> {
+        let h = h.trim();
+        Col::ALL.into_iter().find(|c| {
+            let (zh, en) = c.names();
+            h == zh || h.eq_ignore_ascii_case(en)
+        })
+    }
+
+    /// The record field a household column maps to, for `household edit --set`.
+    pub fn field(self) -> &'static str {
+        match self {
+            Col::Village => "village",
+            Col::Number => "number",
+            Col::Name => "name",
+            Col::IdNumber => "id_number",
+            Col::Relation => "relation",
+            Col::Sex => "sex",
+            Col::Education => "education",
+            Col::Schooling => "schooling",
+            Col::Health => "health",
+            Col::Labour => "labour",
+            Col::MigrantWork => "migrant_work",
+            Col::MedicalInsurance => "medical_insurance",
+            Col::PensionInsurance => "pension_insurance",
+            Col::Attribute => "attribute",
+            Col::Standard => "standard",
+            Col::MainCause => "main_cause",
+            Col::OtherCauses => "other_causes",
+            Col::Income => "income",
+            Col::IncomePerCapita => "income_per_capita",
+            Col::UnsafeHousing => "unsafe_housing",
+            Col::WaterDifficulty => "water_difficulty",
+            Col::Phone => "phone",
+            Col::BankAccount => "bank_account",
+            Col::HelperName => "helper_name",
+            Col::HelperUnit => "helper_unit",
+            Col::HelperPhone => "helper_phone",
+        }
+    }
+
+    /// Accepts a Chinese header, an English alias or a record field name.
+    pub fn lookup(name: &str) -> Option<Col> {
+        Col::from_header(name).or_else(|| Col::ALL.into_iter().find(|c| c.field() == name.trim()))
+    }
+}
