@@ -301,6 +301,10 @@ async fn enroll(hub: &Hub, region: &str, seed: u8) -> (Sender, SigningKey) {
 
 #[tokio::main]
 async fn main() {
+    // RUST_LOG=info shows each change set's steps and their times.
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
+    }
     let members: usize = arg("--members").and_then(|s| s.parse().ok()).unwrap_or(150_000);
     let province_people: usize = arg("--province-people").and_then(|s| s.parse().ok()).unwrap_or(300_000);
     let counties: usize = arg("--counties").and_then(|s| s.parse().ok()).unwrap_or(10);

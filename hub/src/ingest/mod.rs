@@ -40,7 +40,9 @@ use outcome::IngestOutcome;
 impl Hub {
     /// Ingests one envelope from `sender`: applied whole, or not at all.
     pub async fn ingest(&self, sender: &Sender, bytes: &[u8]) -> Result<PushOutcome, HubError> {
+        let mut took = StepTimes::start();
         let opened = envelope::open(self, sender, bytes)?;
+        took.mark("open");
         let seq = opened.header.seq;
         let ops = &opened.changeset.ops;
         let mut hlc = self.lock_writer().await;
@@ -48,6 +50,7 @@ impl Hub {
         let villages = ops.iter().any(|o| o.key().kind == RecordKind::Village);
         let years = self.year_states(ops.iter().map(|o| o.key().year), villages).await?;
         let mut tx = self.store.begin().await?;
+        took.mark("lock");
         match envelope::sequence(&mut *tx, sender.region.as_str(), &opened).await? {
             Sequence::Fresh => {}
             Sequence::Duplicate => return Ok(PushOutcome::Duplicate { seq }),
@@ -71,22 +74,60 @@ impl Hub {
         }
         let mut fx = IngestOutcome { move_version: self.tick(&mut hlc).0, ..IngestOutcome::default() };
         let ctx = self.load(&mut *tx, &sender.region, ops, years, &mut fx).await?;
+        took.mark("load");
         self.apply(&mut *tx, &sender.region, ops, ctx, &mut fx).await?;
+        took.mark("apply");
         if self.region().tier() == Tier::County {
             let households = fx.reexam_candidates();
             self.reexamine(&mut *tx, &mut hlc, households, &mut fx).await?;
             self.reexamine_villages(&mut *tx, &mut hlc, &mut fx).await?;
+            took.mark("reexamine");
             self.carry_into_next_year(&mut *tx, &mut fx).await?;
             restore::restore_feedback(&mut fx, &sender.region);
+            took.mark("carry");
         }
         fx.feedback.push((sender.region.to_string(), Feedback::Ack { seq }));
         self.write_effects(&mut *tx, &sender.region, seq, &mut fx).await?;
         write::record_envelope(&mut *tx, sender, &opened, bytes, self.now_secs()).await?;
+        took.mark("write");
         audit::audit_changeset(&mut *tx, self.now_secs(), sender, &opened, &mut fx).await?;
+        took.mark("audit");
         let (applied, rejected) = (fx.applied, std::mem::take(&mut fx.rejected));
         // Free this change set's rows while the database commits.
         while_running(tx.commit(), || drop((fx, opened))).await?;
-        tracing::info!(origin = %sender.region, seq, applied, rejected = rejected.len(), "change set accepted");
+        took.mark("commit");
+        tracing::info!(
+            origin = %sender.region, seq, applied, rejected = rejected.len(), ms = %took,
+            "change set accepted"
+        );
         Ok(PushOutcome::Accepted { seq, applied, rejected })
+    }
+}
+
+/// Wall time of each step of one ingest, logged with it: where a slow change set spent its time.
+struct StepTimes {
+    last: std::time::Instant,
+    steps: Vec<(&'static str, std::time::Duration)>,
+}
+
+impl StepTimes {
+    fn start() -> StepTimes {
+        StepTimes { last: std::time::Instant::now(), steps: Vec::with_capacity(10) }
+    }
+
+    fn mark(&mut self, step: &'static str) {
+        let now = std::time::Instant::now();
+        self.steps.push((step, now - self.last));
+        self.last = now;
+    }
+}
+
+impl std::fmt::Display for StepTimes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (step, took)) in self.steps.iter().enumerate() {
+            let sep = if i == 0 { "" } else { " " };
+            write!(f, "{sep}{step}={:.1}", took.as_secs_f64() * 1e3)?;
+        }
+        Ok(())
     }
 }

@@ -1,6 +1,10 @@
 //! [`WriteTx`] over one `Transaction`. Once a statement fails PostgreSQL aborts the transaction
 //! (and would answer `COMMIT` with a silent rollback), so the first failure is kept: every later
 //! call, `commit` included, reports it and nothing is committed.
+//!
+//! The bulk row writes (records, feedback) run on a task of their own while the caller goes on:
+//! the hub merges and checks the next slice of a change set while the server writes the last,
+//! as the SQLite backend's writer thread does. The next call to the transaction waits for it.
 
 use super::reads::{self, records};
 use super::{bulk, db, to_i64};
@@ -9,15 +13,21 @@ use crate::store::contract::*;
 use async_trait::async_trait;
 use jianka_shared::Year;
 use sqlx::{Postgres, Transaction};
+use tokio::task::JoinHandle;
+
+type Tx = Transaction<'static, Postgres>;
 
 pub struct PgWriteTx {
-    tx: Transaction<'static, Postgres>,
+    /// The transaction, unless a background write holds it.
+    tx: Option<Tx>,
+    /// The background write in flight: it hands the transaction back with its result.
+    writing: Option<JoinHandle<(Tx, StoreResult<()>)>>,
     failed: Option<String>,
 }
 
 impl PgWriteTx {
-    pub(super) fn new(tx: Transaction<'static, Postgres>) -> PgWriteTx {
-        PgWriteTx { tx, failed: None }
+    pub(super) fn new(tx: Tx) -> PgWriteTx {
+        PgWriteTx { tx: Some(tx), writing: None, failed: None }
     }
 
     fn check(&self) -> StoreResult<()> {
@@ -34,10 +44,43 @@ impl PgWriteTx {
         r
     }
 
+    /// The transaction's connection, once any background write has finished (its failure is
+    /// kept and reported).
+    async fn conn(&mut self) -> StoreResult<&mut Tx> {
+        if let Some(writing) = self.writing.take() {
+            match writing.await {
+                Ok((tx, r)) => {
+                    self.tx = Some(tx);
+                    self.note(r)?;
+                }
+                Err(e) => {
+                    let r = Err(StoreError::Db(format!("a background write stopped: {e}")));
+                    return self.note(r);
+                }
+            }
+        }
+        self.check()?;
+        match self.tx.as_mut() {
+            Some(tx) => Ok(tx),
+            None => Err(StoreError::Db("the transaction was lost by an earlier failure".into())),
+        }
+    }
+
+    /// Starts `write` on the transaction in the background and returns at once.
+    async fn write_behind<F>(&mut self, write: impl FnOnce(Tx) -> F + Send + 'static) -> StoreResult<()>
+    where
+        F: std::future::Future<Output = (Tx, StoreResult<()>)> + Send + 'static,
+    {
+        self.conn().await?;
+        let tx = self.tx.take().expect("conn() left the transaction in place");
+        self.writing = Some(tokio::spawn(write(tx)));
+        Ok(())
+    }
+
     /// Runs one statement that returns no rows.
     async fn exec(&mut self, q: sqlx::query::Query<'_, Postgres, sqlx::postgres::PgArguments>) -> StoreResult<()> {
-        self.check()?;
-        let r = q.execute(&mut *self.tx).await.map(|_| ()).map_err(db);
+        let conn = self.conn().await?;
+        let r = q.execute(&mut **conn).await.map(|_| ()).map_err(db);
         self.note(r)
     }
 }
@@ -46,8 +89,7 @@ impl PgWriteTx {
 /// transaction failed before, and keeps its failure.
 macro_rules! guarded {
     ($self:ident, |$conn:ident| $body:expr) => {{
-        $self.check()?;
-        let $conn = &mut *$self.tx;
+        let $conn = &mut **$self.conn().await?;
         let r = $body.await;
         $self.note(r)
     }};
@@ -55,14 +97,15 @@ macro_rules! guarded {
 
 #[async_trait]
 impl WriteTx for PgWriteTx {
-    async fn commit(self: Box<Self>) -> StoreResult<()> {
-        let PgWriteTx { tx, failed } = *self;
-        if let Some(e) = failed {
-            // Dropping it rolls back.
-            drop(tx);
+    async fn commit(mut self: Box<Self>) -> StoreResult<()> {
+        if let Err(e) = self.conn().await {
+            // Dropping the transaction rolls back.
             return Err(StoreError::Db(format!("the transaction failed and committed nothing: {e}")));
         }
-        tx.commit().await.map_err(db)
+        match self.tx.take() {
+            Some(tx) => tx.commit().await.map_err(db),
+            None => Err(StoreError::Db("the transaction was lost by an earlier failure".into())),
+        }
     }
 
     async fn meta(&mut self, k: &str) -> StoreResult<Option<String>> {
@@ -209,7 +252,11 @@ impl WriteTx for PgWriteTx {
     }
 
     async fn write_records(&mut self, records: Vec<StoredRecord>, rev: i64) -> StoreResult<()> {
-        guarded!(self, |c| bulk::write_records(c, records, rev))
+        self.write_behind(move |mut tx| async move {
+            let r = bulk::write_records(&mut tx, records, rev).await;
+            (tx, r)
+        })
+        .await
     }
 
     async fn quarantine(&mut self, rows: Vec<QuarantineRow>) -> StoreResult<()> {
@@ -217,7 +264,11 @@ impl WriteTx for PgWriteTx {
     }
 
     async fn push_feedback(&mut self, items: Vec<(String, String)>) -> StoreResult<()> {
-        guarded!(self, |c| bulk::push_feedback(c, items))
+        self.write_behind(move |mut tx| async move {
+            let r = bulk::push_feedback(&mut tx, items).await;
+            (tx, r)
+        })
+        .await
     }
 
     async fn open_conflicts(&mut self, kind: &str) -> StoreResult<Vec<ConflictRow>> {
