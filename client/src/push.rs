@@ -5,7 +5,7 @@
 use crate::error::HubError;
 use crate::pace::Pace;
 use crate::signed::{HubClient, decode};
-use jianka_shared::protocol::{ChunkAck, PushOutcome, SyncState, UploadState};
+use jianka_shared::protocol::{ChunkAck, PushOutcome, SyncState, UPLOAD_HASH_PARAM, UploadState};
 use std::time::Instant;
 
 /// How a sender cuts its change sets.
@@ -84,8 +84,8 @@ impl HubClient {
         }
     }
 
-    /// Chunked, resumable upload: continue from what the hub says it holds, and after a failure
-    /// ask it again rather than resending blindly. Each piece is as large as the line carries in
+    /// Chunked, resumable upload: continue from what the hub says it holds (a cut piece counts as
+    /// far as it arrived), and after a failure ask it again rather than resending blindly. Each piece is as large as the line carries in
     /// a quarter of the request timeout (at most `max_piece`), measured as it goes.
     pub async fn upload(
         &self,
@@ -97,6 +97,9 @@ impl HubClient {
     ) -> Result<PushOutcome, HubError> {
         let timeout = self.timeout();
         let total = bytes.len() as u64;
+        // Pieces are signed over their path, which names the envelope's hash: the hub keeps a
+        // piece's bytes as far as they arrive, so a cut piece is resumed where it was cut.
+        let hash = hex::encode(jianka_shared::changeset::envelope_hash(bytes));
         let mut delays = self.retry_delays();
         let state = format!("/v1/uploads/{seq}");
         let resume = |state: UploadState| if state.total == total { state.received.min(total) } else { 0 };
@@ -114,11 +117,11 @@ impl HubClient {
             }
             let piece = pace.piece(timeout, max_piece);
             let end = (received + piece as u64).min(total);
-            let path = format!("/v1/uploads/{seq}?offset={received}&total={total}");
+            let path = format!("/v1/uploads/{seq}?offset={received}&total={total}&{UPLOAD_HASH_PARAM}={hash}");
             let sent = Instant::now();
             // Both ends lie within `bytes`: `received < total` and `end <= total`.
             let body = &bytes[received as usize..end as usize];
-            match self.once("PUT", &path, body).await {
+            match self.once_path_signed("PUT", &path, body).await {
                 Ok(answer) => {
                     pace.observe(body.len(), sent.elapsed());
                     let ack: ChunkAck = decode("PUT", &path, &answer)?;

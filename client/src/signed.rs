@@ -1,6 +1,10 @@
 //! Signed requests to the parent hub: every request carries the sender's key id, the time and a
 //! signature over method, path, body and time; retries with exponential backoff and jitter on
 //! what may succeed later (connection failures, cut bodies, 5xx).
+//!
+//! A request's timeout means "no bytes moved for that long", not "the whole request took that
+//! long": the body goes out in small pieces and the answer comes in as it arrives, each marking
+//! progress, and a watchdog cuts the request only when nothing moved for the timeout.
 
 use crate::error::HubError;
 use backon::{BackoffBuilder, ExponentialBuilder, Retryable};
@@ -9,7 +13,8 @@ use jianka_shared::protocol::{ApiError, HEADER_KEY, HEADER_SIGNATURE, HEADER_TIM
 use jianka_shared::trust::{KeyId, sign_request};
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 /// The sender's clock, in unix seconds: what a request's signature is dated with (the hub refuses
 /// a request outside its clock window).
@@ -26,17 +31,30 @@ pub fn signed(
     body: Vec<u8>,
     now: i64,
 ) -> reqwest::RequestBuilder {
-    let sig = sign_request(key, method.as_str(), path_and_query, &body, now);
     let with_body = !body.is_empty() || method != reqwest::Method::GET;
-    let req = http
-        .request(method, format!("{}{path_and_query}", base.trim_end_matches('/')))
-        .header(HEADER_KEY, KeyId::of(&key.verifying_key()).to_string())
-        .header(HEADER_TIME, now.to_string())
-        .header(HEADER_SIGNATURE, sig);
+    let req = signed_head(http, key, method, base, path_and_query, &body, now);
     match with_body {
         true => req.header("content-type", "application/octet-stream").body(body),
         false => req,
     }
+}
+
+/// A request's line and signed headers, the signature over `signed_over` as its body; the
+/// caller attaches the body.
+fn signed_head(
+    http: &reqwest::Client,
+    key: &SigningKey,
+    method: reqwest::Method,
+    base: &str,
+    path_and_query: &str,
+    signed_over: &[u8],
+    now: i64,
+) -> reqwest::RequestBuilder {
+    let sig = sign_request(key, method.as_str(), path_and_query, signed_over, now);
+    http.request(method, format!("{}{path_and_query}", base.trim_end_matches('/')))
+        .header(HEADER_KEY, KeyId::of(&key.verifying_key()).to_string())
+        .header(HEADER_TIME, now.to_string())
+        .header(HEADER_SIGNATURE, sig)
 }
 
 pub struct HubClient {
@@ -58,15 +76,17 @@ impl HubClient {
         timeout: Duration,
         retries: usize,
     ) -> Result<HubClient, reqwest::Error> {
+        // No whole-request timeout: the watchdog in `send` cuts a request when nothing moves.
         let http = reqwest::Client::builder()
-            .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(10)))
             .pool_max_idle_per_host(1)
             .build()?;
         Ok(HubClient { http, base: base.trim_end_matches('/').to_string(), key, now, timeout, retries })
     }
 
-    /// How long one request may take: requests are sized to what the line carries inside it.
+    /// How long a request may go without a byte moving; requests are also sized to what the
+    /// line carries well inside it, since bytes sitting in the system's socket buffers do not
+    /// show as progress.
     pub fn timeout(&self) -> Duration {
         self.timeout
     }
@@ -88,14 +108,48 @@ impl HubClient {
 
     /// One signed request, no retry. Returns the body of a 2xx answer.
     pub async fn once(&self, method: &'static str, path: &str, body: &[u8]) -> Result<Vec<u8>, HubError> {
+        self.send(method, path, body, true).await
+    }
+
+    /// One request signed over its path alone (an empty body in the signature), for a piece the
+    /// hub keeps as far as it arrives (see `protocol::UPLOAD_HASH_PARAM`).
+    pub async fn once_path_signed(&self, method: &'static str, path: &str, body: &[u8]) -> Result<Vec<u8>, HubError> {
+        self.send(method, path, body, false).await
+    }
+
+    async fn send(&self, method: &'static str, path: &str, body: &[u8], sign_body: bool) -> Result<Vec<u8>, HubError> {
+        use futures_util::StreamExt;
         let transport = |message: String| HubError::Transport { method, path: path.to_string(), message };
         let m = reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| transport(e.to_string()))?;
-        let req = signed(&self.http, &self.key, m, &self.base, path, body.to_vec(), (self.now)());
-        let resp = req.send().await.map_err(|e| transport(e.to_string()))?;
-        let status = resp.status();
-        let bytes = resp.bytes().await.map_err(|e| transport(e.to_string()))?;
+        let signed_over: &[u8] = if sign_body { body } else { b"" };
+        let mut req = signed_head(&self.http, &self.key, m, &self.base, path, signed_over, (self.now)());
+        let moved = Arc::new(Moved::new());
+        if !body.is_empty() || method != "GET" {
+            req = req
+                .header("content-type", "application/octet-stream")
+                .header("content-length", body.len().to_string())
+                .body(reqwest::Body::wrap_stream(pieces_of(body, moved.clone())));
+        }
+        let exchange = async {
+            let resp = req.send().await.map_err(|e| transport(e.to_string()))?;
+            moved.mark();
+            let status = resp.status();
+            let mut answer = Vec::new();
+            let mut stream = resp.bytes_stream();
+            while let Some(bytes) = stream.next().await {
+                answer.extend_from_slice(&bytes.map_err(|e| transport(e.to_string()))?);
+                moved.mark();
+            }
+            Ok::<_, HubError>((status, answer))
+        };
+        let (status, bytes) = tokio::select! {
+            r = exchange => r?,
+            _ = moved.stalled(self.timeout) => {
+                return Err(transport(format!("no bytes moved for {} s", self.timeout.as_secs_f64())));
+            }
+        };
         if status.is_success() {
-            return Ok(bytes.to_vec());
+            return Ok(bytes);
         }
         let (code, message) = match serde_json::from_slice::<ApiError>(&bytes) {
             Ok(e) => (Some(e.code), e.message),
@@ -130,4 +184,48 @@ pub(crate) fn decode<T: DeserializeOwned>(method: &'static str, path: &str, byte
         path: path.to_string(),
         message: e.to_string(),
     })
+}
+
+/// When bytes last moved on one request.
+struct Moved {
+    started: Instant,
+    /// Milliseconds after `started`.
+    last: AtomicU64,
+}
+
+impl Moved {
+    fn new() -> Moved {
+        Moved { started: Instant::now(), last: AtomicU64::new(0) }
+    }
+
+    fn mark(&self) {
+        self.last.store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// Resolves once nothing has moved for `limit`.
+    async fn stalled(&self, limit: Duration) {
+        loop {
+            let idle = self.started.elapsed().saturating_sub(Duration::from_millis(self.last.load(Ordering::Relaxed)));
+            if idle >= limit {
+                return;
+            }
+            tokio::time::sleep(limit - idle).await;
+        }
+    }
+}
+
+/// How much of a body goes to the connection at a time: each piece taken marks progress.
+const BODY_PIECE: usize = 1024;
+
+/// `body` as a stream of small pieces, each marking progress as the connection takes it.
+fn pieces_of(
+    body: &[u8],
+    moved: Arc<Moved>,
+) -> impl futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send + 'static {
+    let body = bytes::Bytes::copy_from_slice(body);
+    let n = body.len().div_ceil(BODY_PIECE);
+    futures_util::stream::iter((0..n).map(move |i| {
+        moved.mark();
+        Ok(body.slice(i * BODY_PIECE..((i + 1) * BODY_PIECE).min(body.len())))
+    }))
 }

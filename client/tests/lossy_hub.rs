@@ -110,7 +110,7 @@ async fn upload_state(State(st): State<Shared>, Path(_seq): Path<u64>) -> Respon
 async fn put_piece(
     State(st): State<Shared>,
     Path(_seq): Path<u64>,
-    Query(q): Query<HashMap<String, u64>>,
+    Query(q): Query<HashMap<String, String>>,
     body: axum::body::Bytes,
 ) -> Response {
     st.lock().unwrap().body_bytes += body.len() as u64;
@@ -119,7 +119,8 @@ async fn put_piece(
         return lost();
     }
     let mut f = st.lock().unwrap();
-    let (offset, total) = (q["offset"], q["total"]);
+    let number = |name: &str| q[name].parse::<u64>().unwrap();
+    let (offset, total) = (number("offset"), number("total"));
     if f.upload_total != total {
         f.upload = Vec::new();
         f.upload_total = total;

@@ -105,21 +105,58 @@ async fn push_changeset(
 struct ChunkQuery {
     offset: u64,
     total: u64,
+    /// With [`UPLOAD_HASH_PARAM`]: the piece's bytes are kept as far as they arrive.
+    hash: Option<String>,
 }
 
 async fn put_chunk(
     State(hub): State<Arc<Hub>>,
     seq: Result<Path<u64>, PathRejection>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    request: axum::extract::Request,
 ) -> Result<Json<ChunkAck>, HubError> {
+    use axum::extract::FromRequest;
     let seq = seq_of(seq)?;
-    let body = body_or_error(body, hub.cfg.max_body_bytes)?;
-    let sender = auth(&hub, &method, &uri, &headers, &body).await?;
+    let (method, uri, headers) = (request.method().clone(), request.uri().clone(), request.headers().clone());
     let q: ChunkQuery = serde_urlencoded_query(&uri)?;
-    Ok(Json(hub.upload_chunk(&sender, seq, q.offset, q.total, &body).await?))
+    let limit = hub.cfg.max_body_bytes;
+    let Some(hash) = q.hash else {
+        let body = body_or_error(Bytes::from_request(request, &()).await, limit)?;
+        let sender = auth(&hub, &method, &uri, &headers, &body).await?;
+        return Ok(Json(hub.upload_chunk(&sender, seq, q.offset, q.total, &body).await?));
+    };
+    if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(HubError::new(ErrorCode::BadRequest, format!("{UPLOAD_HASH_PARAM} must be 64 hex digits")));
+    }
+    // Signed over the path alone: what arrives is bound by the hash (see UPLOAD_HASH_PARAM).
+    let sender = auth(&hub, &method, &uri, &headers, b"").await?;
+    let room = q.total.saturating_sub(q.offset).min(limit as u64) as usize;
+    // Read and keep the piece on a task of its own: when the line drops mid-piece the
+    // connection (and this handler with it) goes, but what arrived is still stored.
+    let keep = tokio::spawn(async move {
+        let piece = read_piece(request.into_body(), room).await?;
+        hub.upload_piece(&sender, seq, q.offset, q.total, Some(&hash), &piece).await
+    });
+    let ack = keep.await.map_err(|e| HubError::new(ErrorCode::Internal, format!("the upload stopped: {e}")))??;
+    Ok(Json(ack))
+}
+
+/// The bytes of a piece as far as they arrive (a body cut by the line ends early, not in an
+/// error); more than `room` is refused.
+async fn read_piece(body: axum::body::Body, room: usize) -> Result<Vec<u8>, HubError> {
+    use futures_util::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut piece = Vec::new();
+    while let Some(frame) = stream.next().await {
+        let Ok(bytes) = frame else { break };
+        if piece.len() + bytes.len() > room {
+            return Err(HubError::new(
+                ErrorCode::TooLarge,
+                format!("the piece runs past the upload's declared total or the {room}-byte limit of one request"),
+            ));
+        }
+        piece.extend_from_slice(&bytes);
+    }
+    Ok(piece)
 }
 
 fn serde_urlencoded_query<T: serde::de::DeserializeOwned>(uri: &Uri) -> Result<T, HubError> {

@@ -33,6 +33,14 @@ pub struct UploadState {
     pub total: u64,
 }
 
+/// `PUT /v1/uploads/{seq}?offset=O&total=T&hash=H` sends a piece whose bytes the hub keeps as they
+/// arrive, so a piece cut by a slow or dropping line is not lost: the sender asks what arrived
+/// (`GET /v1/uploads/{seq}`) and sends only the rest. Such a request is signed over its path with
+/// an empty body (the hub cannot check a signature over bytes it may only partly receive); `H`,
+/// the hex SHA-256 of the whole envelope, binds the bytes instead: once assembled they must hash
+/// to it, and the envelope's own signature is checked when it is ingested.
+pub const UPLOAD_HASH_PARAM: &str = "hash";
+
 /// Answer to each `PUT /v1/uploads/{seq}?offset=O&total=T` chunk. `received` is the truth: the
 /// sender continues from it (a chunk at the wrong offset is ignored, not an error). When the last
 /// byte arrives the hub ingests the whole envelope and `outcome` is set.

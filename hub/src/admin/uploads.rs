@@ -23,6 +23,22 @@ impl Hub {
         total: u64,
         chunk: &[u8],
     ) -> Result<ChunkAck, HubError> {
+        self.upload_piece(sender, seq, offset, total, None, chunk).await
+    }
+
+    /// [`Hub::upload_chunk`] for a piece whose bytes were not signed with its request but are
+    /// bound to `hash` (hex SHA-256 of the whole envelope): kept as far as they arrived, and when
+    /// the upload is whole it must hash to `hash`, else it is dropped and the sender told to
+    /// start again.
+    pub async fn upload_piece(
+        &self,
+        sender: &Sender,
+        seq: u64,
+        offset: u64,
+        total: u64,
+        hash: Option<&str>,
+        chunk: &[u8],
+    ) -> Result<ChunkAck, HubError> {
         if total as usize > self.limits.max_envelope {
             return Err(HubError::new(
                 ErrorCode::TooLarge,
@@ -50,6 +66,19 @@ impl Hub {
         let received = data.len() as u64;
         if received < total {
             return Ok(ChunkAck { received, total, outcome: None });
+        }
+        if let Some(announced) = hash
+            && hex::encode(jianka_shared::changeset::envelope_hash(&data)) != announced
+        {
+            self.store.delete_upload(&origin, seq).await?;
+            return Err(HubError::new(
+                ErrorCode::BadRequest,
+                format!(
+                    "the {total} bytes uploaded for change set #{seq} do not hash to {announced}, the hash its pieces \
+                     were sent with (pieces of two different envelopes?); the upload was dropped, send it again \
+                     from the start"
+                ),
+            ));
         }
         let result = self.ingest(sender, &data).await;
         if !matches!(&result, Err(e) if e.code == ErrorCode::Internal) {
