@@ -2,6 +2,7 @@
 //! benchmarks: the region fixture, a generator of realistic households, a fault-injecting TCP
 //! proxy for unreliable links, and a county forwarding to its province through it.
 
+pub mod bench_slow_line;
 pub mod bench_support;
 pub mod forwarding;
 pub mod generate;

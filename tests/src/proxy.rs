@@ -4,6 +4,10 @@
 //! forwards it and cuts the response mid-body, forwards it twice (a duplicated delivery), delays
 //! it, or passes it through. Faults are per request, not per connection, so "30% of requests
 //! lost" means what it says even over keep-alive. It can also be partitioned (refuse everything).
+//!
+//! With `bytes_per_sec` it is a slow line instead: bytes cross in both directions at the line's
+//! rate as they are sent, so the hub sees a request arrive a little at a time, and a lost request
+//! is cut part-way through its body (the line went dead), a cut answer part-way through its own.
 
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use std::net::SocketAddr;
@@ -99,7 +103,8 @@ impl FaultProxy {
             while let Ok((conn, _)) = listener.accept().await {
                 let s = s.clone();
                 tokio::spawn(async move {
-                    let _ = serve(conn, s).await;
+                    let slow = s.faults.lock().expect("lock").bytes_per_sec.is_some();
+                    let _ = if slow { serve_line(conn, s).await } else { serve(conn, s).await };
                 });
             }
         });
@@ -139,22 +144,7 @@ async fn serve(mut client: TcpStream, s: Arc<Shared>) -> std::io::Result<()> {
         }
         let Some(request) = read_message(&mut client, &mut buf, true).await? else { return Ok(()) };
         s.stats.requests.fetch_add(1, Ordering::Relaxed);
-        let (fate, delay) = {
-            let f = s.faults.lock().expect("lock").clone();
-            let mut rng = s.rng.lock().expect("lock");
-            let roll: f64 = rng.random();
-            let fate = if roll < f.drop_request {
-                Fate::Drop
-            } else if roll < f.drop_request + f.cut_response {
-                Fate::Cut(rng.random_range(0.0..0.9))
-            } else if roll < f.drop_request + f.cut_response + f.duplicate {
-                Fate::Duplicate
-            } else {
-                Fate::Pass
-            };
-            let delay = (rng.random::<f64>() < f.delay_prob).then_some(f.delay);
-            (fate, delay)
-        };
+        let (fate, delay) = roll(&s);
         s.stats.bytes.fetch_add(request.len() as u64, Ordering::Relaxed);
         let line = String::from_utf8_lossy(&request[..request.len().min(120)]).lines().next().unwrap_or("").to_string();
         let note = |fate: &str, resp: usize| {
@@ -194,6 +184,136 @@ async fn serve(mut client: TcpStream, s: Arc<Shared>) -> std::io::Result<()> {
         s.stats.bytes.fetch_add(response.len() as u64, Ordering::Relaxed);
         note("pass", response.len());
         client.write_all(&response).await?;
+    }
+}
+
+/// The fate of the next request (and its delay), by the seeded die.
+fn roll(s: &Shared) -> (Fate, Option<Duration>) {
+    let f = s.faults.lock().expect("lock").clone();
+    let mut rng = s.rng.lock().expect("lock");
+    let roll: f64 = rng.random();
+    let fate = if roll < f.drop_request {
+        Fate::Drop
+    } else if roll < f.drop_request + f.cut_response {
+        Fate::Cut(rng.random_range(0.0..0.9))
+    } else if roll < f.drop_request + f.cut_response + f.duplicate {
+        Fate::Duplicate
+    } else {
+        Fate::Pass
+    };
+    let delay = (rng.random::<f64>() < f.delay_prob).then_some(f.delay);
+    (fate, delay)
+}
+
+/// Bytes onto a line of `rate` bytes/s, a small slice at a time, as they would cross it.
+struct Pacer {
+    rate: f64,
+    started: std::time::Instant,
+    sent: u64,
+}
+
+impl Pacer {
+    const SLICE: usize = 256;
+
+    fn new(rate: u64) -> Pacer {
+        Pacer { rate: rate.max(1) as f64, started: std::time::Instant::now(), sent: 0 }
+    }
+
+    async fn send(&mut self, to: &mut TcpStream, bytes: &[u8], stats: &Stats) -> std::io::Result<()> {
+        for slice in bytes.chunks(Self::SLICE) {
+            to.write_all(slice).await?;
+            self.sent += slice.len() as u64;
+            stats.bytes.fetch_add(slice.len() as u64, Ordering::Relaxed);
+            let due = self.started + Duration::from_secs_f64(self.sent as f64 / self.rate);
+            tokio::time::sleep_until(due.into()).await;
+        }
+        Ok(())
+    }
+}
+
+/// The slow line: each request's head and body stream to the hub at the line's rate as the
+/// client sends them, then the answer streams back at the same rate. A lost request is cut
+/// part-way through its body; a cut answer part-way through its own.
+async fn serve_line(mut client: TcpStream, s: Arc<Shared>) -> std::io::Result<()> {
+    let mut buf = Vec::new();
+    loop {
+        if s.partitioned.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let head_end = loop {
+            if let Some(p) = find(&buf, b"\r\n\r\n") {
+                break p + 4;
+            }
+            if !fill(&mut client, &mut buf).await? {
+                return Ok(());
+            }
+        };
+        let head: Vec<u8> = buf.drain(..head_end).collect();
+        let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
+        let body_len = text
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        s.stats.requests.fetch_add(1, Ordering::Relaxed);
+        let (fate, delay) = roll(&s);
+        let rate = s.faults.lock().expect("lock").bytes_per_sec.unwrap_or(u64::MAX);
+        let line_of = String::from_utf8_lossy(&head[..head.len().min(120)]).lines().next().unwrap_or("").to_string();
+        let note = |fate: &str, req: usize, resp: usize| {
+            if let Ok(mut log) = s.stats.log.lock() {
+                log.push(format!("{fate} {line_of} {req} {resp}"));
+            }
+        };
+        // Where a lost request's line goes dead: part-way through its body (or its head, if it has none).
+        let dies_at = match fate {
+            Fate::Drop => Some((body_len as f64 * s.rng.lock().expect("lock").random_range(0.0..0.9)) as usize),
+            _ => None,
+        };
+        if dies_at.is_some() && body_len == 0 {
+            // A request without a body is lost before the hub sees it.
+            s.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            note("drop", 0, 0);
+            return Ok(());
+        }
+        let mut line = Pacer::new(rate);
+        let mut up = TcpStream::connect(s.upstream).await?;
+        line.send(&mut up, &head, &s.stats).await?;
+        let mut sent = 0usize;
+        while sent < body_len {
+            if dies_at.is_some_and(|d| sent >= d) {
+                break;
+            }
+            if buf.is_empty() && !fill(&mut client, &mut buf).await? {
+                return Ok(());
+            }
+            let mut n = buf.len().min(body_len - sent);
+            if let Some(d) = dies_at {
+                n = n.min(d - sent);
+            }
+            line.send(&mut up, &buf[..n], &s.stats).await?;
+            buf.drain(..n);
+            sent += n;
+        }
+        if dies_at.is_some() {
+            s.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            note("drop", head.len() + sent, 0);
+            return Ok(());
+        }
+        let Some(response) = read_message(&mut up, &mut Vec::new(), false).await? else { return Err(eof()) };
+        if let Some(d) = delay {
+            tokio::time::sleep(d).await;
+        }
+        let deliver = match fate {
+            Fate::Cut(frac) => (response.len() as f64 * frac) as usize,
+            _ => response.len(),
+        };
+        line.send(&mut client, &response[..deliver], &s.stats).await?;
+        if deliver < response.len() {
+            s.stats.cut.fetch_add(1, Ordering::Relaxed);
+            note("cut", head.len() + sent, deliver);
+            return Ok(());
+        }
+        note("pass", head.len() + sent, deliver);
     }
 }
 

@@ -36,6 +36,19 @@ enum What {
         #[arg(long, default_value_t = 0.3)]
         loss: f64,
     },
+    /// A township's first sync through a line throttled in both directions, clean and lossy,
+    /// measured against the line's own limit (takes about a quarter of an hour at the defaults).
+    SlowLine {
+        /// Households of the township (one run per size).
+        #[arg(long, value_delimiter = ',', default_value = "300,2000")]
+        households: Vec<u32>,
+        /// Line rates in kbit/s (one run per rate; 8 kbit/s = 1,000 bytes/s).
+        #[arg(long, value_delimiter = ',', default_value = "8,32,128")]
+        kbits: Vec<u64>,
+        /// Share of requests the lossy runs lose (half cut part-way up, half cut on the way back).
+        #[arg(long, default_value_t = 0.3)]
+        loss: f64,
+    },
     /// Import speed of a 100,000-row 扶贫手册 and the idle daemon's memory.
     Node {
         #[arg(long, default_value_t = 100_000)]
@@ -66,6 +79,7 @@ fn main() -> anyhow::Result<()> {
         What::Forward { households, loss } => {
             bench_support::print_forward(&bench_support::forward_figures(households, loss)?)
         }
+        What::SlowLine { households, kbits, loss } => slow_line(&households, &kbits, loss)?,
         What::Node { rows } => bench_support::print_node(&bench_support::node_figures(rows)?),
         What::Hub { members, province_people, counties, pg } => hub(members, province_people, counties, pg)?,
         What::All => {
@@ -77,9 +91,19 @@ fn main() -> anyhow::Result<()> {
             println!();
             bench_support::print_node(&bench_support::node_figures(100_000)?);
             println!();
+            slow_line(&[300, 2_000], &[8, 32, 128], 0.3)?;
+            println!();
             hub(30_000, 6_000_000, 100, None)?;
         }
     }
+    Ok(())
+}
+
+fn slow_line(households: &[u32], kbits: &[u64], loss: f64) -> anyhow::Result<()> {
+    use jianka_tests::bench_slow_line::{print_header, slow_line_runs};
+    print_header();
+    let rates: Vec<u64> = kbits.iter().map(|k| k * 1000 / 8).collect();
+    slow_line_runs(households, &rates, &[0.0, loss])?;
     Ok(())
 }
 

@@ -1,0 +1,124 @@
+//! `jianka-bench slow-line`: a township's first sync through a line throttled in both
+//! directions, measured against the line itself. For each rate, clean and lossy, it prints
+//! time ÷ (bytes on the wire ÷ line rate) — 1.0 is the physical limit of what was sent — and
+//! bytes on the wire ÷ bytes needed (the sealed change sets that had to go up).
+
+use crate::generate::{Generator, write_csv};
+use crate::harness::{Hub, Node};
+use crate::proxy::{FaultProxy, Faults};
+use jianka_shared::domain::Status;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+/// One township's first sync at one rate and loss.
+pub struct SlowLineRun {
+    pub households: u32,
+    pub bytes_per_sec: u64,
+    pub loss: f64,
+    pub secs: f64,
+    pub wire_bytes: u64,
+    pub needed_bytes: u64,
+    pub requests: u64,
+    pub lost: u64,
+}
+
+impl SlowLineRun {
+    /// Time against what the line needs for the bytes that crossed it.
+    pub fn time_ratio(&self) -> f64 {
+        self.secs / (self.wire_bytes as f64 / self.bytes_per_sec as f64)
+    }
+
+    pub fn bytes_ratio(&self) -> f64 {
+        self.wire_bytes as f64 / self.needed_bytes as f64
+    }
+}
+
+/// Runs every (households, rate, loss) combination, each with a fresh township of a fresh
+/// county hub, the node's request timeout at its default (30 s).
+pub fn slow_line_runs(households: &[u32], rates: &[u64], losses: &[f64]) -> anyhow::Result<Vec<SlowLineRun>> {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let tmp = tempfile::tempdir()?;
+    let root = tmp.path();
+    let mut province = Hub::init(&root.join("province"), "42", &[])?;
+    let mut county = Hub::init(&root.join("county"), "420322", &["--parent-url", &province.url()])?;
+    let chain = province.enroll("420322", &county.dir.join("hub.key"))?;
+    county.cmd(&["install-chain", chain.to_str().unwrap_or_default()])?;
+    province.start()?;
+    county.start()?;
+    let mut runs = Vec::new();
+    let mut township_no = 100;
+    for &n in households {
+        for &rate in rates {
+            for &loss in losses {
+                township_no += 1;
+                let township = format!("420322{township_no}");
+                let faults = Faults { bytes_per_sec: Some(rate), ..Faults::lossy(loss) };
+                let proxy = rt.block_on(FaultProxy::start(county.addr, faults, township_no))?;
+                let node = Node::init(&root.join(&township), &township, &proxy.url())?;
+                let chain = county.enroll(&township, &node.key_file())?;
+                node.cmd(&["trust", chain.to_str().unwrap_or_default()])?;
+                let mut g = Generator::new(township_no, 2014);
+                let village = format!("{township}200");
+                let hs: Vec<_> = (0..n).map(|i| g.household(&village, i + 1, Status::Applied)).collect();
+                let csv = root.join(format!("{township}.csv"));
+                write_csv(std::fs::File::create(&csv)?, &hs)?;
+                node.cmd(&["import", csv.to_str().unwrap_or_default(), "--year", "2014"])?;
+                let started = Instant::now();
+                let mut drained = false;
+                for _ in 0..50 {
+                    let _ = node.cmd_raw(&["sync"])?;
+                    let status: serde_json::Value = serde_json::from_str(&node.cmd(&["status", "--json"])?)?;
+                    if status["pending_changes"].as_u64() == Some(0)
+                        && status["unacknowledged_change_sets"].as_u64() == Some(0)
+                    {
+                        drained = true;
+                        break;
+                    }
+                }
+                anyhow::ensure!(drained, "{township} never drained its outbox at {rate} bytes/s, loss {loss}");
+                let secs = started.elapsed().as_secs_f64();
+                let db = rusqlite::Connection::open(node.dir.join("node.db"))?;
+                let needed: i64 =
+                    db.query_row("SELECT COALESCE(SUM(LENGTH(bytes)), 0) FROM envelopes", [], |r| r.get(0))?;
+                let s = proxy.stats();
+                let run = SlowLineRun {
+                    households: n,
+                    bytes_per_sec: rate,
+                    loss,
+                    secs,
+                    wire_bytes: s.bytes.load(Ordering::Relaxed),
+                    needed_bytes: needed.max(1) as u64,
+                    requests: s.requests.load(Ordering::Relaxed),
+                    lost: s.dropped.load(Ordering::Relaxed) + s.cut.load(Ordering::Relaxed),
+                };
+                print_run(&run);
+                runs.push(run);
+            }
+        }
+    }
+    Ok(runs)
+}
+
+/// The table's header; each run prints its own line as it finishes (slow runs take minutes).
+pub fn print_header() {
+    println!("township first sync through a throttled line (both directions), node → county, request timeout 30 s:");
+    println!(
+        "  {:>10} {:>9} {:>5} {:>8} {:>10} {:>10} {:>9} {:>11} {:>11}",
+        "households", "kbit/s", "loss", "secs", "wire B", "needed B", "requests", "time/limit", "sent/needed"
+    );
+}
+
+fn print_run(r: &SlowLineRun) {
+    println!(
+        "  {:>10} {:>9} {:>4.0}% {:>8.1} {:>10} {:>10} {:>9} {:>11.2} {:>11.2}",
+        r.households,
+        r.bytes_per_sec * 8 / 1000,
+        r.loss * 100.0,
+        r.secs,
+        r.wire_bytes,
+        r.needed_bytes,
+        format!("{} ({} lost)", r.requests, r.lost),
+        r.time_ratio(),
+        r.bytes_ratio()
+    );
+}
