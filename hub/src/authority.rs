@@ -164,6 +164,10 @@ pub fn check_limits(key: &RecordKey, fields: &[FieldWrite]) -> Result<(), String
     if key.id.len() > 40 {
         return Err(format!("record id of {} bytes is over the 40-byte limit", key.id.len()));
     }
+    // Ids become keys and columns of their own (PostgreSQL text cannot even hold a NUL).
+    if let Some(c) = key.id.chars().find(|c| c.is_control()) {
+        return Err(format!("record id contains the control character U+{:04X}", u32::from(c)));
+    }
     if fields.len() > MAX_FIELDS_PER_RECORD {
         return Err(format!("{} fields is over the {MAX_FIELDS_PER_RECORD}-field limit per record", fields.len()));
     }
@@ -185,6 +189,10 @@ pub fn check_value(name: &str, value: &str) -> Result<(), String> {
     if !name_ok {
         let shown: String = name.chars().take(MAX_FIELD_NAME).collect();
         return Err(format!("field name {shown:?} is not 1–{MAX_FIELD_NAME} characters of a-z, 0-9, '_' and '.'"));
+    }
+    // Line breaks and tabs may stand in free text; no other control character belongs in a form.
+    if let Some(c) = value.chars().find(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) {
+        return Err(format!("field {name} contains the control character U+{:04X}", u32::from(c)));
     }
     let digits =
         |v: &str, min: usize, max: usize| (min..=max).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_digit());

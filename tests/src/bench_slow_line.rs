@@ -81,6 +81,11 @@ pub fn slow_line_runs(households: &[u32], rates: &[u64], losses: &[f64]) -> anyh
                 let needed: i64 =
                     db.query_row("SELECT COALESCE(SUM(LENGTH(bytes)), 0) FROM envelopes", [], |r| r.get(0))?;
                 let s = proxy.stats();
+                if std::env::var_os("JIANKA_BENCH_LOG").is_some() {
+                    for l in s.log.lock().map(|l| l.clone()).unwrap_or_default() {
+                        eprintln!("  {township}: {l}");
+                    }
+                }
                 let run = SlowLineRun {
                     households: n,
                     bytes_per_sec: rate,

@@ -41,9 +41,10 @@ impl Hub {
             .map(|(_, r, payload)| QuarantineRow {
                 origin: origin.to_string(),
                 seq,
-                k: storage_key(&r.key),
+                // A refused id may hold what a text column cannot (a NUL): kept escaped.
+                k: escape_control(&storage_key(&r.key)),
                 reason: serde_json::to_string(&r.reason).unwrap_or_default(),
-                message: r.message,
+                message: escape_control(&r.message),
                 payload,
                 at: now,
             })
@@ -57,6 +58,14 @@ impl Hub {
         fx.feedback.extend(corrections_feedback(fx.corrections.drain(..)));
         push_feedback(tx, &fx.feedback).await
     }
+}
+
+/// `s` with its control characters written as `\u{…}` escapes.
+fn escape_control(s: &str) -> String {
+    if !s.chars().any(char::is_control) {
+        return s.to_string();
+    }
+    s.chars().map(|c| if c.is_control() { c.escape_unicode().to_string() } else { c.to_string() }).collect()
 }
 
 /// Runs `step` on each of `steps`, writing the rows of `kind` that each step dirtied while the
