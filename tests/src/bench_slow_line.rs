@@ -33,24 +33,26 @@ impl SlowLineRun {
     }
 }
 
-/// Runs every (households, rate, loss) combination, each with a fresh township of a fresh
-/// county hub, the node's request timeout at its default (30 s).
+/// Runs every (households, rate, loss) combination, each a fresh township of a fresh county,
+/// the node's request timeout at its default (30 s).
 pub fn slow_line_runs(households: &[u32], rates: &[u64], losses: &[f64]) -> anyhow::Result<Vec<SlowLineRun>> {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    let tmp = tempfile::tempdir()?;
-    let root = tmp.path();
-    let mut province = Hub::init(&root.join("province"), "42", &[])?;
-    let mut county = Hub::init(&root.join("county"), "420322", &["--parent-url", &province.url()])?;
-    let chain = province.enroll("420322", &county.dir.join("hub.key"))?;
-    county.cmd(&["install-chain", chain.to_str().unwrap_or_default()])?;
-    province.start()?;
-    county.start()?;
     let mut runs = Vec::new();
     let mut township_no = 100;
     for &n in households {
         for &rate in rates {
             for &loss in losses {
                 township_no += 1;
+                // A fresh province and county each run: every township starts alike, and
+                // generated people never meet another run's (they would be held as duplicates).
+                let tmp = tempfile::tempdir()?;
+                let root = tmp.path();
+                let mut province = Hub::init(&root.join("province"), "42", &[])?;
+                let mut county = Hub::init(&root.join("county"), "420322", &["--parent-url", &province.url()])?;
+                let chain = province.enroll("420322", &county.dir.join("hub.key"))?;
+                county.cmd(&["install-chain", chain.to_str().unwrap_or_default()])?;
+                province.start()?;
+                county.start()?;
                 let township = format!("420322{township_no}");
                 let faults = Faults { bytes_per_sec: Some(rate), ..Faults::lossy(loss) };
                 let proxy = rt.block_on(FaultProxy::start(county.addr, faults, township_no))?;
