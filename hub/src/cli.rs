@@ -200,6 +200,16 @@ pub enum Cmd {
         #[command(subcommand)]
         cmd: AuditCmd,
     },
+    /// 规模分解: split a number over the regions below by weights, by the largest remainder (the
+    /// parts add up exactly; each is within one of its exact share; ties go to the lower code).
+    ///
+    /// Example: jianka-hub scale split --total 5885300 --weights counties-2013.csv --config prov/hub.toml
+    /// Example: jianka-hub scale split --villages villages.csv --share 片区县=25 --share 其他=15 --json
+    #[command(verbatim_doc_comment)]
+    Scale {
+        #[command(subcommand)]
+        cmd: ScaleCmd,
+    },
     /// Quota re-balancing (微调) between counties of one prefecture, signed and audited.
     Quota {
         #[command(subcommand)]
@@ -333,5 +343,36 @@ pub enum QuotaCmd {
         /// Why (kept in the audit log).
         #[arg(long)]
         reason: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ScaleCmd {
+    /// People: --total N --weights FILE (CSV `region,weight`); poor villages: --villages FILE
+    /// (CSV `region,villages,class`) with --share CLASS=PERCENT or --class-total CLASS=N per class.
+    Split {
+        /// The number of people to split, by --weights.
+        #[arg(long, requires = "weights", conflicts_with = "villages")]
+        total: Option<u64>,
+        /// CSV `region,weight`: weights are decimals (e.g. each county's 2013 registered people,
+        /// or a township's rural population × the incidence rate chosen for it).
+        #[arg(long, requires = "total")]
+        weights: Option<PathBuf>,
+        /// CSV `region,villages,class`: each county's administrative villages and its class.
+        #[arg(long, conflicts_with = "weights")]
+        villages: Option<PathBuf>,
+        /// A class's share of its administrative villages, e.g. 片区县=25 (percent).
+        #[arg(long, value_name = "CLASS=PERCENT", requires = "villages")]
+        share: Vec<String>,
+        /// A class's number of poor villages set outright, e.g. 片区县=2470.
+        #[arg(long, value_name = "CLASS=N", requires = "villages")]
+        class_total: Vec<String>,
+        /// The hub the split is made for: every region must be inside it, of the tier it splits
+        /// to (a province's to counties, a county's to townships).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Print `{"<region>": number, …}` instead of text.
+        #[arg(long)]
+        json: bool,
     },
 }

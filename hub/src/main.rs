@@ -262,6 +262,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 audit::AuditCheck::Broken { seq, reason } => bail!("audit log broken at entry {seq}: {reason}"),
             }
         }
+        Cmd::Scale { cmd: ScaleCmd::Split { total, weights, villages, share, class_total, config, json } } => {
+            scale_split(total, weights, villages, &share, &class_total, config, json)?;
+        }
         Cmd::Quota { cmd: QuotaCmd::Adjust { config, from, to, villages, reason } } => {
             let hub = open(&config).await?;
             let a = hub.adjust_villages(&from, &to, villages, &reason).await?;
@@ -293,6 +296,69 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let until = hub.reopen(year, &region, &reason, until).await?;
             outln!("year {year} reopened for {region} until {until} (audited); locked again after that day")?;
         }
+    }
+    Ok(())
+}
+
+/// `scale split`: reads the files, splits (`jianka_shared::scale`), prints.
+fn scale_split(
+    total: Option<u64>,
+    weights: Option<std::path::PathBuf>,
+    villages: Option<std::path::PathBuf>,
+    share: &[String],
+    class_total: &[String],
+    config: Option<std::path::PathBuf>,
+    json: bool,
+) -> anyhow::Result<()> {
+    use jianka_hub::admin::scale::{Within, read_villages, read_weights};
+    use jianka_shared::scale::{ClassShare, apportion, parse_weight, villages_by_class};
+    let hub_region = match &config {
+        Some(path) => Some(HubConfig::load(path)?.region),
+        None => None,
+    };
+    let within = Within(hub_region.as_ref());
+    let split = match (total, weights, villages) {
+        (Some(total), Some(weights), None) => apportion(total, &read_weights(&weights, within)?)?,
+        (None, None, Some(villages)) => {
+            let rows = read_villages(&villages, within)?;
+            let mut shares = std::collections::BTreeMap::new();
+            for (flag, given) in [("--share", share), ("--class-total", class_total)] {
+                for s in given {
+                    let Some((class, n)) = s.split_once('=') else {
+                        bail!("{flag} {s:?}: expected CLASS=NUMBER, e.g. 片区县=25");
+                    };
+                    let value = match flag {
+                        "--share" => {
+                            let p = parse_weight(n).map_err(|e| anyhow::anyhow!("{flag} {s:?}: {e}"))?;
+                            anyhow::ensure!(p <= 100_000_000, "{flag} {s:?}: a share is at most 100 percent");
+                            ClassShare::PercentMillionths(p)
+                        }
+                        _ => ClassShare::Total(
+                            n.trim()
+                                .parse()
+                                .map_err(|_| anyhow::anyhow!("{flag} {s:?}: {n:?} is not a whole number"))?,
+                        ),
+                    };
+                    if shares.insert(class.trim().to_string(), value).is_some() {
+                        bail!("class {:?} is given twice", class.trim());
+                    }
+                }
+            }
+            villages_by_class(&rows, &shares)?
+        }
+        _ => bail!(
+            "give --total N with --weights FILE (people), or --villages FILE with --share / --class-total (villages)"
+        ),
+    };
+    if json {
+        let map: serde_json::Map<String, serde_json::Value> =
+            split.iter().map(|(r, n)| (r.to_string(), serde_json::Value::from(*n))).collect();
+        outln!("{}", serde_json::Value::Object(map))?;
+    } else {
+        for (r, n) in &split {
+            outln!("{r}\t{n}")?;
+        }
+        errln!("{} regions, {} in all", split.len(), split.values().sum::<u64>())?;
     }
     Ok(())
 }

@@ -8,7 +8,8 @@ use jianka_client::{HubClient, Pace};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// One request to the province may take this long: pieces and pages are sized to a quarter of it.
+/// A request to the province is cut after this long without a byte moving; pieces and pages are
+/// sized to a quarter of it.
 pub const TIMEOUT: Duration = Duration::from_secs(120);
 /// Attempts after the first for a request that may succeed later: at 30 % of requests lost, all
 /// nine fail about once in 50,000 requests.

@@ -52,6 +52,8 @@ pub struct SyncConfig {
     /// Attempts per request before a pass gives up (exponential backoff with jitter between).
     #[serde(default = "default_retries")]
     pub retries: usize,
+    /// Seconds a request may go without a byte moving before it is cut (not a limit on the whole
+    /// request: a slow line that keeps moving gets through).
     #[serde(default = "default_timeout")]
     pub request_timeout_secs: u64,
     /// Envelopes larger than this go through chunked, resumable uploads.
@@ -218,7 +220,9 @@ interval_secs = 600
 # A change set is cut when this many changes are pending, or the oldest is this old.
 max_ops_per_changeset = 20000
 max_changeset_age_secs = 300
-# Attempts per request (exponential backoff with jitter), and the per-request timeout.
+# Attempts per request (exponential backoff with jitter), and the seconds a request may go without
+# a byte moving before it is cut (a slow line that keeps moving is never cut; requests are also
+# sized to what the line carries well inside this).
 retries = 6
 request_timeout_secs = 30
 # Change sets above this size go in resumable chunks of chunk_bytes.

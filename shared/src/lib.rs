@@ -15,6 +15,7 @@ pub mod profile;
 pub mod protocol;
 pub mod record;
 pub mod region;
+pub mod scale;
 pub mod trust;
 
 pub use hlc::Hlc;

@@ -6,6 +6,7 @@ mod children;
 mod conflicts;
 mod init;
 mod report;
+pub mod scale;
 mod signoff;
 mod uploads;
 

@@ -1,0 +1,85 @@
+//! `jianka-hub scale split` through the real binary: 规模分解 of the province's people to counties
+//! in proportion to weights and of poor villages by county class — exact sums, shares within one
+//! of the exact proportion — and bad files refused with the line named.
+
+use std::collections::BTreeMap;
+use std::process::{Command, Output};
+
+fn hub(dir: &std::path::Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_jianka-hub")).args(args).current_dir(dir).output().unwrap()
+}
+
+fn split_json(out: &Output) -> BTreeMap<String, u64> {
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn the_provinces_people_split_to_counties_add_up_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    // Seed 000: 588.53万 people, by each county's 2013 stock of registered people.
+    let stock = [("420322", 131_207u64), ("420323", 98_114), ("420324", 77_530), ("420325", 52_871), ("421221", 3)];
+    let mut csv = String::from("region,weight\n");
+    for (r, w) in stock {
+        csv.push_str(&format!("{r},{w}\n"));
+    }
+    std::fs::write(dir.path().join("w.csv"), csv).unwrap();
+    let init = hub(dir.path(), &["init", "--region", "42", "--dir", "prov"]);
+    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+    let args = ["scale", "split", "--total", "5885300", "--weights", "w.csv", "--config", "prov/hub.toml", "--json"];
+    let split = split_json(&hub(dir.path(), &args));
+    assert_eq!(split.values().sum::<u64>(), 5_885_300, "{split:?}");
+    let sum: u64 = stock.iter().map(|(_, w)| w).sum();
+    for (r, w) in stock {
+        let exact = 5_885_300f64 * w as f64 / sum as f64;
+        assert!((split[r] as f64 - exact).abs() < 1.0, "{r}: {} against {exact}", split[r]);
+    }
+    // The same input, the same split.
+    assert_eq!(split_json(&hub(dir.path(), &args)), split);
+}
+
+#[test]
+fn poor_villages_split_by_class_share() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("v.csv"),
+        "region,villages,class\n420322,301,片区县\n420323,250,片区县\n420324,410,其他\n420325,199,其他\n",
+    )
+    .unwrap();
+    let out = hub(
+        dir.path(),
+        &["scale", "split", "--villages", "v.csv", "--share", "片区县=25", "--share", "其他=15", "--json"],
+    );
+    let split = split_json(&out);
+    // 551 × 25 % = 137.75 → 138; 609 × 15 % = 91.35 → 91.
+    assert_eq!(split["420322"] + split["420323"], 138);
+    assert_eq!(split["420324"] + split["420325"], 91);
+    let out = hub(dir.path(), &["scale", "split", "--villages", "v.csv", "--share", "片区县=25"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no share given for class \"其他\""));
+}
+
+#[test]
+fn bad_weight_files_are_refused_with_the_line_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let init = hub(dir.path(), &["init", "--region", "42", "--dir", "prov"]);
+    assert!(init.status.success());
+    for (body, wants) in [
+        ("region,weight\n420322,10\n420322,5\n", "w.csv:3: region 420322 is listed twice"),
+        ("region,weight\n420322,10\n420323,-4\n", "w.csv:3: weight \"-4\""),
+        ("region,weight\n420322,ten\n", "w.csv:2: weight \"ten\""),
+        ("region,weight\n420322,1\n430102,1\n", "w.csv:3: 430102 is not a region of 42"),
+        ("region,weight\n420322105,1\n", "w.csv:2: 420322105 is not a 县"),
+        ("region,weight\n42x,1\n", "w.csv:2: \"42x\" is not a region code"),
+        ("county,weight\n420322,1\n", "w.csv:1: the header must be `region,weight`"),
+        ("region,weight\n420322,0\n", "the weights add up to zero"),
+    ] {
+        std::fs::write(dir.path().join("w.csv"), body).unwrap();
+        let out =
+            hub(dir.path(), &["scale", "split", "--total", "100", "--weights", "w.csv", "--config", "prov/hub.toml"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{body:?}: {stderr}");
+        assert!(stderr.contains(wants), "{body:?}: wanted {wants:?} in {stderr}");
+        assert!(out.stdout.is_empty(), "nothing printed as a result: {}", String::from_utf8_lossy(&out.stdout));
+    }
+}
