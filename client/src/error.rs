@@ -11,6 +11,9 @@ pub enum HubError {
     Refused { method: &'static str, path: String, status: u16, code: Option<ErrorCode>, message: String },
     #[error("hub answered {method} {path} with an unreadable body: {message}")]
     BadAnswer { method: &'static str, path: String, message: String },
+    /// Feedback not signed by the parent hub (or no key to check it with): refused, not applied.
+    #[error("refused the feedback of {path}: {message}")]
+    Unverified { path: String, message: String },
 }
 
 impl HubError {
@@ -18,6 +21,7 @@ impl HubError {
     pub fn retryable(&self) -> bool {
         match self {
             HubError::Transport { .. } | HubError::BadAnswer { .. } => true,
+            HubError::Unverified { .. } => false,
             HubError::Refused { status, code, .. } => {
                 *status >= 500 || *status == 429 || *status == 408 || *code == Some(ErrorCode::ClockSkew)
             }

@@ -11,7 +11,8 @@ pub const FEEDBACK_PAGE_MAX: usize = 1 << 20;
 
 impl HubClient {
     /// One page of feedback after `since`, no larger than the line carries in a quarter of the
-    /// timeout (as upload pieces are); a page cut by the timeout is asked for again, smaller.
+    /// timeout (as upload pieces are); a page cut by the timeout is asked for again, smaller. The
+    /// page must be signed by the parent hub (see [`HubClient::verifying_feedback`]).
     pub async fn pull_page(&self, since: u64, pace: &mut Pace) -> Result<FeedbackPage, HubError> {
         let timeout = self.timeout();
         let mut delays = self.retry_delays();
@@ -22,7 +23,19 @@ impl HubClient {
             match self.once("GET", &path, b"").await {
                 Ok(body) => {
                     pace.observe(body.len(), asked.elapsed());
-                    return decode("GET", &path, &body);
+                    let page: FeedbackPage = decode("GET", &path, &body)?;
+                    return match &self.parent {
+                        Some((key, region)) => match page.verify(key, region, since) {
+                            Ok(()) => Ok(page),
+                            Err(message) => Err(HubError::Unverified { path, message }),
+                        },
+                        None => Err(HubError::Unverified {
+                            path,
+                            message: "no key to check the parent hub's signature with (install the certificate chain \
+                                      first)"
+                                .into(),
+                        }),
+                    };
                 }
                 Err(e) if e.retryable() => {
                     if e.timed_out(asked, timeout) {

@@ -64,6 +64,8 @@ pub struct HubClient {
     now: Now,
     timeout: Duration,
     retries: usize,
+    /// The parent hub's key and this sender's region: feedback pages must be signed by it.
+    pub(crate) parent: Option<(ed25519_dalek::VerifyingKey, jianka_shared::RegionCode)>,
 }
 
 impl HubClient {
@@ -81,7 +83,18 @@ impl HubClient {
             .connect_timeout(timeout.min(Duration::from_secs(10)))
             .pool_max_idle_per_host(1)
             .build()?;
-        Ok(HubClient { http, base: base.trim_end_matches('/').to_string(), key, now, timeout, retries })
+        Ok(HubClient { http, base: base.trim_end_matches('/').to_string(), key, now, timeout, retries, parent: None })
+    }
+
+    /// Feedback pages from now on must be signed by `parent_key` (the parent hub's key, from this
+    /// sender's certificate chain) for `region` (this sender's): any other page is refused.
+    pub fn verifying_feedback(
+        mut self,
+        parent_key: ed25519_dalek::VerifyingKey,
+        region: jianka_shared::RegionCode,
+    ) -> Self {
+        self.parent = Some((parent_key, region));
+        self
     }
 
     /// How long a request may go without a byte moving; requests are also sized to what the

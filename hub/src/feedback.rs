@@ -37,7 +37,9 @@ impl Hub {
             items.push(FeedbackEntry { id: id as u64, item });
         }
         let next = items.last().map(|e| e.id).unwrap_or(since);
-        Ok(FeedbackPage { items, next })
+        let mut page = FeedbackPage { items, next, signed_by: String::new(), signature: String::new() };
+        page.sign(&self.key, region, since);
+        Ok(page)
     }
 }
 

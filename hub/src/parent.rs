@@ -24,8 +24,15 @@ impl Hub {
             anyhow::bail!("no parent_url in the config: set the province hub's URL to {what}");
         };
         let clock = self.clock.clone();
-        HubClient::new(base, self.key.clone(), Arc::new(move || clock.now().timestamp()), TIMEOUT, RETRIES)
-            .context("cannot set up the HTTP client to the province")
+        let client =
+            HubClient::new(base, self.key.clone(), Arc::new(move || clock.now().timestamp()), TIMEOUT, RETRIES)
+                .context("cannot set up the HTTP client to the province")?;
+        // The province's feedback must be signed by the key that certified this hub.
+        let parent = self.chain().ok().and_then(|chain| jianka_shared::trust::parent_key(&chain, self.region()));
+        Ok(match parent {
+            Some(k) => client.verifying_feedback(k, self.region().clone()),
+            None => client,
+        })
     }
 
     /// The pace measured on the link to the province by earlier runs.

@@ -695,3 +695,24 @@ async fn a_row_written_while_merging_and_changed_later_in_the_change_set_keeps_i
     assert_eq!(admitted, 400);
     assert_eq!(rows.iter().filter(|r| r.key.kind == RecordKind::Member).count(), 1_200);
 }
+
+/// Every feedback page is signed by the hub for the child and position it was asked for: it
+/// verifies with the hub's key, and not as another child's page or at another position.
+#[tokio::test]
+async fn feedback_pages_are_signed_for_their_child_and_position() {
+    let s = setup(false, 100, &[]).await;
+    let mut node = enroll_node(&s.county, "420322105", 7).await;
+    let (_, rej) = accepted(&node.push(ops_of(&household("420322105200", 1, 2, 1, Status::Applied), 5)).await);
+    assert!(rej.is_empty(), "{rej:?}");
+    let page = node.feedback(0).await;
+    assert!(!page.items.is_empty());
+    let county = s.county.hub.signing_key().verifying_key();
+    assert_eq!(page.verify(&county, &r("420322105"), 0), Ok(()));
+    assert!(page.verify(&county, &r("420322106"), 0).is_err(), "not another township's page");
+    assert!(page.verify(&county, &r("420322105"), 1).is_err(), "not a page at another position");
+    let stranger = ed25519_dalek::SigningKey::from_bytes(&[9; 32]).verifying_key();
+    assert!(page.verify(&stranger, &r("420322105"), 0).is_err());
+    let mut tampered = page.clone();
+    tampered.next += 1;
+    assert!(tampered.verify(&county, &r("420322105"), 0).is_err(), "a changed page no longer verifies");
+}

@@ -23,17 +23,24 @@ pub struct SyncReport {
     pub pending_envelopes: usize,
 }
 
+/// The client to the county; feedback is accepted only signed by the county key of the
+/// installed chain (without one, pulling feedback fails and says to install it).
 pub fn client(node: &Node) -> Result<HubClient> {
     let c = &node.cfg.config;
     let key = node.keypair()?;
     let clock = node.clock;
-    Ok(HubClient::new(
+    let client = HubClient::new(
         &c.hub_url,
         key.signing().clone(),
         Arc::new(move || clock.unix_secs()),
         Duration::from_secs(c.sync.request_timeout_secs),
         c.sync.retries,
-    )?)
+    )?;
+    let county = node.chain()?.and_then(|chain| jianka_shared::trust::parent_key(&chain, node.township()));
+    Ok(match county {
+        Some(k) => client.verifying_feedback(k, node.township().clone()),
+        None => client,
+    })
 }
 
 /// Seals pending changes per the config's cut policy (`force` seals everything now).

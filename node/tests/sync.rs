@@ -10,7 +10,7 @@ use jianka_node::{Node, outbox, report, store, sync};
 use jianka_shared::RegionCode;
 use jianka_shared::protocol::{CycleInfo, Feedback, RejectReason, Rejection, YearState};
 use jianka_shared::record::{RecordKey, RecordKind};
-use mock_hub::{Hub, HubState, serve};
+use mock_hub::{Hub, HubState, chain_for, serve};
 use std::sync::{Arc, Mutex};
 
 const NOW: &str = "2014-06-01T09:00:00+08:00";
@@ -31,6 +31,10 @@ async fn setup(households: u32, members: usize) -> (TestNode, Hub) {
     };
     let url = serve(hub.clone()).await;
     set_config(&t, "hub_url = \"http://127.0.0.1:9\"", &format!("hub_url = \"{url}\""));
+    // The chain the county gave at enrollment: its key signs every feedback page.
+    let chain_file = t.path("chain.json");
+    jianka_keyfile::write_chain(&chain_file, &chain_for(&hub.origin, &key)).unwrap();
+    jianka_node::bundle::install_chain(&t.open(clock_at(NOW)), &chain_file).unwrap();
     let mut rows = Vec::new();
     for k in 0..households {
         rows.extend(household_rows(VILLAGE, &format!("{k:04}"), members, k));
@@ -258,4 +262,26 @@ async fn progress_is_drawn_on_a_terminal_and_nowhere_else() {
     let (_t, seen) = on_terminal(t, args(&["sync"])).await;
     let seen = seen.unwrap();
     assert!(seen.contains("pushing change set 1 of 1") && seen.contains("sync ok"), "{seen}");
+}
+
+/// Feedback the county did not sign (a man in the middle with a key of his own, or none) is
+/// refused whole: nothing of it is applied, and the clerk is told why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feedback_not_signed_by_the_county_is_refused_and_nothing_applied() {
+    let (t, hub) = setup(2, 2).await;
+    let mut node = t.open(clock_at(NOW));
+    sync_now(&mut node).await;
+    let stored = |node: &Node| store::records(&node.conn, RecordKind::Household, 2014).unwrap().len();
+    let before = stored(&node);
+    {
+        let mut s = hub.state.lock().unwrap();
+        s.forged_by = Some(ed25519_dalek::SigningKey::from_bytes(&[66; 32]));
+        let keys: Vec<RecordKey> = s.records.keys().filter(|k| k.kind == RecordKind::Household).cloned().collect();
+        s.feedback.push(Feedback::Removed { keys, version: jianka_shared::Hlc(u64::MAX / 2) });
+    }
+    let client = sync::client(&node).unwrap();
+    let err = sync::sync_once(&mut node, &client, true).await.unwrap_err();
+    let text = format!("{err:#}");
+    assert!(text.contains("signed by key") && text.contains("not by"), "{text}");
+    assert_eq!(stored(&node), before, "the forged removal was not applied");
 }

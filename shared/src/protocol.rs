@@ -179,11 +179,63 @@ pub enum Feedback {
     },
 }
 
+/// A page of feedback, signed by the hub that sends it: a receiver checks it against the key
+/// its certificate chain names for that hub and refuses a page unsigned or signed otherwise (a
+/// man in the middle must not be able to inject corrections or removals).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FeedbackPage {
     pub items: Vec<FeedbackEntry>,
     /// Pass as `since` next time.
     pub next: u64,
+    /// Key id (hex) of the hub that signed the page.
+    #[serde(default)]
+    pub signed_by: String,
+    /// Its signature (hex) over [`FeedbackPage::signed_bytes`].
+    #[serde(default)]
+    pub signature: String,
+}
+
+/// The statement kind feedback pages are signed under.
+pub const FEEDBACK_PAGE_STATEMENT: &str = "feedback-page";
+
+impl FeedbackPage {
+    /// What the signature covers: the page as sent to `region` after `since`, so a page cannot
+    /// be replayed to another child or at another position.
+    pub fn signed_bytes(&self, region: &RegionCode, since: u64) -> Vec<u8> {
+        serde_json::to_vec(&(region.as_str(), since, &self.items, self.next)).expect("in-memory encoding")
+    }
+
+    /// Signs the page for `region` after `since` with the sending hub's key.
+    pub fn sign(&mut self, key: &ed25519_dalek::SigningKey, region: &RegionCode, since: u64) {
+        let sig = crate::trust::sign_statement(key, FEEDBACK_PAGE_STATEMENT, &self.signed_bytes(region, since));
+        self.signed_by = crate::trust::KeyId::of(&key.verifying_key()).to_string();
+        self.signature = hex::encode(sig);
+    }
+
+    /// Checks the page was signed by `key` for `region` after `since`; says what is wrong if not.
+    pub fn verify(&self, key: &ed25519_dalek::VerifyingKey, region: &RegionCode, since: u64) -> Result<(), String> {
+        let expected = crate::trust::KeyId::of(key).to_string();
+        if self.signature.is_empty() {
+            return Err(format!("the feedback page is not signed (expected a signature by key {expected})"));
+        }
+        if self.signed_by != expected {
+            return Err(format!("the feedback page is signed by key {:?}, not by {expected}", self.signed_by));
+        }
+        let sig = hex::decode(&self.signature).ok().and_then(|v| <[u8; 64]>::try_from(v).ok());
+        match sig {
+            Some(sig)
+                if crate::trust::verify_statement(
+                    key,
+                    FEEDBACK_PAGE_STATEMENT,
+                    &self.signed_bytes(region, since),
+                    &sig,
+                ) =>
+            {
+                Ok(())
+            }
+            _ => Err(format!("the feedback page's signature by key {expected} does not verify")),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

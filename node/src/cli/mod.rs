@@ -353,8 +353,16 @@ fn year_in_force(node: &Node, given: Option<Year>) -> Year {
 /// What the clerk should do after a failed sync: run it again when the link failed; when the
 /// county refused this node's key itself, retrying cannot help, so say so and who can.
 fn sync_failure_advice(e: &anyhow::Error) -> String {
-    let code = e.chain().find_map(|c| c.downcast_ref::<jianka_client::HubError>()).and_then(|h| h.code());
+    let hub_error = e.chain().find_map(|c| c.downcast_ref::<jianka_client::HubError>());
+    let code = hub_error.and_then(|h| h.code());
     let kept = "nothing is lost: pending changes stay in the outbox";
+    if matches!(hub_error, Some(jianka_client::HubError::Unverified { .. })) {
+        return format!(
+            "what came down was not signed by the county this node trusts, so none of it was applied. {kept}. If \
+             the county's key changed, install the chain it gives (`jianka-node trust`); if not, someone on the line \
+             may be altering it: tell the county's IT officer."
+        );
+    }
     match code {
         Some(ErrorCode::RevokedKey) => format!(
             "this node's key was revoked by the county (the hub's message above gives its reason); the county accepts \

@@ -18,6 +18,30 @@ use jianka_shared::{RegionCode, Year};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
+/// The county key this stand-in signs feedback with (and the province root that certifies it).
+pub fn county_key() -> ed25519_dalek::SigningKey {
+    ed25519_dalek::SigningKey::from_bytes(&[2; 32])
+}
+
+pub fn province_key() -> ed25519_dalek::SigningKey {
+    ed25519_dalek::SigningKey::from_bytes(&[1; 32])
+}
+
+/// The chain a township enrolled at this county holds: province root → county → township.
+pub fn chain_for(township: &RegionCode, key: &VerifyingKey) -> Vec<jianka_shared::trust::Certificate> {
+    use jianka_shared::trust::Certificate;
+    let (root, county) = (province_key(), county_key());
+    let p = RegionCode::parse(&township.as_str()[..2]).unwrap();
+    let c = RegionCode::parse(&township.as_str()[..6]).unwrap();
+    let from = chrono::NaiveDate::from_ymd_opt(2014, 1, 1).unwrap();
+    let until = chrono::NaiveDate::from_ymd_opt(2030, 1, 1).unwrap();
+    vec![
+        Certificate::issue(&p, &root, &p, &root.verifying_key(), from, until),
+        Certificate::issue(&p, &root, &c, &county.verifying_key(), from, until),
+        Certificate::issue(&c, &county, township, key, from, until),
+    ]
+}
+
 #[derive(Default)]
 pub struct HubState {
     pub envelopes: BTreeMap<u64, Vec<u8>>,
@@ -31,6 +55,8 @@ pub struct HubState {
     pub cut_every_nth_put: u32,
     pub puts: u32,
     pub posts: u32,
+    /// Sign feedback pages with this key instead of the county's (a man in the middle).
+    pub forged_by: Option<ed25519_dalek::SigningKey>,
 }
 
 #[derive(Clone)]
@@ -148,7 +174,9 @@ impl Hub {
             .filter(|e| e.id > since)
             .collect();
         let next = items.last().map(|e| e.id).unwrap_or(since);
-        FeedbackPage { items, next }
+        let mut page = FeedbackPage { items, next, signed_by: String::new(), signature: String::new() };
+        page.sign(s.forged_by.as_ref().unwrap_or(&county_key()), &self.origin, since);
+        page
     }
 }
 
