@@ -312,6 +312,17 @@ fn statement_message(kind: &str, bytes: &[u8]) -> Vec<u8> {
     m
 }
 
+/// The key of the hub that certified `me` in `chain` (the issuer of `me`'s certificate): the key
+/// its feedback must be signed with.
+pub fn parent_key(chain: &[Certificate], me: &RegionCode) -> Option<VerifyingKey> {
+    let own = chain.iter().find(|c| &c.subject == me)?;
+    chain
+        .iter()
+        .filter(|c| c.subject == own.issuer)
+        .filter_map(|c| VerifyingKey::from_bytes(&c.public_key).ok())
+        .find(|k| KeyId::of(k) == own.issuer_key)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -402,15 +413,4 @@ mod tests {
         assert!(!verify_request(&f.town.verifying_key(), "GET", "/v1/feedback?since=1", b"", 100, &sig));
         assert!(!verify_request(&f.town.verifying_key(), "GET", "/v1/feedback?since=0", b"", 101, &sig));
     }
-}
-
-/// The key of the hub that certified `me` in `chain` (the issuer of `me`'s certificate): the key
-/// its feedback must be signed with.
-pub fn parent_key(chain: &[Certificate], me: &RegionCode) -> Option<VerifyingKey> {
-    let own = chain.iter().find(|c| &c.subject == me)?;
-    chain
-        .iter()
-        .filter(|c| c.subject == own.issuer)
-        .filter_map(|c| VerifyingKey::from_bytes(&c.public_key).ok())
-        .find(|k| KeyId::of(k) == own.issuer_key)
 }
