@@ -1,10 +1,8 @@
 //! The stored record (one row of `records`) and its storage key `kind/year/id`, the stored text
 //! of its fields, and the field names the hub itself gives meaning to.
 
-use crate::error::HubError;
 use crate::merge::Fields;
 use jianka_shared::domain::{Member, Status};
-use jianka_shared::protocol::ErrorCode;
 use jianka_shared::{Record, RecordKey, RecordKind, RegionCode, Year};
 
 // Keyed by storage keys, tens of thousands per change set: foldhash is several times faster than
@@ -108,11 +106,10 @@ pub(crate) fn township_of(row: &StoredRecord) -> Option<RegionCode> {
     RegionCode::parse(&row.region[..9.min(row.region.len())]).ok()
 }
 
-pub fn row_from(k: &str, region: String, hh: String, fields: &str, deleted: bool) -> Result<StoredRecord, HubError> {
-    let key = parse_storage_key(k)
-        .ok_or_else(|| HubError::new(ErrorCode::Internal, format!("stored key {k:?} unreadable")))?;
-    let fields: Fields = serde_json::from_str(fields)
-        .map_err(|e| HubError::new(ErrorCode::Internal, format!("stored fields of {key} unreadable: {e}")))?;
+/// A stored row as a record, or what is unreadable in it (the store reports it as corrupt).
+pub fn row_from(k: &str, region: String, hh: String, fields: &str, deleted: bool) -> Result<StoredRecord, String> {
+    let key = parse_storage_key(k).ok_or_else(|| format!("stored key {k:?} unreadable"))?;
+    let fields: Fields = serde_json::from_str(fields).map_err(|e| format!("stored fields of {key} unreadable: {e}"))?;
     Ok(StoredRecord { key, region, hh, fields, deleted })
 }
 

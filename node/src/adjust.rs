@@ -2,7 +2,7 @@
 //! moves and new entries, accepted only while the year's update window is open (or reopened).
 //! Each is an ordinary captured edit plus a local log line saying what happened and why.
 
-use crate::edit::{load_household, refuse, rewrite, typed};
+use crate::edit::{load_household, log_adjustment, refuse, rewrite, typed};
 use crate::import::write_household;
 use crate::node::Node;
 use crate::store::{self, Capture};
@@ -12,7 +12,6 @@ use jianka_shared::domain::{Household, Status, household_id};
 use jianka_shared::protocol::YearState;
 use jianka_shared::record::{RecordKey, RecordKind};
 use jianka_shared::{IdNumber, RegionCode, Tier, Year};
-use rusqlite::params;
 
 /// The year adjustments go to: `--year`, else the one year whose update window is open.
 pub fn window_year(node: &Node, given: Option<Year>) -> Result<Year> {
@@ -67,22 +66,6 @@ fn locked_refusal<T>(node: &Node, year: Year) -> Result<T> {
     ))
 }
 
-pub(crate) fn log(
-    node: &Node,
-    year: Year,
-    kind: &str,
-    subject: &str,
-    reason: &str,
-    date: NaiveDate,
-    detail: &str,
-) -> Result<()> {
-    node.conn.execute(
-        "INSERT INTO adjustments(year, kind, subject, reason, date, detail, recorded_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![year, kind, subject, reason, date.to_string(), detail, node.clock.millis() as i64],
-    )?;
-    Ok(())
-}
-
 fn set_fields(node: &mut Node, key: &RecordKey, fields: &[(&str, String)]) -> Result<usize> {
     let township = node.township().clone();
     let tx = node.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -109,14 +92,14 @@ pub fn exit(node: &mut Node, year: Year, hid: &str, reason: &str, date: NaiveDat
             ("exit_date", date.to_string()),
         ],
     )?;
-    log(node, year, "exit", hid, reason, date, "")
+    log_adjustment(node, year, "exit", hid, reason, date, "")
 }
 
 /// Facts of a household updated in the annual update (e.g. the year's income), logged as such.
 pub fn update(node: &mut Node, year: Year, hid: &str, sets: &[String], date: NaiveDate) -> Result<usize> {
     let n = crate::edit::household_update(node, year, hid, sets)?;
     let fields: Vec<&str> = sets.iter().filter_map(|s| s.split_once('=').map(|(k, _)| k)).collect();
-    log(node, year, "update", hid, "年度更新", date, &fields.join(","))?;
+    log_adjustment(node, year, "update", hid, "年度更新", date, &fields.join(","))?;
     Ok(n)
 }
 
@@ -142,13 +125,13 @@ pub fn death(node: &mut Node, year: Year, id: &str, date: NaiveDate) -> Result<(
         ));
     }
     rewrite(node, &mut h, true)?;
-    log(node, year, "death", id.as_str(), "死亡", date, &hid)
+    log_adjustment(node, year, "death", id.as_str(), "死亡", date, &hid)
 }
 
 /// A birth (or anyone joining): a new member of a household.
 pub fn birth(node: &mut Node, year: Year, hid: &str, id: &str, sets: &[String], date: NaiveDate) -> Result<()> {
     crate::edit::member_add_unchecked(node, year, hid, id, sets)?;
-    log(node, year, "birth", id, "出生", date, hid)
+    log_adjustment(node, year, "birth", id, "出生", date, hid)
 }
 
 /// A marriage (or any move of a person between households of this township).
@@ -172,7 +155,7 @@ pub fn marriage(node: &mut Node, year: Year, id: &str, to: &str, relation: &str,
     }
     th.members.push(m);
     crate::edit::rewrite_many(node, &mut [&mut fh, &mut th])?;
-    log(node, year, "marriage", id.as_str(), "婚姻", date, &format!("{from} → {to}"))
+    log_adjustment(node, year, "marriage", id.as_str(), "婚姻", date, &format!("{from} → {to}"))
 }
 
 /// A household moves to another village of this township: its key changes with the village.
@@ -214,7 +197,7 @@ pub fn move_household(node: &mut Node, year: Year, hid: &str, to_village: &str, 
     )?;
     cap.finish(&tx)?;
     tx.commit()?;
-    log(node, year, "move", hid, "迁移", date, &new_id)?;
+    log_adjustment(node, year, "move", hid, "迁移", date, &new_id)?;
     Ok(new_id)
 }
 
@@ -250,7 +233,7 @@ pub fn move_out(node: &mut Node, year: Year, id: &str, to_county: &str, reason: 
         return refuse(format!("{} is already moving out to county {c}; the province completes the move", id.masked()));
     }
     set_fields(node, &key, &[(MOVE_OUT, county.to_string())])?;
-    log(node, year, "move_out", id.as_str(), reason, date, &format!("{hid} → {county}"))
+    log_adjustment(node, year, "move_out", id.as_str(), reason, date, &format!("{hid} → {county}"))
 }
 
 /// 跨县迁入: a person arriving from another county joins a household here (fields as for
@@ -266,7 +249,7 @@ pub fn move_in(
 ) -> Result<()> {
     let county = other_county(node, from_county, "--from-county")?;
     crate::edit::member_add_unchecked(node, year, hid, id, sets)?;
-    log(node, year, "move_in", id, "跨县迁入", date, &format!("{county} → {hid}"))
+    log_adjustment(node, year, "move_in", id, "跨县迁入", date, &format!("{county} → {hid}"))
 }
 
 /// The member field naming the county a person moves to (the hub's `move_out`).

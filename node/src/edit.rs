@@ -137,7 +137,7 @@ fn household_edit_in(node: &mut Node, year: Year, id: &str, sets: &[String], che
     let n = commit(node, &h)?;
     if contact_only && status > Status::CountyReview {
         let today = node.clock.today();
-        crate::adjust::log(node, year, "contact", id, "联系信息更正", today, &fields.join(","))?;
+        log_adjustment(node, year, "contact", id, "联系信息更正", today, &fields.join(","))?;
     }
     Ok(n)
 }
@@ -270,4 +270,22 @@ pub fn rewrite_many(node: &mut Node, hs: &mut [&mut Household]) -> Result<usize>
     let n = cap.finish(&tx)?;
     tx.commit()?;
     Ok(n)
+}
+
+/// Records a change of the annual update (or a contact correction) in `adjustments`, the
+/// township's own log of why records changed.
+pub(crate) fn log_adjustment(
+    node: &Node,
+    year: Year,
+    kind: &str,
+    subject: &str,
+    reason: &str,
+    date: chrono::NaiveDate,
+    detail: &str,
+) -> Result<()> {
+    node.conn.execute(
+        "INSERT INTO adjustments(year, kind, subject, reason, date, detail, recorded_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        rusqlite::params![year, kind, subject, reason, date.to_string(), detail, node.clock.millis() as i64],
+    )?;
+    Ok(())
 }

@@ -113,6 +113,14 @@ pub enum Op {
 }
 
 impl Op {
+    /// The value an upsert writes to field `name`, if it writes one.
+    pub fn field(&self, name: &str) -> Option<&str> {
+        match self {
+            Op::Upsert { fields, .. } => fields.iter().find(|f| f.name == name).map(|f| f.value.as_str()),
+            Op::Delete { .. } => None,
+        }
+    }
+
     pub fn key(&self) -> &RecordKey {
         match self {
             Op::Upsert { key, .. } | Op::Delete { key, .. } => key,

@@ -61,7 +61,7 @@ impl Hub {
             // The village the record belongs to: from its key, or a member's `village` field.
             let village = match key.kind {
                 RecordKind::Member => {
-                    op_field(op, "village").map(str::to_string).or_else(|| existing.as_ref().map(|r| r.region.clone()))
+                    op.field("village").map(str::to_string).or_else(|| existing.as_ref().map(|r| r.region.clone()))
                 }
                 _ => key.village_prefix().map(str::to_string),
             };
@@ -189,7 +189,7 @@ impl Hub {
                             if ex.field(MOVE_OUT) == Some(writer.as_str()) {
                                 self.complete_move(fx, key, ex, mv);
                             } else if let Some(why) =
-                                settled_move(fx, completed, key, writer, &holder, op_field(op, MOVE_OUT), &w.value)
+                                settled_move(fx, completed, key, writer, &holder, op.field(MOVE_OUT), &w.value)
                             {
                                 // A late copy from the county the person already left (e.g. its
                                 // next-year carry): the move is done; nothing changes here.
@@ -375,13 +375,6 @@ impl Hub {
                 }
             }
         }
-    }
-}
-
-pub(crate) fn op_field<'a>(op: &'a Op, name: &str) -> Option<&'a str> {
-    match op {
-        Op::Upsert { fields, .. } => fields.iter().find(|f| f.name == name).map(|f| f.value.as_str()),
-        Op::Delete { .. } => None,
     }
 }
 

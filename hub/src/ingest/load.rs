@@ -2,7 +2,6 @@
 //! starts (the merge runs while the database writes, so it may not query).
 
 use crate::error::HubError;
-use crate::ingest::apply::op_field;
 use crate::ingest::moves::{CompletedMove, PendingMove};
 use crate::ingest::moves::{completed_moves_of, pending_moves};
 use crate::ingest::outcome::IngestOutcome;
@@ -54,8 +53,8 @@ impl Hub {
             for op in ops {
                 let key = op.key();
                 let named = match key.kind {
-                    RecordKind::Member => op_field(op, "household"),
-                    RecordKind::Household => op_field(op, MOVED_FROM),
+                    RecordKind::Member => op.field("household"),
+                    RecordKind::Household => op.field(MOVED_FROM),
                     RecordKind::Village => None,
                 };
                 let stored =

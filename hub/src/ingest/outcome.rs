@@ -1,7 +1,6 @@
 //! What one ingest produces and works with: the rows it holds and writes, its rejections,
 //! conflicts and feedback, its audit change log.
 
-use crate::ingest::moves::CompletedMove;
 use crate::merge::Fields;
 use crate::record::{HashMap, HashSet};
 use crate::record::{StoredRecord, key_of, storage_key};
@@ -33,7 +32,7 @@ pub(crate) struct IngestOutcome {
     /// Conflicts this change set settled (completed moves): id and resolution.
     pub(crate) resolved: Vec<(i64, String)>,
     /// Moves this change set completed, kept so later copies from the county left are settled.
-    pub(crate) completed_moves: Vec<CompletedMove>,
+    pub(crate) completed_moves: Vec<crate::store::CompletedMoveRow>,
     /// Records whose change was refused outright, to send back as the county holds them.
     pub(crate) restore: Vec<String>,
 

@@ -18,8 +18,7 @@ pub(super) fn flag(r: &PgRow, i: usize) -> bool {
 pub(super) fn record(r: &PgRow) -> StoreResult<StoredRecord> {
     let k: String = r.try_get(0).map_err(db)?;
     let fields: String = r.try_get(3).map_err(db)?;
-    row_from(&k, r.try_get(1).map_err(db)?, r.try_get(2).map_err(db)?, &fields, flag(r, 4))
-        .map_err(|e| StoreError::Corrupt(e.message))
+    row_from(&k, r.try_get(1).map_err(db)?, r.try_get(2).map_err(db)?, &fields, flag(r, 4)).map_err(StoreError::Corrupt)
 }
 
 pub(super) fn records(rows: &[PgRow]) -> StoreResult<Vec<StoredRecord>> {

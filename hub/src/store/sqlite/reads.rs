@@ -126,8 +126,7 @@ pub(super) fn record(r: &Row<'_>, at: usize) -> StoreResult<StoredRecord> {
     let k = text(r, at)?;
     let fields = r.get_ref(at + 3).map_err(db_err)?;
     let fields = fields.as_str().map_err(|e| StoreError::Corrupt(format!("stored fields of {k}: {e}")))?;
-    row_from(&k, text(r, at + 1)?, text(r, at + 2)?, fields, flag(r, at + 4))
-        .map_err(|e| StoreError::Corrupt(e.message))
+    row_from(&k, text(r, at + 1)?, text(r, at + 2)?, fields, flag(r, at + 4)).map_err(StoreError::Corrupt)
 }
 
 pub(super) const RECORD_COLS: &str = "k, region, hh, fields, deleted";
