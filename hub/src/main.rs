@@ -310,8 +310,8 @@ fn scale_split(
     config: Option<std::path::PathBuf>,
     json: bool,
 ) -> anyhow::Result<()> {
-    use jianka_hub::admin::scale::{Within, read_villages, read_weights};
-    use jianka_shared::scale::{ClassShare, apportion, parse_weight, villages_by_class};
+    use jianka_hub::admin::scale::{Within, class_shares, read_villages, read_weights};
+    use jianka_shared::scale::{apportion, villages_by_class};
     let hub_region = match &config {
         Some(path) => Some(HubConfig::load(path)?.region),
         None => None,
@@ -321,29 +321,7 @@ fn scale_split(
         (Some(total), Some(weights), None) => apportion(total, &read_weights(&weights, within)?)?,
         (None, None, Some(villages)) => {
             let rows = read_villages(&villages, within)?;
-            let mut shares = std::collections::BTreeMap::new();
-            for (flag, given) in [("--share", share), ("--class-total", class_total)] {
-                for s in given {
-                    let Some((class, n)) = s.split_once('=') else {
-                        bail!("{flag} {s:?}: expected CLASS=NUMBER, e.g. 片区县=25");
-                    };
-                    let value = match flag {
-                        "--share" => {
-                            let p = parse_weight(n).map_err(|e| anyhow::anyhow!("{flag} {s:?}: {e}"))?;
-                            anyhow::ensure!(p <= 100_000_000, "{flag} {s:?}: a share is at most 100 percent");
-                            ClassShare::PercentMillionths(p)
-                        }
-                        _ => ClassShare::Total(
-                            n.trim()
-                                .parse()
-                                .map_err(|_| anyhow::anyhow!("{flag} {s:?}: {n:?} is not a whole number"))?,
-                        ),
-                    };
-                    if shares.insert(class.trim().to_string(), value).is_some() {
-                        bail!("class {:?} is given twice", class.trim());
-                    }
-                }
-            }
+            let shares = class_shares(share, class_total)?;
             villages_by_class(&rows, &shares)?
         }
         _ => bail!(

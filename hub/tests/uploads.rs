@@ -34,11 +34,12 @@ async fn cut_put(hub: &TestHub, node: &Node, path: &str, piece: &[u8], delivered
     drop(tcp);
 }
 
-async fn path_signed(node: &Node, path: &str, body: &[u8]) -> Answer {
-    let sig = sign_headers(&node.key, "PUT", path, b"", node.now);
+/// `body` sent with a signature over the path alone (an empty body in the signature).
+async fn path_signed_as(node: &Node, method: reqwest::Method, path: &str, body: &[u8]) -> Answer {
+    let sig = sign_headers(&node.key, method.as_str(), path, b"", node.now);
     let resp = node
         .client
-        .put(format!("{}{path}", node.url))
+        .request(method, format!("{}{path}", node.url))
         .header(HEADER_KEY, jianka_shared::trust::KeyId::of(&node.key.verifying_key()).to_string())
         .header(HEADER_TIME, node.now.to_string())
         .header(HEADER_SIGNATURE, sig)
@@ -47,6 +48,10 @@ async fn path_signed(node: &Node, path: &str, body: &[u8]) -> Answer {
         .await
         .unwrap();
     Answer { status: resp.status().as_u16(), body: resp.bytes().await.unwrap().to_vec() }
+}
+
+async fn path_signed(node: &Node, path: &str, body: &[u8]) -> Answer {
+    path_signed_as(node, reqwest::Method::PUT, path, body).await
 }
 
 async fn received(node: &Node, seq: u64) -> u64 {
@@ -121,18 +126,8 @@ async fn a_signature_over_the_path_alone_opens_nothing_but_hashed_pieces() {
     let bytes = node.seal(ops_of(&household("420322105200", 1, 3, 1, Status::Applied), 5));
     let total = bytes.len();
     // A whole change set posted with a signature over an empty body.
-    let sig = sign_headers(&node.key, "POST", "/v1/changesets", b"", node.now);
-    let resp = node
-        .client
-        .post(format!("{}/v1/changesets", node.url))
-        .header(HEADER_KEY, jianka_shared::trust::KeyId::of(&node.key.verifying_key()).to_string())
-        .header(HEADER_TIME, node.now.to_string())
-        .header(HEADER_SIGNATURE, sig)
-        .body(bytes.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 401, "the body must be signed outside hashed pieces");
+    let posted = path_signed_as(&node, reqwest::Method::POST, "/v1/changesets", &bytes).await;
+    assert_eq!(posted.status, 401, "the body must be signed outside hashed pieces");
     // A piece without the hash: its body must be signed too.
     let plain = path_signed(&node, &format!("/v1/uploads/1?offset=0&total={total}"), &bytes).await;
     assert_eq!(plain.status, 401);

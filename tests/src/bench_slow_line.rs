@@ -3,10 +3,9 @@
 //! time ÷ (bytes on the wire ÷ line rate) — 1.0 is the physical limit of what was sent — and
 //! bytes on the wire ÷ bytes needed (the sealed change sets that had to go up).
 
-use crate::generate::{Generator, write_csv};
-use crate::harness::{Hub, Node};
+use crate::bench_support::{print_proxy_log, province_and_county, sync_until_drained, township_with_households};
 use crate::proxy::{FaultProxy, Faults};
-use jianka_shared::domain::Status;
+use anyhow::Context;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
@@ -47,47 +46,20 @@ pub fn slow_line_runs(households: &[u32], rates: &[u64], losses: &[f64]) -> anyh
                 // generated people never meet another run's (they would be held as duplicates).
                 let tmp = tempfile::tempdir()?;
                 let root = tmp.path();
-                let mut province = Hub::init(&root.join("province"), "42", &[])?;
-                let mut county = Hub::init(&root.join("county"), "420322", &["--parent-url", &province.url()])?;
-                let chain = province.enroll("420322", &county.dir.join("hub.key"))?;
-                county.cmd(&["install-chain", chain.to_str().unwrap_or_default()])?;
-                province.start()?;
-                county.start()?;
+                let (_province, county) = province_and_county(root)?;
                 let township = format!("420322{township_no}");
                 let faults = Faults { bytes_per_sec: Some(rate), ..Faults::lossy(loss) };
                 let proxy = rt.block_on(FaultProxy::start(county.addr, faults, township_no))?;
-                let node = Node::init(&root.join(&township), &township, &proxy.url())?;
-                let chain = county.enroll(&township, &node.key_file())?;
-                node.cmd(&["trust", chain.to_str().unwrap_or_default()])?;
-                let mut g = Generator::new(township_no, 2014);
-                let village = format!("{township}200");
-                let hs: Vec<_> = (0..n).map(|i| g.household(&village, i + 1, Status::Applied)).collect();
-                let csv = root.join(format!("{township}.csv"));
-                write_csv(std::fs::File::create(&csv)?, &hs)?;
-                node.cmd(&["import", csv.to_str().unwrap_or_default(), "--year", "2014"])?;
+                let (node, _) = township_with_households(root, &county, &township, &proxy.url(), n, township_no)?;
                 let started = Instant::now();
-                let mut drained = false;
-                for _ in 0..50 {
-                    let _ = node.cmd_raw(&["sync"])?;
-                    let status: serde_json::Value = serde_json::from_str(&node.cmd(&["status", "--json"])?)?;
-                    if status["pending_changes"].as_u64() == Some(0)
-                        && status["unacknowledged_change_sets"].as_u64() == Some(0)
-                    {
-                        drained = true;
-                        break;
-                    }
-                }
-                anyhow::ensure!(drained, "{township} never drained its outbox at {rate} bytes/s, loss {loss}");
+                sync_until_drained(&node, 50)
+                    .with_context(|| format!("at {rate} bytes/s, losing {:.0} % of requests", loss * 100.0))?;
                 let secs = started.elapsed().as_secs_f64();
                 let db = rusqlite::Connection::open(node.dir.join("node.db"))?;
                 let needed: i64 =
                     db.query_row("SELECT COALESCE(SUM(LENGTH(bytes)), 0) FROM envelopes", [], |r| r.get(0))?;
                 let s = proxy.stats();
-                if std::env::var_os("JIANKA_BENCH_LOG").is_some() {
-                    for l in s.log.lock().map(|l| l.clone()).unwrap_or_default() {
-                        eprintln!("  {township}: {l}");
-                    }
-                }
+                print_proxy_log(&township, s);
                 let run = SlowLineRun {
                     households: n,
                     bytes_per_sec: rate,

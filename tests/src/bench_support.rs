@@ -141,55 +141,82 @@ pub struct SyncFigures {
     pub loss: f64,
 }
 
-/// Imports `households` into a fresh township node and syncs it to a fresh county through the
-/// fault proxy, once on a clean link and once (another township, same data size) losing `loss`
-/// of all requests. Time counts the clerk's `sync` runs until the outbox is drained.
-pub fn sync_figures(households: u32, loss: f64) -> anyhow::Result<SyncFigures> {
-    use crate::generate::write_csv;
-    use crate::harness::{Hub, Node};
-    use crate::proxy::{FaultProxy, Faults};
-
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    let tmp = tempfile::tempdir()?;
-    let root = tmp.path();
+/// A province and a county enrolled with it under `root`, both serving.
+pub fn province_and_county(root: &std::path::Path) -> anyhow::Result<(crate::harness::Hub, crate::harness::Hub)> {
+    use crate::harness::Hub;
     let mut province = Hub::init(&root.join("province"), "42", &[])?;
     let mut county = Hub::init(&root.join("county"), "420322", &["--parent-url", &province.url()])?;
     let chain = province.enroll("420322", &county.dir.join("hub.key"))?;
     county.cmd(&["install-chain", chain.to_str().unwrap_or_default()])?;
     province.start()?;
     county.start()?;
+    Ok((province, county))
+}
+
+/// A township node talking to `hub_url`, enrolled at `county`, with `households` generated
+/// households (from `seed`) imported into 2014; returns it and the records imported.
+pub fn township_with_households(
+    root: &std::path::Path,
+    county: &crate::harness::Hub,
+    township: &str,
+    hub_url: &str,
+    households: u32,
+    seed: u64,
+) -> anyhow::Result<(crate::harness::Node, u64)> {
+    use crate::generate::write_csv;
+    let node = crate::harness::Node::init(&root.join(township), township, hub_url)?;
+    let chain = county.enroll(township, &node.key_file())?;
+    node.cmd(&["trust", chain.to_str().unwrap_or_default()])?;
+    let mut g = Generator::new(seed, 2014);
+    let village = format!("{township}200");
+    let hs: Vec<_> = (0..households).map(|i| g.household(&village, i + 1, Status::Applied)).collect();
+    let records: u64 = hs.iter().map(|h| 1 + h.members.len() as u64).sum();
+    let csv = root.join(format!("{township}.csv"));
+    write_csv(std::fs::File::create(&csv)?, &hs)?;
+    node.cmd(&["import", csv.to_str().unwrap_or_default(), "--year", "2014"])?;
+    Ok((node, records))
+}
+
+/// The clerk's `sync`, run again until the outbox is drained (at most `passes` times).
+pub fn sync_until_drained(node: &crate::harness::Node, passes: usize) -> anyhow::Result<()> {
+    for _ in 0..passes {
+        let _ = node.cmd_raw(&["sync"])?;
+        let status: serde_json::Value = serde_json::from_str(&node.cmd(&["status", "--json"])?)?;
+        if status["pending_changes"].as_u64() == Some(0) && status["unacknowledged_change_sets"].as_u64() == Some(0) {
+            return Ok(());
+        }
+    }
+    anyhow::bail!("{} never drained its outbox in {passes} runs of sync", node.township)
+}
+
+/// The proxy's per-request log on stderr, when `JIANKA_BENCH_LOG` is set.
+pub fn print_proxy_log(township: &str, stats: &crate::proxy::Stats) {
+    if std::env::var_os("JIANKA_BENCH_LOG").is_some() {
+        for l in stats.log.lock().map(|l| l.clone()).unwrap_or_default() {
+            eprintln!("  {township}: {l}");
+        }
+    }
+}
+
+/// Imports `households` into a fresh township node and syncs it to a fresh county through the
+/// fault proxy, once on a clean link and once (another township, same data size) losing `loss`
+/// of all requests. Time counts the clerk's `sync` runs until the outbox is drained.
+pub fn sync_figures(households: u32, loss: f64) -> anyhow::Result<SyncFigures> {
+    use crate::proxy::{FaultProxy, Faults};
+
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let tmp = tempfile::tempdir()?;
+    let root = tmp.path();
+    let (_province, county) = province_and_county(root)?;
 
     let run_one = |township: &str, faults: Faults, seed: u64| -> anyhow::Result<(f64, u64, u64, u64)> {
         let proxy = rt.block_on(FaultProxy::start(county.addr, faults, seed))?;
-        let node = Node::init(&root.join(township), township, &proxy.url())?;
-        let chain = county.enroll(township, &node.key_file())?;
-        node.cmd(&["trust", chain.to_str().unwrap_or_default()])?;
-        let mut g = Generator::new(seed, 2014);
-        let village = format!("{township}200");
-        let hs: Vec<_> = (0..households).map(|i| g.household(&village, i + 1, Status::Applied)).collect();
-        let records: u64 = hs.iter().map(|h| 1 + h.members.len() as u64).sum();
-        let csv = root.join(format!("{township}.csv"));
-        write_csv(std::fs::File::create(&csv)?, &hs)?;
-        node.cmd(&["import", csv.to_str().unwrap_or_default(), "--year", "2014"])?;
+        let (node, records) = township_with_households(root, &county, township, &proxy.url(), households, seed)?;
         let t = Instant::now();
-        let mut drained = false;
-        for _ in 0..200 {
-            let _ = node.cmd_raw(&["sync"])?;
-            let status: serde_json::Value = serde_json::from_str(&node.cmd(&["status", "--json"])?)?;
-            if status["pending_changes"].as_u64() == Some(0) && status["unacknowledged_change_sets"].as_u64() == Some(0)
-            {
-                drained = true;
-                break;
-            }
-        }
-        anyhow::ensure!(drained, "{township} never drained its outbox");
+        sync_until_drained(&node, 200)?;
         let secs = t.elapsed().as_secs_f64();
         let s = proxy.stats();
-        if std::env::var_os("JIANKA_BENCH_LOG").is_some() {
-            for l in s.log.lock().map(|l| l.clone()).unwrap_or_default() {
-                eprintln!("  {township}: {l}");
-            }
-        }
+        print_proxy_log(township, s);
         Ok((
             secs,
             s.bytes.load(std::sync::atomic::Ordering::Relaxed),

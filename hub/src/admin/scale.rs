@@ -1,11 +1,11 @@
-//! 规模分解 files: the weights (`region,weight`) and village lists (`region,villages,class`) an
-//! officer splits a number by, read with every bad line named; the splitting itself is
-//! `jianka_shared::scale` (pure).
+//! 规模分解 input: the weights (`region,weight`) and village lists (`region,villages,class`) an
+//! officer splits a number by, read with every bad line named, and the classes' shares; the
+//! splitting itself is `jianka_shared::scale` (pure).
 
 use anyhow::{Context, bail};
-use jianka_shared::scale::parse_weight;
+use jianka_shared::scale::{ClassShare, parse_weight};
 use jianka_shared::{RegionCode, Tier};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 /// The regions a split may name: inside `hub`, of the tier it splits to (when the split is made
@@ -89,6 +89,29 @@ pub fn read_villages(path: &Path, within: Within) -> anyhow::Result<Vec<(RegionC
     }
     if out.is_empty() {
         bail!("{}: no counties (a header line `region,villages,class`, then one line per county)", path.display());
+    }
+    Ok(out)
+}
+
+/// The classes' shares from `--share CLASS=PERCENT` and `--class-total CLASS=N`, each class once.
+pub fn class_shares(shares: &[String], totals: &[String]) -> anyhow::Result<BTreeMap<String, ClassShare>> {
+    let given = shares.iter().map(|s| ("--share", s)).chain(totals.iter().map(|s| ("--class-total", s)));
+    let mut out = BTreeMap::new();
+    for (flag, s) in given {
+        let Some((class, n)) = s.split_once('=') else {
+            bail!("{flag} {s:?}: expected CLASS=NUMBER, e.g. 片区县=25");
+        };
+        let value = if flag == "--share" {
+            let p = parse_weight(n).map_err(|e| anyhow::anyhow!("{flag} {s:?}: {e}"))?;
+            anyhow::ensure!(p <= 100_000_000, "{flag} {s:?}: a share is at most 100 percent");
+            ClassShare::PercentMillionths(p)
+        } else {
+            let n = n.trim().parse().map_err(|_| anyhow::anyhow!("{flag} {s:?}: {n:?} is not a whole number"))?;
+            ClassShare::Total(n)
+        };
+        if out.insert(class.trim().to_string(), value).is_some() {
+            bail!("class {:?} is given twice", class.trim());
+        }
     }
     Ok(out)
 }

@@ -133,9 +133,7 @@ impl Hub {
         // Each household once, however many of its ops the change set carries: a household
         // listed twice would have its members loaded twice, in whichever chunks it falls.
         let mut by_year: BTreeMap<Year, BTreeSet<&str>> = BTreeMap::new();
-        for op in
-            ops.iter().filter(|o| o.key().kind == RecordKind::Household && !o.key().id.chars().any(char::is_control))
-        {
+        for op in ops.iter().filter(|o| o.key().kind == RecordKind::Household) {
             by_year.entry(op.key().year).or_default().insert(op.key().id.as_str());
         }
         let mut out: HashMap<(Year, String), Vec<Result<Member, String>>> = HashMap::default();
@@ -174,22 +172,12 @@ pub(crate) struct YearStates {
     pub(crate) village_ceiling: Option<u64>,
 }
 
-/// Reads the stored records (deleted ones too) under `keys` into `into`, by storage key. A key
-/// with a control character cannot be stored (its op is refused by the authority checks), so it
-/// is not looked up either: PostgreSQL would refuse the whole query for a NUL.
+/// Reads the stored records (deleted ones too) under `keys` into `into`, by storage key.
 pub(crate) async fn load_rows(
     tx: &mut dyn WriteTx,
     keys: &[String],
     into: &mut HashMap<String, StoredRecord>,
 ) -> Result<(), HubError> {
-    let storable = |k: &String| !k.chars().any(char::is_control);
-    let owned: Vec<String>;
-    let keys = if keys.iter().all(storable) {
-        keys
-    } else {
-        owned = keys.iter().filter(|k| storable(k)).cloned().collect();
-        &owned
-    };
     if keys.is_empty() {
         return Ok(());
     }

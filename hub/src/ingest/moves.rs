@@ -148,10 +148,7 @@ pub(crate) async fn completed_moves_of(
         let mut seen = HashSet::default();
         ops.iter()
             .map(Op::key)
-            // An id with a control character is refused by the checks (and PostgreSQL would
-            // refuse a query naming one).
-            .filter(|k| k.kind == RecordKind::Member && !k.id.chars().any(char::is_control))
-            .filter(|k| seen.insert(k.id.as_str()))
+            .filter(|k| k.kind == RecordKind::Member && seen.insert(k.id.as_str()))
             .map(|k| k.id.as_str())
             .collect()
     };

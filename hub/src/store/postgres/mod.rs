@@ -89,3 +89,9 @@ pub(crate) fn to_u64(v: i64, what: &str) -> StoreResult<u64> {
 pub(crate) fn to_year(v: i64) -> StoreResult<Year> {
     Year::try_from(v).map_err(|_| StoreError::Corrupt(format!("stored year {v} is out of range")))
 }
+
+/// The values PostgreSQL text can hold: one with a NUL cannot have been stored, so it is not
+/// looked up (PostgreSQL would refuse the whole query for it). The hub refuses such ids anyway.
+pub(super) fn storable(values: &[String]) -> Vec<&str> {
+    values.iter().map(String::as_str).filter(|v| !v.contains('\0')).collect()
+}

@@ -218,7 +218,7 @@ impl WriteTx for PgWriteTx {
     async fn records(&mut self, keys: &[String]) -> StoreResult<Vec<StoredRecord>> {
         guarded!(self, |c| async {
             let rows = sqlx::query("SELECT k, region, hh, fields, deleted FROM records WHERE k = ANY($1::text[])")
-                .bind(keys)
+                .bind(super::storable(keys))
                 .fetch_all(c)
                 .await
                 .map_err(db)?;
@@ -235,7 +235,7 @@ impl WriteTx for PgWriteTx {
             )
             .bind(i64::from(year))
             .bind(member)
-            .bind(households)
+            .bind(super::storable(households))
             .fetch_all(c)
             .await
             .map_err(db)?;
@@ -305,7 +305,7 @@ impl WriteTx for PgWriteTx {
                 r#"SELECT id, year, from_county, to_county, from_household FROM completed_moves
                    WHERE id = ANY($1::text[]) ORDER BY id COLLATE "C", year DESC, at DESC"#,
             )
-            .bind(ids)
+            .bind(super::storable(ids))
             .fetch_all(c)
             .await
             .map_err(db)?;
