@@ -109,6 +109,63 @@ pub enum Cmd {
         config: PathBuf,
         chain: PathBuf,
     },
+    /// 规模分解 issued: split the scale for a year and send each child its signed allocation.
+    ///
+    /// The province splits the people it sets (--total) by the counties' weights and the poor
+    /// villages by class; a county under an enrolled prefecture goes to that prefecture with
+    /// the county's part inside. A prefecture or county splits what it received: --total may
+    /// be left out (its own allocation), never exceed it; a prefecture without weights passes
+    /// on the province's own per-county parts. Each child receives its allocation with the
+    /// parent's feedback (a county on its next pull, a township on its next sync), or by hand
+    /// from --out.
+    ///
+    /// Example: jianka-hub allocate --config prov/hub.toml --year 2014 --total 5885300 --weights counties-2013.csv --villages villages.csv --share 片区县=25 --share 其他=15
+    /// Example: jianka-hub allocate --config county/hub.toml --year 2014 --weights townships.csv
+    #[command(verbatim_doc_comment)]
+    Allocate {
+        /// The hub's config file (hub.toml, written by `init`).
+        #[arg(long)]
+        config: PathBuf,
+        /// The registration year the allocation is for (in force until a later one replaces it).
+        #[arg(long)]
+        year: u16,
+        /// People to split (the province: required with --weights; below: at most what this
+        /// hub was allocated, which is the default).
+        #[arg(long)]
+        total: Option<u64>,
+        /// CSV `region,weight`: the children's weights for people (e.g. 2013 registered people,
+        /// or rural population × a chosen incidence rate).
+        #[arg(long)]
+        weights: Option<PathBuf>,
+        /// CSV `region,villages,class`: each county's administrative villages and its class
+        /// (the province); below it, villages are split by --weights like people.
+        #[arg(long)]
+        villages: Option<PathBuf>,
+        /// A class's share of its administrative villages, e.g. 片区县=25 (percent).
+        #[arg(long, value_name = "CLASS=PERCENT", requires = "villages")]
+        share: Vec<String>,
+        /// A class's number of poor villages set outright, e.g. 片区县=2470.
+        #[arg(long, value_name = "CLASS=N", requires = "villages")]
+        class_total: Vec<String>,
+        /// Why (kept in each allocation and the audit log).
+        #[arg(long, default_value = "规模分解")]
+        note: String,
+        /// Also write each child's allocation chain to DIR/allocation-<region>.json, to carry by
+        /// hand (`jianka-hub install-allocation` at a county, `jianka-node` takes it as feedback).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Keep an allocation chain carried by hand (from the parent's `allocate --out`): verified
+    /// through this hub's certificate chain, refused if anything in it was altered.
+    ///
+    /// Example: jianka-hub install-allocation --config county/hub.toml allocation-420322.json
+    #[command(verbatim_doc_comment)]
+    InstallAllocation {
+        /// The hub's config file (hub.toml, written by `init`).
+        #[arg(long)]
+        config: PathBuf,
+        file: PathBuf,
+    },
     /// Revoke a child's key: its requests are refused from now on.
     ///
     /// Example: jianka-hub revoke --config hub.toml --key 0123456789abcdef --reason "laptop stolen"
@@ -326,14 +383,18 @@ pub enum AuditCmd {
 
 #[derive(Subcommand)]
 pub enum QuotaCmd {
-    /// Move village quota between two counties of one prefecture.
+    /// Move poor-village places between two counties of one prefecture (微调, at the prefecture):
+    /// both get a new signed allocation, sent down to them and filed with the province.
     ///
-    /// Example: jianka-hub quota adjust --config prov.toml --from 420322 --to 420323 --villages 2 --reason "2014 微调"
+    /// Example: jianka-hub quota adjust --config pref/hub.toml --year 2014 --from 420322 --to 420323 --villages 2 --reason "2014 微调"
     #[command(verbatim_doc_comment)]
     Adjust {
         /// The hub's config file (hub.toml, written by `init`).
         #[arg(long)]
         config: PathBuf,
+        /// The year whose allocations are re-balanced.
+        #[arg(long)]
+        year: u16,
         #[arg(long)]
         from: RegionCode,
         #[arg(long)]

@@ -8,6 +8,7 @@
 //! [`parent`] (the client and pace of the link up), [`audit`] (hash-chained log), [`http`] (routes).
 
 pub mod admin;
+pub mod allocation;
 pub mod audit;
 pub mod auth;
 pub mod authority;

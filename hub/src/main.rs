@@ -265,10 +265,42 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Scale { cmd: ScaleCmd::Split { total, weights, villages, share, class_total, config, json } } => {
             scale_split(total, weights, villages, &share, &class_total, config, json)?;
         }
-        Cmd::Quota { cmd: QuotaCmd::Adjust { config, from, to, villages, reason } } => {
+        Cmd::Quota { cmd: QuotaCmd::Adjust { config, year, from, to, villages, reason } } => {
             let hub = open(&config).await?;
-            let a = hub.adjust_villages(&from, &to, villages, &reason).await?;
-            outln!("moved {} village quota from {} to {} (signed, audited)", a.villages, a.from, a.to)?;
+            let (a, b) = hub.adjust_villages(year, &from, &to, villages, &reason).await?;
+            outln!("moved {villages} poor-village places from {from} to {to} for {year} (signed, audited):")?;
+            for h in [a, b] {
+                outln!("  {}", jianka_hub::allocation::summary(&h.allocation))?;
+            }
+        }
+        Cmd::Allocate { config, year, total, weights, villages, share, class_total, note, out } => {
+            let hub = open(&config).await?;
+            let split = allocation_split(&hub, year, total, weights, villages, &share, &class_total).await?;
+            let issued = hub.allocate(year, &split, &note).await?;
+            for h in &issued {
+                outln!("{}", jianka_hub::allocation::summary(&h.allocation))?;
+                if let Some(dir) = &out {
+                    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+                    let path = dir.join(format!("allocation-{}.json", h.allocation.region));
+                    std::fs::write(&path, serde_json::to_vec_pretty(&h.chain)?)
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                }
+            }
+            errln!(
+                "{} allocations signed and queued for their children (they receive them with this hub's feedback){}",
+                issued.len(),
+                out.as_ref().map(|d| format!("; chains written to {}", d.display())).unwrap_or_default()
+            )?;
+        }
+        Cmd::InstallAllocation { config, file } => {
+            let hub = open(&config).await?;
+            let text = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let chain: Vec<jianka_shared::allocation::SignedAllocation> =
+                serde_json::from_slice(&text).with_context(|| {
+                    format!("{}: not an allocation chain (a file from `allocate --out`)", file.display())
+                })?;
+            let a = hub.install_allocation(&chain).await.with_context(|| format!("{}", file.display()))?;
+            outln!("kept {}", jianka_hub::allocation::summary(&a))?;
         }
         Cmd::NewYear { config, year } => {
             let hub = open(&config).await?;
@@ -301,6 +333,65 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// `scale split`: reads the files, splits (`jianka_shared::scale`), prints.
+/// The split `allocate` issues: people by --weights (of --total, or of this hub's own
+/// allocation), villages by class (--villages) or by the same weights; a prefecture given
+/// nothing passes on the parts the province computed for its counties.
+async fn allocation_split(
+    hub: &jianka_hub::Hub,
+    year: u16,
+    total: Option<u64>,
+    weights: Option<std::path::PathBuf>,
+    villages: Option<std::path::PathBuf>,
+    share: &[String],
+    class_total: &[String],
+) -> anyhow::Result<std::collections::BTreeMap<jianka_shared::RegionCode, jianka_shared::allocation::Share>> {
+    use jianka_hub::admin::scale::{Within, class_shares, read_villages, read_weights};
+    use jianka_shared::allocation::Share;
+    use jianka_shared::scale::{apportion, villages_by_class};
+    hub.refresh_allocations().await?;
+    let own = hub.own_allocation(year).map(|h| h.allocation);
+    let within = Within(Some(hub.region()));
+    if hub.region().tier() != Tier::Province && own.is_none() {
+        bail!(
+            "{} has no verified allocation for {year}; it can split only what it received (pull the parent's \
+             feedback, or `jianka-hub install-allocation FILE`)",
+            hub.region()
+        );
+    }
+    let (people_total, villages_total) = match (&own, total) {
+        (Some(a), Some(t)) if t > a.people => {
+            bail!("--total {t} is more than the {} people {} was allocated for {year}", a.people, hub.region())
+        }
+        (Some(a), t) => (t.unwrap_or(a.people), Some(a.villages)),
+        (None, t) => (t.unwrap_or(0), None),
+    };
+    let mut split: std::collections::BTreeMap<_, Share> = Default::default();
+    match (&weights, &own) {
+        (Some(w), _) => {
+            let w = read_weights(w, within)?;
+            for (r, n) in apportion(people_total, &w)? {
+                split.entry(r).or_default().people = n;
+            }
+            if villages.is_none()
+                && let Some(v) = villages_total
+            {
+                for (r, n) in apportion(v, &w)? {
+                    split.entry(r).or_default().villages = n;
+                }
+            }
+        }
+        (None, Some(a)) if !a.parts.is_empty() => split.extend(a.parts.clone()),
+        _ => bail!("give --weights FILE (CSV `region,weight`) to split the people by"),
+    }
+    if let Some(v) = &villages {
+        let rows = read_villages(v, within)?;
+        for (r, n) in villages_by_class(&rows, &class_shares(share, class_total)?)? {
+            split.entry(r).or_default().villages = n;
+        }
+    }
+    Ok(split)
+}
+
 fn scale_split(
     total: Option<u64>,
     weights: Option<std::path::PathBuf>,

@@ -1,6 +1,7 @@
 //! The hub's state: its config, database, clock, key, profile and quotas, and the writer lock
 //! that serialises every write transaction. Fields are the crate's; outside it, accessors.
 
+use crate::allocation::AllocationBook;
 use crate::audit::{self, AuditEntry};
 use crate::clock::Clock;
 use crate::config::{HubConfig, QuotaFile};
@@ -9,7 +10,7 @@ use crate::store::{Store, WriteTx};
 use anyhow::Context;
 use ed25519_dalek::SigningKey;
 use jianka_shared::changeset::Limits;
-use jianka_shared::profile::{CountyQuota, Profile};
+use jianka_shared::profile::Profile;
 use jianka_shared::protocol::ErrorCode;
 use jianka_shared::trust::KeyId;
 use jianka_shared::{Hlc, RegionCode};
@@ -28,7 +29,7 @@ impl Hub {
         let store = crate::store::open(&cfg.database_url())
             .await
             .with_context(|| format!("opening database {}", cfg.database))?;
-        Ok(Hub {
+        let hub = Hub {
             cfg,
             store,
             clock,
@@ -39,7 +40,10 @@ impl Hub {
             // room for that and refuse a decompression bomb before it is inflated.
             limits: Limits { max_envelope: 64 << 20, max_body: 48 << 20 },
             writer: tokio::sync::Mutex::new(Hlc::ZERO),
-        })
+            allocations: Default::default(),
+        };
+        hub.refresh_allocations().await?;
+        Ok(hub)
     }
 
     /// A real round trip to the database (for `/v1/health`).
@@ -121,15 +125,6 @@ impl Hub {
         *h = h.tick(self.clock.now().timestamp_millis().max(0) as u64);
         *h
     }
-
-    /// The county's ceilings when scale control is on (no profile or a profile with
-    /// `scale_control = false` → none).
-    pub fn county_quota(&self) -> Option<CountyQuota> {
-        if self.profile.as_ref().is_some_and(|p| !p.scale_control) {
-            return None;
-        }
-        self.quotas.counties.iter().find(|q| &q.county == self.region()).cloned()
-    }
 }
 
 pub struct Hub {
@@ -143,6 +138,8 @@ pub struct Hub {
     /// Serialises every write transaction (SQLite has one writer anyway; on PostgreSQL quota rows
     /// are also locked with FOR UPDATE) and holds the hub's own HLC.
     writer: tokio::sync::Mutex<Hlc>,
+    /// The allocations held, verified (see [`crate::allocation`]); refreshed from the store.
+    pub(crate) allocations: std::sync::RwLock<AllocationBook>,
 }
 
 impl std::fmt::Debug for Hub {

@@ -31,6 +31,8 @@ pub struct PullReport {
     pub moved_in: u64,
     /// Items passed down to townships.
     pub passed_down: u64,
+    /// Allocations of the scale received and verified.
+    pub allocations: u64,
 }
 
 impl Hub {
@@ -151,8 +153,19 @@ impl Hub {
                     }
                     down.extend(corrections_feedback(passed));
                 }
-                // Acks, the province's refusals of forwarded records (a held move among them),
-                // quota and cycle notices concern the county itself, not its townships' replicas.
+                Feedback::Allocation { chain } => match self.keep_received(&mut *tx, chain).await {
+                    Ok(_) => report.allocations += 1,
+                    // Not kept: what is in force stays as it was, and the officer sees why.
+                    Err(e) => tracing::error!(error = %e, "the parent's allocation does not verify; it is not kept"),
+                },
+                Feedback::Rejected(rejection) => {
+                    // The province refused a forwarded record: the township that sent it hears why.
+                    let region = load_row(&mut *tx, &rejection.key).await?.map(|r| r.region);
+                    if let Some(t) = region.as_deref().and_then(township_of) {
+                        down.push((t, entry.item.clone()));
+                    }
+                }
+                // Acks, quota and cycle notices concern the county itself, not its townships' replicas.
                 other => tracing::debug!(item = ?std::mem::discriminant(other), "province feedback noted"),
             }
         }
@@ -165,6 +178,7 @@ impl Hub {
         self.audit(&mut *tx, &entries).await?;
         tx.set_meta(CURSOR, &cursor.to_string()).await?;
         tx.commit().await?;
+        self.refresh_allocations().await?;
         Ok(applied)
     }
 }

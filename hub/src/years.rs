@@ -252,7 +252,7 @@ impl Hub {
         tx.write_new_revision(carried.clone()).await?;
         // The new year's quota ledger starts with the recognised people carried into it, so its
         // ceiling counts them (and the report and sign-off agree with the merge).
-        if self.region().tier() == Tier::County && self.county_quota().is_some() {
+        if self.scale_controlled() {
             let mut people: std::collections::BTreeMap<String, i64> = Default::default();
             let recognised: std::collections::HashSet<&str> = carried
                 .iter()

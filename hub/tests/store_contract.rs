@@ -75,7 +75,7 @@ contract!(
     live_members_by_household_and_year,
     feedback_ids_ascend_and_page,
     quota_is_created_at_zero_then_added,
-    quota_adjustments_in_order,
+    allocations_kept_once_in_order,
     conflicts_open_and_resolve,
     completed_moves_by_id_then_latest_year,
     streams_and_envelopes,
@@ -323,14 +323,24 @@ async fn quota_is_created_at_zero_then_added(store: Arc<dyn Store>) {
     assert_eq!(store.quota_used("5133", 2014).await.unwrap(), None);
 }
 
-async fn quota_adjustments_in_order(store: Arc<dyn Store>) {
+async fn allocations_kept_once_in_order(store: Arc<dyn Store>) {
+    let row = |digest: &str, serial: u64, at: i64| AllocationRow {
+        digest: digest.into(),
+        region: "420322".into(),
+        year: 2014,
+        serial,
+        chain: format!("[{serial}]"),
+        at,
+    };
     let mut tx = store.begin().await.unwrap();
-    tx.add_quota_adjustment("{\"b\":1}", "sig-b", 20).await.unwrap();
-    tx.add_quota_adjustment("{\"a\":1}", "sig-a", 10).await.unwrap();
+    tx.put_allocation(row("bb", 2, 20)).await.unwrap();
+    tx.put_allocation(row("aa", 1, 10)).await.unwrap();
+    // The same allocation delivered again is kept once, as first kept.
+    tx.put_allocation(AllocationRow { chain: "again".into(), ..row("aa", 1, 30) }).await.unwrap();
     tx.commit().await.unwrap();
-    let got = store.quota_adjustments().await.unwrap();
-    assert_eq!(got.iter().map(|q| q.signature.as_str()).collect::<Vec<_>>(), ["sig-b", "sig-a"]);
-    assert_eq!(got[0].statement, "{\"b\":1}");
+    let got = store.allocations().await.unwrap();
+    assert_eq!(got, vec![row("aa", 1, 10), row("bb", 2, 20)]);
+    assert_eq!(got[1].serial, 2);
 }
 
 fn new_conflict(kind: &'static str, k: &str) -> NewConflict {

@@ -110,17 +110,18 @@ pub fn import_answer(node: &mut Node, file: &Path, progress: Progress) -> Result
         tx.commit()?;
     }
     let items = &answer.feedback.items;
+    let certs = node.chain()?;
     let pb = progress.items(items.len() as u64, "feedback items", "applying the county's feedback");
     let mut applied = 0;
     for page in items.chunks(ANSWER_PAGE) {
-        applied += feedback::apply_page(&mut node.conn, page, now)?;
+        applied += feedback::apply_page(&mut node.conn, page, now, certs.as_deref())?;
         pb.inc(page.len() as u64);
     }
     pb.finish_and_clear();
     // The answer's state is the hub's word as of its writing; older Cycle items in the feedback
     // must not undo it (e.g. an update window opening, read after it closed).
     for c in &answer.state.cycle {
-        feedback::apply_item(&node.conn, &jianka_shared::protocol::Feedback::Cycle(c.clone()), now)?;
+        feedback::apply_item(&node.conn, &jianka_shared::protocol::Feedback::Cycle(c.clone()), now, None)?;
     }
     crate::db::set_meta(&node.conn, "last_sync_ok", &node.clock.now().to_rfc3339())?;
     Ok(AnswerReport { acknowledged, feedback_applied: applied, expected_seq: answer.state.expected_seq })

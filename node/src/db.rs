@@ -88,6 +88,19 @@ const MIGRATIONS: &[&str] = &[
         recorded_ms INTEGER NOT NULL
     );
     "#,
+    // 2: allocations of the scale (规模分解) that came down, each kept only after its chain from
+    // the province verified against the node's certificates.
+    r#"
+    CREATE TABLE allocations(
+        digest TEXT PRIMARY KEY,
+        year INTEGER NOT NULL,
+        serial INTEGER NOT NULL,
+        people INTEGER NOT NULL,
+        villages INTEGER NOT NULL,
+        chain TEXT NOT NULL,
+        received_ms INTEGER NOT NULL
+    );
+    "#,
 ];
 
 pub fn open(path: &Path) -> Result<Connection> {

@@ -3,7 +3,9 @@
 use crate::{db, outbox, store};
 use anyhow::Result;
 use jianka_shared::Hlc;
+use jianka_shared::allocation::{self, SignedAllocation};
 use jianka_shared::protocol::{Feedback, FeedbackEntry, PushOutcome, Rejection};
+use jianka_shared::trust::Certificate;
 use rusqlite::{Connection, params};
 
 pub fn since(conn: &Connection) -> Result<u64> {
@@ -12,7 +14,13 @@ pub fn since(conn: &Connection) -> Result<u64> {
 
 /// Applies entries newer than the stored cursor, in one transaction, and advances the cursor.
 /// Returns how many were applied. Replaying a page is harmless.
-pub fn apply_page(conn: &mut Connection, items: &[FeedbackEntry], now_ms: u64) -> Result<usize> {
+/// `certs` is the node's certificate chain: allocations are kept only when theirs verifies.
+pub fn apply_page(
+    conn: &mut Connection,
+    items: &[FeedbackEntry],
+    now_ms: u64,
+    certs: Option<&[Certificate]>,
+) -> Result<usize> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut cursor = since(&tx)?;
     let mut applied = 0;
@@ -20,7 +28,7 @@ pub fn apply_page(conn: &mut Connection, items: &[FeedbackEntry], now_ms: u64) -
         if entry.id <= cursor {
             continue;
         }
-        apply_item(&tx, &entry.item, now_ms)?;
+        apply_item(&tx, &entry.item, now_ms, certs)?;
         tx.execute(
             "INSERT OR IGNORE INTO feedback_log(id, item, applied_ms) VALUES(?1, ?2, ?3)",
             params![entry.id as i64, serde_json::to_string(&entry.item)?, now_ms as i64],
@@ -33,8 +41,9 @@ pub fn apply_page(conn: &mut Connection, items: &[FeedbackEntry], now_ms: u64) -
     Ok(applied)
 }
 
-pub fn apply_item(conn: &Connection, item: &Feedback, now_ms: u64) -> Result<()> {
+pub fn apply_item(conn: &Connection, item: &Feedback, now_ms: u64, certs: Option<&[Certificate]>) -> Result<()> {
     match item {
+        Feedback::Allocation { chain } => keep_allocation(conn, chain, certs, now_ms)?,
         Feedback::Ack { seq } => outbox::mark_acked(conn, *seq, "ack", now_ms)?,
         Feedback::Rejected(r) => record_rejection(conn, r, now_ms)?,
         Feedback::Corrections { items } => {
@@ -140,4 +149,41 @@ pub fn apply_outcome(conn: &Connection, seq: u64, outcome: &PushOutcome, now_ms:
         PushOutcome::Duplicate { .. } => outbox::mark_acked(conn, seq, "duplicate (already held)", now_ms),
         PushOutcome::Gap { .. } => Ok(()),
     }
+}
+
+/// Keeps an allocation of the scale for this township when its chain from the province verifies
+/// against the node's certificates; one that does not (forged, altered, or for another
+/// township) changes nothing and is logged.
+fn keep_allocation(
+    conn: &Connection,
+    chain: &[SignedAllocation],
+    certs: Option<&[Certificate]>,
+    now_ms: u64,
+) -> Result<()> {
+    let Some((certs, me)) = certs.and_then(|c| Some((c, c.last()?.subject.clone()))) else {
+        tracing::warn!("an allocation came down, but this node has no certificate chain to check it with: not kept");
+        return Ok(());
+    };
+    let verified = match allocation::verify_chain(chain, certs, &me) {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!(error = %e, "an allocation that does not verify came down: not kept");
+            return Ok(());
+        }
+    };
+    let (Some(a), Some(last)) = (verified.last(), chain.last()) else { return Ok(()) };
+    conn.execute(
+        "INSERT OR IGNORE INTO allocations(digest, year, serial, people, villages, chain, received_ms)
+         VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            last.digest(),
+            a.year,
+            a.serial as i64,
+            a.people as i64,
+            a.villages as i64,
+            serde_json::to_string(chain)?,
+            now_ms as i64
+        ],
+    )?;
+    Ok(())
 }

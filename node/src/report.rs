@@ -9,7 +9,7 @@ use jianka_shared::digest::{SetDigest, record_digest};
 use jianka_shared::protocol::DigestReport;
 use jianka_shared::record::{RecordKey, RecordKind};
 use jianka_term::outln;
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -23,6 +23,8 @@ pub struct Status {
     pub rejections: Vec<RejectionRow>,
     pub years: Vec<YearRow>,
     pub quota: Option<QuotaRow>,
+    /// The allocation of the scale in force for the year shown, as signed from the province down.
+    pub allocation: Option<AllocationLine>,
     pub households_by_status: BTreeMap<String, u64>,
     pub warnings: Vec<String>,
 }
@@ -48,6 +50,39 @@ pub struct QuotaRow {
     pub township: String,
     pub people: u64,
     pub used: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AllocationLine {
+    pub year: Year,
+    pub people: u64,
+    pub villages: u64,
+    /// Each step from the province down: "42 → 420322: 3167 people, 10 villages".
+    pub chain: Vec<String>,
+}
+
+/// The verified allocation in force in `year`: the newest year not after it, then the highest serial.
+fn allocation_in_force(conn: &rusqlite::Connection, year: Year) -> Result<Option<AllocationLine>> {
+    let row: Option<String> = conn
+        .query_row(
+            "SELECT chain FROM allocations WHERE year <= ?1 ORDER BY year DESC, serial DESC LIMIT 1",
+            [year],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(text) = row else { return Ok(None) };
+    let chain: Vec<jianka_shared::allocation::SignedAllocation> = serde_json::from_str(&text)?;
+    let all: Vec<_> = chain.iter().filter_map(|s| s.read().ok()).collect();
+    let Some(last) = all.last() else { return Ok(None) };
+    Ok(Some(AllocationLine {
+        year: last.year,
+        people: last.people,
+        villages: last.villages,
+        chain: all
+            .iter()
+            .map(|a| format!("{} → {}: {} people, {} villages", a.issuer, a.region, a.people, a.villages))
+            .collect(),
+    }))
 }
 
 pub fn status(node: &Node) -> Result<Status> {
@@ -120,6 +155,7 @@ pub fn status(node: &Node) -> Result<Status> {
         .ok();
     let mut households_by_status = BTreeMap::new();
     let year = node.year(None);
+    let allocation = allocation_in_force(conn, year)?;
     for r in store::records(conn, RecordKind::Household, year)? {
         *households_by_status.entry(r.fields.get("status").cloned().unwrap_or_default()).or_insert(0) += 1;
     }
@@ -137,6 +173,7 @@ pub fn status(node: &Node) -> Result<Status> {
         rejections,
         years,
         quota,
+        allocation,
         households_by_status,
         warnings,
     })
@@ -152,6 +189,17 @@ pub fn print_status(s: &Status) -> std::io::Result<()> {
     outln!("last successful sync: {}", s.last_sync_ok.as_deref().unwrap_or("never"))?;
     if let Some(q) = &s.quota {
         outln!("quota: {} of {} people used", q.used, q.people)?;
+    }
+    if let Some(a) = &s.allocation {
+        outln!(
+            "allocation (规模, signed and verified, in force since {}): {} people, {} villages",
+            a.year,
+            a.people,
+            a.villages
+        )?;
+        for step in &a.chain {
+            outln!("  {step}")?;
+        }
     }
     for (st, n) in &s.households_by_status {
         outln!("households {}: {n}", crate::vocabulary::stored_status(st))?;

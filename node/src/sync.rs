@@ -71,7 +71,7 @@ pub async fn sync_pass(
 
     let state = client.sync_state().await.context("cannot read the sync state")?;
     for c in &state.cycle {
-        feedback::apply_item(&node.conn, &Feedback::Cycle(c.clone()), now())?;
+        feedback::apply_item(&node.conn, &Feedback::Cycle(c.clone()), now(), None)?;
     }
     let (last_seq, _) = outbox::last_envelope(&node.conn)?;
     if state.expected_seq > last_seq + 1 {
@@ -138,6 +138,7 @@ pub async fn sync_pass(
     report.acknowledged_through = next - 1;
 
     // Pull what the county decided.
+    let certs = node.chain()?;
     let pages = progress.counter("feedback items", "pulling the county's feedback");
     let mut pace = pace::load(&node.conn);
     loop {
@@ -148,7 +149,7 @@ pub async fn sync_pass(
             break;
         }
         let items: Vec<FeedbackEntry> = page.items;
-        report.feedback_applied += feedback::apply_page(&mut node.conn, &items, now())?;
+        report.feedback_applied += feedback::apply_page(&mut node.conn, &items, now(), certs.as_deref())?;
         pages.set_position(report.feedback_applied as u64);
         if feedback::since(&node.conn)? <= since {
             break;
@@ -158,7 +159,7 @@ pub async fn sync_pass(
     // Cycle items in the feedback are history (e.g. the window opening, while the node was away);
     // the sync state read above is the hub's word as of now, so it has the last say.
     for c in &state.cycle {
-        feedback::apply_item(&node.conn, &Feedback::Cycle(c.clone()), now())?;
+        feedback::apply_item(&node.conn, &Feedback::Cycle(c.clone()), now(), None)?;
     }
     report.pending_envelopes = outbox::unacked(&node.conn)?.len();
     db::set_meta(&node.conn, "last_sync_ok", &node.clock.now().to_rfc3339())?;

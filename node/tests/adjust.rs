@@ -26,7 +26,7 @@ fn refused<T: std::fmt::Debug>(r: anyhow::Result<T>, part: &str) -> String {
 fn told(node: &Node, year: u16, state: YearState, deadline: Option<&str>, reopen_by: Option<&str>) {
     let info =
         CycleInfo { year, state, deadline: deadline.map(str::to_string), reopen_by: reopen_by.map(str::to_string) };
-    feedback::apply_item(&node.conn, &Feedback::Cycle(info), 0).unwrap();
+    feedback::apply_item(&node.conn, &Feedback::Cycle(info), 0, None).unwrap();
 }
 
 /// A node with two 2014 households (3 and 1 members), the first recognised by the county.
@@ -183,7 +183,7 @@ fn cross_county_move_out_and_in_are_captured_inside_the_window() {
         value: "420323101200-0007".into(),
         note: "cross-county move 420322 → 420323 completed by the province".into(),
     };
-    feedback::apply_item(&node.conn, &done, 1).unwrap();
+    feedback::apply_item(&node.conn, &done, 1, None).unwrap();
     assert_eq!(field(&node, RecordKind::Member, &mover, "household"), None);
     assert_eq!(store::members_of(&node.conn, 2014, &h1).unwrap().len(), 2);
 
@@ -207,13 +207,13 @@ fn cross_county_move_out_and_in_are_captured_inside_the_window() {
         value: h1.clone(),
         note: "cross-county move 420381 → 420322 completed by the province".into(),
     };
-    feedback::apply_item(&node.conn, &confirmed, 2).unwrap();
+    feedback::apply_item(&node.conn, &confirmed, 2, None).unwrap();
     assert_eq!(field(&node, RecordKind::Member, &arriving, "household").as_deref(), Some(h1.as_str()));
     // The county's carried next-year copy is settled too; this node holds no such record, and
     // the notice must not create one.
     let next_year = RecordKey::new(RecordKind::Member, 2015, &arriving);
     let carried = Feedback::Resolved { key: next_year.clone(), field: "household".into(), value: h1, note: "x".into() };
-    feedback::apply_item(&node.conn, &carried, 3).unwrap();
+    feedback::apply_item(&node.conn, &carried, 3, None).unwrap();
     assert!(store::load(&node.conn, &next_year).unwrap().is_none());
 }
 

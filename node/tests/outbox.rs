@@ -154,6 +154,7 @@ fn locked_year_refuses_local_edits_with_who_may_reopen() {
             reopen_by: Some("郧西县扶贫办 (county 420322)".into()),
         }),
         0,
+        None,
     )
     .unwrap();
     let township = RegionCode::parse(TOWNSHIP).unwrap();

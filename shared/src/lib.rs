@@ -4,6 +4,7 @@
 //!
 //! This crate does no I/O: no files, no sockets, no clock reads. Callers pass "today" and "now".
 
+pub mod allocation;
 pub mod changeset;
 pub mod digest;
 pub mod domain;

@@ -77,6 +77,8 @@ pub enum RejectReason {
     Conflict,
     /// A field, or the record, is over its size or shape limit.
     TooLarge,
+    /// Under scale control, no verified allocation for the year has reached the county yet.
+    NoAllocation,
 }
 
 impl RejectReason {
@@ -90,6 +92,7 @@ impl RejectReason {
             RejectReason::YearLocked => "年度已锁定 (year locked)",
             RejectReason::Conflict => "冲突待裁决 (conflict awaiting decision)",
             RejectReason::TooLarge => "超出长度限制 (over a size limit)",
+            RejectReason::NoAllocation => "规模未下达，暂不认定 (no allocation has arrived)",
         }
     }
 }
@@ -169,6 +172,12 @@ pub enum Feedback {
     Removed {
         keys: Vec<RecordKey>,
         version: Hlc,
+    },
+    /// An allocation of the scale (规模分解) for the receiver, with every allocation above it from
+    /// the province down, each signed by its issuer: the receiver checks the chain against its
+    /// certificates ([`crate::allocation::verify_chain`]) and keeps only one that verifies.
+    Allocation {
+        chain: Vec<crate::allocation::SignedAllocation>,
     },
     /// A conflict the tier above settled: the value that stands.
     Resolved {

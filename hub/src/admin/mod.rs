@@ -1,7 +1,6 @@
 //! Officer commands: setting up, enrollment and revocation, chunked uploads, conflicts, sign-off,
-//! quota adjustment and reports. The CLI (`main.rs`) only parses flags and calls these.
+//! and reports (allocations and 微调: `crate::allocation`). The CLI (`main.rs`) only parses flags and calls these.
 
-mod allocations;
 mod children;
 mod conflicts;
 mod init;
@@ -10,7 +9,6 @@ pub mod scale;
 mod signoff;
 mod uploads;
 
-pub use allocations::QuotaAdjustment;
 pub use children::EquivocationView;
 pub use conflicts::ConflictView;
 pub use init::{InitOptions, Initialised, init, install_chain};

@@ -70,7 +70,7 @@ impl Hub {
                     years::effective_state(&*self.store, y, self.today(), self.profile.as_ref()).await?.0,
                 )
                 .to_string(),
-                total: summarise(&rows, self.county_quota().map(|q| q.people), self.quota_in_ledger(y).await?),
+                total: summarise(&rows, self.ceiling(y).people(), self.quota_in_ledger(y).await?),
                 by_region,
                 entries: now_ids.difference(&prev_active).count() as u64,
                 exits,

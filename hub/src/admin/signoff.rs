@@ -23,7 +23,7 @@ impl Hub {
         }
         let digest = self.digest(self.region(), year).await?;
         let rows = self.records_in(self.region(), year).await?;
-        let summary = summarise(&rows, self.county_quota().map(|q| q.people), {
+        let summary = summarise(&rows, self.ceiling(year).people(), {
             let (_g, mut tx) = self.begin_write().await?;
             let used = tx.quota_used(self.region().as_str(), year).await?;
             tx.commit().await?;

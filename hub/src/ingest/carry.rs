@@ -84,7 +84,7 @@ impl Hub {
         }
         // Households first, so members see their household's fate in this same pass.
         sources.sort_by_key(|k| fx.rows.get(k).map(|r| r.key.kind != RecordKind::Household));
-        let quota = self.county_quota().is_some();
+        let quota = self.scale_controlled();
         let mut ledger: Vec<(String, Year, i64)> = Vec::new();
         let mut leaving: Vec<(Year, String)> = Vec::new();
         // Next-year records the carry removes, by township, sent down as `Removed`.

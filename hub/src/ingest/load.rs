@@ -14,7 +14,7 @@ use crate::store::WriteTx;
 use crate::years;
 use jianka_shared::changeset::Op;
 use jianka_shared::domain::Member;
-use jianka_shared::protocol::{ErrorCode, YearState};
+use jianka_shared::protocol::YearState;
 use jianka_shared::{RecordKind, RegionCode, Tier, Year};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -36,9 +36,8 @@ impl Hub {
         fx.rows.reserve(keys.len());
         fx.member_records.reserve(keys.len());
         load_rows(tx, &keys, &mut fx.rows).await?;
-        let YearStates { states, carry, village_ceiling } = years;
+        let YearStates { states, carry } = years;
         fx.carry_years = carry;
-        fx.village_ceiling = village_ceiling;
         // Kept only when needed: the carry compares the next year's values with these.
         for (k, r) in &fx.rows {
             if fx.carry_years.contains(&r.key.year) {
@@ -87,13 +86,8 @@ impl Hub {
     }
 
     /// Each year's state (and the regions it is reopened for) and, at a county, the frozen
-    /// years whose accepted changes carry into the next year (see [`Hub::carry_into_next_year`])
-    /// and the village ceiling.
-    pub(crate) async fn year_states(
-        &self,
-        years: impl Iterator<Item = Year>,
-        villages: bool,
-    ) -> Result<YearStates, HubError> {
+    /// years whose accepted changes carry into the next year (see [`Hub::carry_into_next_year`]).
+    pub(crate) async fn year_states(&self, years: impl Iterator<Item = Year>) -> Result<YearStates, HubError> {
         let years: BTreeSet<Year> = years.collect();
         let mut out = YearStates::default();
         for y in years {
@@ -106,14 +100,6 @@ impl Hub {
                 out.carry.insert(y);
             }
             out.states.insert(y, (state, reopened));
-        }
-        if villages
-            && self.region().tier() == Tier::County
-            && let Some(q) = self.county_quota()
-        {
-            let adjusted =
-                self.village_quotas().await.map_err(|e| HubError::new(ErrorCode::Internal, e.to_string()))?;
-            out.village_ceiling = Some(adjusted.get(&q.county).copied().unwrap_or(q.villages));
         }
         Ok(out)
     }
@@ -169,7 +155,6 @@ pub(crate) struct MergeContext {
 pub(crate) struct YearStates {
     pub(crate) states: HashMap<Year, (YearState, Vec<RegionCode>)>,
     pub(crate) carry: HashSet<Year>,
-    pub(crate) village_ceiling: Option<u64>,
 }
 
 /// Reads the stored records (deleted ones too) under `keys` into `into`, by storage key.

@@ -32,7 +32,6 @@ use crate::error::HubError;
 use crate::state::Hub;
 use crate::store::while_running;
 use envelope::Sequence;
-use jianka_shared::RecordKind;
 use jianka_shared::Tier;
 use jianka_shared::protocol::{ErrorCode, Feedback, PushOutcome};
 use outcome::IngestOutcome;
@@ -47,8 +46,9 @@ impl Hub {
         let ops = &opened.changeset.ops;
         let mut hlc = self.lock_writer().await;
         // Read before the transaction begins, so no connection is held while another is awaited.
-        let villages = ops.iter().any(|o| o.key().kind == RecordKind::Village);
-        let years = self.year_states(ops.iter().map(|o| o.key().year), villages).await?;
+        let years = self.year_states(ops.iter().map(|o| o.key().year)).await?;
+        // Allocations another process stored (`install-allocation`) are in force from here on.
+        self.refresh_allocations().await?;
         let mut tx = self.store.begin().await?;
         took.mark("lock");
         match envelope::sequence(&mut *tx, sender.region.as_str(), &opened).await? {

@@ -43,8 +43,6 @@ pub(crate) struct IngestOutcome {
     /// [`Hub::carry_into_next_year`]), and the field values their records had before this change set.
     pub(crate) carry_years: HashSet<Year>,
     pub(crate) before: HashMap<String, Fields>,
-    /// The county's village ceiling after signed 微调 adjustments (read before the transaction).
-    pub(crate) village_ceiling: Option<u64>,
     /// Members already stored in the households this change set touches (before its own rows),
     /// by year and household, for re-examination.
     pub(crate) stored_members: HashMap<(Year, String), Vec<Result<Member, String>>>,

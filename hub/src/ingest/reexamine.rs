@@ -1,6 +1,7 @@
 //! Step 4, 县复审: households and poor villages waiting at county review decided in code order —
 //! validation, held duplicates, then the county ceiling and the township allocation.
 
+use crate::allocation::Ceiling;
 use crate::authority;
 use crate::error::HubError;
 use crate::ingest::outcome::IngestOutcome;
@@ -13,6 +14,7 @@ use crate::record::{HashMap, HashSet};
 use crate::state::Hub;
 use crate::store::WriteTx;
 use jianka_shared::domain::Status;
+use jianka_shared::profile::CountyQuota;
 use jianka_shared::protocol::{Correction, Feedback, RejectReason, Rejection};
 use jianka_shared::{Hlc, RecordKind, RegionCode, Year};
 use std::collections::{BTreeMap, BTreeSet};
@@ -37,21 +39,30 @@ impl Hub {
         }
         let mut members = std::mem::take(&mut fx.stored_members);
         let held = held_households(tx, fx).await?;
-        let county_quota = self.county_quota();
+        // Each year's ceiling, from the allocation in force (held in memory, refreshed before
+        // the transaction began).
+        let ceilings: BTreeMap<Year, Ceiling> = households
+            .iter()
+            .filter_map(|k| fx.rows.get(k))
+            .map(|r| r.key.year)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .map(|y| (y, self.ceiling(y)))
+            .collect();
         // Quota use is read (and on PostgreSQL locked) up front: the decisions below run while the
         // database writes the households decided before, so they may not query.
         let mut ledger = QuotaLedger::default();
-        if let Some(q) = &county_quota {
-            let mut scopes: BTreeSet<(String, Year)> = BTreeSet::new();
-            for r in households.iter().filter_map(|k| fx.rows.get(k)) {
+        let mut scopes: BTreeSet<(String, Year)> = BTreeSet::new();
+        for r in households.iter().filter_map(|k| fx.rows.get(k)) {
+            if let Some(Ceiling::Allocated(q)) = ceilings.get(&r.key.year) {
                 scopes.insert((q.county.to_string(), r.key.year));
                 if let Some(township) = township_of(r) {
                     scopes.insert((township.to_string(), r.key.year));
                 }
             }
-            for (scope, year) in scopes {
-                ledger.used(tx, &scope, year).await?;
-            }
+        }
+        for (scope, year) in scopes {
+            ledger.used(tx, &scope, year).await?;
         }
         // This change set's live members by household (its own version of each wins).
         let mut own: HashMap<(Year, String), Vec<String>> = HashMap::default();
@@ -82,11 +93,12 @@ impl Hub {
                         }
                     }
                 }
-                let verdict = match (validate_household(hrow, ms), &county_quota) {
-                    (Ok(n), Some(q)) => ledger.admit(q, &township, year, n).map(|quota| {
+                let verdict = match (validate_household(hrow, ms), ceilings.get(&year)) {
+                    (Ok(n), Some(Ceiling::Allocated(q))) => ledger.admit(q, &township, year, n).map(|quota| {
                         quota_news.insert(township.clone(), quota);
                         n
                     }),
+                    (Ok(_), Some(Ceiling::Missing(why))) => Err((RejectReason::NoAllocation, why.clone())),
                     (v, _) => v,
                 };
                 let version = self.tick(hlc);
@@ -104,8 +116,8 @@ impl Hub {
     }
 
     /// The county's decision on poor villages (贫困村) waiting at `CountyReview`, in village-code
-    /// order: admitted while the county's village ceiling (its quota, after signed 微调
-    /// adjustments) has room, held as 不予认定 (over quota) beyond it. No ceiling without scale
+    /// order: admitted while the county's village ceiling (its allocation in force, which a 微调
+    /// replaces) has room, held as 不予认定 (over quota) beyond it. No ceiling without scale
     /// control. Counted like people: read once under the writer lock (FOR UPDATE on PostgreSQL).
     pub(crate) async fn reexamine_villages(
         &self,
@@ -131,7 +143,6 @@ impl Hub {
             return Ok(());
         }
         candidates.sort();
-        let ceiling = fx.village_ceiling;
         let scope = format!("villages:{}", self.region());
         let mut ledger = QuotaLedger::default();
         let hub_code = self.region().to_string();
@@ -139,22 +150,25 @@ impl Hub {
             let Some(row) = fx.rows.get(&k) else { continue };
             let year = row.key.year;
             let Some(township) = RegionCode::parse(&row.key.id[..9.min(row.key.id.len())]).ok() else { continue };
-            let verdict = match ceiling {
-                None => Ok(()),
-                Some(max) => {
+            let verdict = match self.ceiling(year) {
+                Ceiling::Uncontrolled => Ok(()),
+                Ceiling::Missing(why) => Err((RejectReason::NoAllocation, why)),
+                Ceiling::Allocated(CountyQuota { villages: max, .. }) => {
                     let used = ledger.used(tx, &scope, year).await?;
                     if used < max {
                         ledger.add(&scope, year, 1);
                         Ok(())
                     } else {
-                        Err(format!(
-                            "county {} village ceiling {max} poor villages, {used} already recognised",
-                            self.region()
+                        Err((
+                            RejectReason::OverQuota,
+                            format!(
+                                "county {} village ceiling {max} poor villages, {used} already recognised",
+                                self.region()
+                            ),
                         ))
                     }
                 }
             };
-            let verdict = verdict.map_err(|m| (RejectReason::OverQuota, m));
             let version = self.tick(hlc);
             record_decision(fx, k, &township, &hub_code, version, verdict);
         }

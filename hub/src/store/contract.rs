@@ -195,11 +195,17 @@ pub struct YearRow {
     pub snapshot: Option<String>,
 }
 
-/// A signed 微调 (village quota adjustment) statement (`quota_adjustments`).
+/// A signed allocation kept with its chain from the province down (`allocations`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QuotaAdjustmentRow {
-    pub statement: String,
-    pub signature: String,
+pub struct AllocationRow {
+    /// SHA-256 (hex) of the last allocation's statement: the row's identity.
+    pub digest: String,
+    pub region: String,
+    pub year: Year,
+    pub serial: u64,
+    /// JSON array of `{statement, signature}`, the province's first.
+    pub chain: String,
+    pub at: i64,
 }
 
 /// A record with the revision it was last written at (forwarding reads by revision).
@@ -268,8 +274,8 @@ pub trait Store: Send + Sync + 'static {
     async fn signoffs_of(&self, county: &str) -> StoreResult<Vec<SignOffRow>>;
     /// People recognised in `scope` for `year` (`None`: never counted).
     async fn quota_used(&self, scope: &str, year: Year) -> StoreResult<Option<u64>>;
-    /// Signed 微调 statements in the order they were made.
-    async fn quota_adjustments(&self) -> StoreResult<Vec<QuotaAdjustmentRow>>;
+    /// Every allocation kept (received, issued, filed), by the time it was kept, then digest.
+    async fn allocations(&self) -> StoreResult<Vec<AllocationRow>>;
     /// The whole audit log in seq order.
     async fn audit_log(&self) -> StoreResult<Vec<AuditRow>>;
 }
@@ -347,7 +353,8 @@ pub trait WriteTx: Send {
     async fn quota_used(&mut self, scope: &str, year: Year) -> StoreResult<u64>;
     /// Adds `n` (may be negative) to a scope read with [`WriteTx::quota_used`] before.
     async fn quota_add(&mut self, scope: &str, year: Year, n: i64) -> StoreResult<()>;
-    async fn add_quota_adjustment(&mut self, statement: &str, signature: &str, at: i64) -> StoreResult<()>;
+    /// Keeps an allocation; one already kept (same digest) is left as it is.
+    async fn put_allocation(&mut self, row: AllocationRow) -> StoreResult<()>;
 
     // -- the cycle and sign-offs
     async fn year(&mut self, year: Year) -> StoreResult<Option<YearRow>>;

@@ -7,6 +7,7 @@ use ed25519_dalek::SigningKey;
 use jianka_hub::{Hub, HubConfig, ManualClock, admin};
 use jianka_shared::{
     Hlc, RegionCode, Yuan,
+    allocation::Share,
     changeset::{Draft, FieldWrite, Op},
     domain::{Household, Member, Status},
     labels::*,
@@ -149,7 +150,17 @@ pub async fn setup(pg: bool, people: u64, allocations: &[(&str, u64)]) -> Setup 
     admin::install_chain(&ccfg, &chain_path, today).unwrap();
     let purl = province.url.clone();
     let county = start(cdir, clock, move |c| c.parent_url = Some(purl)).await;
+    // The county's ceiling is the one the province signs (its quotas file only splits it).
+    allocate(&province, "420322", people, 3).await;
+    let pulled = county.hub.pull_parent_feedback().await.unwrap();
+    assert_eq!(pulled.allocations, 1, "the county received its allocation");
     Setup { province, county }
+}
+
+/// The province's signed allocation of `people` and `villages` to `county` for 2014.
+pub async fn allocate(province: &TestHub, county: &str, people: u64, villages: u64) {
+    let split = std::collections::BTreeMap::from([(r(county), Share { people, villages })]);
+    province.hub.allocate(2014, &split, "test").await.unwrap();
 }
 
 /// A township node: key, region, its own change-set stream.

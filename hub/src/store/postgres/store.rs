@@ -262,13 +262,23 @@ impl Store for PgStore {
         Ok(people.map(|p| p.max(0).unsigned_abs()))
     }
 
-    async fn quota_adjustments(&self) -> StoreResult<Vec<QuotaAdjustmentRow>> {
-        let rows: Vec<(String, String)> =
-            sqlx::query_as("SELECT statement, signature FROM quota_adjustments ORDER BY id")
+    async fn allocations(&self) -> StoreResult<Vec<AllocationRow>> {
+        let rows: Vec<(String, String, i64, i64, String, i64)> =
+            sqlx::query_as("SELECT digest, region, year, serial, chain, at FROM allocations ORDER BY at, digest")
                 .fetch_all(&self.pool)
                 .await
                 .map_err(db)?;
-        Ok(rows.into_iter().map(|(statement, signature)| QuotaAdjustmentRow { statement, signature }).collect())
+        Ok(rows
+            .into_iter()
+            .map(|(digest, region, year, serial, chain, at)| AllocationRow {
+                digest,
+                region,
+                year: year.try_into().unwrap_or(0),
+                serial: serial.max(0).unsigned_abs(),
+                chain,
+                at,
+            })
+            .collect())
     }
 
     async fn audit_log(&self) -> StoreResult<Vec<AuditRow>> {

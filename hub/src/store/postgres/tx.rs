@@ -354,12 +354,18 @@ impl WriteTx for PgWriteTx {
         .await
     }
 
-    async fn add_quota_adjustment(&mut self, statement: &str, signature: &str, at: i64) -> StoreResult<()> {
+    async fn put_allocation(&mut self, row: AllocationRow) -> StoreResult<()> {
         self.exec(
-            sqlx::query("INSERT INTO quota_adjustments (statement, signature, at) VALUES ($1, $2, $3)")
-                .bind(statement)
-                .bind(signature)
-                .bind(at),
+            sqlx::query(
+                "INSERT INTO allocations (digest, region, year, serial, chain, at) VALUES ($1, $2, $3, $4, $5, $6) \
+                 ON CONFLICT (digest) DO NOTHING",
+            )
+            .bind(row.digest)
+            .bind(row.region)
+            .bind(i64::from(row.year))
+            .bind(row.serial as i64)
+            .bind(row.chain)
+            .bind(row.at),
         )
         .await
     }

@@ -16,6 +16,7 @@ static MIGRATIONS: &[(i64, &str, &str)] = &[
     (2, "cycle_fixes", include_str!("../../../migrations/sqlite/0002_cycle_fixes.sql")),
     (3, "completed_moves", include_str!("../../../migrations/sqlite/0003_completed_moves.sql")),
     (4, "envelope_bytes", include_str!("../../../migrations/sqlite/0004_envelope_bytes.sql")),
+    (5, "allocations", include_str!("../../../migrations/sqlite/0005_allocations.sql")),
 ];
 
 /// The table exactly as sqlx creates it.

@@ -6,8 +6,8 @@ use super::writer::{self, Writer};
 use super::{Readers, migrate, open_writer, parse_url};
 use crate::record::StoredRecord;
 use crate::store::contract::{
-    AuditRow, Backend, CertRow, ConflictRow, EnvelopeRow, EquivocationRow, QuotaAdjustmentRow, ReopeningRow,
-    RevisedRecord, SignOffRow, Store, StoreError, StoreResult, StreamState, WriteTx, YearRow,
+    AllocationRow, AuditRow, Backend, CertRow, ConflictRow, EnvelopeRow, EquivocationRow, ReopeningRow, RevisedRecord,
+    SignOffRow, Store, StoreError, StoreResult, StreamState, WriteTx, YearRow,
 };
 use async_trait::async_trait;
 use jianka_shared::Year;
@@ -316,10 +316,17 @@ impl Store for SqliteStore {
         self.read(move |c| reads::quota_people(c, &scope, y)).await
     }
 
-    async fn quota_adjustments(&self) -> StoreResult<Vec<QuotaAdjustmentRow>> {
+    async fn allocations(&self) -> StoreResult<Vec<AllocationRow>> {
         self.read(|c| {
-            all(c, "SELECT statement, signature FROM quota_adjustments ORDER BY id", [], |r| {
-                Ok(QuotaAdjustmentRow { statement: text(r, 0)?, signature: text(r, 1)? })
+            all(c, "SELECT digest, region, year, serial, chain, at FROM allocations ORDER BY at, digest", [], |r| {
+                Ok(AllocationRow {
+                    digest: text(r, 0)?,
+                    region: text(r, 1)?,
+                    year: year(r, 2)?,
+                    serial: uint(r, 3)?,
+                    chain: text(r, 4)?,
+                    at: int(r, 5)?,
+                })
             })
         })
         .await

@@ -7,8 +7,8 @@ use super::writer::{Cmd, Latch, Step, TxOp, Writer, gone};
 use super::writes::{self, exec};
 use crate::record::StoredRecord;
 use crate::store::contract::{
-    AuditRow, CertRow, CompletedMoveRow, ConflictRow, EnvelopeRow, NewConflict, QuarantineRow, ReopeningRow,
-    SignOffRow, StoreResult, StreamState, WriteTx, YearRow,
+    AllocationRow, AuditRow, CertRow, CompletedMoveRow, ConflictRow, EnvelopeRow, NewConflict, QuarantineRow,
+    ReopeningRow, SignOffRow, StoreResult, StreamState, WriteTx, YearRow,
 };
 use async_trait::async_trait;
 use jianka_shared::{RecordKind, Year};
@@ -270,13 +270,13 @@ impl WriteTx for SqliteTx {
         })
     }
 
-    async fn add_quota_adjustment(&mut self, statement: &str, signature: &str, at: i64) -> StoreResult<()> {
-        let (statement, signature) = (statement.to_string(), signature.to_string());
+    async fn put_allocation(&mut self, row: AllocationRow) -> StoreResult<()> {
         self.queue(move |c| {
             exec(
                 c,
-                "INSERT INTO quota_adjustments (statement, signature, at) VALUES (?, ?, ?)",
-                params![statement, signature, at],
+                "INSERT INTO allocations (digest, region, year, serial, chain, at) VALUES (?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (digest) DO NOTHING",
+                params![row.digest, row.region, row.year, row.serial as i64, row.chain, row.at],
             )
         })
     }
