@@ -15,6 +15,7 @@ use std::path::PathBuf;
 ///   jianka-hub init --region 420322 --dir county --parent-url http://127.0.0.1:7001 --profile config/profiles/hubei-2014.toml --quotas config/quotas.example.toml
 ///   jianka-hub enroll --config prov/hub.toml --subject 420322 --public-key <county key> --out county-chain.json
 ///   jianka-hub install-chain --config county/hub.toml county-chain.json
+///   jianka-hub allocate --config prov/hub.toml --year 2014 --total 106330 --weights config/scale/counties.example.csv --villages config/scale/villages.example.csv --share 片区县=25
 ///   jianka-node init --dir town --township 420322105 --hub http://127.0.0.1:7002
 ///   jianka-hub enroll --config county/hub.toml --subject 420322105 --public-key <node key> --out node-chain.json
 ///   jianka-node --config town/node.toml trust node-chain.json
@@ -23,7 +24,9 @@ use std::path::PathBuf;
 ///
 /// The province listens on 127.0.0.1:7001 and a county on 127.0.0.1:7002 unless `init --listen`
 /// or `serve --listen` says otherwise. `init` copies the profile and quotas it is given into the
-/// hub's directory.
+/// hub's directory. Under scale control a county admits people only within the allocation the
+/// province signed (`allocate`; the county receives it with the province's feedback on its next
+/// `forward`, or by hand with `install-allocation`): until then it admits nobody, and says why.
 ///
 /// Environment: JIANKA_HUB_<FIELD> overrides hub.toml (JIANKA_HUB_SCHEDULE__FORWARD for nested keys);
 /// JIANKA_NOW (RFC 3339) fixes the clock; RUST_LOG sets the log level.
@@ -116,7 +119,7 @@ pub enum Cmd {
     /// the county's part inside. A prefecture or county splits what it received: --total may
     /// be left out (its own allocation), never exceed it; a prefecture without weights passes
     /// on the province's own per-county parts. Each child receives its allocation with the
-    /// parent's feedback (a county on its next pull, a township on its next sync), or by hand
+    /// parent's feedback (a county on its next forward, a township on its next sync), or by hand
     /// from --out.
     ///
     /// Example: jianka-hub allocate --config prov/hub.toml --year 2014 --total 5885300 --weights counties-2013.csv --villages villages.csv --share 片区县=25 --share 其他=15

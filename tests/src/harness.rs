@@ -166,6 +166,39 @@ impl Hub {
     }
 
     /// Issues a certificate for a child whose key file is `child_key`; returns the chain file.
+    /// Issues this hub's signed allocation of `people` and `villages` to `child` for `year`
+    /// (`allocate`, the child's weight 1 of 1) and carries it by hand: `--out`, then
+    /// `install-allocation` at the child (which must have its certificate chain installed).
+    pub fn allocate_to(&self, child: &Hub, year: &str, people: u64, villages: u64) -> anyhow::Result<()> {
+        let dir = self.dir.join(format!("allocations-{}", child.region));
+        std::fs::create_dir_all(&dir)?;
+        let weights = dir.join("weights.csv");
+        std::fs::write(&weights, format!("region,weight\n{},1\n", child.region))?;
+        let list = dir.join("villages.csv");
+        std::fs::write(&list, format!("region,villages,class\n{},{},all\n", child.region, villages.max(1) * 10))?;
+        let (w, l, d) =
+            (weights.to_str().context("utf-8")?, list.to_str().context("utf-8")?, dir.to_str().context("utf-8")?);
+        let (people, class) = (people.to_string(), format!("all={villages}"));
+        self.cmd(&[
+            "allocate",
+            "--year",
+            year,
+            "--total",
+            &people,
+            "--weights",
+            w,
+            "--villages",
+            l,
+            "--class-total",
+            &class,
+            "--out",
+            d,
+        ])?;
+        let file = dir.join(format!("allocation-{}.json", child.region));
+        child.cmd(&["install-allocation", file.to_str().context("utf-8")?])?;
+        Ok(())
+    }
+
     pub fn enroll(&self, subject: &str, child_key: &Path) -> anyhow::Result<PathBuf> {
         let out = self.dir.join(format!("chain-{subject}.json"));
         let pk = public_key_hex(child_key)?;

@@ -39,6 +39,7 @@ pub fn county(root: &Path, county: &str, people: u64) -> anyhow::Result<(Hub, Hu
     )?;
     let chain = province.enroll(county, &hub.dir.join("hub.key"))?;
     hub.cmd(&["install-chain", chain.to_str().context("utf-8")?])?;
+    province.allocate_to(&hub, YEAR, people, 10)?;
     hub.start()?;
     Ok((province, hub))
 }

@@ -55,6 +55,7 @@ fn round(seed: u64, root: &Path, rt: &tokio::runtime::Runtime) -> anyhow::Result
         Hub::init(&root.join("county"), "420322", &["--parent-url", &province.url(), "--profile", p, "--quotas", q])?;
     let chain = province.enroll("420322", &county.dir.join("hub.key"))?;
     county.cmd(&["install-chain", chain.to_str().context("utf-8")?])?;
+    province.allocate_to(&county, &year, CEILING, 5)?;
     province.start()?;
     county.start()?;
 

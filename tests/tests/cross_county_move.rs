@@ -138,6 +138,7 @@ fn a_person_moving_between_counties_is_in_exactly_one_county_at_every_step() {
             .unwrap();
             let chain = province.enroll(c, &hub.dir.join("hub.key")).unwrap();
             hub.cmd(&["install-chain", chain.to_str().unwrap()]).unwrap();
+            province.allocate_to(&hub, "2014", 100000, 10).unwrap();
             hub
         })
         .collect();

@@ -76,6 +76,7 @@ fn registered_2014(townships: &[&str], per_township: u32, ceiling: Option<u64>) 
     .unwrap();
     let chain = province.enroll(COUNTY, &county.dir.join("hub.key")).unwrap();
     county.cmd(&["install-chain", chain.to_str().unwrap()]).unwrap();
+    province.allocate_to(&county, "2014", people, 10).unwrap();
     province.start().unwrap();
     county.start().unwrap();
 

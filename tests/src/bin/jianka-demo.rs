@@ -83,6 +83,9 @@ async fn main() -> anyhow::Result<()> {
             )?;
             let chain = province.enroll(code, &hub.dir.join("hub.key"))?;
             hub.cmd(&["install-chain", chain.to_str().context("utf-8")?])?;
+            // 规模分解: the county's ceiling is the one the province signs, not its own file.
+            let people = if code == "420322" { YUNXI_CEILING } else { 100_000 };
+            province.allocate_to(&hub, YEAR, people, 10)?;
             hub.start()?;
             let proxy = tokio::runtime::Handle::current().block_on(FaultProxy::start(
                 hub.addr,
