@@ -101,8 +101,16 @@ pub async fn start(dir: tempfile::TempDir, clock: ManualClock, extra: impl FnOnc
     TestHub { hub, url, clock, dir, stop: Some(tx) }
 }
 
-/// A province 42 and a county 420322 (scale control: ceiling `people`, township allocations).
+/// A province 42 and a county 420322 (scale control: the province allocates `people` and 3
+/// villages; the county's quotas file splits them to townships).
 pub async fn setup(pg: bool, people: u64, allocations: &[(&str, u64)]) -> Setup {
+    setup_with(pg, people, Some(people), allocations).await
+}
+
+/// [`setup`] where the county's quotas file claims `claimed` people and the province allocates
+/// `allocated` (none: the county never received an allocation).
+pub async fn setup_with(pg: bool, claimed: u64, allocated: Option<u64>, allocations: &[(&str, u64)]) -> Setup {
+    let people = claimed;
     let clock = ManualClock::new(t0());
     let today = t0().date_naive();
     let pdir = tempfile::tempdir().unwrap();
@@ -151,9 +159,11 @@ pub async fn setup(pg: bool, people: u64, allocations: &[(&str, u64)]) -> Setup 
     let purl = province.url.clone();
     let county = start(cdir, clock, move |c| c.parent_url = Some(purl)).await;
     // The county's ceiling is the one the province signs (its quotas file only splits it).
-    allocate(&province, "420322", people, 3).await;
-    let pulled = county.hub.pull_parent_feedback().await.unwrap();
-    assert_eq!(pulled.allocations, 1, "the county received its allocation");
+    if let Some(people) = allocated {
+        allocate(&province, "420322", people, 3).await;
+        let pulled = county.hub.pull_parent_feedback().await.unwrap();
+        assert_eq!(pulled.allocations, 1, "the county received its allocation");
+    }
     Setup { province, county }
 }
 

@@ -1,0 +1,191 @@
+//! 规模控制 from above: a county enforces only the allocation its province signed. Without one
+//! it admits nobody and says why; its quotas file cannot raise the number; a forged, altered or
+//! self-signed allocation is refused wherever it comes from; a county splits to its townships
+//! only what it received. Each test runs on both backends (PostgreSQL when JIANKA_TEST_PG is set).
+
+mod common;
+
+use common::*;
+use jianka_hub::allocation::Ceiling;
+use jianka_shared::allocation::{Allocation, SignedAllocation};
+use jianka_shared::domain::Status;
+use jianka_shared::protocol::{Feedback, RejectReason};
+use jianka_shared::{RecordKind, trust::KeyId};
+use std::collections::BTreeMap;
+
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite { $(#[tokio::test] async fn $name() { super::$name(false).await; })* }
+        mod postgres { $(#[tokio::test] async fn $name() { if super::pg_available() { super::$name(true).await; } })* }
+    };
+}
+
+both!(
+    a_county_without_an_allocation_admits_nobody_and_says_why,
+    a_county_is_held_to_its_allocation_whatever_its_quotas_file_claims,
+    forged_altered_or_self_signed_allocations_are_refused,
+    an_allocation_altered_in_the_province_queue_is_not_kept_although_the_page_verifies,
+    a_county_splits_to_townships_only_what_it_received,
+);
+
+fn admitted(rows: &[jianka_hub::record::StoredRecord]) -> usize {
+    rows.iter()
+        .filter(|r| {
+            r.key.kind == RecordKind::Household && r.fields.get("county.decision").map(|f| f.0.as_str()) == Some("认定")
+        })
+        .count()
+}
+
+async fn a_county_without_an_allocation_admits_nobody_and_says_why(pg: bool) {
+    // The county's own file claims 1,000 people: without the province's signature that is nothing.
+    let s = setup_with(pg, 1000, None, &[]).await;
+    assert!(matches!(s.county.hub.ceiling(2014), Ceiling::Missing(_)));
+    let mut node = enroll_node(&s.county, "420322105", 7).await;
+    let mut ops = Vec::new();
+    for i in 1..=3 {
+        ops.extend(ops_of(&household("420322105200", i, 2, i, Status::CountyReview), 5));
+    }
+    let (_, rej) = accepted(&node.push(ops).await);
+    assert_eq!(rej.len(), 3, "{rej:?}");
+    for r in &rej {
+        assert_eq!(r.reason, RejectReason::NoAllocation);
+        assert!(r.message.contains("no verified allocation") && r.message.contains("2014"), "{}", r.message);
+    }
+    let rows = s.county.hub.records_in(&r("420322"), 2014).await.unwrap();
+    assert_eq!(admitted(&rows), 0);
+
+    // Once the province allocates, the next re-examination admits within it.
+    allocate(&s.province, "420322", 4, 3).await;
+    assert_eq!(s.county.hub.pull_parent_feedback().await.unwrap().allocations, 1);
+    let ops = ops_of(&household("420322105200", 9, 2, 9, Status::CountyReview), 6);
+    let (_, rej) = accepted(&node.push(ops).await);
+    assert!(rej.is_empty(), "{rej:?}");
+}
+
+async fn a_county_is_held_to_its_allocation_whatever_its_quotas_file_claims(pg: bool) {
+    let s = setup_with(pg, 1000, Some(5), &[]).await;
+    assert_eq!(s.county.hub.ceiling(2014).people(), Some(5));
+    let mut node = enroll_node(&s.county, "420322105", 7).await;
+    let mut ops = Vec::new();
+    for i in 1..=4 {
+        ops.extend(ops_of(&household("420322105200", i, 2, i, Status::CountyReview), 5));
+    }
+    let (_, rej) = accepted(&node.push(ops).await);
+    assert_eq!(rej.iter().filter(|r| r.reason == RejectReason::OverQuota).count(), 2, "{rej:?}");
+    assert!(rej[0].message.contains("ceiling 5 people"), "{}", rej[0].message);
+    let rows = s.county.hub.records_in(&r("420322"), 2014).await.unwrap();
+    assert_eq!(admitted(&rows), 2, "two households of 2 fit in 5, not the file's 1,000");
+}
+
+/// The province's allocation to 420322 as the county holds it.
+fn held_chain(s: &Setup) -> Vec<SignedAllocation> {
+    s.county.hub.own_allocation(2014).expect("allocated").chain
+}
+
+fn resign(a: &Allocation, key: &ed25519_dalek::SigningKey) -> SignedAllocation {
+    let mut a = a.clone();
+    a.issuer_key = KeyId::of(&key.verifying_key()).to_string();
+    a.sign(key)
+}
+
+async fn forged_altered_or_self_signed_allocations_are_refused(pg: bool) {
+    let s = setup(pg, 5, &[]).await;
+    let good = held_chain(&s);
+    let base = good[0].read().unwrap();
+    // One digit changed, the signature kept.
+    let mut altered = good.clone();
+    altered[0].statement = altered[0].statement.replace("\"people\":5", "\"people\":9000");
+    // The county signing its own raise, naming itself or the province as issuer.
+    let own_key = s.county.hub.signing_key().clone();
+    let raised = Allocation { people: 9000, serial: 2, ..base.clone() };
+    let self_signed = vec![resign(&raised, &own_key)];
+    // A key nobody certified.
+    let stranger = vec![resign(&raised, &ed25519_dalek::SigningKey::from_bytes(&[99; 32]))];
+    // The province's real allocation, but for another county.
+    let other = Allocation { region: r("420323"), ..base.clone() };
+    let elsewhere = vec![other.sign(s.province.hub.signing_key())];
+    for (what, chain, expect) in [
+        ("altered", altered, "altered or forged"),
+        ("self-signed", self_signed, "signed by key"),
+        ("stranger", stranger, "signed by key"),
+        ("another county's", elsewhere, "ends at 420323"),
+        ("empty", Vec::new(), "no allocation"),
+    ] {
+        let err = s.county.hub.install_allocation(&chain).await.expect_err(what);
+        assert!(format!("{err:#}").contains(expect), "{what}: {err:#}");
+        assert_eq!(s.county.hub.ceiling(2014).people(), Some(5), "{what} changed nothing");
+    }
+    // Refused rows never reached the store: what a restart reads is the one good allocation.
+    assert_eq!(s.county.hub.store().allocations().await.unwrap().len(), 1);
+    // The good one delivered again (by hand, after the feedback) is kept once.
+    s.county.hub.install_allocation(&good).await.unwrap();
+    assert_eq!(s.county.hub.store().allocations().await.unwrap().len(), 1);
+}
+
+async fn an_allocation_altered_in_the_province_queue_is_not_kept_although_the_page_verifies(pg: bool) {
+    let s = setup(pg, 5, &[]).await;
+    let mut forged = held_chain(&s);
+    forged[0].statement =
+        forged[0].statement.replace("\"people\":5", "\"people\":9000").replace("\"serial\":1", "\"serial\":2");
+    // Written straight into the province's feedback queue: the page is signed over it, so only
+    // the allocation's own signature can tell.
+    let mut tx = s.province.hub.store().begin().await.unwrap();
+    jianka_hub::feedback::push_feedback(&mut *tx, &[("420322".into(), Feedback::Allocation { chain: forged })])
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let pulled = s.county.hub.pull_parent_feedback().await.unwrap();
+    assert_eq!((pulled.items, pulled.allocations), (1, 0), "{pulled:?}");
+    assert_eq!(s.county.hub.ceiling(2014).people(), Some(5));
+}
+
+async fn a_county_splits_to_townships_only_what_it_received(pg: bool) {
+    let s = setup(pg, 10, &[]).await;
+    let split = |a: u64, b: u64| {
+        BTreeMap::from([
+            (r("420322105"), jianka_shared::allocation::Share { people: a, villages: 1 }),
+            (r("420322106"), jianka_shared::allocation::Share { people: b, villages: 1 }),
+        ])
+    };
+    let err = s.county.hub.allocate(2014, &split(6, 5), "too much").await.expect_err("over the allocation");
+    assert!(format!("{err:#}").contains("more than the 10 people"), "{err:#}");
+    let issued = s.county.hub.allocate(2014, &split(4, 6), "by rural population").await.unwrap();
+    assert_eq!(issued.len(), 2);
+    // Each township's chain runs from the province through the county, and it is enforced.
+    assert_eq!(issued[0].chain.len(), 2);
+    match s.county.hub.ceiling(2014) {
+        Ceiling::Allocated(q) => assert_eq!(q.townships.get(&r("420322105")), Some(&4)),
+        other => panic!("{other:?}"),
+    }
+    let mut node = enroll_node(&s.county, "420322105", 7).await;
+    let mut ops = Vec::new();
+    for i in 1..=3 {
+        ops.extend(ops_of(&household("420322105200", i, 2, i, Status::CountyReview), 5));
+    }
+    let (_, rej) = accepted(&node.push(ops).await);
+    assert_eq!(rej.len(), 1, "two of 2 fit the township's 4: {rej:?}");
+    assert!(rej[0].message.contains("township 420322105 allocation 4"), "{}", rej[0].message);
+    // The township's allocation came down to it with the county's feedback.
+    let fb = node.feedback(0).await;
+    let chain = fb
+        .items
+        .iter()
+        .find_map(|e| match &e.item {
+            Feedback::Allocation { chain } => Some(chain.clone()),
+            _ => None,
+        })
+        .expect("the township's allocation is in its feedback");
+    let certs = s.county.hub.chain().unwrap();
+    let mut certs = certs;
+    let town_cert = jianka_shared::trust::Certificate::issue(
+        &r("420322"),
+        s.county.hub.signing_key(),
+        &r("420322105"),
+        &node.key.verifying_key(),
+        chrono::NaiveDate::from_ymd_opt(2014, 1, 1).unwrap(),
+        chrono::NaiveDate::from_ymd_opt(2030, 1, 1).unwrap(),
+    );
+    certs.push(town_cert);
+    let verified = jianka_shared::allocation::verify_chain(&chain, &certs, &r("420322105")).unwrap();
+    assert_eq!(verified.last().unwrap().people, 4);
+}
