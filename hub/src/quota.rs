@@ -67,7 +67,7 @@ impl QuotaLedger {
     }
 
     /// Use of a scope already read with [`QuotaLedger::used`]; `None` for one never read.
-    fn cached(&self, scope: &str, year: Year) -> Option<u64> {
+    pub(crate) fn cached(&self, scope: &str, year: Year) -> Option<u64> {
         self.scopes.get(&(scope.to_string(), year)).map(|(stored, added)| stored + added)
     }
 

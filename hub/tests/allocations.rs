@@ -26,6 +26,8 @@ both!(
     forged_altered_or_self_signed_allocations_are_refused,
     an_allocation_altered_in_the_province_queue_is_not_kept_although_the_page_verifies,
     a_county_splits_to_townships_only_what_it_received,
+    the_province_rechecks_what_a_county_admitted_and_the_township_hears_why,
+    a_county_key_announcing_past_its_allocation_is_refused_at_the_province,
 );
 
 fn admitted(rows: &[jianka_hub::record::StoredRecord]) -> usize {
@@ -188,4 +190,67 @@ async fn a_county_splits_to_townships_only_what_it_received(pg: bool) {
     certs.push(town_cert);
     let verified = jianka_shared::allocation::verify_chain(&chain, &certs, &r("420322105")).unwrap();
     assert_eq!(verified.last().unwrap().people, 4);
+}
+
+async fn the_province_rechecks_what_a_county_admitted_and_the_township_hears_why(pg: bool) {
+    let s = setup(pg, 5, &[]).await;
+    let mut node = enroll_node(&s.county, "420322105", 7).await;
+    let mut ops = Vec::new();
+    for i in 1..=2 {
+        ops.extend(ops_of(&household("420322105200", i, 2, i, Status::CountyReview), 5));
+    }
+    let (_, rej) = accepted(&node.push(ops).await);
+    assert!(rej.is_empty(), "4 people fit in 5: {rej:?}");
+    // The province lowers the county's number (a new serial) before the county hears of it.
+    allocate(&s.province, "420322", 3, 3).await;
+    // The forward ends by pulling what the province decided.
+    let pulled = s.county.hub.forward().await.unwrap().pulled;
+    let rows = s.province.hub.records_in(&r("420322"), 2014).await.unwrap();
+    let recognised = |id: &str| rows.iter().any(|r| r.key.id == id && r.field("status") == Some("CountyAnnounced"));
+    assert!(recognised("420322105200-0001"), "the first household fits the 3 issued");
+    assert!(!recognised("420322105200-0002"), "the second would pass them: not recognised at the province");
+    // The province's refusal reaches the township that sent the household, through the county.
+    assert!(pulled.passed_down >= 1 && pulled.allocations == 1, "{pulled:?}");
+    let fb = node.feedback(0).await;
+    let refusal = fb.items.iter().find_map(|e| match &e.item {
+        Feedback::Rejected(r) if r.key.id == "420322105200-0002" => Some(r.clone()),
+        _ => None,
+    });
+    let refusal = refusal.expect("the township hears the province's refusal");
+    assert_eq!(refusal.reason, RejectReason::OverQuota);
+    assert!(
+        refusal.message.contains("re-checked at 42") && refusal.message.contains("allocated 3"),
+        "{}",
+        refusal.message
+    );
+    // And the county now enforces the lower number itself.
+    assert_eq!(s.county.hub.ceiling(2014).people(), Some(3));
+}
+
+async fn a_county_key_announcing_past_its_allocation_is_refused_at_the_province(pg: bool) {
+    let s = setup(pg, 5, &[]).await;
+    // The county's own key, sending the province whatever it likes: four households of 2
+    // announced as recognised against an allocation of 5.
+    let mut county = Node {
+        region: r("420322"),
+        key: s.county.hub.signing_key().clone(),
+        seq: 0,
+        prev: [0; 32],
+        url: s.province.url.clone(),
+        client: reqwest::Client::new(),
+        now: s.province.clock.now_secs(),
+    };
+    let mut ops = Vec::new();
+    for i in 1..=4 {
+        ops.extend(ops_of(&household("420322105200", i, 2, i, Status::CountyAnnounced), 5));
+    }
+    let (_, rej) = accepted(&county.push(ops).await);
+    let over: Vec<_> = rej.iter().filter(|r| r.reason == RejectReason::OverQuota).map(|r| r.key.id.as_str()).collect();
+    assert_eq!(over, ["420322105200-0003", "420322105200-0004"], "{rej:?}");
+    // Sent again in a later change set, they are still over: the count is kept.
+    let mut ops = ops_of(&household("420322105200", 5, 2, 5, Status::CountyAnnounced), 6);
+    ops.extend(ops_of(&household("420322105200", 6, 1, 6, Status::CountyAnnounced), 6));
+    let (_, rej) = accepted(&county.push(ops).await);
+    let over: Vec<_> = rej.iter().filter(|r| r.reason == RejectReason::OverQuota).map(|r| r.key.id.as_str()).collect();
+    assert_eq!(over, ["420322105200-0005"], "4 + 2 passes 5, 4 + 1 fits: {rej:?}");
 }

@@ -34,12 +34,16 @@ impl Hub {
     ) -> Result<(), HubError> {
         let rev = tx.next_rev().await?;
         let merge = |fx: &mut IngestOutcome, slice: &[Op]| self.merge_ops(writer, slice, fx, &mut ctx);
-        write_while(tx, fx, RecordKind::Member, rev, ops.chunks(MERGE_SLICE), merge).await
+        write_while(tx, fx, RecordKind::Member, rev, ops.chunks(MERGE_SLICE), merge).await?;
+        if let Some(recheck) = ctx.recheck.take() {
+            recheck.persist(tx).await?;
+        }
+        Ok(())
     }
 
     /// Merges `ops` into `fx` (pure: everything it reads from the database is in `ctx`).
     pub(crate) fn merge_ops(&self, writer: &RegionCode, ops: &[Op], fx: &mut IngestOutcome, ctx: &mut MergeContext) {
-        let MergeContext { today, writer_code, states, moves, completed, households } = ctx;
+        let MergeContext { today, writer_code, states, moves, completed, households, recheck } = ctx;
         let today = *today;
         let province_tier = self.region().tier() == Tier::Province;
         for op in ops {
@@ -127,6 +131,12 @@ impl Hub {
                     continue;
                 }
             };
+            if let Some(recheck) = recheck.as_mut()
+                && let Err((reason, msg)) = recheck.admit(self.region(), op, existing.as_ref())
+            {
+                reject(fx, writer, key, reason, format!("{key}: {msg}"), payload());
+                continue;
+            }
             match op {
                 Op::Delete { .. } => {
                     if let Some(ex) = &existing

@@ -5,6 +5,7 @@ use crate::error::HubError;
 use crate::ingest::moves::{CompletedMove, PendingMove};
 use crate::ingest::moves::{completed_moves_of, pending_moves};
 use crate::ingest::outcome::IngestOutcome;
+use crate::ingest::recheck::Recheck;
 use crate::merge::Text;
 use crate::record::StoredRecord;
 use crate::record::{HashMap, HashSet};
@@ -78,6 +79,7 @@ impl Hub {
             moves: if province { pending_moves(tx, ops).await? } else { HashMap::default() },
             completed: if province { completed_moves_of(tx, ops).await? } else { HashMap::default() },
             households,
+            recheck: self.load_recheck(tx, ops).await?,
         };
         // Members already stored in the households this change set touches, read before any of its
         // own rows are written (re-examination counts them).
@@ -148,6 +150,8 @@ pub(crate) struct MergeContext {
     /// Stored households that members in this change set belong to or join, and households
     /// that moved households name, when the change set does not carry them itself.
     pub(crate) households: HashMap<String, StoredRecord>,
+    /// Above a county: the county's admissions counted against what this hub issued it.
+    pub(crate) recheck: Option<Recheck>,
 }
 
 /// Year states read before an ingest's transaction (see [`Hub::year_states`]).

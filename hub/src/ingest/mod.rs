@@ -3,7 +3,8 @@
 //! 1. [`envelope`] — parse, origin, signature, size; then the sender's sequence
 //! 2. [`load`] — everything the merge reads, before it starts
 //! 3. [`apply`] — each op merged field by field (pure), [`validate`]d as it goes, with
-//!    cross-county [`moves`]; member rows are written while the next slice merges
+//!    cross-county [`moves`] and, above a county, the [`recheck`] of its admissions against
+//!    what was issued to it; member rows are written while the next slice merges
 //! 4. [`reexamine`] — 县复审 and the quota, for households and villages (county)
 //! 5. [`carry`] — what an update window accepts into a frozen year goes on into the next (county)
 //! 6. [`restore`] — what was refused outright goes back down as the county holds it
@@ -20,6 +21,7 @@ pub mod envelope;
 mod load;
 mod moves;
 mod outcome;
+mod recheck;
 mod reexamine;
 mod restore;
 mod validate;
