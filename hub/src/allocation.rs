@@ -244,6 +244,55 @@ impl Hub {
         Ok(a)
     }
 
+    /// At the province: an allocation a child prefecture issued to one of its counties, filed
+    /// here (备案). It must split the prefecture's allocation from this hub, be signed by the
+    /// prefecture's enrolled key, and stay within what the prefecture received; it then counts
+    /// in the re-check of that county's admissions.
+    pub async fn receive_filing(
+        &self,
+        sender: &crate::auth::Sender,
+        chain: &[SignedAllocation],
+    ) -> Result<Allocation, HubError> {
+        let bad = |m: String| HubError::new(ErrorCode::BadRequest, m);
+        if self.region().tier() != Tier::Province || sender.region.tier() != Tier::Prefecture {
+            return Err(HubError::new(
+                ErrorCode::OutsideRegion,
+                format!(
+                    "allocations are filed by a prefecture with its province; {} takes none from {}",
+                    self.region(),
+                    sender.region
+                ),
+            ));
+        }
+        let last = chain.last().ok_or_else(|| bad("an empty allocation chain".into()))?;
+        let a = last.read().map_err(|e| bad(format!("not an allocation: {e}")))?;
+        if a.issuer != sender.region || a.issuer_key != sender.key_id.to_string() {
+            return Err(HubError::new(
+                ErrorCode::OutsideRegion,
+                format!("{} may file only allocations it issued itself; this one is {}'s", sender.region, a.issuer),
+            ));
+        }
+        let row = AllocationRow {
+            digest: last.digest(),
+            region: a.region.to_string(),
+            year: a.year,
+            serial: a.serial,
+            chain: serde_json::to_string(chain).expect("in-memory encoding"),
+            at: self.now_secs(),
+        };
+        // The same check a restart makes: this hub's part above, the prefecture's enrolled key below.
+        let certs = self.chain().map_err(|e| HubError::new(ErrorCode::Internal, e.to_string()))?;
+        self.verify_row(&row, Some(&certs))
+            .await
+            .map_err(|e| HubError::new(ErrorCode::BadSignature, format!("allocation refused: {e:#}")))?;
+        let (_g, mut tx) = self.begin_write().await?;
+        tx.put_allocation(row).await?;
+        self.audit(&mut *tx, &[AuditEntry::new("allocation_filed", a.region.to_string(), "", summary(&a))]).await?;
+        tx.commit().await?;
+        self.refresh_allocations().await?;
+        Ok(a)
+    }
+
     /// `jianka-hub install-allocation`: an allocation chain carried by hand (a file from the
     /// parent's `allocate --out`), verified and kept as if it had come down with feedback.
     pub async fn install_allocation(&self, chain: &[SignedAllocation]) -> anyhow::Result<Allocation> {

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HubConfig {
-    /// The county (6 digits) or province (2 digits) this hub serves.
+    /// The county (6 digits), prefecture (4 digits) or province (2 digits) this hub serves.
     pub region: RegionCode,
     /// `sqlite://hub.db` (relative to the config file) or `postgres://user@host/db`.
     #[serde(default = "default_database")]
@@ -24,7 +24,8 @@ pub struct HubConfig {
     /// This hub's certificate chain (province root first).
     #[serde(default = "default_chain")]
     pub chain_file: PathBuf,
-    /// The province hub a county forwards to.
+    /// The hub above, which this one forwards to (a county's province or prefecture, a
+    /// prefecture's province).
     #[serde(default)]
     pub parent_url: Option<String>,
     #[serde(default)]
@@ -75,11 +76,12 @@ fn default_listen() -> String {
     "127.0.0.1:7001".into()
 }
 
-/// The address a new hub listens on: the province on 7001, a county on 7002, so the help's own
-/// setup (a province and a county on one machine) runs as written.
+/// The address a new hub listens on: the province on 7001, a county on 7002, a prefecture on
+/// 7003, so the help's own setup (a province and a county on one machine) runs as written.
 pub fn default_listen_for(tier: Tier) -> String {
     match tier {
         Tier::Province => "127.0.0.1:7001".into(),
+        Tier::Prefecture => "127.0.0.1:7003".into(),
         _ => "127.0.0.1:7002".into(),
     }
 }
@@ -147,9 +149,9 @@ impl HubConfig {
     }
 
     pub fn check(&self) -> anyhow::Result<()> {
-        if !matches!(self.region.tier(), Tier::County | Tier::Province) {
+        if !matches!(self.region.tier(), Tier::County | Tier::Prefecture | Tier::Province) {
             bail!(
-                "region {} is a {}; a hub serves a county (6 digits) or a province (2 digits)",
+                "region {} is a {}; a hub serves a county (6 digits), a prefecture (4 digits) or a province (2 digits)",
                 self.region,
                 self.region.tier()
             );

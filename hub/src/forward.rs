@@ -1,5 +1,7 @@
-//! County → province: the county forwards its accepted records as its own change sets (origin =
-//! the county, its own seq chain) and its sign-offs; on cron schedules and on demand.
+//! Up one tier: a county forwards its accepted records to its parent (the province, or a
+//! prefecture) as its own change sets (origin = the county, its own seq chain) and its
+//! sign-offs; a prefecture forwards what it holds of its counties the same way, relays their
+//! sign-offs, and files the allocations it issued (备案). On cron schedules and on demand.
 
 use crate::record::storage_key;
 use crate::state::Hub;
@@ -31,6 +33,8 @@ pub struct ForwardReport {
     pub changesets: u64,
     pub records: u64,
     pub signoffs: u64,
+    /// Allocations a prefecture filed with the province (备案).
+    pub filed: u64,
     /// What pulling the province's feedback afterwards applied.
     pub pulled: crate::upstream::PullReport,
 }
@@ -44,8 +48,8 @@ impl Hub {
     /// [`Hub::forward`], telling `progress` how many of the records to forward have gone up
     /// (a county's first forward of a year can be hundreds of thousands over a slow line).
     pub async fn forward_with(&self, progress: &(dyn Fn(ForwardProgress) + Sync)) -> anyhow::Result<ForwardReport> {
-        if self.region().tier() != Tier::County {
-            bail!("only a county hub forwards; this hub serves {}", self.region());
+        if !matches!(self.region().tier(), Tier::County | Tier::Prefecture) {
+            bail!("a county or prefecture hub forwards to the hub above; this hub serves {}", self.region());
         }
         let client = self.parent_client("forward")?;
         let mut pace = self.parent_pace().await?;
@@ -126,18 +130,34 @@ impl Hub {
                 PushOutcome::Gap { expected } => bail!("province expects change set {expected}; retry the forward"),
             }
         }
-        // Sign-offs not yet delivered.
-        for SignOffRow { year, period, body, .. } in self.store.signoffs_of(self.region().as_str()).await? {
-            let flag = format!("signoff_sent:{year}:{period}");
+        // Sign-offs not yet delivered: a county's own; a prefecture's counties', each with the
+        // county's certificate so the province can check the county's signature.
+        let signoffs = match self.region().tier() {
+            Tier::County => self.store.signoffs_of(self.region().as_str()).await?,
+            _ => self.store.signoffs().await?,
+        };
+        for SignOffRow { county, year, period, body, .. } in signoffs {
+            let flag = match self.region().tier() {
+                Tier::County => format!("signoff_sent:{year}:{period}"),
+                _ => format!("signoff_sent:{county}:{year}:{period}"),
+            };
             if self.store.meta(&flag).await?.is_some() {
                 continue;
             }
+            let body = match self.region().tier() {
+                Tier::County => body,
+                _ => self.with_certificate(&body).await?,
+            };
             let _: serde_json::Value = client
                 .call("POST", "/v1/signoffs", body.as_bytes())
                 .await
-                .with_context(|| format!("cannot send the sign-off of {year} {period}"))?;
+                .with_context(|| format!("cannot send the sign-off of {county} {year} {period}"))?;
             self.set_meta(&flag, "1").await?;
             report.signoffs += 1;
+        }
+        // A prefecture files every allocation it issued with the province (备案).
+        if self.region().tier() == Tier::Prefecture {
+            report.filed = self.file_allocations(&client).await?;
         }
         // Then what the province decided since (completed moves, corrections), for the townships.
         report.pulled = self.pull_parent_feedback().await?;
@@ -148,5 +168,36 @@ impl Hub {
             "forwarded to the province"
         );
         Ok(report)
+    }
+}
+
+impl Hub {
+    /// A county's stored sign-off with the certificate this hub issued it attached, for relaying.
+    async fn with_certificate(&self, body: &str) -> anyhow::Result<String> {
+        let mut s: SignOff = serde_json::from_str(body).context("a stored sign-off")?;
+        let row = self.store.cert(&s.key_id.to_string()).await?.with_context(|| {
+            format!("the sign-off of {} names key {}, which this hub never enrolled", s.county, s.key_id)
+        })?;
+        s.certificate = Some(serde_json::from_str(&row.cert).context("a stored certificate")?);
+        Ok(serde_json::to_string(&s)?)
+    }
+
+    /// Files the allocations this prefecture issued and has not filed yet with the province.
+    async fn file_allocations(&self, client: &jianka_client::HubClient) -> anyhow::Result<u64> {
+        let mut filed = 0;
+        for held in self.all_allocations().into_iter().filter(|h| &h.allocation.issuer == self.region()) {
+            let flag = format!("allocation_filed:{}", held.digest());
+            if self.store.meta(&flag).await?.is_some() {
+                continue;
+            }
+            let body = serde_json::to_vec(&held.chain)?;
+            let _: serde_json::Value = client
+                .call("POST", "/v1/allocations", &body)
+                .await
+                .with_context(|| format!("cannot file the allocation for {}", held.allocation.region))?;
+            self.set_meta(&flag, "1").await?;
+            filed += 1;
+        }
+        Ok(filed)
     }
 }

@@ -24,6 +24,7 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .route("/v1/feedback", get(feedback))
         .route("/v1/digest", get(digest))
         .route("/v1/signoffs", post(post_signoff))
+        .route("/v1/allocations", post(post_allocation))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
@@ -211,6 +212,22 @@ async fn digest(
     let sender = auth(&hub, &method, &uri, &headers, b"").await?;
     let q: DigestQuery = serde_urlencoded_query(&uri)?;
     Ok(Json(hub.digest(&sender.region, q.year).await?))
+}
+
+/// A prefecture filing an allocation it issued (备案): the chain from the province down.
+async fn post_allocation(
+    State(hub): State<Arc<Hub>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<serde_json::Value>, HubError> {
+    let body = body_or_error(body, hub.cfg.max_body_bytes)?;
+    let sender = auth(&hub, &method, &uri, &headers, &body).await?;
+    let chain: Vec<jianka_shared::allocation::SignedAllocation> = serde_json::from_slice(&body)
+        .map_err(|e| HubError::new(ErrorCode::Malformed, format!("not an allocation chain: {e}")))?;
+    let a = hub.receive_filing(&sender, &chain).await?;
+    Ok(Json(serde_json::json!({"filed": a.region.to_string(), "serial": a.serial})))
 }
 
 async fn post_signoff(

@@ -90,12 +90,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 )?,
                 _ => {
                     if parent_url.is_none() {
-                        errln!("no --parent-url: this county cannot forward until parent_url is set in {d}/hub.toml")?;
+                        errln!("no --parent-url: this hub cannot forward until parent_url is set in {d}/hub.toml")?;
                     }
                     errln!(
-                        "next: the province enrolls this key (jianka-hub enroll --config <province>/hub.toml --subject \
-                         {region} --public-key {} --out county-chain.json), then: jianka-hub install-chain --config \
-                         {d}/hub.toml county-chain.json",
+                        "next: the hub above (the province, or a prefecture) enrolls this key (jianka-hub enroll \
+                         --config <parent>/hub.toml --subject {region} --public-key {} --out chain.json), then: \
+                         jianka-hub install-chain --config {d}/hub.toml chain.json",
                         done.public_key
                     )?;
                 }

@@ -1,4 +1,4 @@
-//! Province → county: a county hub pulls the province's feedback (`GET /v1/feedback?since=N` on
+//! Down one tier: a county (or prefecture) hub pulls its parent's feedback (`GET /v1/feedback?since=N` on
 //! the parent, signed with the county key) and applies it. A completed cross-county move removes
 //! the person from the county they left (a tombstone on the province's authority, audited, never
 //! forwarded back up) and confirms it in the county they joined; Resolved and Corrections items
@@ -38,8 +38,8 @@ pub struct PullReport {
 impl Hub {
     /// Pulls and applies the province's feedback newer than the stored cursor, page by page.
     pub async fn pull_parent_feedback(&self) -> anyhow::Result<PullReport> {
-        if self.region().tier() != Tier::County {
-            bail!("only a county hub pulls feedback from a parent; this hub serves {}", self.region());
+        if !matches!(self.region().tier(), Tier::County | Tier::Prefecture) {
+            bail!("a county or prefecture hub pulls feedback from the hub above; this hub serves {}", self.region());
         }
         let client = self.parent_client("pull its feedback")?;
         let mut pace = self.parent_pace().await?;
@@ -90,7 +90,7 @@ impl Hub {
                     if row.deleted {
                         continue;
                     }
-                    let township = township_of(&row.region);
+                    let township = child_of(self, &row.region);
                     let moved_away = key.kind == RecordKind::Member
                         && field == "household"
                         && row.hh != *value
@@ -147,7 +147,7 @@ impl Hub {
                         if changed {
                             tx.write_new_revision(vec![row.clone()]).await?;
                         }
-                        if let Some(t) = township_of(&row.region) {
+                        if let Some(t) = child_of(self, &row.region) {
                             passed.push((t, c.clone()));
                         }
                     }
@@ -161,7 +161,7 @@ impl Hub {
                 Feedback::Rejected(rejection) => {
                     // The province refused a forwarded record: the township that sent it hears why.
                     let region = load_row(&mut *tx, &rejection.key).await?.map(|r| r.region);
-                    if let Some(t) = region.as_deref().and_then(township_of) {
+                    if let Some(t) = region.as_deref().and_then(|r| child_of(self, r)) {
                         down.push((t, entry.item.clone()));
                     }
                 }
@@ -188,8 +188,11 @@ fn parent_code(hub: &Hub) -> String {
     hub.region().ancestor(Tier::Province).map(|p| p.to_string()).unwrap_or_default()
 }
 
-fn township_of(region: &str) -> Option<String> {
-    RegionCode::parse(region).ok().and_then(|r| r.ancestor(Tier::Township)).map(|t| t.to_string())
+/// The child of this hub a record of `region` belongs to, which the item is passed down to: a
+/// county's township, a prefecture's county.
+fn child_of(hub: &Hub, region: &str) -> Option<String> {
+    let tier = if hub.region().tier() == Tier::Prefecture { Tier::County } else { Tier::Township };
+    RegionCode::parse(region).ok().and_then(|r| r.ancestor(tier)).map(|t| t.to_string())
 }
 
 async fn load_row(tx: &mut dyn WriteTx, key: &RecordKey) -> Result<Option<StoredRecord>, HubError> {

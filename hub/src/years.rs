@@ -52,6 +52,7 @@ pub fn county_table_deadline(year: Year) -> NaiveDate {
 pub fn reopen_by(hub: &RegionCode) -> String {
     match hub.tier() {
         Tier::Province => format!("the province ({hub}) — `jianka-hub reopen` at the province hub"),
+        Tier::Prefecture => format!("the prefecture ({hub}) — `jianka-hub reopen` at the prefecture hub"),
         _ => format!("the county ({hub}) — `jianka-hub reopen` at the county hub, for a stated reason"),
     }
 }
@@ -421,13 +422,15 @@ impl Hub {
         let today = self.today();
         let mut late = Vec::new();
         let deadline = match self.region().tier() {
-            Tier::Province => county_table_deadline(year),
-            _ => household_deadline(year, self.profile.as_ref()),
+            Tier::County => household_deadline(year, self.profile.as_ref()),
+            _ => county_table_deadline(year),
         };
         match self.region().tier() {
-            Tier::Province => {
+            Tier::Province | Tier::Prefecture => {
+                let signoffs = self.store.signoffs().await?;
                 for c in children {
-                    let n = self.store.signoffs_of(&c).await?.iter().filter(|s| s.year == year).count();
+                    // A prefecture child is up to date when its counties' sign-offs came through it.
+                    let n = signoffs.iter().filter(|s| s.year == year && s.county.starts_with(c.as_str())).count();
                     if n == 0 {
                         let when = if today > deadline { "late" } else { "not yet delivered" };
                         late.push((

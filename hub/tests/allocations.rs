@@ -28,6 +28,7 @@ both!(
     a_county_splits_to_townships_only_what_it_received,
     the_province_rechecks_what_a_county_admitted_and_the_township_hears_why,
     a_county_key_announcing_past_its_allocation_is_refused_at_the_province,
+    a_village_rebalancing_takes_effect_at_the_county_through_its_new_allocation,
 );
 
 fn admitted(rows: &[jianka_hub::record::StoredRecord]) -> usize {
@@ -253,4 +254,34 @@ async fn a_county_key_announcing_past_its_allocation_is_refused_at_the_province(
     let (_, rej) = accepted(&county.push(ops).await);
     let over: Vec<_> = rej.iter().filter(|r| r.reason == RejectReason::OverQuota).map(|r| r.key.id.as_str()).collect();
     assert_eq!(over, ["420322105200-0005"], "4 + 2 passes 5, 4 + 1 fits: {rej:?}");
+}
+
+async fn a_village_rebalancing_takes_effect_at_the_county_through_its_new_allocation(pg: bool) {
+    // 3 poor-village places for 420322; 竹山县 (420323) gets 1 of its own, then 2 of 420322's.
+    let s = setup(pg, 100, &[]).await;
+    allocate(&s.province, "420323", 100, 1).await;
+    let (from, to) = s.province.hub.adjust_villages(2014, &r("420322"), &r("420323"), 2, "2014 微调").await.unwrap();
+    assert_eq!((from.allocation.villages, from.allocation.serial), (1, 2));
+    assert_eq!((to.allocation.villages, to.allocation.serial), (3, 2));
+    assert!(from.allocation.note.contains("微调"), "{}", from.allocation.note);
+    // More than 420322 holds cannot move; nor between counties of two prefectures.
+    let err = s.province.hub.adjust_villages(2014, &r("420322"), &r("420323"), 5, "x").await.unwrap_err();
+    assert!(format!("{err:#}").contains("cannot move 5"), "{err:#}");
+    assert!(s.province.hub.adjust_villages(2014, &r("420322"), &r("420102"), 1, "x").await.is_err());
+    // The county enforces the new number once it arrives: one village of two.
+    assert_eq!(s.county.hub.pull_parent_feedback().await.unwrap().allocations, 1);
+    assert_eq!(s.county.hub.ceiling(2014).villages(), Some(1));
+    let mut node = enroll_node(&s.county, "420322105", 7).await;
+    let ops =
+        vec![village_op("420322105201", Status::CountyReview, 5), village_op("420322105202", Status::CountyReview, 5)];
+    let (_, rej) = accepted(&node.push(ops).await);
+    assert_eq!(rej.len(), 1, "{rej:?}");
+    assert!(rej[0].key.id == "420322105202" && rej[0].message.contains("village ceiling 1"), "{rej:?}");
+    // The province's report shows each county's chain and the audit has both steps.
+    let report = s.province.hub.report(Some(2014)).await.unwrap();
+    assert!(
+        report.allocations.iter().any(|l| l.contains("42 → 420323 for 2014: 100 people, 3 villages (#2)")),
+        "{:?}",
+        report.allocations
+    );
 }

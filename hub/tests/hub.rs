@@ -589,21 +589,6 @@ async fn a_township_that_misses_the_deadline_is_listed_late(pg: bool) {
     assert!(late[0].1.contains("late"));
 }
 
-fn village_op(code: &str, status: Status, version: u64) -> Op {
-    let f = |name: &str, value: String| FieldWrite { name: name.into(), value, version: Hlc(version), base: Hlc::ZERO };
-    Op::Upsert {
-        key: RecordKey::new(RecordKind::Village, 2014, code),
-        fields: vec![
-            f("name", format!("村{code}")),
-            f("households", "300".into()),
-            f("population", "1000".into()),
-            f("poor_households", "90".into()),
-            f("poor_population", "300".into()),
-            f("status", format!("{status:?}")),
-        ],
-    }
-}
-
 /// Poor villages beyond the county's village ceiling (3 in the test quotas) are held as 不予认定,
 /// in village-code order whatever order they arrive in, and across townships pushing at once.
 async fn village_ceiling(pg: bool) {

@@ -374,6 +374,10 @@ pub struct SignOff {
     #[serde(with = "key_id_hex")]
     pub key_id: KeyId,
     pub signature: String,
+    /// The county's certificate, attached by a prefecture that relays the sign-off to the
+    /// province (which did not enroll the county itself); not signed over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<crate::trust::Certificate>,
 }
 
 mod key_id_hex {
@@ -415,6 +419,7 @@ impl SignOff {
     pub fn signed_bytes(&self) -> Vec<u8> {
         let mut c = self.clone();
         c.signature = String::new();
+        c.certificate = None;
         serde_json::to_vec(&c).expect("in-memory encoding")
     }
 }
@@ -435,6 +440,7 @@ mod tests {
             summary: SignOffSummary::default(),
             key_id: KeyId([0xab, 1, 2, 3, 4, 5, 6, 7]),
             signature: String::new(),
+            certificate: None,
         };
         let json = serde_json::to_value(&s).unwrap();
         assert_eq!(json["key_id"], "ab01020304050607");

@@ -18,7 +18,8 @@ impl Hub {
         })
     }
 
-    /// Issues a child certificate (province → county, county → township), stores it, and returns
+    /// Issues a child certificate (province → county or prefecture, prefecture → county, county →
+    /// township), stores it, and returns
     /// the child's full chain.
     pub async fn enroll(
         &self,
@@ -26,12 +27,17 @@ impl Hub {
         public_key_hex: &str,
         valid_until: Option<NaiveDate>,
     ) -> anyhow::Result<Vec<Certificate>> {
-        let expected = match self.region().tier() {
-            Tier::Province => Tier::County,
-            _ => Tier::Township,
-        };
-        if subject.tier() != expected {
-            bail!("{subject} is a {}; a {} hub enrolls only a {expected}", subject.tier(), self.region().tier());
+        // Tiers are recursive: a province enrolls its counties and prefectures, a prefecture its
+        // counties, a county its townships.
+        if !jianka_shared::allocation::is_child(self.region(), subject) {
+            let children = match self.region().tier() {
+                Tier::Province => format!("a {} or a {}", Tier::County, Tier::Prefecture),
+                Tier::Prefecture => format!("a {}", Tier::County),
+                _ => format!("a {}", Tier::Township),
+            };
+            if self.region().contains(subject) {
+                bail!("{subject} is a {}; a {} hub enrolls only {children}", subject.tier(), self.region().tier());
+            }
         }
         if !self.region().contains(subject) {
             bail!(

@@ -1,5 +1,6 @@
 //! `report`: per year, recognised households and people by region, entries and exits, quota use,
-//! villages, sign-offs, and who is late.
+//! the scale per child (allocated, admitted, held 不予认定, remaining) and the chain of
+//! allocations, villages, sign-offs, and who is late.
 
 use super::signoff::summarise;
 use crate::error::HubError;
@@ -16,9 +17,11 @@ impl Hub {
             Some(y) => vec![y],
             None => self.store.record_years().await?,
         };
-        let child_tier = if self.region().tier() == Tier::Province { Tier::County } else { Tier::Township };
+        let child_tier = if self.region().tier() == Tier::County { Tier::Township } else { Tier::County };
+        self.refresh_allocations().await?;
         let mut out = Report {
             region: self.region().clone(),
+            allocations: self.all_allocations().iter().map(|h| chain_line(&h.chain)).collect(),
             years: vec![],
             signoffs: vec![],
             late: vec![],
@@ -74,6 +77,7 @@ impl Hub {
                 by_region,
                 entries: now_ids.difference(&prev_active).count() as u64,
                 exits,
+                scale: self.scale_lines(y, &rows, child_tier),
                 villages,
             });
             // Before the deadline nobody is late yet: those still owing are listed apart.
@@ -96,6 +100,56 @@ impl Hub {
         }
         Ok(out)
     }
+    /// Per child (and the counties a prefecture below filed for): the people allocated for `year`,
+    /// admitted (in recognised households), held 不予认定, and what is left of the allocation.
+    fn scale_lines(&self, year: Year, rows: &[StoredRecord], child_tier: Tier) -> Vec<ScaleLine> {
+        let status: BTreeMap<&str, Option<Status>> = rows
+            .iter()
+            .filter(|r| r.key.kind == RecordKind::Household)
+            .map(|r| {
+                let recognised = is_recognised(r).then_some(Status::CountyAnnounced);
+                (r.key.id.as_str(), recognised.or_else(|| r.field("status").and_then(Status::parse)))
+            })
+            .collect();
+        // People by child and by county (a prefecture's filed counties are lines of their own).
+        let mut people: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+        for m in rows.iter().filter(|r| r.key.kind == RecordKind::Member) {
+            let counted = match status.get(m.hh.as_str()).copied().flatten() {
+                Some(Status::CountyAnnounced) => (1, 0),
+                Some(Status::NotRecognised) => (0, 1),
+                _ => (0, 0),
+            };
+            let prefixes = [child_tier.code_len(), Tier::County.code_len()];
+            for len in prefixes.iter().take(if child_tier == Tier::County { 1 } else { 2 }) {
+                let Some(region) = m.region.get(..*len) else { continue };
+                let e = people.entry(region).or_default();
+                e.0 += counted.0;
+                e.1 += counted.1;
+            }
+        }
+        let allocated: BTreeMap<String, u64> = match self.ceiling(year) {
+            crate::allocation::Ceiling::Allocated(q) => q.townships.iter().map(|(r, n)| (r.to_string(), *n)).collect(),
+            _ => self.allocations_below(year).into_iter().map(|(r, h)| (r.to_string(), h.allocation.people)).collect(),
+        };
+        let mut regions: std::collections::BTreeSet<String> =
+            people.keys().filter(|r| r.len() == child_tier.code_len()).map(|r| r.to_string()).collect();
+        regions.extend(allocated.keys().cloned());
+        regions
+            .into_iter()
+            .map(|region| {
+                let (admitted, held) = people.get(region.as_str()).copied().unwrap_or_default();
+                let allocated = allocated.get(&region).copied();
+                ScaleLine {
+                    region,
+                    allocated,
+                    admitted,
+                    held,
+                    remaining: allocated.map(|a| a.saturating_sub(admitted)),
+                }
+            })
+            .collect()
+    }
+
     /// People counted against this county's ceiling for `year`, as the merge's quota ledger holds
     /// them (read only; 0 at a hub without re-examination).
     pub async fn quota_in_ledger(&self, year: Year) -> Result<u64, HubError> {
@@ -106,6 +160,9 @@ impl Hub {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
     pub region: RegionCode,
+    /// Every allocation this hub holds (its own, issued, filed), each as its chain from the province.
+    #[serde(default)]
+    pub allocations: Vec<String>,
     pub years: Vec<YearReport>,
     pub signoffs: Vec<String>,
     /// Children that missed a passed deadline.
@@ -113,6 +170,34 @@ pub struct Report {
     /// Children that still owe a delivery whose deadline has not passed yet.
     #[serde(default)]
     pub not_yet_delivered: Vec<String>,
+}
+
+/// One allocation's chain, province first: "42 → 4203: 5000 people, 40 villages (#1); 4203 → 420322: …".
+fn chain_line(chain: &[jianka_shared::allocation::SignedAllocation]) -> String {
+    chain
+        .iter()
+        .filter_map(|s| s.read().ok())
+        .map(|a| {
+            format!(
+                "{} → {} for {}: {} people, {} villages (#{})",
+                a.issuer, a.region, a.year, a.people, a.villages, a.serial
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The scale of one child for a year.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ScaleLine {
+    pub region: String,
+    /// People allocated to it (none: no allocation).
+    pub allocated: Option<u64>,
+    /// People in its recognised households.
+    pub admitted: u64,
+    /// People in its households held 不予认定.
+    pub held: u64,
+    pub remaining: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -126,6 +211,9 @@ pub struct YearReport {
     pub entries: u64,
     /// Households of this year whose exit (退出) was recorded, in the year or its update window.
     pub exits: u64,
+    /// Per child: allocated, admitted, held 不予认定, remaining.
+    #[serde(default)]
+    pub scale: Vec<ScaleLine>,
     pub villages: Vec<VillageLine>,
 }
 
@@ -140,6 +228,9 @@ pub struct VillageLine {
 impl std::fmt::Display for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "hub {}", self.region)?;
+        for a in &self.allocations {
+            writeln!(f, "allocation {a}")?;
+        }
         for y in &self.years {
             writeln!(
                 f,
@@ -156,6 +247,18 @@ impl std::fmt::Display for Report {
             for (r, s) in &y.by_region {
                 let causes: Vec<String> = s.by_cause.iter().map(|(c, n)| format!("{c} {n}")).collect();
                 writeln!(f, "  {r}: {} households, {} people; {}", s.households, s.people, causes.join(", "))?;
+            }
+            for s in &y.scale {
+                let n = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_else(|| "none".into());
+                writeln!(
+                    f,
+                    "  scale {}: allocated {}, admitted {}, held 不予认定 {}, remaining {}",
+                    s.region,
+                    n(s.allocated),
+                    s.admitted,
+                    s.held,
+                    n(s.remaining)
+                )?;
             }
             for v in &y.villages {
                 let band = match v.in_band {

@@ -38,6 +38,7 @@ impl Hub {
             digest: digest.digest,
             summary,
             key_id: self.key_id(),
+            certificate: None,
             signature: String::new(),
         };
         s.signature = hex::encode(trust::sign_statement(&self.key, "signoff", &s.signed_bytes()));
@@ -70,31 +71,58 @@ impl Hub {
     /// At the province: verify a county's sign-off (key, signature, and the digest against the
     /// records the province holds for that county) and keep it.
     pub async fn receive_signoff(&self, sender: &Sender, s: SignOff) -> Result<(), HubError> {
-        // Sign-offs go up one tier: a county signs off to its province, never a township to its county.
-        if self.region().tier() != Tier::Province || sender.region.tier() != Tier::County {
-            return Err(HubError::new(
+        // Sign-offs go up: a county signs off to the hub above it (a prefecture or the province),
+        // and a prefecture relays its counties' to the province; never a township to its county.
+        let outside = || {
+            HubError::new(
                 ErrorCode::OutsideRegion,
                 format!(
-                    "a sign-off is received by the province from a county; this hub ({}) does not take one from {}",
+                    "a sign-off is the county's, received above it; this hub ({}) does not take one for {} from {}",
                     self.region(),
+                    s.county,
                     sender.region
                 ),
-            ));
+            )
+        };
+        let relayed = sender.region.tier() == Tier::Prefecture && self.region().tier() == Tier::Province;
+        if self.region().tier() == Tier::County || !(sender.region.tier() == Tier::County || relayed) {
+            return Err(outside());
         }
-        if s.county != sender.region {
-            return Err(HubError::new(
-                ErrorCode::OutsideRegion,
-                format!("sign-off for {} sent with the key of {}", s.county, sender.region),
-            ));
-        }
+        // Whose key signed it: the sender's own, or (relayed) the county's certificate, which the
+        // prefecture issued and attaches.
+        let (key, key_id) = if relayed {
+            if !sender.region.contains(&s.county) {
+                return Err(outside());
+            }
+            let cert = s.certificate.as_ref().filter(|c| c.subject == s.county).ok_or_else(|| {
+                HubError::new(
+                    ErrorCode::BadRequest,
+                    format!(
+                        "a sign-off of {} relayed by {} must carry the county's certificate",
+                        s.county, sender.region
+                    ),
+                )
+            })?;
+            let key = trust::verify_child(cert, &sender.key, self.today())
+                .map_err(|e| HubError::new(ErrorCode::BadSignature, format!("the relayed county certificate: {e}")))?;
+            (key, cert.key_id())
+        } else {
+            if s.county != sender.region {
+                return Err(HubError::new(
+                    ErrorCode::OutsideRegion,
+                    format!("sign-off for {} sent with the key of {}", s.county, sender.region),
+                ));
+            }
+            (sender.key, sender.key_id)
+        };
         let sig: [u8; 64] = hex::decode(&s.signature)
             .ok()
             .and_then(|v| v.try_into().ok())
             .ok_or_else(|| HubError::new(ErrorCode::Malformed, "sign-off signature is not 128 hex digits"))?;
-        if s.key_id != sender.key_id || !trust::verify_statement(&sender.key, "signoff", &s.signed_bytes(), &sig) {
+        if s.key_id != key_id || !trust::verify_statement(&key, "signoff", &s.signed_bytes(), &sig) {
             return Err(HubError::new(
                 ErrorCode::BadSignature,
-                format!("sign-off of {} {} does not verify with key {}", s.county, s.period, sender.key_id),
+                format!("sign-off of {} {} does not verify with key {key_id}", s.county, s.period),
             ));
         }
         let held = self.digest(&s.county, s.year).await?;

@@ -45,7 +45,8 @@ impl Hub {
     pub(crate) fn merge_ops(&self, writer: &RegionCode, ops: &[Op], fx: &mut IngestOutcome, ctx: &mut MergeContext) {
         let MergeContext { today, writer_code, states, moves, completed, households, recheck } = ctx;
         let today = *today;
-        let province_tier = self.region().tier() == Tier::Province;
+        // Above a county (a province or prefecture) data comes from hubs that enforced their year.
+        let province_tier = self.region().tier() != Tier::County;
         for op in ops {
             let key = op.key();
             let k = storage_key(key);
@@ -181,7 +182,7 @@ impl Hub {
                             );
                             continue;
                         }
-                        if self.region().tier() == Tier::Province
+                        if province_tier
                             && let Some(ex) = &existing
                             && let Some(w) = fields.iter().find(|w| w.name == "household")
                             && ex.hh != w.value

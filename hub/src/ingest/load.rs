@@ -70,14 +70,15 @@ impl Hub {
         };
         let mut households = HashMap::default();
         load_rows(tx, &referenced, &mut households).await?;
-        let province = self.region().tier() == Tier::Province;
+        // Cross-county moves are completed where both counties are below: the province, or a prefecture.
+        let above_county = self.region().tier() != Tier::County;
         let ctx = MergeContext {
             today: self.today(),
             writer_code: Text::new(writer.as_str()),
             states,
-            // Cross-county moves waiting at the province for the departure side, by member key.
-            moves: if province { pending_moves(tx, ops).await? } else { HashMap::default() },
-            completed: if province { completed_moves_of(tx, ops).await? } else { HashMap::default() },
+            // Cross-county moves waiting here for the departure side, by member key.
+            moves: if above_county { pending_moves(tx, ops).await? } else { HashMap::default() },
+            completed: if above_county { completed_moves_of(tx, ops).await? } else { HashMap::default() },
             households,
             recheck: self.load_recheck(tx, ops).await?,
         };

@@ -48,12 +48,12 @@ pub struct ScheduledJob {
     due: Option<DateTime<Utc>>,
 }
 
-/// The hub's jobs from `[schedule]`: forward only at a county with a parent; an empty or
+/// The hub's jobs from `[schedule]`: forward only below the province, with a parent; an empty or
 /// unparsable expression (refused by `HubConfig::validate` already) runs nothing.
 pub fn from_config(hub: &Arc<Hub>) -> Vec<ScheduledJob> {
     let cfg = hub.config();
     let Ok(tz) = cfg.timezone() else { return Vec::new() };
-    let forwards = cfg.parent_url.is_some() && hub.region().tier() == Tier::County;
+    let forwards = cfg.parent_url.is_some() && hub.region().tier() != Tier::Province;
     [(Job::Forward, &cfg.schedule.forward), (Job::NewYear, &cfg.schedule.new_year), (Job::Lock, &cfg.schedule.lock)]
         .into_iter()
         .filter(|(job, _)| *job != Job::Forward || forwards)

@@ -371,3 +371,19 @@ pub fn upsert_from(key: jianka_shared::RecordKey, fields: &[(&str, &str)], versi
 pub fn upsert(key: jianka_shared::RecordKey, fields: &[(&str, &str)], version: u64) -> Op {
     upsert_from(key, fields, version, 0)
 }
+
+/// A poor village's 登记表 at `status`, as its township sends it.
+pub fn village_op(code: &str, status: Status, version: u64) -> Op {
+    let f = |name: &str, value: String| FieldWrite { name: name.into(), value, version: Hlc(version), base: Hlc::ZERO };
+    Op::Upsert {
+        key: jianka_shared::RecordKey::new(jianka_shared::RecordKind::Village, 2014, code),
+        fields: vec![
+            f("name", format!("村{code}")),
+            f("households", "300".into()),
+            f("population", "1000".into()),
+            f("poor_households", "90".into()),
+            f("poor_population", "300".into()),
+            f("status", format!("{status:?}")),
+        ],
+    }
+}
