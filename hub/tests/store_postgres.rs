@@ -109,7 +109,8 @@ async fn open_migrates_once_and_pings() {
             .fetch_all(store.pool())
             .await
             .unwrap();
-    let expect = [(1, "initial"), (2, "cycle_fixes"), (3, "completed_moves"), (4, "envelope_bytes"), (5, "allocations")];
+    let expect =
+        [(1, "initial"), (2, "cycle_fixes"), (3, "completed_moves"), (4, "envelope_bytes"), (5, "allocations")];
     assert_eq!(applied, expect.map(|(v, d)| (v, d.to_string())));
     store.close().await;
     // A database migrated before opens unchanged.

@@ -30,6 +30,9 @@ pub struct Faults {
     pub delay_prob: f64,
     /// A slow line: every request and every response takes its length ÷ this to cross.
     pub bytes_per_sec: Option<u64>,
+    /// A man in the middle: every occurrence of the first bytes in a response is replaced by the
+    /// second (of the same length, so the framing still holds).
+    pub rewrite: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 impl Faults {
@@ -50,6 +53,7 @@ impl Faults {
             delay: Duration::from_millis(20),
             delay_prob: 0.2,
             bytes_per_sec: None,
+            rewrite: None,
         }
     }
 }
@@ -162,7 +166,15 @@ async fn serve(mut client: TcpStream, s: Arc<Shared>) -> std::io::Result<()> {
             s.stats.dropped.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
-        let response = forward(s.upstream, &request).await?;
+        let mut response = forward(s.upstream, &request).await?;
+        let rewrite = s.faults.lock().expect("lock").rewrite.clone();
+        if let Some((from, to)) = rewrite.filter(|(f, t)| f.len() == t.len() && !f.is_empty()) {
+            let mut at = 0;
+            while let Some(i) = find(&response[at..], &from) {
+                response[at + i..at + i + to.len()].copy_from_slice(&to);
+                at += i + to.len();
+            }
+        }
         if let Fate::Duplicate = fate {
             s.stats.duplicated.fetch_add(1, Ordering::Relaxed);
             let _ = forward(s.upstream, &request).await;

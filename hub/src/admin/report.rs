@@ -78,6 +78,7 @@ impl Hub {
                 entries: now_ids.difference(&prev_active).count() as u64,
                 exits,
                 scale: self.scale_lines(y, &rows, child_tier),
+                village_ceiling: self.ceiling(y).villages(),
                 villages,
             });
             // Before the deadline nobody is late yet: those still owing are listed apart.
@@ -111,7 +112,8 @@ impl Hub {
                 (r.key.id.as_str(), recognised.or_else(|| r.field("status").and_then(Status::parse)))
             })
             .collect();
-        // People by child and by county (a prefecture's filed counties are lines of their own).
+        // People by child, by prefecture and by county (a prefecture child and the counties it
+        // filed for are lines of their own).
         let mut people: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
         for m in rows.iter().filter(|r| r.key.kind == RecordKind::Member) {
             let counted = match status.get(m.hh.as_str()).copied().flatten() {
@@ -119,9 +121,11 @@ impl Hub {
                 Some(Status::NotRecognised) => (0, 1),
                 _ => (0, 0),
             };
-            let prefixes = [child_tier.code_len(), Tier::County.code_len()];
-            for len in prefixes.iter().take(if child_tier == Tier::County { 1 } else { 2 }) {
-                let Some(region) = m.region.get(..*len) else { continue };
+            let mut prefixes = vec![child_tier.code_len(), Tier::Prefecture.code_len(), Tier::County.code_len()];
+            prefixes.sort_unstable();
+            prefixes.dedup();
+            for len in prefixes {
+                let Some(region) = m.region.get(..len) else { continue };
                 let e = people.entry(region).or_default();
                 e.0 += counted.0;
                 e.1 += counted.1;
@@ -214,6 +218,9 @@ pub struct YearReport {
     /// Per child: allocated, admitted, held 不予认定, remaining.
     #[serde(default)]
     pub scale: Vec<ScaleLine>,
+    /// The poor villages this county may recognise in the year (its allocation in force).
+    #[serde(default)]
+    pub village_ceiling: Option<u64>,
     pub villages: Vec<VillageLine>,
 }
 
@@ -234,7 +241,7 @@ impl std::fmt::Display for Report {
         for y in &self.years {
             writeln!(
                 f,
-                "year {} [{}]: {} households, {} people; entries {}, exits {}; quota {}/{}",
+                "year {} [{}]: {} households, {} people; entries {}, exits {}; quota {}/{}{}",
                 y.year,
                 y.state,
                 y.total.households,
@@ -242,7 +249,8 @@ impl std::fmt::Display for Report {
                 y.entries,
                 y.exits,
                 y.total.quota_used,
-                y.total.quota_people.map(|p| p.to_string()).unwrap_or_else(|| "none".into())
+                y.total.quota_people.map(|p| p.to_string()).unwrap_or_else(|| "none".into()),
+                y.village_ceiling.map(|v| format!(", {v} poor villages")).unwrap_or_default()
             )?;
             for (r, s) in &y.by_region {
                 let causes: Vec<String> = s.by_cause.iter().map(|(c, n)| format!("{c} {n}")).collect();
