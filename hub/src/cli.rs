@@ -150,6 +150,10 @@ pub enum Cmd {
         /// A class's number of poor villages set outright, e.g. 片区县=2470.
         #[arg(long, value_name = "CLASS=N", requires = "villages")]
         class_total: Vec<String>,
+        /// The official region codes (CSV with a first column `code`, e.g. the 2023 tables'
+        /// areas.csv or streets.csv): a region not listed is refused as unknown.
+        #[arg(long)]
+        regions: Option<PathBuf>,
         /// Why (kept in each allocation and the audit log).
         #[arg(long, default_value = "规模分解")]
         note: String,
@@ -431,6 +435,10 @@ pub enum ScaleCmd {
         /// A class's number of poor villages set outright, e.g. 片区县=2470.
         #[arg(long, value_name = "CLASS=N", requires = "villages")]
         class_total: Vec<String>,
+        /// The official region codes (CSV with a first column `code`, e.g. the 2023 tables'
+        /// areas.csv or streets.csv): a region not listed is refused as unknown.
+        #[arg(long)]
+        regions: Option<PathBuf>,
         /// The hub the split is made for: every region must be inside it, of the tier it splits
         /// to (a province's to counties, a county's to townships).
         #[arg(long)]

@@ -14,6 +14,7 @@ use std::process::ExitCode;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod cli;
+mod split;
 
 /// A bar on the officer's terminal (stderr) for long work; hidden when stderr is not a terminal
 /// (cron, logs, scripts), so nothing but results reaches them.
@@ -262,8 +263,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 audit::AuditCheck::Broken { seq, reason } => bail!("audit log broken at entry {seq}: {reason}"),
             }
         }
-        Cmd::Scale { cmd: ScaleCmd::Split { total, weights, villages, share, class_total, config, json } } => {
-            scale_split(total, weights, villages, &share, &class_total, config, json)?;
+        Cmd::Scale { cmd: ScaleCmd::Split { total, weights, villages, share, class_total, regions, config, json } } => {
+            let input = split::Input { total, weights, villages, share, class_total, regions };
+            split::print(&input, config, json)?;
         }
         Cmd::Quota { cmd: QuotaCmd::Adjust { config, year, from, to, villages, reason } } => {
             let hub = open(&config).await?;
@@ -273,9 +275,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 outln!("  {}", jianka_hub::allocation::summary(&h.allocation))?;
             }
         }
-        Cmd::Allocate { config, year, total, weights, villages, share, class_total, note, out } => {
+        Cmd::Allocate { config, year, total, weights, villages, share, class_total, regions, note, out } => {
             let hub = open(&config).await?;
-            let split = allocation_split(&hub, year, total, weights, villages, &share, &class_total).await?;
+            let input = split::Input { total, weights, villages, share, class_total, regions };
+            let split = split::for_allocation(&hub, year, &input).await?;
             let issued = hub.allocate(year, &split, &note).await?;
             for h in &issued {
                 outln!("{}", jianka_hub::allocation::summary(&h.allocation))?;
@@ -328,106 +331,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let until = hub.reopen(year, &region, &reason, until).await?;
             outln!("year {year} reopened for {region} until {until} (audited); locked again after that day")?;
         }
-    }
-    Ok(())
-}
-
-/// `scale split`: reads the files, splits (`jianka_shared::scale`), prints.
-/// The split `allocate` issues: people by --weights (of --total, or of this hub's own
-/// allocation), villages by class (--villages) or by the same weights; a prefecture given
-/// nothing passes on the parts the province computed for its counties.
-async fn allocation_split(
-    hub: &jianka_hub::Hub,
-    year: u16,
-    total: Option<u64>,
-    weights: Option<std::path::PathBuf>,
-    villages: Option<std::path::PathBuf>,
-    share: &[String],
-    class_total: &[String],
-) -> anyhow::Result<std::collections::BTreeMap<jianka_shared::RegionCode, jianka_shared::allocation::Share>> {
-    use jianka_hub::admin::scale::{Within, class_shares, read_villages, read_weights};
-    use jianka_shared::allocation::Share;
-    use jianka_shared::scale::{apportion, villages_by_class};
-    hub.refresh_allocations().await?;
-    let own = hub.own_allocation(year).map(|h| h.allocation);
-    let within = Within(Some(hub.region()));
-    if hub.region().tier() != Tier::Province && own.is_none() {
-        bail!(
-            "{} has no verified allocation for {year}; it can split only what it received (pull the parent's \
-             feedback, or `jianka-hub install-allocation FILE`)",
-            hub.region()
-        );
-    }
-    let (people_total, villages_total) = match (&own, total) {
-        (Some(a), Some(t)) if t > a.people => {
-            bail!("--total {t} is more than the {} people {} was allocated for {year}", a.people, hub.region())
-        }
-        (Some(a), t) => (t.unwrap_or(a.people), Some(a.villages)),
-        (None, t) => (t.unwrap_or(0), None),
-    };
-    let mut split: std::collections::BTreeMap<_, Share> = Default::default();
-    match (&weights, &own) {
-        (Some(w), _) => {
-            let w = read_weights(w, within)?;
-            for (r, n) in apportion(people_total, &w)? {
-                split.entry(r).or_default().people = n;
-            }
-            if villages.is_none()
-                && let Some(v) = villages_total
-            {
-                for (r, n) in apportion(v, &w)? {
-                    split.entry(r).or_default().villages = n;
-                }
-            }
-        }
-        (None, Some(a)) if !a.parts.is_empty() => split.extend(a.parts.clone()),
-        _ => bail!("give --weights FILE (CSV `region,weight`) to split the people by"),
-    }
-    if let Some(v) = &villages {
-        let rows = read_villages(v, within)?;
-        for (r, n) in villages_by_class(&rows, &class_shares(share, class_total)?)? {
-            split.entry(r).or_default().villages = n;
-        }
-    }
-    Ok(split)
-}
-
-fn scale_split(
-    total: Option<u64>,
-    weights: Option<std::path::PathBuf>,
-    villages: Option<std::path::PathBuf>,
-    share: &[String],
-    class_total: &[String],
-    config: Option<std::path::PathBuf>,
-    json: bool,
-) -> anyhow::Result<()> {
-    use jianka_hub::admin::scale::{Within, class_shares, read_villages, read_weights};
-    use jianka_shared::scale::{apportion, villages_by_class};
-    let hub_region = match &config {
-        Some(path) => Some(HubConfig::load(path)?.region),
-        None => None,
-    };
-    let within = Within(hub_region.as_ref());
-    let split = match (total, weights, villages) {
-        (Some(total), Some(weights), None) => apportion(total, &read_weights(&weights, within)?)?,
-        (None, None, Some(villages)) => {
-            let rows = read_villages(&villages, within)?;
-            let shares = class_shares(share, class_total)?;
-            villages_by_class(&rows, &shares)?
-        }
-        _ => bail!(
-            "give --total N with --weights FILE (people), or --villages FILE with --share / --class-total (villages)"
-        ),
-    };
-    if json {
-        let map: serde_json::Map<String, serde_json::Value> =
-            split.iter().map(|(r, n)| (r.to_string(), serde_json::Value::from(*n))).collect();
-        outln!("{}", serde_json::Value::Object(map))?;
-    } else {
-        for (r, n) in &split {
-            outln!("{r}\t{n}")?;
-        }
-        errln!("{} regions, {} in all", split.len(), split.values().sum::<u64>())?;
     }
     Ok(())
 }

@@ -83,3 +83,21 @@ fn bad_weight_files_are_refused_with_the_line_named() {
         assert!(out.stdout.is_empty(), "nothing printed as a result: {}", String::from_utf8_lossy(&out.stdout));
     }
 }
+
+/// With the official code list (`--regions`, the 2023 tables' format), a code that does not
+/// exist is refused as unknown, with its line; the counties of the list split as before.
+#[test]
+fn a_region_missing_from_the_official_list_is_unknown() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/regions/areas.csv");
+    std::fs::write(dir.path().join("w.csv"), "region,weight\n420322,2\n420399,1\n").unwrap();
+    let out = hub(dir.path(), &["scale", "split", "--total", "90", "--weights", "w.csv", "--regions", list]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("w.csv:3: 420399 is not a known region"), "{stderr}");
+    std::fs::write(dir.path().join("w.csv"), "region,weight\n420322,2\n420323,1\n").unwrap();
+    let out = hub(dir.path(), &["scale", "split", "--total", "90", "--weights", "w.csv", "--regions", list, "--json"]);
+    assert_eq!(split_json(&out), BTreeMap::from([("420322".into(), 60), ("420323".into(), 30)]));
+    std::fs::write(dir.path().join("bad-list.csv"), "name,code\nx,420322\n").unwrap();
+    let out = hub(dir.path(), &["scale", "split", "--total", "90", "--weights", "w.csv", "--regions", "bad-list.csv"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("first column must be `code`"));
+}

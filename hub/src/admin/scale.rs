@@ -9,9 +9,40 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 /// The regions a split may name: inside `hub`, of the tier it splits to (when the split is made
-/// for a hub).
-#[derive(Debug, Clone, Copy)]
-pub struct Within<'a>(pub Option<&'a RegionCode>);
+/// for a hub), and listed in the official code list (when one is given, see [`read_region_list`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Within<'a> {
+    pub hub: Option<&'a RegionCode>,
+    pub known: Option<&'a RegionList>,
+}
+
+/// Region codes that exist (统计用区划代码), e.g. from the 2023 tables' `areas.csv` or
+/// `streets.csv`: a code not listed is an unknown region.
+#[derive(Debug, Clone, Default)]
+pub struct RegionList {
+    path: String,
+    codes: BTreeSet<String>,
+}
+
+/// Reads a region list: a CSV whose first column is `code` (further columns, such as the name,
+/// are ignored).
+pub fn read_region_list(path: &Path) -> anyhow::Result<RegionList> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(text.as_bytes());
+    let first =
+        reader.headers().ok().and_then(|h| h.get(0).map(|c| c.trim().trim_start_matches('\u{feff}').to_string()));
+    if first.as_deref() != Some("code") {
+        bail!("{}:1: a region list's first column must be `code` (as in the 2023 tables' areas.csv)", path.display());
+    }
+    let mut codes = BTreeSet::new();
+    for record in reader.records() {
+        let record = record.with_context(|| format!("{}: not CSV", path.display()))?;
+        if let Some(code) = record.get(0).map(str::trim).filter(|c| !c.is_empty()) {
+            codes.insert(code.to_string());
+        }
+    }
+    Ok(RegionList { path: path.display().to_string(), codes })
+}
 
 /// The tier a hub's numbers are split to: the province's and a prefecture's to counties (seed
 /// 000: "等比例测算到县"), a county's to townships, a township's to villages.
@@ -26,7 +57,12 @@ pub fn split_tier(of: Tier) -> Option<Tier> {
 
 impl Within<'_> {
     fn check(&self, region: &RegionCode) -> Result<(), String> {
-        let Some(hub) = self.0 else { return Ok(()) };
+        if let Some(list) = self.known
+            && !list.codes.contains(region.as_str())
+        {
+            return Err(format!("{region} is not a known region (not in {})", list.path));
+        }
+        let Some(hub) = self.hub else { return Ok(()) };
         if !hub.contains(region) || region == hub {
             return Err(format!("{region} is not a region of {hub}"));
         }
