@@ -1,11 +1,13 @@
-//! `jianka-hub`: the county and province hub. One program serves both tiers, chosen by its
-//! config's region (6 digits = county, 2 digits = province).
+//! `jianka-hub`: the hub of every tier above the township — county, prefecture, province — chosen
+//! by its config's region (6, 4 or 2 digits).
 //!
-//! Code map: [`config`] (hub.toml), [`store`] (sqlx over SQLite/PostgreSQL, migrations),
-//! [`merge`] (pure field-level reconciliation), [`hub`] (auth, ingest, re-examination and quota,
-//! feedback, digests), [`years`] (annual cycle), [`admin`] (enrollment, conflicts, sign-off,
-//! reports), [`forward`] (county → province), [`upstream`] (the province's feedback),
-//! [`parent`] (the client and pace of the link up), [`audit`] (hash-chained log), [`http`] (routes).
+//! Code map (ARCHITECTURE.md has it whole): [`config`] (hub.toml), [`store`] (the storage
+//! boundary: rusqlite and PostgreSQL backends), [`ingest`] (one change set, step by step),
+//! [`merge`] and [`authority`] (pure), [`allocation`] (signed allocations and the ceilings in
+//! force), [`quota`] (the ledger), [`years`] (annual cycle), [`admin`] (officer commands),
+//! [`forward`] (up one tier), [`upstream`] (the parent's feedback, passed down), [`parent`] (the
+//! client and pace of the link up), [`jobs`] (background work), [`audit`] (hash-chained log),
+//! [`http`] (routes).
 
 pub mod admin;
 pub mod allocation;

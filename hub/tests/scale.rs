@@ -101,3 +101,59 @@ fn a_region_missing_from_the_official_list_is_unknown() {
     let out = hub(dir.path(), &["scale", "split", "--total", "90", "--weights", "w.csv", "--regions", "bad-list.csv"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("first column must be `code`"));
 }
+
+/// Seed 000's poor villages: 25 % of the 9,866 administrative villages of 片区县 and 15 % of the
+/// 15,682 of the other counties, or the class totals it states (2,470 and 2,351, 4,821 in all):
+/// every split adds up to its class's number exactly, each county within one of its share.
+#[test]
+fn the_seeds_poor_village_totals_are_reproduced() {
+    let dir = tempfile::tempdir().unwrap();
+    // 30 片区县 and 50 other counties whose villages add up to the seed's class totals.
+    let spread = |n: usize, total: u64| -> Vec<u64> {
+        let base = total / n as u64;
+        (0..n).map(|i| base + u64::from((i as u64) < total % n as u64) + (i as u64 % 7) * 3 - 9).collect()
+    };
+    let (mut a, mut b) = (spread(30, 9_866), spread(50, 15_682));
+    // The ± pattern above sums to a known offset; fold it into the last county.
+    let fix = |v: &mut Vec<u64>, total: u64| {
+        let s: u64 = v.iter().sum();
+        let last = v.last_mut().unwrap();
+        *last = *last + total - s;
+    };
+    fix(&mut a, 9_866);
+    fix(&mut b, 15_682);
+    let mut csv = String::from("region,villages,class\n");
+    for (i, v) in a.iter().enumerate() {
+        csv.push_str(&format!("42{:04},{v},片区县\n", 1001 + i));
+    }
+    for (i, v) in b.iter().enumerate() {
+        csv.push_str(&format!("42{:04},{v},其他\n", 2001 + i));
+    }
+    std::fs::write(dir.path().join("v.csv"), csv).unwrap();
+    let class_sum = |split: &BTreeMap<String, u64>, prefix: &str| -> u64 {
+        split.iter().filter(|(r, _)| r.starts_with(prefix)).map(|(_, n)| n).sum()
+    };
+    let within_one = |split: &BTreeMap<String, u64>, villages: &[u64], first: usize, number: u64| {
+        let total: u64 = villages.iter().sum();
+        for (i, v) in villages.iter().enumerate() {
+            let exact = number as f64 * *v as f64 / total as f64;
+            let got = split[&format!("42{:04}", first + i)] as f64;
+            assert!((got - exact).abs() < 1.0, "county {i}: {got} against {exact}");
+        }
+    };
+    let totals = ["--class-total", "片区县=2470", "--class-total", "其他=2351"];
+    let mut args = vec!["scale", "split", "--villages", "v.csv", "--json"];
+    args.extend(totals);
+    let split = split_json(&hub(dir.path(), &args));
+    assert_eq!((class_sum(&split, "421"), class_sum(&split, "422")), (2_470, 2_351));
+    assert_eq!(split.values().sum::<u64>(), 4_821);
+    within_one(&split, &a, 1001, 2_470);
+    within_one(&split, &b, 2001, 2_351);
+    // By share: 9,866 × 25 % = 2,466.5 → 2,467 and 15,682 × 15 % = 2,352.3 → 2,352 (half up).
+    let split = split_json(&hub(
+        dir.path(),
+        &["scale", "split", "--villages", "v.csv", "--share", "片区县=25", "--share", "其他=15", "--json"],
+    ));
+    assert_eq!((class_sum(&split, "421"), class_sum(&split, "422")), (2_467, 2_352));
+    within_one(&split, &a, 1001, 2_467);
+}

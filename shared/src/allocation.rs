@@ -301,7 +301,7 @@ mod tests {
         ));
         // The middle left out, or a parent of another chain.
         assert!(matches!(
-            verify_chain(&[mine.clone()], &t.certs, &r("420322")),
+            verify_chain(std::slice::from_ref(&mine), &t.certs, &r("420322")),
             Err(AllocationError::RootNotProvince { .. })
         ));
         let other_top = issue(&t.province, "42", "4203", 2000, None);

@@ -218,5 +218,24 @@ mod tests {
             reversed.reverse();
             prop_assert_eq!(apportion(total, &reversed).unwrap(), split);
         }
+
+        /// Monotone: a region with a larger weight never gets less than one with a smaller.
+        #[test]
+        fn a_larger_weight_never_gets_less(
+            total in 0u64..10_000_000,
+            ws in proptest::collection::vec(0u64..1_000_000_000, 2..40),
+        ) {
+            prop_assume!(ws.iter().any(|w| *w > 0));
+            let weights: Vec<(RegionCode, u64)> =
+                ws.iter().enumerate().map(|(i, w)| (r(&format!("42{:04}", 100 + i)), *w)).collect();
+            let split = apportion(total, &weights).unwrap();
+            for (a, wa) in &weights {
+                for (b, wb) in &weights {
+                    if wa > wb {
+                        prop_assert!(split[a] >= split[b], "{} (weight {}) got {} < {} (weight {}) got {}", a, wa, split[a], b, wb, split[b]);
+                    }
+                }
+            }
+        }
     }
 }
