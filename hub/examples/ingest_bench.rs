@@ -83,6 +83,7 @@ fn households(village_prefix: &str, count: usize, members: usize, salt: u64, sta
                 helper_phone: "0719-0000000".into(),
                 status,
                 members: ms,
+                facts: Default::default(),
             }
         })
         .collect()

@@ -30,6 +30,9 @@ pub struct HubConfig {
     pub parent_url: Option<String>,
     #[serde(default)]
     pub profile: Option<PathBuf>,
+    /// The county's class for the profile's village incidence bands (e.g. 片区县, 插花县).
+    #[serde(default)]
+    pub county_class: Option<String>,
     #[serde(default)]
     pub quotas: Option<PathBuf>,
     /// Largest request body accepted (bytes); larger ones are refused with 413 `too_large`.
@@ -126,6 +129,7 @@ impl HubConfig {
             chain_file: default_chain(),
             parent_url: None,
             profile: None,
+            county_class: None,
             quotas: None,
             max_body_bytes: default_max_body(),
             schedule: Schedule::default(),

@@ -9,6 +9,7 @@ use crate::vocabulary;
 use anyhow::Result;
 use chrono::NaiveDate;
 use jianka_shared::domain::Status;
+use jianka_shared::eligibility::{self, Assessment};
 use jianka_shared::record::{RecordKey, RecordKind};
 use jianka_shared::{Tier, Year};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -89,6 +90,8 @@ pub enum Holdup {
     DateBeforeLastStep { last: NaiveDate },
     /// The household breaks a rule of domain.md §3 and cannot go to the county.
     BreaksRules { problems: Vec<String> },
+    /// The profile's rules do not admit it (income line, an exclusion): it is not appraised.
+    NotEligible { assessment: String, profile: String },
 }
 
 impl Holdup {
@@ -123,6 +126,9 @@ impl Holdup {
             Holdup::BreaksRules { problems } => {
                 format!("household {hid} cannot go to the county: {}", problems.join("; "))
             }
+            Holdup::NotEligible { assessment, profile } => {
+                format!("household {hid} is {assessment} under the profile {profile}; it is not appraised")
+            }
         }
     }
 
@@ -154,6 +160,7 @@ impl Holdup {
                 format!("their last workflow step is after --date {date}; give a later date")
             }
             Holdup::BreaksRules { .. } => "they break a rule and cannot go to the county (see each below)".into(),
+            Holdup::NotEligible { assessment, profile } => format!("{assessment} (profile {profile})"),
         }
     }
 }
@@ -180,6 +187,18 @@ fn check_step(
         && date < last
     {
         return Ok(Err(Holdup::DateBeforeLastStep { last }));
+    }
+    // The township sees the profile's verdict before the household enters the workflow; the
+    // deciding tier applies the same rules (and decides what is left to its judgement, 酌情纳入).
+    if to == Status::Appraised
+        && let Some(profile) = node.cfg.profile()?
+    {
+        let (rec, _) = load_household(&node.conn, year, hid)?;
+        let verdict =
+            eligibility::assess(profile.income_line(), &profile.eligibility, |f| rec.fields.get(f).map(String::as_str));
+        if matches!(verdict, Assessment::Excluded { .. } | Assessment::NotEligible { .. }) {
+            return Ok(Err(Holdup::NotEligible { assessment: verdict.describe(), profile: profile.name }));
+        }
     }
     if to == Status::Appraised && minutes.is_none_or(|m| m.trim().is_empty()) {
         return Ok(Err(Holdup::NeedsMinutes));
@@ -327,6 +346,7 @@ pub fn advance_all(
                         a == b && x == y
                     }
                     (Holdup::BreaksRules { .. }, Holdup::BreaksRules { .. }) => true,
+                    (Holdup::NotEligible { assessment: a, .. }, Holdup::NotEligible { assessment: b, .. }) => a == b,
                     (Holdup::DateBeforeLastStep { .. }, Holdup::DateBeforeLastStep { .. }) => true,
                     (a, b) => a == b,
                 };

@@ -227,3 +227,45 @@ fn statuses_and_steps_are_named_chinese_first_everywhere() {
     let (_, json, _) = node(&t, &["household", "list", "--year", "2014", "--json"]);
     assert!(json.contains("\"VillageNotice\"") && !json.contains("村公示"), "{json}");
 }
+
+/// Under a profile with seed 003's exclusions (miyun-2016), the township sees a household with a
+/// car refused before 民主评议, naming the rule; under hubei-2014 (no exclusions) it goes on.
+#[test]
+fn the_profile_marks_an_excluded_household_before_it_enters_the_workflow() {
+    for (profile, car_refused) in [("miyun-2016.toml", true), ("hubei-2014.toml", false)] {
+        let t = TestNode::new();
+        let src = format!("{}/../config/profiles/{profile}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::copy(&src, t.config.with_file_name("profile.toml")).unwrap();
+        let cfg = std::fs::read_to_string(&t.config)
+            .unwrap()
+            .replace("# profile = \"profile.toml\"", "profile = \"profile.toml\"");
+        std::fs::write(&t.config, cfg).unwrap();
+        // Two households under both lines, the first with a car (是否有轿车 = 是).
+        let mut rows = household_rows(VILLAGE, "0001", 2, 1);
+        rows.extend(household_rows(VILLAGE, "0002", 2, 2));
+        for (i, r) in rows.iter_mut().enumerate() {
+            r.push(if i == 0 { "是" } else { "" }.into());
+        }
+        let mut w = csv::Writer::from_writer(Vec::new());
+        let mut header: Vec<&str> = HEADERS.to_vec();
+        header.push("是否有轿车");
+        w.write_record(&header).unwrap();
+        for r in &rows {
+            w.write_record(r).unwrap();
+        }
+        let p = t.path("h.csv");
+        std::fs::write(&p, w.into_inner().unwrap()).unwrap();
+        let mut node = t.open(clock_at("2014-07-15T09:00:00+08:00"));
+        import_households(&mut node, &p, ImportOptions { year: 2014, dry_run: false, progress_over: usize::MAX })
+            .unwrap();
+        let minutes = Some("村民代表大会 2014-06-01");
+        let car = advance(&mut node, 2014, &format!("{VILLAGE}-0001"), d("2014-06-01"), minutes, 7);
+        if car_refused {
+            refused(car, "is excluded: 有轿车 under the profile miyun-2016");
+        } else {
+            assert_eq!(car.unwrap().1, Status::Appraised);
+        }
+        let other = advance(&mut node, 2014, &format!("{VILLAGE}-0002"), d("2014-06-01"), minutes, 7);
+        assert_eq!(other.unwrap().1, Status::Appraised, "{profile}");
+    }
+}

@@ -142,6 +142,9 @@ pub struct Household {
     pub helper_phone: String,
     pub status: Status,
     pub members: Vec<Member>,
+    /// The facts the profile's eligibility rules read (seed 003 登记表: 是否有轿车, 因病支出, …),
+    /// by field name ([`crate::eligibility::FACT_FIELDS`]); empty where the profile uses none.
+    pub facts: BTreeMap<String, String>,
 }
 
 /// A broken rule of domain.md §3, with the field it concerns.
@@ -264,6 +267,9 @@ impl Household {
         put("helper_phone", self.helper_phone.clone());
         put("status", format!("{:?}", self.status));
         put("members", self.members.len().to_string());
+        for (k, v) in &self.facts {
+            put(k, v.clone());
+        }
         let mut out = vec![Record { key: RecordKey::new(RecordKind::Household, self.year, id.clone()), fields: f }];
         for m in &self.members {
             out.push(m.to_record(self.year, &id, &self.village));
@@ -313,6 +319,10 @@ impl Household {
             helper_phone: get("helper_phone")?.to_string(),
             status: Status::parse(get("status")?).ok_or("bad status")?,
             members: ms,
+            facts: crate::eligibility::FACT_FIELDS
+                .iter()
+                .filter_map(|k| Some((k.to_string(), field(k)?.to_string())))
+                .collect(),
         })
     }
 }
@@ -476,6 +486,7 @@ pub(crate) mod tests {
             helper_phone: "0719-0000000".into(),
             status: Status::Applied,
             members: vec![head, spouse],
+            facts: BTreeMap::new(),
         }
     }
 

@@ -8,6 +8,7 @@ pub mod allocation;
 pub mod changeset;
 pub mod digest;
 pub mod domain;
+pub mod eligibility;
 pub mod hlc;
 pub mod id_number;
 pub mod labels;

@@ -1,6 +1,7 @@
 //! Identification standards and scale control as configuration (domain.md §4): a deployment
 //! picks a profile file and may change its numbers without a code change.
 
+use crate::eligibility::{Eligibility, VillageCriteria};
 use crate::{RegionCode, Yuan};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -26,6 +27,16 @@ pub struct Profile {
     /// Annual update: household and village data due by this day of January.
     #[serde(default = "jan31")]
     pub household_deadline_day_of_january: u32,
+    /// Exclusions and inclusions beyond the income line (seed 003); none in seed 000.
+    #[serde(default)]
+    pub eligibility: Eligibility,
+    /// What makes a poor village (seed 000 一高一低一无, seed 003 the low-income majority).
+    #[serde(default)]
+    pub village_criteria: Option<VillageCriteria>,
+    /// The incidence band of a poor village by county class (seed 000: 片区县 25–45 %, 插花县
+    /// 15–30 %); a county's class is its hub config's `county_class`.
+    #[serde(default)]
+    pub village_incidence_bands: BTreeMap<String, [f64; 2]>,
 }
 
 fn seven() -> u32 {
@@ -40,8 +51,11 @@ impl Profile {
         Yuan::from_yuan(self.income_line_yuan as i64)
     }
 
-    pub fn incidence_in_band(&self, percent: f64) -> Option<bool> {
-        self.village_incidence_band.map(|[lo, hi]| percent >= lo && percent <= hi)
+    /// Whether a village's incidence lies in the band of its county's class (the class's band,
+    /// else the profile's one band); `None` without a band.
+    pub fn incidence_in_band(&self, class: Option<&str>, percent: f64) -> Option<bool> {
+        let band = class.and_then(|c| self.village_incidence_bands.get(c)).copied().or(self.village_incidence_band);
+        band.map(|[lo, hi]| percent >= lo && percent <= hi)
     }
 }
 
@@ -85,6 +99,25 @@ impl CountyQuota {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn both_shipped_profiles_read_and_an_unknown_rule_is_named() {
+        for text in [
+            include_str!("../../config/profiles/hubei-2014.toml"),
+            include_str!("../../config/profiles/miyun-2016.toml"),
+        ] {
+            let p: Profile = toml::from_str(text).unwrap();
+            assert!(p.village_criteria.is_some(), "{}", p.name);
+        }
+        let miyun: Profile = toml::from_str(include_str!("../../config/profiles/miyun-2016.toml")).unwrap();
+        assert_eq!(miyun.eligibility.exclusions.len(), 4);
+        let bad = include_str!("../../config/profiles/miyun-2016.toml").replace("\"owns_car\"", "\"owns_boat\"");
+        let err = toml::from_str::<Profile>(&bad).unwrap_err().to_string();
+        assert!(err.contains("owns_boat") && err.contains("exclusions"), "{err}");
+        let bad = format!("unknown_rule = true\n{}", include_str!("../../config/profiles/hubei-2014.toml"));
+        let err = toml::from_str::<Profile>(&bad).unwrap_err().to_string();
+        assert!(err.contains("unknown_rule"), "{err}");
+    }
 
     #[test]
     fn allocations_may_not_exceed_the_ceiling() {

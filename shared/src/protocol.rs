@@ -79,6 +79,8 @@ pub enum RejectReason {
     TooLarge,
     /// Under scale control, no verified allocation for the year has reached the county yet.
     NoAllocation,
+    /// The profile's rules do not admit it (the income line, an exclusion, a village criterion).
+    NotEligible,
 }
 
 impl RejectReason {
@@ -93,6 +95,7 @@ impl RejectReason {
             RejectReason::Conflict => "冲突待裁决 (conflict awaiting decision)",
             RejectReason::TooLarge => "超出长度限制 (over a size limit)",
             RejectReason::NoAllocation => "规模未下达，暂不认定 (no allocation has arrived)",
+            RejectReason::NotEligible => "不符合认定标准 (not eligible under the profile)",
         }
     }
 }

@@ -183,6 +183,7 @@ impl Generator {
             helper_phone: format!("0719-{:07}", self.rng.random_range(0..10_000_000)),
             status,
             members,
+            facts: Default::default(),
         }
     }
 }

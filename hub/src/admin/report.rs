@@ -63,7 +63,10 @@ impl Hub {
                     VillageLine {
                         village: r.key.id.clone(),
                         incidence_percent: (pct * 100.0).round() / 100.0,
-                        in_band: self.profile.as_ref().and_then(|p| p.incidence_in_band(pct)),
+                        in_band: self
+                            .profile
+                            .as_ref()
+                            .and_then(|p| p.incidence_in_band(self.cfg.county_class.as_deref(), pct)),
                     }
                 })
                 .collect();

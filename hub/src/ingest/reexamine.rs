@@ -14,6 +14,7 @@ use crate::record::{HashMap, HashSet};
 use crate::state::Hub;
 use crate::store::WriteTx;
 use jianka_shared::domain::Status;
+use jianka_shared::eligibility::{self, Assessment};
 use jianka_shared::profile::CountyQuota;
 use jianka_shared::protocol::{Correction, Feedback, RejectReason, Rejection};
 use jianka_shared::{Hlc, RecordKind, RegionCode, Year};
@@ -93,7 +94,16 @@ impl Hub {
                         }
                     }
                 }
-                let verdict = match (validate_household(hrow, ms), ceilings.get(&year)) {
+                // The profile's rules first (income line, exclusions): refused naming the rule.
+                let eligible = |n: u64| match self
+                    .profile
+                    .as_ref()
+                    .map(|p| eligibility::assess(p.income_line(), &p.eligibility, |f| hrow.field(f)))
+                {
+                    None | Some(Assessment::Eligible) => Ok(n),
+                    Some(other) => Err((RejectReason::NotEligible, other.describe())),
+                };
+                let verdict = match (validate_household(hrow, ms).and_then(eligible), ceilings.get(&year)) {
                     (Ok(n), Some(Ceiling::Allocated(q))) => ledger.admit(q, &township, year, n).map(|quota| {
                         quota_news.insert(township.clone(), quota);
                         n
@@ -150,7 +160,16 @@ impl Hub {
             let Some(row) = fx.rows.get(&k) else { continue };
             let year = row.key.year;
             let Some(township) = RegionCode::parse(&row.key.id[..9.min(row.key.id.len())]).ok() else { continue };
+            let failed = self
+                .profile
+                .as_ref()
+                .and_then(|p| p.village_criteria.as_ref())
+                .map(|c| eligibility::village_failures(c, |f| row.field(f)))
+                .unwrap_or_default();
             let verdict = match self.ceiling(year) {
+                _ if !failed.is_empty() => {
+                    Err((RejectReason::NotEligible, format!("not a poor village: {}", failed.join("; "))))
+                }
                 Ceiling::Uncontrolled => Ok(()),
                 Ceiling::Missing(why) => Err((RejectReason::NoAllocation, why)),
                 Ceiling::Allocated(CountyQuota { villages: max, .. }) => {

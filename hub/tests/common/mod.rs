@@ -110,6 +110,20 @@ pub async fn setup(pg: bool, people: u64, allocations: &[(&str, u64)]) -> Setup 
 /// [`setup`] where the county's quotas file claims `claimed` people and the province allocates
 /// `allocated` (none: the county never received an allocation).
 pub async fn setup_with(pg: bool, claimed: u64, allocated: Option<u64>, allocations: &[(&str, u64)]) -> Setup {
+    setup_profile(pg, HUBEI_2014, claimed, allocated, allocations).await
+}
+
+pub const HUBEI_2014: &str = include_str!("../../../config/profiles/hubei-2014.toml");
+pub const MIYUN_2016: &str = include_str!("../../../config/profiles/miyun-2016.toml");
+
+/// [`setup_with`] under the county profile `profile` (the text of its TOML file).
+pub async fn setup_profile(
+    pg: bool,
+    profile: &str,
+    claimed: u64,
+    allocated: Option<u64>,
+    allocations: &[(&str, u64)],
+) -> Setup {
     let people = claimed;
     let clock = ManualClock::new(t0());
     let today = t0().date_naive();
@@ -136,7 +150,7 @@ pub async fn setup_with(pg: bool, claimed: u64, allocated: Option<u64>, allocati
         quotas.push_str(&format!("\"{t}\" = {n}\n"));
     }
     std::fs::write(cdir.path().join("quotas.toml"), quotas).unwrap();
-    std::fs::write(cdir.path().join("profile.toml"), include_str!("../../../config/profiles/hubei-2014.toml")).unwrap();
+    std::fs::write(cdir.path().join("profile.toml"), profile).unwrap();
     let county_pk = admin::init(
         &admin::InitOptions {
             region: r("420322"),
@@ -307,6 +321,7 @@ pub fn household(village: &str, no: u32, n: usize, salt: u32, status: Status) ->
         helper_phone: "0719-0000000".into(),
         status,
         members,
+        facts: Default::default(),
     }
 }
 
@@ -383,6 +398,8 @@ pub fn village_op(code: &str, status: Status, version: u64) -> Op {
             f("population", "1000".into()),
             f("poor_households", "90".into()),
             f("poor_population", "300".into()),
+            f("income_per_capita", "3000".into()),
+            f("collective_income", "0".into()),
             f("status", format!("{status:?}")),
         ],
     }

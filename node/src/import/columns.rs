@@ -29,10 +29,18 @@ pub enum Col {
     HelperName,
     HelperUnit,
     HelperPhone,
+    // The facts a profile's eligibility rules read (seed 003 登记表), optional everywhere.
+    HasCar,
+    BoughtHousing,
+    ChildrenCanSupport,
+    AwayFromVillage,
+    SpendingIllness,
+    SpendingSchooling,
+    SpendingDisaster,
 }
 
 impl Col {
-    pub const ALL: [Col; 26] = [
+    pub const ALL: [Col; 33] = [
         Col::Village,
         Col::Number,
         Col::Name,
@@ -59,6 +67,24 @@ impl Col {
         Col::HelperName,
         Col::HelperUnit,
         Col::HelperPhone,
+        Col::HasCar,
+        Col::BoughtHousing,
+        Col::ChildrenCanSupport,
+        Col::AwayFromVillage,
+        Col::SpendingIllness,
+        Col::SpendingSchooling,
+        Col::SpendingDisaster,
+    ];
+
+    /// The eligibility facts: yes/no columns, then amounts in yuan.
+    pub const FACTS: [Col; 7] = [
+        Col::HasCar,
+        Col::ChildrenCanSupport,
+        Col::BoughtHousing,
+        Col::AwayFromVillage,
+        Col::SpendingIllness,
+        Col::SpendingSchooling,
+        Col::SpendingDisaster,
     ];
 
     pub fn header(self) -> &'static str {
@@ -93,6 +119,13 @@ impl Col {
             Col::HelperName => ("帮扶责任人", "helper_name"),
             Col::HelperUnit => ("帮扶单位", "helper_unit"),
             Col::HelperPhone => ("帮扶人电话", "helper_phone"),
+            Col::HasCar => ("是否有轿车", "has_car"),
+            Col::BoughtHousing => ("是否购置商品房或门面房", "bought_housing"),
+            Col::ChildrenCanSupport => ("子女是否有赡养能力", "children_can_support"),
+            Col::AwayFromVillage => ("是否长期不在村居住", "away_from_village"),
+            Col::SpendingIllness => ("因病支出", "spending_illness"),
+            Col::SpendingSchooling => ("因学支出", "spending_schooling"),
+            Col::SpendingDisaster => ("因灾支出", "spending_disaster"),
         }
     }
 
@@ -113,7 +146,12 @@ impl Col {
                 | Col::HelperName
                 | Col::HelperUnit
                 | Col::HelperPhone
-        )
+        ) || Col::FACTS.contains(&self)
+    }
+
+    /// Read as 是/否 (the rest of the facts are amounts in yuan).
+    pub fn is_flag(self) -> bool {
+        matches!(self, Col::HasCar | Col::BoughtHousing | Col::ChildrenCanSupport | Col::AwayFromVillage)
     }
 
     /// ID numbers, phones and bank accounts: masked wherever the node prints them (domain.md §7).
@@ -132,7 +170,7 @@ impl Col {
                 | Col::HelperName
                 | Col::HelperUnit
                 | Col::HelperPhone
-        )
+        ) || Col::FACTS.contains(&self)
     }
 
     pub(super) fn from_header(h: &str) -> Option<Col> {
@@ -172,6 +210,8 @@ impl Col {
             Col::HelperName => "helper_name",
             Col::HelperUnit => "helper_unit",
             Col::HelperPhone => "helper_phone",
+            // The eligibility facts are stored under their English alias.
+            fact => fact.names().1,
         }
     }
 

@@ -415,6 +415,7 @@ fn placeholder(year: Year) -> Household {
         helper_phone: String::new(),
         status: Status::Applied,
         members: vec![],
+        facts: Default::default(),
     }
 }
 
@@ -624,5 +625,23 @@ fn parse_household_facts(r: &Row) -> Result<Household, CellErrors> {
     h.helper_name = r.get(Col::HelperName).into();
     h.helper_unit = r.get(Col::HelperUnit).into();
     h.helper_phone = r.get(Col::HelperPhone).into();
+    // Eligibility facts, where the file has them: 是/否 as the form writes it, amounts in yuan.
+    for col in Col::FACTS {
+        let cell = r.get(col).trim();
+        if cell.is_empty() {
+            continue;
+        }
+        let value = if col.is_flag() {
+            parse_yes_no(col.header(), cell).map(|v| if v { "是" } else { "否" }.to_string()).map_err(|e| e.to_string())
+        } else {
+            Yuan::parse(cell).map(|y| y.to_string()).map_err(|e| e.to_string())
+        };
+        match value {
+            Ok(v) => {
+                h.facts.insert(col.field().to_string(), v);
+            }
+            Err(e) => errs.push((col, e)),
+        }
+    }
     if errs.is_empty() { Ok(h) } else { Err(errs) }
 }

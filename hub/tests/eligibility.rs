@@ -1,0 +1,100 @@
+//! The profile's identification rules applied at the county's re-examination (县复审): the
+//! income line, seed 003's exclusions and inclusions, the village criteria of both seeds — each
+//! refusal naming its rule. Each test runs on both backends (PostgreSQL when JIANKA_TEST_PG is set).
+
+mod common;
+
+use common::*;
+use jianka_shared::Yuan;
+use jianka_shared::domain::{Household, Status};
+use jianka_shared::protocol::{RejectReason, Rejection};
+
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite { $(#[tokio::test] async fn $name() { super::$name(false).await; })* }
+        mod postgres { $(#[tokio::test] async fn $name() { if super::pg_available() { super::$name(true).await; } })* }
+    };
+}
+
+both!(the_same_households_are_judged_by_each_profiles_rules, a_village_is_judged_by_its_profiles_criteria,);
+
+/// A household of 2 at `per_capita` yuan with the given facts of the 登记表.
+fn household_at(no: u32, per_capita: i64, facts: &[(&str, &str)]) -> Household {
+    let mut h = household("420322105200", no, 2, no, Status::CountyReview);
+    h.income_per_capita = Yuan::from_yuan(per_capita);
+    h.income = Yuan::from_yuan(per_capita * 2);
+    h.facts = facts.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    h
+}
+
+/// The households: under both lines with a car; under both lines; between the lines; above both
+/// with heavy illness spending; above both without.
+fn households() -> Vec<Household> {
+    vec![
+        household_at(1, 2000, &[("has_car", "是")]),
+        household_at(2, 2000, &[("has_car", "否"), ("away_from_village", "否")]),
+        household_at(3, 3000, &[]),
+        household_at(4, 12000, &[("spending_illness", "6000")]),
+        household_at(5, 12000, &[]),
+    ]
+}
+
+async fn refusals(profile: &str, pg: bool) -> Vec<Rejection> {
+    let s = setup_profile(pg, profile, 100, Some(100), &[]).await;
+    let mut node = enroll_node(&s.county, "420322105", 7).await;
+    let ops = households().iter().flat_map(|h| ops_of(h, 5)).collect();
+    let (_, rej) = accepted(&node.push(ops).await);
+    rej
+}
+
+fn refused(rej: &[Rejection], no: u32) -> Option<&Rejection> {
+    rej.iter().find(|r| r.key.id == format!("420322105200-{no:04}"))
+}
+
+async fn the_same_households_are_judged_by_each_profiles_rules(pg: bool) {
+    // Seed 003 (miyun-2016): line 11,160, four exclusions, inclusions only by decision.
+    let miyun = refusals(MIYUN_2016, pg).await;
+    let car = refused(&miyun, 1).expect("the car excludes it");
+    assert_eq!((car.reason, car.message.as_str()), (RejectReason::NotEligible, "excluded: 有轿车"));
+    assert!(refused(&miyun, 2).is_none() && refused(&miyun, 3).is_none(), "{miyun:?}");
+    let ill = refused(&miyun, 4).expect("above the line");
+    assert!(ill.message.contains("酌情纳入") && ill.message.contains("因病支出 6,000"), "{}", ill.message);
+    assert_eq!(refused(&miyun, 5).map(|r| r.message.as_str()), Some("not eligible: income 12,000 ≥ 11,160"));
+    // Seed 000 (hubei-2014): line 2,736, no exclusions: the car household is admitted.
+    let hubei = refusals(HUBEI_2014, pg).await;
+    assert!(refused(&hubei, 1).is_none() && refused(&hubei, 2).is_none(), "{hubei:?}");
+    for no in [3, 4, 5] {
+        let r = refused(&hubei, no).unwrap_or_else(|| panic!("{no} is above 2,736: {hubei:?}"));
+        assert_eq!(r.reason, RejectReason::NotEligible);
+        assert!(r.message.starts_with("not eligible: income") && r.message.ends_with("≥ 2,736"), "{}", r.message);
+    }
+}
+
+async fn a_village_is_judged_by_its_profiles_criteria(pg: bool) {
+    let s = setup(pg, 100, &[]).await;
+    let mut node = enroll_node(&s.county, "420322105", 7).await;
+    // 一高一低一无 with the profile's province figures (14 %, 8,867 yuan): the test village meets all
+    // three (30 %, 3,000, none); one with collective income, one with too few poor people do not.
+    let mut with_income = village_op("420322105202", Status::CountyReview, 5);
+    let mut thin = village_op("420322105203", Status::CountyReview, 5);
+    let set = |op: &mut jianka_shared::changeset::Op, name: &str, value: &str| {
+        if let jianka_shared::changeset::Op::Upsert { fields, .. } = op {
+            fields.iter_mut().find(|w| w.name == name).expect("field").value = value.into();
+        }
+    };
+    set(&mut with_income, "collective_income", "25000");
+    set(&mut thin, "poor_population", "200");
+    let ops = vec![village_op("420322105201", Status::CountyReview, 5), with_income, thin];
+    let (_, rej) = accepted(&node.push(ops).await);
+    let messages: Vec<(&str, &str)> = rej.iter().map(|r| (r.key.id.as_str(), r.message.as_str())).collect();
+    assert_eq!(rej.len(), 2, "{messages:?}");
+    assert!(rej.iter().all(|r| r.reason == RejectReason::NotEligible));
+    assert!(
+        messages.iter().any(|(id, m)| *id == "420322105202" && m.contains("一无: collective income 25000")),
+        "{messages:?}"
+    );
+    assert!(
+        messages.iter().any(|(id, m)| *id == "420322105203" && m.contains("一高: incidence 20.0%")),
+        "{messages:?}"
+    );
+}
