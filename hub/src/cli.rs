@@ -173,6 +173,45 @@ pub enum Cmd {
         config: PathBuf,
         file: PathBuf,
     },
+    /// Decide one household by hand, for a stated reason: admit one the profile leaves to the
+    /// county (酌情纳入: heavy spending on illness, schooling, disaster) or one refused before, or
+    /// refuse one waiting at 县复审. Within the ceiling in force; audited; sent to the township.
+    ///
+    /// Example: jianka-hub decide --config county/hub.toml --year 2016 --household 110228100200-0007 --admit --reason "因病支出 4.2万元, 入户核查属实"
+    #[command(verbatim_doc_comment)]
+    Decide {
+        /// The hub's config file (hub.toml, written by `init`).
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        year: u16,
+        /// The household's id, `<village code>-<number>`.
+        #[arg(long)]
+        household: String,
+        /// Admit it (县公告).
+        #[arg(long, conflicts_with = "refuse", required_unless_present = "refuse")]
+        admit: bool,
+        /// Refuse it (不予认定).
+        #[arg(long)]
+        refuse: bool,
+        /// Why (kept in the record, the audit log and the township's notice).
+        #[arg(long)]
+        reason: String,
+    },
+    /// 省备案: file every household a county announced for a year (县公告 → 省备案); the filing
+    /// goes down to the county and its townships.
+    ///
+    /// Example: jianka-hub file --config prov/hub.toml --year 2014 --county 420322
+    #[command(verbatim_doc_comment)]
+    File {
+        /// The hub's config file (hub.toml, written by `init`).
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        year: u16,
+        #[arg(long)]
+        county: RegionCode,
+    },
     /// Revoke a child's key: its requests are refused from now on.
     ///
     /// Example: jianka-hub revoke --config hub.toml --key 0123456789abcdef --reason "laptop stolen"

@@ -295,6 +295,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 out.as_ref().map(|d| format!("; chains written to {}", d.display())).unwrap_or_default()
             )?;
         }
+        Cmd::Decide { config, year, household, admit, refuse: _, reason } => {
+            let hub = open(&config).await?;
+            let d = hub.decide(year, &household, admit, &reason).await?;
+            let what = if d.admitted { "admitted (认定)" } else { "refused (不予认定)" };
+            outln!(
+                "household {} {what}, {} people, was {}; audited and sent to the township",
+                d.household,
+                d.people,
+                d.was
+            )?;
+        }
+        Cmd::File { config, year, county } => {
+            let hub = open(&config).await?;
+            let n = hub.file_announced(year, &county).await?;
+            outln!("filed (省备案) {n} households {county} announced for {year}; audited and sent down")?;
+        }
         Cmd::InstallAllocation { config, file } => {
             let hub = open(&config).await?;
             let text = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;

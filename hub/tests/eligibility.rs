@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use jianka_shared::Yuan;
 use jianka_shared::domain::{Household, Status};
-use jianka_shared::protocol::{RejectReason, Rejection};
+use jianka_shared::protocol::{Feedback, RejectReason, Rejection};
 
 macro_rules! both {
     ($($name:ident),* $(,)?) => {
@@ -16,7 +16,12 @@ macro_rules! both {
     };
 }
 
-both!(the_same_households_are_judged_by_each_profiles_rules, a_village_is_judged_by_its_profiles_criteria,);
+both!(
+    the_same_households_are_judged_by_each_profiles_rules,
+    a_village_is_judged_by_its_profiles_criteria,
+    the_county_decides_by_hand_within_its_ceiling_and_the_township_hears_it,
+    the_province_files_what_a_county_announced_and_it_reaches_the_township,
+);
 
 /// A household of 2 at `per_capita` yuan with the given facts of the 登记表.
 fn household_at(no: u32, per_capita: i64, facts: &[(&str, &str)]) -> Household {
@@ -97,4 +102,67 @@ async fn a_village_is_judged_by_its_profiles_criteria(pg: bool) {
         messages.iter().any(|(id, m)| *id == "420322105203" && m.contains("一高: incidence 20.0%")),
         "{messages:?}"
     );
+}
+
+async fn the_county_decides_by_hand_within_its_ceiling_and_the_township_hears_it(pg: bool) {
+    // Under miyun-2016 the household above the line with 因病支出 is left to the county (酌情纳入).
+    let s = setup_profile(pg, MIYUN_2016, 100, Some(100), &[]).await;
+    let mut node = enroll_node(&s.county, "420322105", 7).await;
+    let ops = households().iter().flat_map(|h| ops_of(h, 5)).collect();
+    accepted(&node.push(ops).await);
+    let ill = "420322105200-0004";
+    let d = s.county.hub.decide(2014, ill, true, "因病支出 6,000 元, 入户核查属实").await.unwrap();
+    assert!(d.admitted && d.people == 2 && d.was == "NotRecognised", "{d:?}");
+    let rows = s.county.hub.records_in(&r("420322"), 2014).await.unwrap();
+    let row = rows.iter().find(|r| r.key.id == ill).unwrap();
+    assert_eq!(row.field("status"), Some("CountyAnnounced"));
+    assert!(row.field("county.reason").unwrap().contains("入户核查属实"));
+    // Decided already: not again; a reason is needed; a household not waiting cannot be decided.
+    assert!(s.county.hub.decide(2014, ill, true, "again").await.is_err());
+    assert!(s.county.hub.decide(2014, "420322105200-0005", true, " ").await.is_err());
+    let err = s.county.hub.decide(2014, "420322105200-0002", false, "x").await.unwrap_err();
+    assert!(format!("{err:#}").contains("only a household waiting"), "{err:#}");
+    // The township hears the decision with its reason.
+    let fb = node.feedback(0).await;
+    let heard = fb.items.iter().any(|e| match &e.item {
+        Feedback::Corrections { items } => items.iter().any(|c| {
+            c.key.id == ill && c.values.iter().any(|(k, v)| k == "county.reason" && v.contains("入户核查属实"))
+        }),
+        _ => false,
+    });
+    assert!(heard, "the decision comes down to the township");
+    // Under scale control the ceiling holds for a decision by hand too.
+    let s = setup(pg, 2, &[]).await;
+    let mut node = enroll_node(&s.county, "420322105", 7).await;
+    let ops = [household_at(1, 2000, &[]), household_at(2, 2000, &[])].iter().flat_map(|h| ops_of(h, 5)).collect();
+    let (_, rej) = accepted(&node.push(ops).await);
+    assert_eq!(rej.len(), 1, "one of two fits 2 people: {rej:?}");
+    let err = s.county.hub.decide(2014, &rej[0].key.id, true, "complaint upheld").await.unwrap_err();
+    assert!(format!("{err:#}").contains("ceiling 2 people"), "{err:#}");
+    let audit = s.county.hub.store().audit_log().await.unwrap();
+    assert!(!audit.iter().any(|a| a.action == "decision_by_hand"), "nothing audited for a refused decision");
+}
+
+async fn the_province_files_what_a_county_announced_and_it_reaches_the_township(pg: bool) {
+    let s = setup(pg, 100, &[]).await;
+    let mut node = enroll_node(&s.county, "420322105", 7).await;
+    let ops = [household_at(1, 2000, &[]), household_at(2, 2000, &[])].iter().flat_map(|h| ops_of(h, 5)).collect();
+    accepted(&node.push(ops).await);
+    s.county.hub.forward().await.unwrap();
+    assert_eq!(s.province.hub.file_announced(2014, &r("420322")).await.unwrap(), 2);
+    assert_eq!(s.province.hub.file_announced(2014, &r("420322")).await.unwrap(), 0, "filed once");
+    let report = s.province.hub.report(Some(2014)).await.unwrap();
+    assert_eq!(report.years[0].filed, 2);
+    s.county.hub.pull_parent_feedback().await.unwrap();
+    let rows = s.county.hub.records_in(&r("420322"), 2014).await.unwrap();
+    let filed = rows.iter().filter(|r| r.field("status") == Some("ProvinceFiled")).count();
+    assert_eq!(filed, 2, "the county holds the filing");
+    let fb = node.feedback(0).await;
+    let heard = fb.items.iter().any(|e| match &e.item {
+        Feedback::Corrections { items } => {
+            items.iter().any(|c| c.values.iter().any(|(k, v)| k == "status" && v == "ProvinceFiled"))
+        }
+        _ => false,
+    });
+    assert!(heard, "the filing reaches the township");
 }

@@ -3,6 +3,7 @@
 
 mod children;
 mod conflicts;
+mod decide;
 mod init;
 mod report;
 pub mod scale;
@@ -11,6 +12,7 @@ mod uploads;
 
 pub use children::EquivocationView;
 pub use conflicts::ConflictView;
+pub use decide::HandDecision;
 pub use init::{InitOptions, Initialised, init, install_chain};
 pub use report::{Report, VillageLine, YearReport};
 pub use signoff::summarise;

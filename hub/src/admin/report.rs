@@ -82,6 +82,11 @@ impl Hub {
                 exits,
                 scale: self.scale_lines(y, &rows, child_tier),
                 village_ceiling: self.ceiling(y).villages(),
+                filed: rows
+                    .iter()
+                    .filter(|r| r.key.kind == RecordKind::Household)
+                    .filter(|r| r.field("status").and_then(Status::parse) == Some(Status::ProvinceFiled))
+                    .count() as u64,
                 villages,
             });
             // Before the deadline nobody is late yet: those still owing are listed apart.
@@ -224,6 +229,9 @@ pub struct YearReport {
     /// The poor villages this county may recognise in the year (its allocation in force).
     #[serde(default)]
     pub village_ceiling: Option<u64>,
+    /// Households the province has filed (省备案).
+    #[serde(default)]
+    pub filed: u64,
     pub villages: Vec<VillageLine>,
 }
 
@@ -244,13 +252,14 @@ impl std::fmt::Display for Report {
         for y in &self.years {
             writeln!(
                 f,
-                "year {} [{}]: {} households, {} people; entries {}, exits {}; quota {}/{}{}",
+                "year {} [{}]: {} households, {} people; entries {}, exits {}; filed 省备案 {}; quota {}/{}{}",
                 y.year,
                 y.state,
                 y.total.households,
                 y.total.people,
                 y.entries,
                 y.exits,
+                y.filed,
                 y.total.quota_used,
                 y.total.quota_people.map(|p| p.to_string()).unwrap_or_else(|| "none".into()),
                 y.village_ceiling.map(|v| format!(", {v} poor villages")).unwrap_or_default()

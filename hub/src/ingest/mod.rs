@@ -28,6 +28,7 @@ mod validate;
 mod write;
 
 pub use outcome::ChangeLog;
+pub(crate) use validate::validate_household;
 
 use crate::auth::Sender;
 use crate::error::HubError;
