@@ -29,6 +29,7 @@ pub mod report;
 pub mod store;
 pub mod sync;
 pub mod table;
+pub mod village_flow;
 pub mod vocabulary;
 pub mod workflow;
 

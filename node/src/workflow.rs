@@ -63,7 +63,7 @@ pub fn open_objections(conn: &Connection, year: Year, hid: &str) -> Result<Vec<O
     Ok(v)
 }
 
-fn last_event_date(conn: &Connection, year: Year, hid: &str) -> Result<Option<NaiveDate>> {
+pub(crate) fn last_event_date(conn: &Connection, year: Year, hid: &str) -> Result<Option<NaiveDate>> {
     let d: Option<String> = conn.query_row(
         "SELECT MAX(date) FROM workflow_events WHERE year = ?1 AND household = ?2",
         params![year, hid],
@@ -230,20 +230,21 @@ fn check_step(
     Ok(Ok(to))
 }
 
-/// Writes the step and its history row in one transaction.
-fn take_step(
+/// Writes the step of a household (or, with `kind`, a village) and its history row in one
+/// transaction.
+pub(crate) fn take_step(
     node: &mut Node,
+    kind: RecordKind,
     year: Year,
     hid: &str,
-    from: Status,
-    to: Status,
+    (from, to): (Status, Status),
     date: NaiveDate,
     minutes: Option<&str>,
 ) -> Result<()> {
     let township = node.township().clone();
     let tx = node.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut cap = Capture::begin(&tx, &township, node.clock)?;
-    let key = RecordKey::new(RecordKind::Household, year, hid);
+    let key = RecordKey::new(kind, year, hid);
     cap.upsert(&tx, &key, &[("status".to_string(), format!("{to:?}"))].into())?;
     tx.execute(
         "INSERT INTO workflow_events(year, household, from_status, to_status, date, minutes, recorded_ms)
@@ -276,7 +277,7 @@ pub fn advance(
     let from = status_of(&rec.fields)?;
     match check_step(node, year, hid, from, date, minutes, notice_days)? {
         Ok(to) => {
-            take_step(node, year, hid, from, to, date, minutes)?;
+            take_step(node, RecordKind::Household, year, hid, (from, to), date, minutes)?;
             Ok((from, to))
         }
         Err(holdup) => refuse(holdup.message(hid, date)),
@@ -334,7 +335,7 @@ pub fn advance_all(
         };
         match check_step(node, year, &hid, from, date, minutes, notice_days)? {
             Ok(to) => {
-                take_step(node, year, &hid, from, to, date, minutes)?;
+                take_step(node, RecordKind::Household, year, &hid, (from, to), date, minutes)?;
                 out.advanced.push((hid, from, to));
             }
             Err(holdup) => {

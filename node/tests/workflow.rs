@@ -269,3 +269,68 @@ fn the_profile_marks_an_excluded_household_before_it_enters_the_workflow() {
         assert_eq!(other.unwrap().1, Status::Appraised, "{profile}");
     }
 }
+
+/// A poor village goes through its own flow from the node (村申请 → 乡镇审核 → 乡镇公示 7 days →
+/// 县审核); under hubei-2014 a village that fails 一高一低一无 stops before the county, named.
+#[test]
+fn a_village_moves_through_its_flow_and_one_that_fails_the_criteria_stops_at_the_township() {
+    let t = TestNode::new();
+    let src = format!("{}/../config/profiles/hubei-2014.toml", env!("CARGO_MANIFEST_DIR"));
+    std::fs::copy(&src, t.config.with_file_name("profile.toml")).unwrap();
+    let cfg = std::fs::read_to_string(&t.config)
+        .unwrap()
+        .replace("# profile = \"profile.toml\"", "profile = \"profile.toml\"");
+    std::fs::write(&t.config, cfg).unwrap();
+    let now = "2014-07-15T09:00:00+08:00";
+    let run = |args: &[&str]| {
+        let out = t.command(now).args(args).output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    for (code, collective) in [("420322105200", "0"), ("420322105201", "30000")] {
+        let (ok, out) = run(&[
+            "village",
+            "add",
+            "--code",
+            code,
+            "--name",
+            "村",
+            "--households",
+            "300",
+            "--population",
+            "1000",
+            "--poor-households",
+            "90",
+            "--poor-population",
+            "300",
+            "--income-per-capita",
+            "2100",
+            "--collective-income",
+            collective,
+            "--year",
+            "2014",
+        ]);
+        assert!(ok, "{out}");
+    }
+    let good = "420322105200";
+    for date in ["2014-06-01", "2014-06-02"] {
+        let (ok, out) = run(&["village", "advance", good, "--date", date, "--year", "2014"]);
+        assert!(ok, "{out}");
+    }
+    // The 乡镇公示 runs 7 days from 06-02.
+    let (ok, out) = run(&["village", "advance", good, "--date", "2014-06-08", "--year", "2014"]);
+    assert!(!ok && out.contains("not before 2014-06-09"), "{out}");
+    let (ok, out) = run(&["village", "advance", good, "--date", "2014-06-09", "--year", "2014"]);
+    assert!(ok && out.contains("县复审"), "{out}");
+    let (ok, out) = run(&["village", "advance", good, "--date", "2014-06-10", "--year", "2014"]);
+    assert!(!ok && out.contains("taken by the"), "the county decides: {out}");
+    // 一无 fails: collective income 30,000.
+    let bad = "420322105201";
+    for date in ["2014-06-01", "2014-06-02"] {
+        assert!(run(&["village", "advance", bad, "--date", date, "--year", "2014"]).0);
+    }
+    let (ok, out) = run(&["village", "advance", bad, "--date", "2014-06-09", "--year", "2014"]);
+    assert!(!ok && out.contains("not a poor village") && out.contains("一无"), "{out}");
+}

@@ -160,6 +160,22 @@ pub enum VillageCmd {
         #[arg(long)]
         year: Option<Year>,
     },
+    /// Move a village one step through its flow: 村申请 → 乡镇审核 → 乡镇公示 (the notice days
+    /// of the profile) → 县审核, where the county decides. Before 县审核 the profile's village
+    /// criteria are checked, and a village that fails them is refused with the criterion named.
+    ///
+    /// Example: jianka-node village advance 420322105200 --date 2014-05-20
+    #[command(verbatim_doc_comment)]
+    Advance {
+        /// The village's 12-digit code.
+        code: String,
+        /// Date of the step (default: today, Asia/Shanghai).
+        #[arg(long)]
+        date: Option<NaiveDate>,
+        /// Registry year, e.g. 2014 (default: the year in force, printed when taken).
+        #[arg(long)]
+        year: Option<Year>,
+    },
     /// Import a 贫困村登记表 file with headers 村代码, 村名称, 总户数, 总人口, 贫困户数, 贫困人口, 人均纯收入, 村集体经济收入.
     Import {
         file: PathBuf,

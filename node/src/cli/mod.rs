@@ -456,6 +456,15 @@ fn village(cmd: VillageCmd, config: &Path, clock: Clock) -> Result<ExitCode> {
             outln!("village {} ({}): {n} field(s) written", v.code, v.name)?;
             Ok(ExitCode::SUCCESS)
         }
+        VillageCmd::Advance { code, date, year } => {
+            let y = year_in_force(&node, year);
+            let notice_days = node.cfg.notice_days().map_err(bad)?;
+            let today = node.clock.today();
+            let (from, to) =
+                crate::village_flow::advance_village(&mut node, y, &code, date.unwrap_or(today), notice_days)?;
+            outln!("village {code}: {}", vocabulary::step(from, to))?;
+            Ok(ExitCode::SUCCESS)
+        }
         VillageCmd::Import { file, dry_run, year, json } => {
             let y = year_in_force(&node, year);
             let r = import::import_villages(&mut node, &file, y, dry_run).map_err(bad)?;
