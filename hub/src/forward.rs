@@ -62,69 +62,42 @@ impl Hub {
         let mut done = 0u64;
         progress(ForwardProgress { records_done: 0, records_total: total });
         loop {
-            let cursor = self.store.meta("forward_cursor").await?.unwrap_or_else(|| "0|".into());
-            let (rev, k) = cursor.split_once('|').unwrap_or(("0", ""));
-            let rows = self.store.records_after(rev.parse().unwrap_or(0), k, RECORDS_PER_CHANGESET).await?;
-            if rows.is_empty() {
-                break;
-            }
-            let batch = rows.len() as u64;
-            done += batch;
-            let mut ops = Vec::with_capacity(rows.len());
-            let mut last = String::new();
-            for RevisedRecord { record: row, rev } in rows {
-                let deleted = row.deleted;
-                last = format!("{rev}|{}", storage_key(&row.key));
-                let key = row.key.clone();
-                if deleted && row.fields.contains_key(crate::upstream::MOVED_TO) {
-                    // The province's own completed move: it already holds the person elsewhere.
+            let state = client.sync_state().await.context("cannot read the province's sync state")?;
+            // A change set an earlier run sealed (and was perhaps cut or killed while sending) goes
+            // again byte for byte: sealing the same number anew would be equivocation.
+            let (seq, bytes, last, batch) = match self.pending_forward().await? {
+                Some(p) if state.expected_seq > p.seq => {
+                    self.finish_forward(&p.cursor).await?;
                     continue;
                 }
-                if deleted {
-                    let v = row.fields.values().map(|f| f.1).max().unwrap_or(0);
-                    ops.push(Op::Delete { key, version: Hlc(v), base: Hlc::ZERO });
-                } else {
-                    let fields = row
-                        .fields
-                        .iter()
-                        .map(|(n, f)| FieldWrite {
-                            name: n.to_string(),
-                            value: f.0.to_string(),
-                            version: Hlc(f.1),
-                            base: Hlc::ZERO,
-                        })
-                        .collect();
-                    ops.push(Op::Upsert { key, fields });
-                }
-            }
-            if ops.is_empty() {
-                self.set_meta("forward_cursor", &last).await?;
-                continue;
-            }
-            let state = client.sync_state().await.context("cannot read the province's sync state")?;
-            let prev: [u8; 32] =
-                hex::decode(&state.last_hash).ok().and_then(|v| v.try_into().ok()).context("parent's last_hash")?;
-            let year = ops.first().map(|o| o.key().year).unwrap_or(0);
-            let draft = Draft {
-                origin: self.region().clone(),
-                seq: state.expected_seq,
-                prev_hash: prev,
-                year,
-                hlc: Hlc::new(self.clock.now().timestamp_millis().max(0) as u64, 0),
-                ops,
+                Some(p) if state.expected_seq == p.seq => (p.seq, p.bytes, p.cursor, p.records),
+                Some(p) => bail!(
+                    "the parent expects change set {} but this hub sealed {} already; it does not hold what \
+                     came before (restored from a backup?) — call the parent's IT officer",
+                    state.expected_seq,
+                    p.seq
+                ),
+                None => match self.seal_next(&state).await? {
+                    Sealed::Nothing => break,
+                    Sealed::Skipped(cursor) => {
+                        self.set_meta("forward_cursor", &cursor).await?;
+                        continue;
+                    }
+                    Sealed::Envelope(p) => (p.seq, p.bytes, p.cursor, p.records),
+                },
             };
-            let bytes = draft.seal(&self.key)?;
             // Retried with backoff, large ones in resumable pieces: a cut request costs the
             // piece it carried, not the forward.
             let sizes = Sizes { threshold: SMALL_ENVELOPE, max_piece: CHUNK };
-            let pushed = client.push(state.expected_seq, &bytes, &mut pace, sizes, |_| {}).await;
+            let pushed = client.push(seq, &bytes, &mut pace, sizes, |_| {}).await;
             self.keep_parent_pace(&pace).await?;
-            let outcome = pushed.with_context(|| format!("cannot forward change set {}", state.expected_seq))?;
+            let outcome = pushed.with_context(|| format!("cannot forward change set {seq}"))?;
             match outcome {
                 PushOutcome::Accepted { .. } | PushOutcome::Duplicate { .. } => {
-                    self.set_meta("forward_cursor", &last).await?;
+                    self.finish_forward(&last).await?;
                     report.changesets += 1;
                     report.records += batch;
+                    done += batch;
                     progress(ForwardProgress { records_done: done.min(total), records_total: total });
                 }
                 PushOutcome::Gap { expected } => bail!("province expects change set {expected}; retry the forward"),
@@ -199,5 +172,102 @@ impl Hub {
             filed += 1;
         }
         Ok(filed)
+    }
+}
+
+/// A change set sealed for the parent and kept until the parent holds it (meta
+/// `forward_pending`): its number, the forward cursor after its records, and its bytes.
+struct Pending {
+    seq: u64,
+    cursor: String,
+    records: u64,
+    bytes: Vec<u8>,
+}
+
+enum Sealed {
+    /// Nothing left to forward.
+    Nothing,
+    /// Only records the parent wrote itself: move the cursor past them.
+    Skipped(String),
+    Envelope(Pending),
+}
+
+const PENDING: &str = "forward_pending";
+
+impl Hub {
+    async fn pending_forward(&self) -> anyhow::Result<Option<Pending>> {
+        let Some(text) = self.store.meta(PENDING).await?.filter(|t| !t.is_empty()) else { return Ok(None) };
+        let v: serde_json::Value = serde_json::from_str(&text).context("the kept forward change set")?;
+        let bytes = hex::decode(v["bytes"].as_str().unwrap_or_default()).context("the kept forward change set")?;
+        Ok(Some(Pending {
+            seq: v["seq"].as_u64().context("the kept forward change set's number")?,
+            cursor: v["cursor"].as_str().unwrap_or_default().to_string(),
+            records: v["records"].as_u64().unwrap_or(0),
+            bytes,
+        }))
+    }
+
+    /// The parent holds the pending change set: the cursor moves past it and it is dropped, together.
+    async fn finish_forward(&self, cursor: &str) -> anyhow::Result<()> {
+        let (_g, mut tx) = self.begin_write().await?;
+        tx.set_meta("forward_cursor", cursor).await?;
+        tx.set_meta(PENDING, "").await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Seals the records after the forward cursor as change set `state.expected_seq` and keeps
+    /// it before anything is sent.
+    async fn seal_next(&self, state: &SyncState) -> anyhow::Result<Sealed> {
+        let cursor = self.store.meta("forward_cursor").await?.unwrap_or_else(|| "0|".into());
+        let (rev, k) = cursor.split_once('|').unwrap_or(("0", ""));
+        let rows = self.store.records_after(rev.parse().unwrap_or(0), k, RECORDS_PER_CHANGESET).await?;
+        if rows.is_empty() {
+            return Ok(Sealed::Nothing);
+        }
+        let records = rows.len() as u64;
+        let mut ops = Vec::with_capacity(rows.len());
+        let mut last = String::new();
+        for RevisedRecord { record: row, rev } in rows {
+            last = format!("{rev}|{}", storage_key(&row.key));
+            let key = row.key.clone();
+            if row.deleted && row.fields.contains_key(crate::upstream::MOVED_TO) {
+                // The province's own completed move: it already holds the person elsewhere.
+                continue;
+            }
+            if row.deleted {
+                let v = row.fields.values().map(|f| f.1).max().unwrap_or(0);
+                ops.push(Op::Delete { key, version: Hlc(v), base: Hlc::ZERO });
+            } else {
+                let fields = row
+                    .fields
+                    .iter()
+                    .map(|(n, f)| FieldWrite {
+                        name: n.to_string(),
+                        value: f.0.to_string(),
+                        version: Hlc(f.1),
+                        base: Hlc::ZERO,
+                    })
+                    .collect();
+                ops.push(Op::Upsert { key, fields });
+            }
+        }
+        if ops.is_empty() {
+            return Ok(Sealed::Skipped(last));
+        }
+        let prev: [u8; 32] =
+            hex::decode(&state.last_hash).ok().and_then(|v| v.try_into().ok()).context("parent's last_hash")?;
+        let draft = Draft {
+            origin: self.region().clone(),
+            seq: state.expected_seq,
+            prev_hash: prev,
+            year: ops.first().map(|o| o.key().year).unwrap_or(0),
+            hlc: Hlc::new(self.clock.now().timestamp_millis().max(0) as u64, 0),
+            ops,
+        };
+        let bytes = draft.seal(&self.key)?;
+        let kept = serde_json::json!({"seq": state.expected_seq, "cursor": last, "records": records, "bytes": hex::encode(&bytes)});
+        self.set_meta(PENDING, &kept.to_string()).await?;
+        Ok(Sealed::Envelope(Pending { seq: state.expected_seq, cursor: last, records, bytes }))
     }
 }
