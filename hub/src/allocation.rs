@@ -167,10 +167,20 @@ impl Hub {
     }
 
     /// The allocations in force in `year` below this hub, by region (children, and the counties
-    /// of a prefecture that filed with it).
+    /// of a prefecture that filed with it). A filed allocation counts only while it splits the
+    /// allocation this hub has in force for the prefecture: once that is replaced (lowered, say),
+    /// the prefecture's earlier split no longer stands here.
     pub fn allocations_below(&self, year: Year) -> BTreeMap<RegionCode, Held> {
         let book = self.allocations.read().unwrap_or_else(|e| e.into_inner());
-        book.below.iter().filter_map(|(r, all)| Some((r.clone(), in_force(all, year)?.clone()))).collect()
+        let all: BTreeMap<RegionCode, Held> =
+            book.below.iter().filter_map(|(r, all)| Some((r.clone(), in_force(all, year)?.clone()))).collect();
+        all.iter()
+            .filter(|(_, h)| {
+                &h.allocation.issuer == self.region()
+                    || all.get(&h.allocation.issuer).map(Held::digest).as_deref() == h.allocation.parent.as_deref()
+            })
+            .map(|(r, h)| (r.clone(), h.clone()))
+            .collect()
     }
 
     /// Every allocation held (own first, then below), for the report.

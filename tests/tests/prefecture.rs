@@ -82,7 +82,7 @@ fn allocations_flow_down_through_a_prefecture_and_every_tier_enforces_them() {
 
     // 规模分解 at the province: 40 people by weight 3 : 1, 25 % of each county's villages.
     let weights = write(&root.join("counties.csv"), "region,weight\n420322,3\n420323,1\n");
-    let villages = write(&root.join("villages.csv"), "region,villages,class\n420322,40,片区县\n420323,20,片区县\n");
+    let village_list = write(&root.join("villages.csv"), "region,villages,class\n420322,40,片区县\n420323,20,片区县\n");
     let out = province
         .cmd(&[
             "allocate",
@@ -93,7 +93,7 @@ fn allocations_flow_down_through_a_prefecture_and_every_tier_enforces_them() {
             "--weights",
             &weights,
             "--villages",
-            &villages,
+            &village_list,
             "--share",
             "片区县=25",
         ])
@@ -208,6 +208,28 @@ fn allocations_flow_down_through_a_prefecture_and_every_tier_enforces_them() {
     let yunxi = scale_lines.iter().find(|l| l["region"] == "420322").expect("a line for 420322");
     assert_eq!(yunxi["allocated"].as_u64(), Some(30), "{yunxi}");
     assert_eq!(yunxi["admitted"].as_u64(), Some(admitted), "{yunxi}");
+
+    // The province lowers the prefecture's allocation: the prefecture's earlier split no longer
+    // stands at the province, which now holds 郧西县 to its part of the new one.
+    let out = province
+        .cmd(&[
+            "allocate",
+            "--year",
+            YEAR,
+            "--total",
+            "20",
+            "--weights",
+            &weights,
+            "--villages",
+            &village_list,
+            "--share",
+            "片区县=25",
+        ])
+        .unwrap();
+    assert!(out.contains("4203 2014 #2: 20 people"), "{out}");
+    let lines = report(&province)["years"][0]["scale"].as_array().unwrap().clone();
+    let yunxi = lines.iter().find(|l| l["region"] == "420322").expect("a line for 420322");
+    assert_eq!(yunxi["allocated"].as_u64(), Some(15), "the new part, not the filed 30: {yunxi}");
     drop(node);
     drop(province);
 }
