@@ -183,6 +183,19 @@ impl Hub {
             .collect()
     }
 
+    /// The people this hub issued for `year` per region below it: each allocation in force, and
+    /// for a county inside a prefecture's allocation that filed nothing for it, its part there.
+    pub fn issued_people(&self, year: Year) -> BTreeMap<RegionCode, u64> {
+        let below = self.allocations_below(year);
+        let mut out: BTreeMap<RegionCode, u64> = below.iter().map(|(r, h)| (r.clone(), h.allocation.people)).collect();
+        for h in below.values() {
+            for (r, share) in &h.allocation.parts {
+                out.entry(r.clone()).or_insert(share.people);
+            }
+        }
+        out
+    }
+
     /// Every allocation held (own first, then below), for the report.
     pub fn all_allocations(&self) -> Vec<Held> {
         let book = self.allocations.read().unwrap_or_else(|e| e.into_inner());
@@ -337,11 +350,19 @@ impl Hub {
         let (people, villages) =
             split.values().fold((0u64, 0u64), |(p, v), s| (p.saturating_add(s.people), v.saturating_add(s.villages)));
         if let Some(own) = &own {
+            // What stays in force for the children this split leaves out counts too: two calls
+            // may not together give more than was received.
+            let (kept_people, kept_villages) = self
+                .allocations_below(year)
+                .into_iter()
+                .filter(|(r, h)| !split.contains_key(r) && &h.allocation.issuer == self.region())
+                .fold((0u64, 0u64), |(p, v), (_, h)| (p + h.allocation.people, v + h.allocation.villages));
             let a = &own.allocation;
+            let (people, villages) = (people + kept_people, villages + kept_villages);
             if people > a.people || villages > a.villages {
                 bail!(
-                    "the split gives {people} people and {villages} villages, more than the {} people and {} villages \
-                     {} was allocated for {year}",
+                    "the split gives {people} people and {villages} villages (with what stays in force for the \
+                     other children), more than the {} people and {} villages {} was allocated for {year}",
                     a.people,
                     a.villages,
                     self.region()
@@ -437,6 +458,16 @@ impl Hub {
         }
         if from.ancestor(Tier::Prefecture) != to.ancestor(Tier::Prefecture) || from == to {
             bail!("{from} and {to} are not two counties of one prefecture; 微调 moves places only within one");
+        }
+        if self.region().tier() == Tier::Province
+            && let Some(p) = self
+                .store
+                .enrolled_subjects()
+                .await?
+                .into_iter()
+                .find(|s| s.len() == Tier::Prefecture.code_len() && from.as_str().starts_with(s.as_str()))
+        {
+            bail!("{from} and {to} are under the prefecture hub {p}: 微调 between them is made there");
         }
         self.refresh_allocations().await?;
         let below = self.allocations_below(year);

@@ -3,6 +3,7 @@
 //! self-signed allocation is refused wherever it comes from; a county splits to its townships
 //! only what it received. Each test runs on both backends (PostgreSQL when JIANKA_TEST_PG is set).
 
+#[macro_use]
 mod common;
 
 use common::*;
@@ -12,13 +13,6 @@ use jianka_shared::domain::Status;
 use jianka_shared::protocol::{Feedback, RejectReason};
 use jianka_shared::{RecordKind, trust::KeyId};
 use std::collections::BTreeMap;
-
-macro_rules! both {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite { $(#[tokio::test] async fn $name() { super::$name(false).await; })* }
-        mod postgres { $(#[tokio::test] async fn $name() { if super::pg_available() { super::$name(true).await; } })* }
-    };
-}
 
 both!(
     a_county_without_an_allocation_admits_nobody_and_says_why,
@@ -154,6 +148,10 @@ async fn a_county_splits_to_townships_only_what_it_received(pg: bool) {
     assert!(format!("{err:#}").contains("more than the 10 people"), "{err:#}");
     let issued = s.county.hub.allocate(2014, &split(4, 6), "by rural population").await.unwrap();
     assert_eq!(issued.len(), 2);
+    // A later split for another township counts what stays in force: 10 of 10 are given.
+    let more = BTreeMap::from([(r("420322107"), jianka_shared::allocation::Share { people: 1, villages: 0 })]);
+    let err = s.county.hub.allocate(2014, &more, "one more").await.expect_err("past the allocation with the others");
+    assert!(format!("{err:#}").contains("with what stays in force"), "{err:#}");
     // Each township's chain runs from the province through the county, and it is enforced.
     assert_eq!(issued[0].chain.len(), 2);
     match s.county.hub.ceiling(2014) {

@@ -2,19 +2,13 @@
 //! income line, seed 003's exclusions and inclusions, the village criteria of both seeds — each
 //! refusal naming its rule. Each test runs on both backends (PostgreSQL when JIANKA_TEST_PG is set).
 
+#[macro_use]
 mod common;
 
 use common::*;
 use jianka_shared::Yuan;
 use jianka_shared::domain::{Household, Status};
 use jianka_shared::protocol::{Feedback, RejectReason, Rejection};
-
-macro_rules! both {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite { $(#[tokio::test] async fn $name() { super::$name(false).await; })* }
-        mod postgres { $(#[tokio::test] async fn $name() { if super::pg_available() { super::$name(true).await; } })* }
-    };
-}
 
 both!(
     the_same_households_are_judged_by_each_profiles_rules,

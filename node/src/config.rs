@@ -121,6 +121,8 @@ impl Default for SyncConfig {
 pub struct Loaded {
     pub config: NodeConfig,
     pub dir: PathBuf,
+    /// The profile, read once (a bulk workflow step asks for it per household).
+    profile: std::sync::OnceLock<Result<Option<Profile>, String>>,
 }
 
 impl Loaded {
@@ -136,6 +138,13 @@ impl Loaded {
 
     /// The identification profile the config names, if any.
     pub fn profile(&self) -> Result<Option<Profile>> {
+        self.profile
+            .get_or_init(|| self.read_profile().map_err(|e| format!("{e:#}")))
+            .clone()
+            .map_err(anyhow::Error::msg)
+    }
+
+    fn read_profile(&self) -> Result<Option<Profile>> {
         let Some(p) = &self.config.profile else { return Ok(None) };
         let path = self.dir.join(p);
         let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read profile {}", path.display()))?;
@@ -165,7 +174,7 @@ pub fn load(path: &Path) -> Result<Loaded> {
     }
     check(&config).with_context(|| format!("{}: invalid config", path.display()))?;
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
-    Ok(Loaded { config, dir })
+    Ok(Loaded { config, dir, profile: Default::default() })
 }
 
 fn check(c: &NodeConfig) -> Result<()> {

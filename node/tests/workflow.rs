@@ -233,13 +233,7 @@ fn statuses_and_steps_are_named_chinese_first_everywhere() {
 #[test]
 fn the_profile_marks_an_excluded_household_before_it_enters_the_workflow() {
     for (profile, car_refused) in [("miyun-2016.toml", true), ("hubei-2014.toml", false)] {
-        let t = TestNode::new();
-        let src = format!("{}/../config/profiles/{profile}", env!("CARGO_MANIFEST_DIR"));
-        std::fs::copy(&src, t.config.with_file_name("profile.toml")).unwrap();
-        let cfg = std::fs::read_to_string(&t.config)
-            .unwrap()
-            .replace("# profile = \"profile.toml\"", "profile = \"profile.toml\"");
-        std::fs::write(&t.config, cfg).unwrap();
+        let t = node_with_profile(profile);
         // Two households under both lines, the first with a car (是否有轿车 = 是).
         let mut rows = household_rows(VILLAGE, "0001", 2, 1);
         rows.extend(household_rows(VILLAGE, "0002", 2, 2));
@@ -274,13 +268,7 @@ fn the_profile_marks_an_excluded_household_before_it_enters_the_workflow() {
 /// 县审核); under hubei-2014 a village that fails 一高一低一无 stops before the county, named.
 #[test]
 fn a_village_moves_through_its_flow_and_one_that_fails_the_criteria_stops_at_the_township() {
-    let t = TestNode::new();
-    let src = format!("{}/../config/profiles/hubei-2014.toml", env!("CARGO_MANIFEST_DIR"));
-    std::fs::copy(&src, t.config.with_file_name("profile.toml")).unwrap();
-    let cfg = std::fs::read_to_string(&t.config)
-        .unwrap()
-        .replace("# profile = \"profile.toml\"", "profile = \"profile.toml\"");
-    std::fs::write(&t.config, cfg).unwrap();
+    let t = node_with_profile("hubei-2014.toml");
     let now = "2014-07-15T09:00:00+08:00";
     let run = |args: &[&str]| {
         let out = t.command(now).args(args).output().unwrap();
@@ -333,4 +321,16 @@ fn a_village_moves_through_its_flow_and_one_that_fails_the_criteria_stops_at_the
     }
     let (ok, out) = run(&["village", "advance", bad, "--date", "2014-06-09", "--year", "2014"]);
     assert!(!ok && out.contains("not a poor village") && out.contains("一无"), "{out}");
+}
+
+/// A node whose config names one of the shipped profiles (`config/profiles/NAME`).
+fn node_with_profile(name: &str) -> TestNode {
+    let t = TestNode::new();
+    let src = format!("{}/../config/profiles/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::copy(&src, t.config.with_file_name("profile.toml")).unwrap();
+    let cfg = std::fs::read_to_string(&t.config)
+        .unwrap()
+        .replace("# profile = \"profile.toml\"", "profile = \"profile.toml\"");
+    std::fs::write(&t.config, cfg).unwrap();
+    t
 }

@@ -83,21 +83,11 @@ fn allocations_flow_down_through_a_prefecture_and_every_tier_enforces_them() {
     // 规模分解 at the province: 40 people by weight 3 : 1, 25 % of each county's villages.
     let weights = write(&root.join("counties.csv"), "region,weight\n420322,3\n420323,1\n");
     let village_list = write(&root.join("villages.csv"), "region,villages,class\n420322,40,片区县\n420323,20,片区县\n");
-    let out = province
-        .cmd(&[
-            "allocate",
-            "--year",
-            YEAR,
-            "--total",
-            "40",
-            "--weights",
-            &weights,
-            "--villages",
-            &village_list,
-            "--share",
-            "片区县=25",
-        ])
-        .unwrap();
+    let split = |total: &str| {
+        let args = ["--total", total, "--weights", &weights, "--villages", &village_list, "--share", "片区县=25"];
+        province.cmd(&[&["allocate", "--year", YEAR][..], &args[..]].concat()).unwrap()
+    };
+    let out = split("40");
     assert!(out.contains("4203 2014 #1: 40 people, 15 villages"), "one allocation, to the prefecture: {out}");
 
     // The prefecture receives it with the province's feedback and passes on the counties' parts.
@@ -211,21 +201,7 @@ fn allocations_flow_down_through_a_prefecture_and_every_tier_enforces_them() {
 
     // The province lowers the prefecture's allocation: the prefecture's earlier split no longer
     // stands at the province, which now holds 郧西县 to its part of the new one.
-    let out = province
-        .cmd(&[
-            "allocate",
-            "--year",
-            YEAR,
-            "--total",
-            "20",
-            "--weights",
-            &weights,
-            "--villages",
-            &village_list,
-            "--share",
-            "片区县=25",
-        ])
-        .unwrap();
+    let out = split("20");
     assert!(out.contains("4203 2014 #2: 20 people"), "{out}");
     let lines = report(&province)["years"][0]["scale"].as_array().unwrap().clone();
     let yunxi = lines.iter().find(|l| l["region"] == "420322").expect("a line for 420322");

@@ -141,18 +141,7 @@ impl Hub {
         }
         let allocated: BTreeMap<String, u64> = match self.ceiling(year) {
             crate::allocation::Ceiling::Allocated(q) => q.townships.iter().map(|(r, n)| (r.to_string(), *n)).collect(),
-            _ => {
-                // Issued (or filed, while it stands), then the parts of a prefecture's allocation.
-                let below = self.allocations_below(year);
-                let mut m: BTreeMap<String, u64> =
-                    below.iter().map(|(r, h)| (r.to_string(), h.allocation.people)).collect();
-                for h in below.values() {
-                    for (r, share) in &h.allocation.parts {
-                        m.entry(r.to_string()).or_insert(share.people);
-                    }
-                }
-                m
-            }
+            _ => self.issued_people(year).into_iter().map(|(r, n)| (r.to_string(), n)).collect(),
         };
         let mut regions: std::collections::BTreeSet<String> =
             people.keys().filter(|r| r.len() == child_tier.code_len()).map(|r| r.to_string()).collect();

@@ -31,16 +31,6 @@ pub(crate) struct Recheck {
 }
 
 impl Hub {
-    /// The people this hub issued to `county` for `year` (directly, in a prefecture's parts, or
-    /// as the prefecture filed it); `None` without one.
-    pub fn issued_to(&self, county: &RegionCode, year: Year) -> Option<u64> {
-        let below = self.allocations_below(year);
-        if let Some(h) = below.get(county) {
-            return Some(h.allocation.people);
-        }
-        below.values().find_map(|h| h.allocation.parts.get(county).map(|s| s.people))
-    }
-
     /// Reads the ceilings and counts the re-check of `ops` needs (none at a county).
     pub(crate) async fn load_recheck(&self, tx: &mut dyn WriteTx, ops: &[Op]) -> Result<Option<Recheck>, HubError> {
         if self.region().tier() == Tier::County {
@@ -54,8 +44,10 @@ impl Hub {
             .collect();
         let mut ceilings = HashMap::default();
         let mut ledger = QuotaLedger::default();
+        let mut issued: std::collections::BTreeMap<Year, _> = std::collections::BTreeMap::new();
         for (county, year) in wanted {
-            let ceiling = match self.issued_to(&county, year) {
+            let issued = issued.entry(year).or_insert_with(|| self.issued_people(year));
+            let ceiling = match issued.get(&county).copied() {
                 Some(n) => Ok(n),
                 None if controlled => Err(format!(
                     "{} issued no allocation to county {county} for {year}: under scale control nothing it \

@@ -17,6 +17,16 @@ use jianka_shared::{
 use std::path::Path;
 use std::sync::Arc;
 
+/// Each named `async fn name(pg: bool)` as two tests, `sqlite::name` and `postgres::name` (the
+/// second runs when JIANKA_TEST_PG is set).
+#[allow(unused_macros)]
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite { $(#[tokio::test] async fn $name() { super::$name(false).await; })* }
+        mod postgres { $(#[tokio::test] async fn $name() { if super::pg_available() { super::$name(true).await; } })* }
+    };
+}
+
 pub fn r(s: &str) -> RegionCode {
     RegionCode::parse(s).unwrap()
 }
