@@ -1,96 +1,21 @@
-//! Who may write what (ARCHITECTURE.md, "Authority"): the one table every incoming record is
-//! checked against before it is merged — which tier owns each workflow status and who may move a
-//! record out of it, the references a record carries, and the shape and size of every value.
+//! Who may write what (ARCHITECTURE.md, "Authority"): what every incoming record is checked
+//! against before it is merged — the references a record carries and the shape and size of every
+//! value here; which tier owns each workflow status and who may move a record out of it in the
+//! profile's flow (`jianka_shared::flow`).
 //! Field ownership by name (`county.*`, `province.*`) is `record::field_owner`; the merge applies
 //! it per field. Pure: no I/O, no hub state.
 
 use jianka_shared::{
-    RecordKey, RecordKind, RegionCode, Tier, Yuan, changeset::FieldWrite, domain::Status, protocol::RejectReason,
+    RecordKey, RecordKind, RegionCode, Yuan, changeset::FieldWrite, domain::Status, protocol::RejectReason,
 };
 
-/// The tier a status belongs to: only that tier (or one above it) may put a record into it.
-/// A township takes a household up to 乡镇公示 and hands it to 县复审 (so `CountyReview` is the
-/// township's to set); only the county decides 认定 / 不予认定 and announces (县公告); only the
-/// province files (省备案). Exits are recorded by the township in the annual update.
-pub fn status_owner(s: Status) -> Tier {
-    match s {
-        Status::Applied
-        | Status::Appraised
-        | Status::VillageNotice
-        | Status::TownshipReview
-        | Status::TownshipNotice
-        | Status::CountyReview
-        | Status::Exited => Tier::Township,
-        Status::CountyAnnounced | Status::NotRecognised => Tier::County,
-        Status::ProvinceFiled => Tier::Province,
-    }
-}
+// Who may put a record into a status and move it out is the profile's flow
+// (`jianka_shared::flow::Flow::check_status`), derived from its steps.
 
-/// The tier that may move a record out of a status: the township through its own steps, the
-/// county once the record waits for or carries its decision, the province once filed.
-fn status_leaver(s: Status) -> Tier {
-    match s {
-        Status::Applied
-        | Status::Appraised
-        | Status::VillageNotice
-        | Status::TownshipReview
-        | Status::TownshipNotice => Tier::Township,
-        Status::CountyReview | Status::CountyAnnounced | Status::NotRecognised | Status::Exited => Tier::County,
-        Status::ProvinceFiled => Tier::Province,
-    }
-}
-
-/// Statuses in which the county has decided the record: its facts change only in the annual
+/// Statuses in which the deciding tier has decided the record: its facts change only in the annual
 /// update (a window or a reopening), as on the node (`edit::ensure_editable_status`).
 pub fn is_decided(s: Status) -> bool {
     matches!(s, Status::CountyAnnounced | Status::ProvinceFiled | Status::Exited)
-}
-
-/// Whether `writer` may set a record's status from `from` (`None`: a new record) to `to`.
-/// `in_update`: the year is in its annual-update window or reopened for the writer.
-pub fn check_status(writer: Tier, from: Option<Status>, to: Status, in_update: bool) -> Result<(), String> {
-    if from == Some(to) {
-        return Ok(());
-    }
-    if writer < status_owner(to) {
-        return Err(match from {
-            None => format!(
-                "a {writer} may create a record only in a status it owns; {} ({to:?}) is the {}'s to set",
-                to.label(),
-                status_owner(to)
-            ),
-            Some(f) => format!(
-                "{} ({f:?}) → {} ({to:?}) is the {}'s step, not the {writer}'s",
-                f.label(),
-                to.label(),
-                status_owner(to)
-            ),
-        });
-    }
-    let Some(from) = from else { return Ok(()) };
-    if writer >= status_leaver(from) {
-        return Ok(());
-    }
-    // What a township may still do with a record the county holds: record the exit of a
-    // recognised household in the annual update, and start again with one the county refused.
-    let exit = matches!(from, Status::CountyAnnounced | Status::ProvinceFiled) && to == Status::Exited;
-    let restart = from == Status::NotRecognised && status_owner(to) == Tier::Township && to != Status::Exited;
-    if (exit && in_update) || restart {
-        Ok(())
-    } else if exit {
-        Err(format!(
-            "{} ({from:?}) → {} ({to:?}) is recorded only in the annual update (动态调整)",
-            from.label(),
-            to.label()
-        ))
-    } else {
-        Err(format!(
-            "the record is at {} ({from:?}), which the {} holds; a {writer} may not move it to {} ({to:?})",
-            from.label(),
-            status_leaver(from),
-            to.label()
-        ))
-    }
 }
 
 /// A household id `<12-digit village>-<number>`: the village and the number.
@@ -211,7 +136,7 @@ pub fn check_value(name: &str, value: &str) -> Result<(), String> {
         "helper_unit" => chars <= 100,
         "status" => Status::parse(value).is_some(),
         // The tiers' own decisions carry their reasons (a refusal lists every rule it broke).
-        _ if name.starts_with("county.") || name.starts_with("province.") => chars <= MAX_DECISION_CHARS,
+        _ if ["township.", "county.", "province."].iter().any(|p| name.starts_with(p)) => chars <= MAX_DECISION_CHARS,
         _ => chars <= MAX_TEXT_CHARS,
     };
     if shape_ok {
@@ -229,7 +154,7 @@ pub fn check_value(name: &str, value: &str) -> Result<(), String> {
         "name" | "helper_name" => "at most 50 characters".into(),
         "helper_unit" => "at most 100 characters".into(),
         "status" => "a workflow step".into(),
-        _ if name.starts_with("county.") || name.starts_with("province.") => {
+        _ if ["township.", "county.", "province."].iter().any(|p| name.starts_with(p)) => {
             format!("at most {MAX_DECISION_CHARS} characters")
         }
         _ => format!("at most {MAX_TEXT_CHARS} characters"),
@@ -240,8 +165,20 @@ pub fn check_value(name: &str, value: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use jianka_shared::Hlc;
+    use jianka_shared::flow::Flow;
+    use jianka_shared::{Hlc, Tier};
     use proptest::prelude::*;
+
+    fn check_status(writer: Tier, from: Option<Status>, to: Status, in_update: bool) -> Result<(), String> {
+        Flow::national_households(7).check_status(writer, from, to, in_update)
+    }
+
+    /// Seed 003's household flow: the township decides (镇级审定), the district files.
+    fn township_decides() -> Flow {
+        let p: jianka_shared::profile::Profile =
+            toml::from_str(include_str!("../../config/profiles/miyun-2016.toml")).unwrap();
+        p.household_flow()
+    }
 
     fn r(s: &str) -> RegionCode {
         RegionCode::parse(s).unwrap()
@@ -321,7 +258,27 @@ mod tests {
                 if check_status(Tier::Township, status, to, in_update).is_ok() {
                     status = Some(to);
                 }
-                prop_assert!(status.is_none_or(|s| status_owner(s) == Tier::Township), "{:?}", status);
+                prop_assert!(
+                    status.is_none_or(|s| Flow::national_households(7).owner(s) == Some(Tier::Township)),
+                    "{:?}",
+                    status
+                );
+            }
+        }
+
+        /// Where the township decides, no sequence of its status writes files what it decided:
+        /// 备案 stays the district's.
+        #[test]
+        fn a_deciding_township_never_files(steps in proptest::collection::vec((0usize..10, any::<bool>()), 1..30)) {
+            let flow = township_decides();
+            let mut status: Option<Status> = None;
+            for (i, in_update) in steps {
+                let to = Status::ALL[i];
+                if flow.check_status(Tier::Township, status, to, in_update).is_ok() {
+                    status = Some(to);
+                }
+                prop_assert!(status != Some(Status::ProvinceFiled));
+                prop_assert!(status != Some(Status::CountyReview), "not a step of seed 003's flow");
             }
         }
 

@@ -174,10 +174,12 @@ pub enum Cmd {
         file: PathBuf,
     },
     /// Decide one household by hand, for a stated reason: admit one the profile leaves to the
-    /// county (酌情纳入: heavy spending on illness, schooling, disaster) or one refused before, or
-    /// refuse one waiting at 县复审. Within the ceiling in force; audited; sent to the township.
+    /// deciding tier (酌情纳入: heavy spending on illness, schooling, disaster) or one refused
+    /// before, or refuse one waiting at 县复审. Only where the profile's flow decides at this
+    /// hub's tier (the county under hubei-2014; under miyun-2016 the township decides, with
+    /// `jianka-node workflow decide`). Within the ceiling in force; audited; sent to the township.
     ///
-    /// Example: jianka-hub decide --config county/hub.toml --year 2016 --household 110228100200-0007 --admit --reason "因病支出 4.2万元, 入户核查属实"
+    /// Example: jianka-hub decide --config county/hub.toml --year 2014 --household 420322105200-0007 --admit --reason "因病支出 4.2万元, 入户核查属实"
     #[command(verbatim_doc_comment)]
     Decide {
         /// The hub's config file (hub.toml, written by `init`).
@@ -188,7 +190,7 @@ pub enum Cmd {
         /// The household's id, `<village code>-<number>`.
         #[arg(long)]
         household: String,
-        /// Admit it (县公告).
+        /// Admit it (认定: 县公告 under hubei-2014).
         #[arg(long, conflicts_with = "refuse", required_unless_present = "refuse")]
         admit: bool,
         /// Refuse it (不予认定).
@@ -198,10 +200,13 @@ pub enum Cmd {
         #[arg(long)]
         reason: String,
     },
-    /// 省备案: file every household a county announced for a year (县公告 → 省备案); the filing
-    /// goes down to the county and its townships.
+    /// 备案: file every household recognised in a region for a year, at the tier the profile's
+    /// flow names (the province's 省备案 of a county's 县公告 under hubei-2014; the district's
+    /// 区直备案 of its townships' 镇级审定 under miyun-2016); the filing goes down to the child
+    /// that holds it and on to its townships.
     ///
-    /// Example: jianka-hub file --config prov/hub.toml --year 2014 --county 420322
+    /// Example: jianka-hub file --config prov/hub.toml --year 2014 --region 420322
+    ///          jianka-hub file --config district/hub.toml --year 2016 --region 110228
     #[command(verbatim_doc_comment)]
     File {
         /// The hub's config file (hub.toml, written by `init`).
@@ -209,8 +214,10 @@ pub enum Cmd {
         config: PathBuf,
         #[arg(long)]
         year: u16,
-        #[arg(long)]
-        county: RegionCode,
+        /// The region whose list is filed: a county at a province, the district itself (or one
+        /// of its townships) at a district.
+        #[arg(long, alias = "county")]
+        region: RegionCode,
     },
     /// Revoke a child's key: its requests are refused from now on.
     ///

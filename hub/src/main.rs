@@ -306,10 +306,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 d.was
             )?;
         }
-        Cmd::File { config, year, county } => {
+        Cmd::File { config, year, region } => {
             let hub = open(&config).await?;
-            let n = hub.file_announced(year, &county).await?;
-            outln!("filed (省备案) {n} households {county} announced for {year}; audited and sent down")?;
+            let n = hub.file_announced(year, &region).await?;
+            let flow = hub.flow(jianka_shared::RecordKind::Household);
+            outln!(
+                "filed ({}) {n} households recognised in {region} for {year}; audited and sent down",
+                flow.label(jianka_shared::domain::Status::ProvinceFiled)
+            )?;
         }
         Cmd::InstallAllocation { config, file } => {
             let hub = open(&config).await?;

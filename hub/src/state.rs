@@ -10,10 +10,11 @@ use crate::store::{Store, WriteTx};
 use anyhow::Context;
 use ed25519_dalek::SigningKey;
 use jianka_shared::changeset::Limits;
+use jianka_shared::flow::Flow;
 use jianka_shared::profile::Profile;
 use jianka_shared::protocol::ErrorCode;
 use jianka_shared::trust::KeyId;
-use jianka_shared::{Hlc, RegionCode};
+use jianka_shared::{Hlc, RecordKind, RegionCode};
 use std::sync::Arc;
 
 impl Hub {
@@ -25,6 +26,10 @@ impl Hub {
             .signing()
             .clone();
         let profile = cfg.load_profile()?;
+        let flows = Flows {
+            households: profile.as_ref().map_or_else(|| Flow::national_households(7), Profile::household_flow),
+            villages: profile.as_ref().map_or_else(|| Flow::national_villages(7), Profile::village_flow),
+        };
         let quotas = cfg.load_quotas()?;
         let store = crate::store::open(&cfg.database_url())
             .await
@@ -35,6 +40,7 @@ impl Hub {
             clock,
             key,
             profile,
+            flows,
             quotas,
             // A node cuts change sets at 20,000 ops (a few MiB decompressed); these bounds leave
             // room for that and refuse a decompression bomb before it is inflated.
@@ -73,6 +79,19 @@ impl Hub {
 
     pub fn profile(&self) -> Option<&Profile> {
         self.profile.as_ref()
+    }
+
+    /// The profile's name, as messages give it.
+    pub fn profile_name(&self) -> &str {
+        self.profile.as_ref().map_or("the national method (no profile)", |p| p.name.as_str())
+    }
+
+    /// The flow records of `kind` follow (the profile's, or the national method's).
+    pub fn flow(&self, kind: RecordKind) -> &Flow {
+        match kind {
+            RecordKind::Village => &self.flows.villages,
+            _ => &self.flows.households,
+        }
     }
 
     pub fn limits(&self) -> Limits {
@@ -125,6 +144,14 @@ impl Hub {
         *h = h.tick(self.clock.now().timestamp_millis().max(0) as u64);
         *h
     }
+
+    /// A version newer than every field of `rows`, for a write over them by hand (a decision, a
+    /// filing): this process's clock may have started behind what the rows already carry.
+    pub(crate) fn tick_past(&self, h: &mut Hlc, rows: &[crate::record::StoredRecord]) -> Hlc {
+        let newest = rows.iter().flat_map(|r| r.fields.values().map(|f| f.1)).max().unwrap_or(0);
+        *h = h.observe(Hlc(newest), self.clock.now().timestamp_millis().max(0) as u64);
+        self.tick(h)
+    }
 }
 
 pub struct Hub {
@@ -133,6 +160,7 @@ pub struct Hub {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) key: SigningKey,
     pub(crate) profile: Option<Profile>,
+    pub(crate) flows: Flows,
     pub(crate) quotas: QuotaFile,
     pub(crate) limits: Limits,
     /// Serialises every write transaction (SQLite has one writer anyway; on PostgreSQL quota rows
@@ -140,6 +168,12 @@ pub struct Hub {
     writer: tokio::sync::Mutex<Hlc>,
     /// The allocations held, verified (see [`crate::allocation`]); refreshed from the store.
     pub(crate) allocations: std::sync::RwLock<AllocationBook>,
+}
+
+/// The steps records follow here, read once from the profile.
+pub(crate) struct Flows {
+    pub households: Flow,
+    pub villages: Flow,
 }
 
 impl std::fmt::Debug for Hub {

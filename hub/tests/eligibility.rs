@@ -1,6 +1,8 @@
-//! The profile's identification rules applied at the county's re-examination (县复审): the
-//! income line, seed 003's exclusions and inclusions, the village criteria of both seeds — each
-//! refusal naming its rule. Each test runs on both backends (PostgreSQL when JIANKA_TEST_PG is set).
+//! The profile's identification rules and flow applied at the county: the income line, seed
+//! 003's exclusions and inclusions, the village criteria of both seeds — each refusal naming its
+//! rule — at the county's re-examination (县复审, seed 000) or held against the township's own
+//! decision (镇级审定, seed 003, where the district only files). Each test runs on both backends
+//! (PostgreSQL when JIANKA_TEST_PG is set).
 
 #[macro_use]
 mod common;
@@ -15,33 +17,47 @@ both!(
     a_village_is_judged_by_its_profiles_criteria,
     the_county_decides_by_hand_within_its_ceiling_and_the_township_hears_it,
     the_province_files_what_a_county_announced_and_it_reaches_the_township,
+    where_the_township_decides_the_district_cannot_and_only_files,
 );
+
+/// Seed 003's rules with the national flow (the county decides at 县复审): the rules and the flow
+/// are separate parts of a profile.
+fn miyun_rules_county_decides() -> String {
+    let (head, tail) = MIYUN_2016.split_once("[household_flow]").unwrap();
+    let (_, villages) = tail.split_once("[village_flow]").unwrap();
+    format!("{head}[village_flow]{villages}")
+}
 
 /// A household of 2 at `per_capita` yuan with the given facts of the 登记表.
 fn household_at(no: u32, per_capita: i64, facts: &[(&str, &str)]) -> Household {
-    let mut h = household("420322105200", no, 2, no, Status::CountyReview);
+    household_in(Status::CountyReview, no, per_capita, facts)
+}
+
+/// The same, in `status` (the township's 镇级审定 is `CountyAnnounced`).
+fn household_in(status: Status, no: u32, per_capita: i64, facts: &[(&str, &str)]) -> Household {
+    let mut h = household("420322105200", no, 2, no, status);
     h.income_per_capita = Yuan::from_yuan(per_capita);
     h.income = Yuan::from_yuan(per_capita * 2);
     h.facts = facts.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     h
 }
 
-/// The households: under both lines with a car; under both lines; between the lines; above both
-/// with heavy illness spending; above both without.
-fn households() -> Vec<Household> {
+/// The households, as the township hands them in (`status`): under both lines with a car; under
+/// both lines; between the lines; above both with heavy illness spending; above both without.
+fn households(status: Status) -> Vec<Household> {
     vec![
-        household_at(1, 2000, &[("has_car", "是")]),
-        household_at(2, 2000, &[("has_car", "否"), ("away_from_village", "否")]),
-        household_at(3, 3000, &[]),
-        household_at(4, 12000, &[("spending_illness", "6000")]),
-        household_at(5, 12000, &[]),
+        household_in(status, 1, 2000, &[("has_car", "是")]),
+        household_in(status, 2, 2000, &[("has_car", "否"), ("away_from_village", "否")]),
+        household_in(status, 3, 3000, &[]),
+        household_in(status, 4, 12000, &[("spending_illness", "6000")]),
+        household_in(status, 5, 12000, &[]),
     ]
 }
 
-async fn refusals(profile: &str, pg: bool) -> Vec<Rejection> {
+async fn refusals(profile: &str, status: Status, pg: bool) -> Vec<Rejection> {
     let s = setup_profile(pg, profile, 100, Some(100), &[]).await;
     let mut node = enroll_node(&s.county, "420322105", 7).await;
-    let ops = households().iter().flat_map(|h| ops_of(h, 5)).collect();
+    let ops = households(status).iter().flat_map(|h| ops_of(h, 5)).collect();
     let (_, rej) = accepted(&node.push(ops).await);
     rej
 }
@@ -51,16 +67,25 @@ fn refused(rej: &[Rejection], no: u32) -> Option<&Rejection> {
 }
 
 async fn the_same_households_are_judged_by_each_profiles_rules(pg: bool) {
-    // Seed 003 (miyun-2016): line 11,160, four exclusions, inclusions only by decision.
-    let miyun = refusals(MIYUN_2016, pg).await;
+    // Seed 003's rules at the county's 县复审: line 11,160, four exclusions, inclusions only by decision.
+    let miyun = refusals(&miyun_rules_county_decides(), Status::CountyReview, pg).await;
     let car = refused(&miyun, 1).expect("the car excludes it");
     assert_eq!((car.reason, car.message.as_str()), (RejectReason::NotEligible, "excluded: 有轿车"));
     assert!(refused(&miyun, 2).is_none() && refused(&miyun, 3).is_none(), "{miyun:?}");
     let ill = refused(&miyun, 4).expect("above the line");
     assert!(ill.message.contains("酌情纳入") && ill.message.contains("因病支出 6,000"), "{}", ill.message);
     assert_eq!(refused(&miyun, 5).map(|r| r.message.as_str()), Some("not eligible: income 12,000 ≥ 11,160"));
+    // The same rules held against the township's own 镇级审定 (miyun-2016 as shipped): the same
+    // households refused, each naming the rule.
+    let decided = refusals(MIYUN_2016, Status::CountyAnnounced, pg).await;
+    for (no, rule) in [(1, "excluded: 有轿车"), (4, "酌情纳入"), (5, "not eligible: income 12,000 ≥ 11,160")] {
+        let r = refused(&decided, no).unwrap_or_else(|| panic!("{no}: {decided:?}"));
+        assert_eq!(r.reason, RejectReason::NotEligible);
+        assert!(r.message.contains("镇级审定") && r.message.contains(rule), "{}", r.message);
+    }
+    assert!(refused(&decided, 2).is_none() && refused(&decided, 3).is_none(), "{decided:?}");
     // Seed 000 (hubei-2014): line 2,736, no exclusions: the car household is admitted.
-    let hubei = refusals(HUBEI_2014, pg).await;
+    let hubei = refusals(HUBEI_2014, Status::CountyReview, pg).await;
     assert!(refused(&hubei, 1).is_none() && refused(&hubei, 2).is_none(), "{hubei:?}");
     for no in [3, 4, 5] {
         let r = refused(&hubei, no).unwrap_or_else(|| panic!("{no} is above 2,736: {hubei:?}"));
@@ -99,10 +124,11 @@ async fn a_village_is_judged_by_its_profiles_criteria(pg: bool) {
 }
 
 async fn the_county_decides_by_hand_within_its_ceiling_and_the_township_hears_it(pg: bool) {
-    // Under miyun-2016 the household above the line with 因病支出 is left to the county (酌情纳入).
-    let s = setup_profile(pg, MIYUN_2016, 100, Some(100), &[]).await;
+    // Under seed 003's rules the household above the line with 因病支出 is left to the deciding
+    // tier (酌情纳入), here the county.
+    let s = setup_profile(pg, &miyun_rules_county_decides(), 100, Some(100), &[]).await;
     let mut node = enroll_node(&s.county, "420322105", 7).await;
-    let ops = households().iter().flat_map(|h| ops_of(h, 5)).collect();
+    let ops = households(Status::CountyReview).iter().flat_map(|h| ops_of(h, 5)).collect();
     accepted(&node.push(ops).await);
     let ill = "420322105200-0004";
     let d = s.county.hub.decide(2014, ill, true, "因病支出 6,000 元, 入户核查属实").await.unwrap();
@@ -159,4 +185,47 @@ async fn the_province_files_what_a_county_announced_and_it_reaches_the_township(
         _ => false,
     });
     assert!(heard, "the filing reaches the township");
+}
+
+/// Under miyun-2016 as shipped the township decides (镇级审定) and the district files (区直备案):
+/// the district cannot decide by hand, the township cannot hand in to a 县复审 its flow does not
+/// have, its decision on a household above the line stands only with its recorded reason, and
+/// `file` at the district files what the townships decided; the filing reaches the township.
+async fn where_the_township_decides_the_district_cannot_and_only_files(pg: bool) {
+    let s = setup_profile(pg, MIYUN_2016, 100, Some(100), &[]).await;
+    let mut node = enroll_node(&s.county, "420322105", 7).await;
+    let decision = [("spending_illness", "6000"), ("township.decision", "认定"), ("township.reason", "入户核查属实")];
+    let mut hs = vec![
+        household_in(Status::CountyAnnounced, 1, 2000, &[]),
+        household_in(Status::CountyAnnounced, 2, 12000, &decision),
+        household_in(Status::CountyReview, 3, 2000, &[]),
+    ];
+    // A township cannot file its own decision either.
+    hs.push(household_in(Status::ProvinceFiled, 4, 2000, &[]));
+    let ops = hs.iter().flat_map(|h| ops_of(h, 5)).collect();
+    let (_, rej) = accepted(&node.push(ops).await);
+    assert!(refused(&rej, 1).is_none() && refused(&rej, 2).is_none(), "{rej:?}");
+    let review = refused(&rej, 3).expect("no 县复审 in seed 003's flow");
+    assert_eq!(review.reason, RejectReason::NotAuthorised);
+    assert!(review.message.contains("not a step"), "{}", review.message);
+    let filed = refused(&rej, 4).expect("区直备案 is the district's");
+    assert!(filed.message.contains("区直备案") && filed.message.contains("county"), "{}", filed.message);
+
+    let err = s.county.hub.decide(2014, "420322105200-0001", false, "x").await.unwrap_err();
+    assert!(format!("{err:#}").contains("(township) decides (镇级审定)"), "{err:#}");
+    assert_eq!(s.county.hub.file_announced(2014, &r("420322")).await.unwrap(), 2);
+    assert_eq!(s.county.hub.file_announced(2014, &r("420322")).await.unwrap(), 0, "filed once");
+    let rows = s.county.hub.records_in(&r("420322"), 2014).await.unwrap();
+    assert_eq!(rows.iter().filter(|r| r.field("status") == Some("ProvinceFiled")).count(), 2);
+    let fb = node.feedback(0).await;
+    let heard = fb.items.iter().any(|e| match &e.item {
+        Feedback::Corrections { items } => {
+            items.iter().any(|c| c.values.iter().any(|(k, v)| k == "status" && v == "ProvinceFiled"))
+        }
+        _ => false,
+    });
+    assert!(heard, "the township hears its households filed");
+    // The province files nothing under this flow: filing is the district's.
+    let err = s.province.hub.file_announced(2014, &r("420322")).await;
+    assert!(err.is_err() || s.province.hub.profile().is_none_or(|p| p.name != "miyun-2016"));
 }

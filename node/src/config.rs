@@ -2,7 +2,7 @@
 //! syncs. Defaults → file → environment (`JIANKA_NODE_HUB_URL` overrides `hub_url`).
 
 use anyhow::{Context, Result, bail};
-use jianka_shared::{RegionCode, Tier, profile::Profile};
+use jianka_shared::{RegionCode, Tier, flow::Flow, profile::Profile};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -151,10 +151,15 @@ impl Loaded {
         Ok(Some(toml::from_str(&text).with_context(|| format!("{}: invalid profile", path.display()))?))
     }
 
-    /// How many days a public notice (村公示, 乡镇公示) runs: the profile's `notice_days`, or 7
-    /// (the 2014 national method) without a profile.
-    pub fn notice_days(&self) -> Result<i64> {
-        Ok(self.profile()?.map_or(7, |p| i64::from(p.notice_days)))
+    /// The household flow this township follows: its profile's, or the 2014 national method's
+    /// (7-day notices) without a profile.
+    pub fn household_flow(&self) -> Result<Flow> {
+        Ok(self.profile()?.map_or_else(|| Flow::national_households(7), |p| p.household_flow()))
+    }
+
+    /// The poor-village flow this township follows.
+    pub fn village_flow(&self) -> Result<Flow> {
+        Ok(self.profile()?.map_or_else(|| Flow::national_villages(7), |p| p.village_flow()))
     }
 }
 
@@ -246,6 +251,7 @@ deadline_warning_days = 10
 #[cfg(test)]
 mod tests {
     use super::*;
+    use jianka_shared::domain::Status;
 
     #[test]
     fn initial_config_parses_back() {
@@ -258,22 +264,34 @@ mod tests {
     }
 
     #[test]
-    fn notice_days_come_from_the_profile() {
+    fn the_flow_comes_from_the_profile() {
         let dir = tempfile::tempdir().unwrap();
         let t = RegionCode::parse("420322105").unwrap();
         let config = dir.path().join("node.toml");
         std::fs::write(&config, render_initial(&t, "http://127.0.0.1:7001", None)).unwrap();
-        assert_eq!(load(&config).unwrap().notice_days().unwrap(), 7, "no profile: the national 7 days");
+        let national = load(&config).unwrap().household_flow().unwrap();
+        assert_eq!(national.notice_days(Status::VillageNotice), Some(7), "no profile: the national 7 days");
+        assert_eq!(national.decides(), Tier::County);
 
         std::fs::write(&config, render_initial(&t, "http://127.0.0.1:7001", Some(Path::new("p.toml")))).unwrap();
-        let missing = load(&config).unwrap().notice_days().unwrap_err();
+        let missing = load(&config).unwrap().household_flow().unwrap_err();
         assert!(format!("{missing:#}").contains("p.toml"), "{missing:#}");
         let profile =
             include_str!("../../config/profiles/miyun-2016.toml").replace("notice_days = 7", "notice_days = 5");
         std::fs::write(dir.path().join("p.toml"), profile).unwrap();
-        assert_eq!(load(&config).unwrap().notice_days().unwrap(), 5);
+        let miyun = load(&config).unwrap().household_flow().unwrap();
+        assert_eq!(miyun.notice_days(Status::TownshipNotice), Some(5));
+        assert_eq!(miyun.decides(), Tier::Township, "镇级审定");
         std::fs::write(dir.path().join("p.toml"), "notice_days = \"five\"").unwrap();
-        let invalid = load(&config).unwrap().notice_days().unwrap_err();
+        let invalid = load(&config).unwrap().household_flow().unwrap_err();
         assert!(format!("{invalid:#}").contains("invalid profile"), "{invalid:#}");
+        // A step naming a tier that does not exist: refused, naming the key.
+        let bad = include_str!("../../config/profiles/miyun-2016.toml").replace(
+            "{ name = \"区直备案\", status = \"filed\", tier = \"county\" }",
+            "{ name = \"区直备案\", status = \"filed\", tier = \"district\" }",
+        );
+        std::fs::write(dir.path().join("p.toml"), bad).unwrap();
+        let err = format!("{:#}", load(&config).unwrap().household_flow().unwrap_err());
+        assert!(err.contains("区直备案") && err.contains("tier") && err.contains("district"), "{err}");
     }
 }

@@ -1,5 +1,6 @@
-//! The poor-village register's flow (贫困村): 村申请 → 乡镇审核 → 乡镇公示 (the profile's notice
-//! days) → 县审核, each step taken by the township on a date; the county (or district) decides.
+//! The poor-village register's flow (贫困村) as the profile's `village_flow` lists it (the
+//! national method: 村申请 → 乡镇审核 → 乡镇公示 → 县审核), each township step taken on a date,
+//! a notice left only once it has run; the deciding tier (the county or district) decides.
 //! Before a village goes to the county, the profile's village criteria are checked here too, so
 //! the township sees "not a poor village: …" before the county says it.
 
@@ -12,19 +13,9 @@ use anyhow::Result;
 use chrono::NaiveDate;
 use jianka_shared::domain::Status;
 use jianka_shared::eligibility;
+use jianka_shared::flow::Flow;
 use jianka_shared::record::{RecordKey, RecordKind};
 use jianka_shared::{Tier, Year};
-
-/// A village's next step and the tier that takes it.
-pub fn next_step(from: Status) -> Option<(Status, Tier)> {
-    Some(match from {
-        Status::Applied => (Status::TownshipReview, Tier::Township),
-        Status::TownshipReview => (Status::TownshipNotice, Tier::Township),
-        Status::TownshipNotice => (Status::CountyReview, Tier::Township),
-        Status::CountyReview => (Status::CountyAnnounced, Tier::County),
-        _ => return None,
-    })
-}
 
 /// Moves village `code` of `year` one step on, on `date`. Returns (from, to).
 pub fn advance_village(
@@ -32,7 +23,7 @@ pub fn advance_village(
     year: Year,
     code: &str,
     date: NaiveDate,
-    notice_days: i64,
+    flow: &Flow,
 ) -> Result<(Status, Status)> {
     let key = RecordKey::new(RecordKind::Village, year, code);
     let Some(rec) = store::load(&node.conn, &key)?.filter(|r| !r.deleted) else {
@@ -43,16 +34,21 @@ pub fn advance_village(
     let Some(from) = rec.get("status").and_then(Status::parse) else {
         return refuse(format!("village {code} has no readable workflow status"));
     };
-    let to = match next_step(from) {
+    let to = match flow.next(from) {
         Some((to, Tier::Township)) => to,
         Some((to, tier)) => {
             return refuse(format!(
                 "village {code} is at {}; the next step ({}) is taken by the {tier}, not the township",
-                vocabulary::status(from),
-                vocabulary::status(to)
+                vocabulary::status_in(flow, from),
+                vocabulary::status_in(flow, to)
             ));
         }
-        None => return refuse(format!("village {code} is at {}; there is no further step", vocabulary::status(from))),
+        None => {
+            return refuse(format!(
+                "village {code} is at {}; there is no further step",
+                vocabulary::status_in(flow, from)
+            ));
+        }
     };
     let today = node.clock.today();
     if date > today {
@@ -63,17 +59,18 @@ pub fn advance_village(
     {
         return refuse(format!("--date {date} is before the village's last workflow step ({last})"));
     }
-    if from == Status::TownshipNotice
+    if let Some(days) = flow.notice_days(from)
         && let Some(began) = notice_start(&node.conn, year, code, from)?
     {
-        let until = began + chrono::Duration::days(notice_days);
+        let until = began + chrono::Duration::days(i64::from(days));
         if date < until {
             return refuse(format!(
-                "the 乡镇公示 of village {code} began {began} and runs {notice_days} days: not before {until}"
+                "the {} of village {code} began {began} and runs {days} days: not before {until}",
+                flow.label(from)
             ));
         }
     }
-    if to == Status::CountyReview
+    if matches!(to, Status::CountyReview | Status::CountyAnnounced)
         && let Some(profile) = node.cfg.profile()?
         && let Some(criteria) = &profile.village_criteria
     {
@@ -86,6 +83,6 @@ pub fn advance_village(
             ));
         }
     }
-    take_step(node, RecordKind::Village, year, code, (from, to), date, None)?;
+    take_step(node, (RecordKind::Village, year, code), (from, to), date, None, &[])?;
     Ok((from, to))
 }

@@ -10,6 +10,16 @@ pub fn status(s: Status) -> String {
     format!("{} ({s:?})", s.label())
 }
 
+/// A status named as the profile's flow names its step: 镇级审定 (CountyAnnounced) under seed 003.
+pub fn status_in(flow: &jianka_shared::flow::Flow, s: Status) -> String {
+    format!("{} ({s:?})", flow.label(s))
+}
+
+/// A step as the profile's flow names it.
+pub fn step_in(flow: &jianka_shared::flow::Flow, from: Status, to: Status) -> String {
+    format!("{} → {} ({from:?} → {to:?})", flow.label(from), flow.label(to))
+}
+
 /// A status as stored (English name or Chinese label), named for people; one this version does
 /// not know is shown as stored.
 pub fn stored_status(stored: &str) -> String {

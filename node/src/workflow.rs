@@ -1,6 +1,8 @@
-//! The household workflow (domain.md §5) up to handing over to the county: each step in order,
-//! the public notices (7 days, or the profile's `notice_days`) enforced by date, objections recorded (an open one stops the notice;
-//! once resolved, the notice runs its full length again from the resolution date).
+//! The household workflow (domain.md §5) as the profile's flow lists it, up to handing over to
+//! the deciding tier — or, where the township decides (seed 003's 镇级审定), up to its decision:
+//! each step in order, the public notices of the flow enforced by date, objections recorded (an
+//! open one stops the notice; once resolved, the notice runs its full length again from the
+//! resolution date).
 
 use crate::edit::{load_household, refuse, typed};
 use crate::node::Node;
@@ -10,6 +12,7 @@ use anyhow::Result;
 use chrono::NaiveDate;
 use jianka_shared::domain::Status;
 use jianka_shared::eligibility::{self, Assessment};
+use jianka_shared::flow::Flow;
 use jianka_shared::record::{RecordKey, RecordKind};
 use jianka_shared::{Tier, Year};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -92,19 +95,22 @@ pub enum Holdup {
     BreaksRules { problems: Vec<String> },
     /// The profile's rules do not admit it (income line, an exclusion): it is not appraised.
     NotEligible { assessment: String, profile: String },
+    /// Above the line with spending the profile weighs (酌情纳入): only the township's recorded
+    /// decision (`workflow decide`) admits it, where the township decides.
+    ForDecision { assessment: String },
 }
 
 impl Holdup {
     /// The refusal for one household, as `workflow advance HOUSEHOLD` prints it.
-    pub fn message(&self, hid: &str, date: NaiveDate) -> String {
+    pub fn message(&self, hid: &str, date: NaiveDate, flow: &Flow) -> String {
         match self {
             Holdup::NotTheTownships { at, next: None } => {
-                format!("household {hid} is at {}; there is no further step", vocabulary::status(*at))
+                format!("household {hid} is at {}; there is no further step", vocabulary::status_in(flow, *at))
             }
             Holdup::NotTheTownships { at, next: Some((to, tier)) } => format!(
                 "household {hid} is at {}; the next step ({}) is taken by the {tier}, not the township",
-                vocabulary::status(*at),
-                vocabulary::status(*to)
+                vocabulary::status_in(flow, *at),
+                vocabulary::status_in(flow, *to)
             ),
             Holdup::NeedsMinutes => format!(
                 "{} needs the minutes of the village representatives' meeting: --minutes TEXT",
@@ -112,36 +118,40 @@ impl Holdup {
             ),
             Holdup::NoticeRunning { at, began, days, until } => format!(
                 "the {} of household {hid} began {began} and runs {days} days: it may be left on {until} at the earliest (date given: {date})",
-                vocabulary::status(*at)
+                vocabulary::status_in(flow, *at)
             ),
             Holdup::OpenObjection { at, id, raised_by, reason, raised } => format!(
                 "the {} of household {hid} is stopped by objection #{id} from {raised_by} ({reason}) raised {raised}; \
                  resolve it first (jianka-node workflow resolve-objection {id})",
-                vocabulary::status(*at)
+                vocabulary::status_in(flow, *at)
             ),
             Holdup::DateInFuture { today } => format!("--date {date} is in the future (today is {today})"),
             Holdup::DateBeforeLastStep { last } => {
                 format!("--date {date} is before the household's last workflow step ({last})")
             }
             Holdup::BreaksRules { problems } => {
-                format!("household {hid} cannot go to the county: {}", problems.join("; "))
+                format!("household {hid} cannot be handed in or decided: {}", problems.join("; "))
             }
             Holdup::NotEligible { assessment, profile } => {
                 format!("household {hid} is {assessment} under the profile {profile}; it is not appraised")
             }
+            Holdup::ForDecision { assessment } => format!(
+                "household {hid}: {assessment}; only a recorded decision admits it (酌情纳入): \
+                 jianka-node workflow decide {hid} --admit --reason TEXT (or --refuse)"
+            ),
         }
     }
 
     /// The reason shared by a group of households, as `workflow advance --all` prints it.
-    pub fn group(&self, date: NaiveDate) -> String {
+    pub fn group(&self, date: NaiveDate, flow: &Flow) -> String {
         match self {
             Holdup::NotTheTownships { at, next: None } => {
-                format!("at {}: there is no further step", vocabulary::status(*at))
+                format!("at {}: there is no further step", vocabulary::status_in(flow, *at))
             }
             Holdup::NotTheTownships { at, next: Some((to, tier)) } => format!(
                 "at {}: the next step, {}, is taken by the {tier}, not the township",
-                vocabulary::status(*at),
-                vocabulary::status(*to)
+                vocabulary::status_in(flow, *at),
+                vocabulary::status_in(flow, *to)
             ),
             Holdup::NeedsMinutes => format!(
                 "next step {}: give the meeting's minutes with --minutes TEXT",
@@ -149,18 +159,23 @@ impl Holdup {
             ),
             Holdup::NoticeRunning { at, until, .. } => format!(
                 "in the {} until {until}: the notice may be left on {until} at the earliest (date given: {date})",
-                vocabulary::status(*at)
+                vocabulary::status_in(flow, *at)
             ),
             Holdup::OpenObjection { at, .. } => format!(
                 "in the {} with an open objection: resolve it first (jianka-node workflow show HOUSEHOLD names it)",
-                vocabulary::status(*at)
+                vocabulary::status_in(flow, *at)
             ),
             Holdup::DateInFuture { today } => format!("--date {date} is in the future (today is {today})"),
             Holdup::DateBeforeLastStep { .. } => {
                 format!("their last workflow step is after --date {date}; give a later date")
             }
-            Holdup::BreaksRules { .. } => "they break a rule and cannot go to the county (see each below)".into(),
+            Holdup::BreaksRules { .. } => {
+                "they break a rule and cannot be handed in or decided (see each below)".into()
+            }
             Holdup::NotEligible { assessment, profile } => format!("{assessment} (profile {profile})"),
+            Holdup::ForDecision { .. } => {
+                "above the line with spending the profile weighs: decide each (jianka-node workflow decide)".into()
+            }
         }
     }
 }
@@ -173,9 +188,9 @@ fn check_step(
     from: Status,
     date: NaiveDate,
     minutes: Option<&str>,
-    notice_days: i64,
+    flow: &Flow,
 ) -> Result<std::result::Result<Status, Holdup>> {
-    let to = match from.next() {
+    let to = match flow.next(from) {
         Some((to, Tier::Township)) => to,
         next => return Ok(Err(Holdup::NotTheTownships { at: from, next })),
     };
@@ -190,20 +205,27 @@ fn check_step(
     }
     // The township sees the profile's verdict before the household enters the workflow; the
     // deciding tier applies the same rules (and decides what is left to its judgement, 酌情纳入).
-    if to == Status::Appraised
+    // Where the township decides, taking the decision step admits only what the rules admit.
+    if matches!(to, Status::Appraised | Status::CountyAnnounced)
         && let Some(profile) = node.cfg.profile()?
     {
         let (rec, _) = load_household(&node.conn, year, hid)?;
         let verdict =
             eligibility::assess(profile.income_line(), &profile.eligibility, |f| rec.fields.get(f).map(String::as_str));
-        if matches!(verdict, Assessment::Excluded { .. } | Assessment::NotEligible { .. }) {
-            return Ok(Err(Holdup::NotEligible { assessment: verdict.describe(), profile: profile.name }));
+        match verdict {
+            Assessment::Excluded { .. } | Assessment::NotEligible { .. } => {
+                return Ok(Err(Holdup::NotEligible { assessment: verdict.describe(), profile: profile.name }));
+            }
+            Assessment::ForDecision { .. } if to == Status::CountyAnnounced => {
+                return Ok(Err(Holdup::ForDecision { assessment: verdict.describe() }));
+            }
+            _ => {}
         }
     }
     if to == Status::Appraised && minutes.is_none_or(|m| m.trim().is_empty()) {
         return Ok(Err(Holdup::NeedsMinutes));
     }
-    if from.notice_days().is_some() {
+    if let Some(days) = flow.notice_days(from) {
         if let Some(o) = open_objections(&node.conn, year, hid)?.into_iter().next() {
             return Ok(Err(Holdup::OpenObjection {
                 at: from,
@@ -214,13 +236,13 @@ fn check_step(
             }));
         }
         if let Some(began) = notice_start(&node.conn, year, hid, from)? {
-            let until = began + chrono::Duration::days(notice_days);
+            let until = began + chrono::Duration::days(i64::from(days));
             if date < until {
-                return Ok(Err(Holdup::NoticeRunning { at: from, began, days: notice_days, until }));
+                return Ok(Err(Holdup::NoticeRunning { at: from, began, days: i64::from(days), until }));
             }
         }
     }
-    if to == Status::CountyReview {
+    if matches!(to, Status::CountyReview | Status::CountyAnnounced) {
         let (rec, members) = load_household(&node.conn, year, hid)?;
         let problems: Vec<String> = typed(&rec, &members)?.validate().iter().map(|x| x.to_string()).collect();
         if !problems.is_empty() {
@@ -230,22 +252,23 @@ fn check_step(
     Ok(Ok(to))
 }
 
-/// Writes the step of a household (or, with `kind`, a village) and its history row in one
-/// transaction.
+/// Writes the step of a household (or, with `kind`, a village), with the fields that record a
+/// decision, and its history row in one transaction.
 pub(crate) fn take_step(
     node: &mut Node,
-    kind: RecordKind,
-    year: Year,
-    hid: &str,
+    (kind, year, hid): (RecordKind, Year, &str),
     (from, to): (Status, Status),
     date: NaiveDate,
     minutes: Option<&str>,
+    decision: &[(String, String)],
 ) -> Result<()> {
     let township = node.township().clone();
     let tx = node.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut cap = Capture::begin(&tx, &township, node.clock)?;
     let key = RecordKey::new(kind, year, hid);
-    cap.upsert(&tx, &key, &[("status".to_string(), format!("{to:?}"))].into())?;
+    let mut fields: std::collections::BTreeMap<String, String> = decision.iter().cloned().collect();
+    fields.insert("status".to_string(), format!("{to:?}"));
+    cap.upsert(&tx, &key, &fields)?;
     tx.execute(
         "INSERT INTO workflow_events(year, household, from_status, to_status, date, minutes, recorded_ms)
          VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -271,17 +294,98 @@ pub fn advance(
     hid: &str,
     date: NaiveDate,
     minutes: Option<&str>,
-    notice_days: i64,
+    flow: &Flow,
 ) -> Result<(Status, Status)> {
     let (rec, _) = load_household(&node.conn, year, hid)?;
     let from = status_of(&rec.fields)?;
-    match check_step(node, year, hid, from, date, minutes, notice_days)? {
+    match check_step(node, year, hid, from, date, minutes, flow)? {
         Ok(to) => {
-            take_step(node, RecordKind::Household, year, hid, (from, to), date, minutes)?;
+            take_step(node, (RecordKind::Household, year, hid), (from, to), date, minutes, &admitted_by_rules(to))?;
             Ok((from, to))
         }
-        Err(holdup) => refuse(holdup.message(hid, date)),
+        Err(holdup) => refuse(holdup.message(hid, date, flow)),
     }
+}
+
+/// The decision fields of a step into `recognised` that the rules alone admit (the township's
+/// 镇级审定 of an eligible household).
+fn admitted_by_rules(to: Status) -> Vec<(String, String)> {
+    if to != Status::CountyAnnounced {
+        return Vec::new();
+    }
+    vec![(TOWNSHIP_DECISION.into(), DECISION_ADMIT.into()), (TOWNSHIP_REASON.into(), "符合认定标准".into())]
+}
+
+/// The township's decision field (认定 / 不予认定) and its reason, where the profile's flow lets
+/// the township decide; the county checks an admission against the profile's rules.
+pub const TOWNSHIP_DECISION: &str = "township.decision";
+pub const TOWNSHIP_REASON: &str = "township.reason";
+const DECISION_ADMIT: &str = "认定";
+const DECISION_REFUSE: &str = "不予认定";
+
+/// The township decides one household by hand (seed 003's 镇级审定), for `reason`: admits one
+/// the rules leave to the deciding tier (酌情纳入) or one the rules admit, or refuses it
+/// (不予认定). Only where the profile's flow has the township decide, and only at the step before
+/// the decision (or for a household refused before).
+pub fn decide(
+    node: &mut Node,
+    year: Year,
+    hid: &str,
+    admit: bool,
+    reason: &str,
+    date: NaiveDate,
+    flow: &Flow,
+) -> Result<(Status, Status)> {
+    if flow.decides() != Tier::Township {
+        return refuse(format!(
+            "under this profile the {} decides ({}); the township hands households in",
+            flow.decides(),
+            flow.label(Status::CountyAnnounced)
+        ));
+    }
+    let reason = reason.trim();
+    if reason.is_empty() {
+        return refuse("a decision needs its reason: --reason TEXT");
+    }
+    let (rec, members) = load_household(&node.conn, year, hid)?;
+    let from = status_of(&rec.fields)?;
+    let before = flow.steps().iter().position(|s| s.status == Status::CountyAnnounced).and_then(|i| i.checked_sub(1));
+    let waiting = before.map(|i| flow.steps()[i].status);
+    if Some(from) != waiting && from != Status::NotRecognised {
+        return refuse(format!(
+            "household {hid} is at {}; a household is decided at {} (or again once refused)",
+            vocabulary::status_in(flow, from),
+            waiting.map_or_else(|| "the step before the decision".into(), |s| vocabulary::status_in(flow, s))
+        ));
+    }
+    if admit {
+        if let Some(profile) = node.cfg.profile()? {
+            let verdict = eligibility::assess(profile.income_line(), &profile.eligibility, |f| {
+                rec.fields.get(f).map(String::as_str)
+            });
+            if matches!(verdict, Assessment::Excluded { .. } | Assessment::NotEligible { .. }) {
+                return refuse(format!(
+                    "household {hid} cannot be admitted: {} under the profile {}",
+                    verdict.describe(),
+                    profile.name
+                ));
+            }
+        }
+        let problems: Vec<String> = typed(&rec, &members)?.validate().iter().map(|x| x.to_string()).collect();
+        if !problems.is_empty() {
+            return refuse(format!("household {hid} cannot be admitted: {}", problems.join("; ")));
+        }
+    }
+    let today = node.clock.today();
+    if date > today {
+        return refuse(format!("--date {date} is in the future (today is {today})"));
+    }
+    let (to, decision) =
+        if admit { (Status::CountyAnnounced, DECISION_ADMIT) } else { (Status::NotRecognised, DECISION_REFUSE) };
+    let fields =
+        [(TOWNSHIP_DECISION.to_string(), decision.to_string()), (TOWNSHIP_REASON.to_string(), reason.to_string())];
+    take_step(node, (RecordKind::Household, year, hid), (from, to), date, Some(reason), &fields)?;
+    Ok((from, to))
 }
 
 /// What a bulk advance did: households moved, and those not moved with the reason.
@@ -313,7 +417,7 @@ pub fn advance_all(
     village: Option<&str>,
     date: NaiveDate,
     minutes: Option<&str>,
-    notice_days: i64,
+    flow: &Flow,
 ) -> Result<BulkAdvance> {
     let households: Vec<(String, std::result::Result<Status, String>)> =
         crate::store::records(&node.conn, RecordKind::Household, year)?
@@ -333,13 +437,20 @@ pub fn advance_all(
                 continue;
             }
         };
-        match check_step(node, year, &hid, from, date, minutes, notice_days)? {
+        match check_step(node, year, &hid, from, date, minutes, flow)? {
             Ok(to) => {
-                take_step(node, RecordKind::Household, year, &hid, (from, to), date, minutes)?;
+                take_step(
+                    node,
+                    (RecordKind::Household, year, &hid),
+                    (from, to),
+                    date,
+                    minutes,
+                    &admitted_by_rules(to),
+                )?;
                 out.advanced.push((hid, from, to));
             }
             Err(holdup) => {
-                out.refused.push((hid.clone(), holdup.message(&hid, date)));
+                out.refused.push((hid.clone(), holdup.message(&hid, date, flow)));
                 // Notices ending on different dates are different groups; objections of one notice are one.
                 let same = |h: &Holdup| match (h, &holdup) {
                     (Holdup::OpenObjection { at: a, .. }, Holdup::OpenObjection { at: b, .. }) => a == b,
@@ -353,7 +464,9 @@ pub fn advance_all(
                 };
                 match out.not_moved.iter_mut().find(|g| same(&g.holdup)) {
                     Some(g) => g.households.push(hid),
-                    None => out.not_moved.push(NotMoved { reason: holdup.group(date), holdup, households: vec![hid] }),
+                    None => {
+                        out.not_moved.push(NotMoved { reason: holdup.group(date, flow), holdup, households: vec![hid] })
+                    }
                 }
             }
         }
@@ -361,15 +474,29 @@ pub fn advance_all(
     Ok(out)
 }
 
-pub fn object(node: &mut Node, year: Year, hid: &str, by: &str, reason: &str, date: NaiveDate) -> Result<i64> {
+pub fn object(
+    node: &mut Node,
+    year: Year,
+    hid: &str,
+    (by, reason): (&str, &str),
+    date: NaiveDate,
+    flow: &Flow,
+) -> Result<i64> {
     let (rec, _) = load_household(&node.conn, year, hid)?;
     let st = status_of(&rec.fields)?;
-    if st.notice_days().is_none() {
+    // The township takes objections to the notices it posts (the village's and its own).
+    let township_notice = |s: Status| flow.step(s).is_some_and(|x| x.notice.is_some() && x.tier == Tier::Township);
+    if !township_notice(st) {
+        let notices: Vec<String> = flow
+            .steps()
+            .iter()
+            .filter(|x| township_notice(x.status))
+            .map(|x| vocabulary::status_in(flow, x.status))
+            .collect();
         return refuse(format!(
-            "household {hid} is at {}; objections are raised during a public notice ({} or {})",
-            vocabulary::status(st),
-            vocabulary::status(Status::VillageNotice),
-            vocabulary::status(Status::TownshipNotice)
+            "household {hid} is at {}; objections are raised during a public notice ({})",
+            vocabulary::status_in(flow, st),
+            notices.join(" or ")
         ));
     }
     if by.trim().is_empty() || reason.trim().is_empty() {

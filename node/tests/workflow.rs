@@ -6,6 +6,12 @@ use jianka_node::edit::Refused;
 use jianka_node::import::{ImportOptions, import_households};
 use jianka_node::workflow::{advance, object, resolve_objection};
 use jianka_shared::domain::Status;
+use jianka_shared::flow::Flow;
+
+/// The 2014 national method's flow (no profile).
+fn national() -> Flow {
+    Flow::national_households(7)
+}
 
 fn d(s: &str) -> chrono::NaiveDate {
     s.parse().unwrap()
@@ -27,32 +33,32 @@ fn full_township_workflow_with_notice_windows_and_objections() {
     let h = format!("{VILLAGE}-0001");
     let y = 2014;
 
-    refused(advance(&mut node, y, &h, d("2014-06-01"), None, 7), "minutes");
+    refused(advance(&mut node, y, &h, d("2014-06-01"), None, &national()), "minutes");
     assert_eq!(
-        advance(&mut node, y, &h, d("2014-06-01"), Some("村民代表大会 2014-06-01"), 7).unwrap().1,
+        advance(&mut node, y, &h, d("2014-06-01"), Some("村民代表大会 2014-06-01"), &national()).unwrap().1,
         Status::Appraised
     );
-    assert_eq!(advance(&mut node, y, &h, d("2014-06-02"), None, 7).unwrap().1, Status::VillageNotice);
+    assert_eq!(advance(&mut node, y, &h, d("2014-06-02"), None, &national()).unwrap().1, Status::VillageNotice);
     // The village notice began 06-02 and runs 7 days: not before 06-09.
-    refused(advance(&mut node, y, &h, d("2014-06-08"), None, 7), "2014-06-09");
+    refused(advance(&mut node, y, &h, d("2014-06-08"), None, &national()), "2014-06-09");
     // Dates go forward only, and not past today.
-    refused(advance(&mut node, y, &h, d("2014-06-01"), None, 7), "before");
-    refused(advance(&mut node, y, &h, d("2014-08-01"), None, 7), "future");
-    assert_eq!(advance(&mut node, y, &h, d("2014-06-09"), None, 7).unwrap().1, Status::TownshipReview);
-    refused(object(&mut node, y, &h, "李某", "收入不实", d("2014-06-10")), "public notice");
-    assert_eq!(advance(&mut node, y, &h, d("2014-06-10"), None, 7).unwrap().1, Status::TownshipNotice);
+    refused(advance(&mut node, y, &h, d("2014-06-01"), None, &national()), "before");
+    refused(advance(&mut node, y, &h, d("2014-08-01"), None, &national()), "future");
+    assert_eq!(advance(&mut node, y, &h, d("2014-06-09"), None, &national()).unwrap().1, Status::TownshipReview);
+    refused(object(&mut node, y, &h, ("李某", "收入不实"), d("2014-06-10"), &national()), "public notice");
+    assert_eq!(advance(&mut node, y, &h, d("2014-06-10"), None, &national()).unwrap().1, Status::TownshipNotice);
 
     // An objection stops the township notice…
-    let o = object(&mut node, y, &h, "李某", "家有轿车", d("2014-06-12")).unwrap();
-    refused(advance(&mut node, y, &h, d("2014-06-30"), None, 7), "objection");
+    let o = object(&mut node, y, &h, ("李某", "家有轿车"), d("2014-06-12"), &national()).unwrap();
+    refused(advance(&mut node, y, &h, d("2014-06-30"), None, &national()), "objection");
     // …and once resolved the notice runs its full 7 days again from the resolution.
     resolve_objection(&mut node, o, "核实无车", d("2014-06-20")).unwrap();
     refused(resolve_objection(&mut node, o, "again", d("2014-06-21")), "already resolved");
-    refused(advance(&mut node, y, &h, d("2014-06-26"), None, 7), "2014-06-27");
-    assert_eq!(advance(&mut node, y, &h, d("2014-06-27"), None, 7).unwrap().1, Status::CountyReview);
+    refused(advance(&mut node, y, &h, d("2014-06-26"), None, &national()), "2014-06-27");
+    assert_eq!(advance(&mut node, y, &h, d("2014-06-27"), None, &national()).unwrap().1, Status::CountyReview);
 
     // The next step is the county's.
-    refused(advance(&mut node, y, &h, d("2014-07-01"), None, 7), "county");
+    refused(advance(&mut node, y, &h, d("2014-07-01"), None, &national()), "county");
     // Each step was captured for the hub.
     let status_writes: i64 =
         node.conn.query_row("SELECT COUNT(*) FROM changes WHERE op LIKE '%\"status\"%'", [], |r| r.get(0)).unwrap();
@@ -253,13 +259,14 @@ fn the_profile_marks_an_excluded_household_before_it_enters_the_workflow() {
         import_households(&mut node, &p, ImportOptions { year: 2014, dry_run: false, progress_over: usize::MAX })
             .unwrap();
         let minutes = Some("村民代表大会 2014-06-01");
-        let car = advance(&mut node, 2014, &format!("{VILLAGE}-0001"), d("2014-06-01"), minutes, 7);
+        let flow = node.cfg.household_flow().unwrap();
+        let car = advance(&mut node, 2014, &format!("{VILLAGE}-0001"), d("2014-06-01"), minutes, &flow);
         if car_refused {
             refused(car, "is excluded: 有轿车 under the profile miyun-2016");
         } else {
             assert_eq!(car.unwrap().1, Status::Appraised);
         }
-        let other = advance(&mut node, 2014, &format!("{VILLAGE}-0002"), d("2014-06-01"), minutes, 7);
+        let other = advance(&mut node, 2014, &format!("{VILLAGE}-0002"), d("2014-06-01"), minutes, &flow);
         assert_eq!(other.unwrap().1, Status::Appraised, "{profile}");
     }
 }

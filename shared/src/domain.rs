@@ -19,9 +19,12 @@ pub enum Status {
     TownshipNotice,
     /// Township work finished; waiting for the county's re-examination (县复审, quota checked there).
     CountyReview,
+    /// 认定: recognised by the profile's deciding tier (the county's 县公告 under seed 000, the
+    /// township's 镇级审定 under seed 003); the name is the national method's.
     CountyAnnounced,
+    /// 备案: filed by the tier above the deciding one (the province's 省备案, the district's 区直备案).
     ProvinceFiled,
-    /// 不予认定: refused at county re-examination (over quota, duplicate person, failed validation).
+    /// 不予认定: refused by the deciding tier (over quota, duplicate person, failed validation).
     NotRecognised,
     /// 脱贫 / 退出 in an annual update.
     Exited,
@@ -77,26 +80,6 @@ impl Status {
     pub fn parse(s: &str) -> Option<Status> {
         let s = s.trim();
         Status::ALL.into_iter().find(|st| st.name() == s || st.label() == s)
-    }
-
-    /// The step after this one, and the tier that may take it.
-    pub fn next(self) -> Option<(Status, Tier)> {
-        Some(match self {
-            Status::Applied => (Status::Appraised, Tier::Township),
-            Status::Appraised => (Status::VillageNotice, Tier::Township),
-            Status::VillageNotice => (Status::TownshipReview, Tier::Township),
-            Status::TownshipReview => (Status::TownshipNotice, Tier::Township),
-            Status::TownshipNotice => (Status::CountyReview, Tier::Township),
-            Status::CountyReview => (Status::CountyAnnounced, Tier::County),
-            Status::CountyAnnounced => (Status::ProvinceFiled, Tier::Province),
-            _ => return None,
-        })
-    }
-
-    /// Steps that open a 7-day public notice: the next step may be taken only after it ends
-    /// without an objection standing.
-    pub fn notice_days(self) -> Option<i64> {
-        matches!(self, Status::VillageNotice | Status::TownshipNotice).then_some(7)
     }
 
     /// Whether the household counts against the county's ceiling in this state.

@@ -9,6 +9,7 @@ pub mod changeset;
 pub mod digest;
 pub mod domain;
 pub mod eligibility;
+pub mod flow;
 pub mod hlc;
 pub mod id_number;
 pub mod labels;

@@ -2,6 +2,7 @@
 //! picks a profile file and may change its numbers without a code change.
 
 use crate::eligibility::{Eligibility, VillageCriteria};
+use crate::flow::Flow;
 use crate::{RegionCode, Yuan};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -21,7 +22,7 @@ pub struct Profile {
     /// Expected 贫困发生率 in a poor village, per cent, e.g. [25, 45] for 片区县.
     #[serde(default)]
     pub village_incidence_band: Option<[f64; 2]>,
-    /// The workflow's public notice length in days.
+    /// The public notices' length in days, for the national flows a profile without its own uses.
     #[serde(default = "seven")]
     pub notice_days: u32,
     /// Annual update: household and village data due by this day of January.
@@ -37,6 +38,17 @@ pub struct Profile {
     /// 15–30 %); a county's class is its hub config's `county_class`.
     #[serde(default)]
     pub village_incidence_bands: BTreeMap<String, [f64; 2]>,
+    /// The steps of the household flow, which tier acts in each and which decides; without it
+    /// the 2014 national method (county decides, province files).
+    #[serde(default)]
+    pub household_flow: Option<Flow>,
+    /// The steps of the poor-village flow; without it the 2014 national method.
+    #[serde(default)]
+    pub village_flow: Option<Flow>,
+    /// Whether a township may add exclusion rules of its own (seed 003 "各镇可…制定…具体标准"):
+    /// its node config's `[[township_rules]]`, refused at start when the profile does not allow them.
+    #[serde(default)]
+    pub township_rules: bool,
 }
 
 fn seven() -> u32 {
@@ -47,6 +59,16 @@ fn jan31() -> u32 {
 }
 
 impl Profile {
+    /// The household flow this profile follows.
+    pub fn household_flow(&self) -> Flow {
+        self.household_flow.clone().unwrap_or_else(|| Flow::national_households(self.notice_days))
+    }
+
+    /// The poor-village flow this profile follows.
+    pub fn village_flow(&self) -> Flow {
+        self.village_flow.clone().unwrap_or_else(|| Flow::national_villages(self.notice_days))
+    }
+
     pub fn income_line(&self) -> Yuan {
         Yuan::from_yuan(self.income_line_yuan as i64)
     }

@@ -1,7 +1,8 @@
-//! Decisions by hand: the county admits or refuses one household for a stated reason (a
-//! household its profile leaves to it, 酌情纳入, or one it re-examines on a complaint), within
-//! its ceiling, audited and sent down to the township; and the province files (省备案) what a
-//! county announced. Automatic re-examination at ingest stays the default.
+//! Decisions by hand: the deciding tier of the profile's flow (the county under seed 000)
+//! admits or refuses one household for a stated reason (a household its profile leaves to it,
+//! 酌情纳入, or one it re-examines on a complaint), within its ceiling, audited and sent down to
+//! the township; and the filing tier (the province's 省备案, the district's 区直备案) files what
+//! was recognised. Automatic re-examination at ingest stays the default.
 
 use crate::allocation::Ceiling;
 use crate::audit::AuditEntry;
@@ -14,7 +15,7 @@ use crate::state::Hub;
 use anyhow::{Context, bail};
 use jianka_shared::domain::Status;
 use jianka_shared::protocol::{Correction, Feedback, RejectReason, Rejection};
-use jianka_shared::{Hlc, RecordKind, RegionCode, Tier, Year};
+use jianka_shared::{Hlc, RecordKind, RegionCode, Year};
 
 /// What a decision by hand did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,8 +32,16 @@ impl Hub {
     /// Only a household waiting at 县复审 or refused (不予认定) can be decided; an admission must
     /// pass the form's rules and fit the ceiling in force.
     pub async fn decide(&self, year: Year, id: &str, admit: bool, reason: &str) -> anyhow::Result<HandDecision> {
-        if self.region().tier() != Tier::County {
-            bail!("a household is decided by its county; this hub serves {}", self.region());
+        let flow = self.flow(RecordKind::Household);
+        if self.region().tier() != flow.decides() {
+            bail!(
+                "under {} the {} decides ({}), not this hub: it serves {}, a {}",
+                self.profile_name(),
+                flow.decides(),
+                flow.label(Status::CountyAnnounced),
+                self.region(),
+                self.region().tier()
+            );
         }
         let reason = reason.trim();
         if reason.is_empty() {
@@ -44,10 +53,13 @@ impl Hub {
         let row = tx.records(std::slice::from_ref(&key)).await?.into_iter().next().filter(|r| !r.deleted);
         let Some(mut row) = row else { bail!("no household {id} in {year} at this county") };
         let was = row.field("status").unwrap_or_default().to_string();
-        if !matches!(Status::parse(&was), Some(Status::CountyReview | Status::NotRecognised)) {
+        let waiting =
+            Status::parse(&was).is_some_and(|s| s == Status::NotRecognised || flow.awaiting_decision() == Some(s));
+        if !waiting {
             bail!(
-                "household {id} is at {was}; only a household waiting at 县复审 (CountyReview) or refused (不予认定, \
-                 NotRecognised) is decided by hand"
+                "household {id} is at {was}; only a household waiting at {} or refused (不予认定, NotRecognised) is \
+                 decided by hand",
+                flow.awaiting_decision().map_or("the decision", |s| flow.label(s))
             );
         }
         let township = township_of(&row).context("the household's region")?;
@@ -70,7 +82,7 @@ impl Hub {
                 }
             }
         }
-        let version = self.tick(&mut hlc);
+        let version = self.tick_past(&mut hlc, std::slice::from_ref(&row));
         let (status, decision, label) = if admit {
             (Status::CountyAnnounced, DECISION_ADMIT, "认定 by decision")
         } else {
@@ -105,16 +117,28 @@ impl Hub {
         Ok(HandDecision { household: id.to_string(), admitted: admit, people, was })
     }
 
-    /// 省备案: the province files every household `county` announced for `year` (县公告 →
-    /// 省备案), audited, and sends the filing down to the county (and so to its townships).
-    /// Returns how many were filed now.
-    pub async fn file_announced(&self, year: Year, county: &RegionCode) -> anyhow::Result<u64> {
-        if self.region().tier() != Tier::Province {
-            bail!("省备案 is the province's act; this hub serves {}", self.region());
+    /// 备案: the profile's filing tier (the province's 省备案 under seed 000, the district's 区直备案
+    /// under seed 003) files every household recognised in `region` for `year`, audited, and sends
+    /// the filing down to the child that holds it (and so to its townships). `region` is a county
+    /// of the province, or the district itself or one of its townships. Returns how many were
+    /// filed now.
+    pub async fn file_announced(&self, year: Year, region: &RegionCode) -> anyhow::Result<u64> {
+        let flow = self.flow(RecordKind::Household);
+        let filing = flow.label(Status::ProvinceFiled).to_string();
+        match flow.files() {
+            None => bail!("the flow of {} files nothing (it has no step with status filed)", self.profile_name()),
+            Some(t) if t != self.region().tier() => bail!(
+                "{filing} is the {t}'s act under {}; this hub serves {}, a {}",
+                self.profile_name(),
+                self.region(),
+                self.region().tier()
+            ),
+            Some(_) => {}
         }
-        if county.tier() != Tier::County || !self.region().contains(county) {
-            bail!("{county} is not a county of {}", self.region());
+        if !self.region().contains(region) || region.tier() < flow.decides() {
+            bail!("{region} is not a region of {} whose list is filed here", self.region());
         }
+        let county = region;
         let rows = self.records_in(county, year).await?;
         let announced: Vec<StoredRecord> = rows
             .into_iter()
@@ -125,33 +149,27 @@ impl Hub {
             return Ok(0);
         }
         let (mut hlc, mut tx) = self.begin_write().await?;
-        let version: Hlc = self.tick(&mut hlc);
+        let version: Hlc = self.tick_past(&mut hlc, &announced);
         let hub_code = self.region().to_string();
         let mut corrections = Vec::with_capacity(announced.len());
         let mut written = Vec::with_capacity(announced.len());
+        // Down to the child that holds each record: the county or the prefecture it is enrolled
+        // under at a province, the township at a district.
+        let subjects = self.store.enrolled_subjects().await?;
+        let child_of =
+            |region: &str| subjects.iter().filter(|s| region.starts_with(s.as_str())).min_by_key(|s| s.len()).cloned();
         for mut row in announced {
             let values = [("status".to_string(), format!("{:?}", Status::ProvinceFiled))];
             row.fields.insert("status".into(), FieldState("ProvinceFiled".into(), version.0, hub_code.as_str().into()));
-            corrections
-                .push((county.to_string(), Correction { key: row.key.clone(), values: values.to_vec(), version }));
+            let child = child_of(&row.region).unwrap_or_else(|| row.region.clone());
+            corrections.push((child, Correction { key: row.key.clone(), values: values.to_vec(), version }));
             written.push(row);
         }
         let n = written.len() as u64;
         tx.write_new_revision(written).await?;
-        // Down to the child that holds the county: the county, or the prefecture it is enrolled under.
-        let subjects = self.store.enrolled_subjects().await?;
-        let child = subjects
-            .iter()
-            .find(|s| s.len() == Tier::Prefecture.code_len() && county.as_str().starts_with(s.as_str()))
-            .cloned()
-            .unwrap_or_else(|| county.to_string());
-        let corrections = corrections.into_iter().map(|(_, c)| (child.clone(), c));
         push_feedback(&mut *tx, &corrections_feedback(corrections)).await?;
-        self.audit(
-            &mut *tx,
-            &[AuditEntry::new("province_filed", format!("{county} {year}"), "", format!("{n} households"))],
-        )
-        .await?;
+        self.audit(&mut *tx, &[AuditEntry::new("filed", format!("{county} {year}"), "", format!("{n} households"))])
+            .await?;
         tx.commit().await?;
         Ok(n)
     }

@@ -11,7 +11,7 @@ use crate::authority;
 use crate::ingest::load::MergeContext;
 use crate::ingest::moves::{PendingMove, settled_move};
 use crate::ingest::outcome::{IngestOutcome, reject};
-use crate::ingest::validate::{check_authority, check_record};
+use crate::ingest::validate::{check_authority, check_record, check_township_decision};
 use crate::merge::{FieldOutcome, FieldState, Fields, Text, merge_field};
 use crate::record::{MOVE_OUT, STATUS_PASSED_TO, StoredRecord, audit_subject, key_of, storage_key};
 use crate::state::Hub;
@@ -125,13 +125,20 @@ impl Hub {
                 let hk = key_of(RecordKind::Household, key.year, hh);
                 fx.rows.get(&hk).or_else(|| households.get(&hk))
             };
-            let moved_from = match check_authority(op, existing.as_ref(), writer, in_update, household_row) {
-                Ok(moved_from) => moved_from,
-                Err(msg) => {
-                    reject(fx, writer, key, RejectReason::NotAuthorised, format!("{key}: {msg}"), payload());
-                    continue;
-                }
-            };
+            let moved_from =
+                match check_authority(op, existing.as_ref(), writer, (self.flow(key.kind), in_update), household_row) {
+                    Ok(moved_from) => moved_from,
+                    Err(msg) => {
+                        reject(fx, writer, key, RejectReason::NotAuthorised, format!("{key}: {msg}"), payload());
+                        continue;
+                    }
+                };
+            if let Err((reason, msg)) =
+                check_township_decision(op, existing.as_ref(), writer, self.flow(key.kind), self.profile())
+            {
+                reject(fx, writer, key, reason, format!("{key}: {msg}"), payload());
+                continue;
+            }
             if let Some(recheck) = recheck.as_mut()
                 && let Err((reason, msg)) = recheck.admit(self.region(), op, existing.as_ref())
             {

@@ -6,11 +6,14 @@ use crate::authority;
 use crate::record::{MOVED_FROM, STATUS_PASSED_TO, StoredRecord, key_of};
 use jianka_shared::changeset::{FieldWrite, Op};
 use jianka_shared::domain::{Household, Member, Status};
+use jianka_shared::eligibility::{self, Assessment};
+use jianka_shared::flow::Flow;
+use jianka_shared::profile::Profile;
 use jianka_shared::protocol::RejectReason;
 use jianka_shared::{RecordKind, RegionCode, Tier};
 
 /// The authority checks of one op that need stored state (ARCHITECTURE.md, "Authority"): the
-/// status transition ([`authority::check_status`]), the freeze of what the county decided (the
+/// status transition in the profile's `flow` ([`Flow::check_status`]), the freeze of what the county decided (the
 /// members of a decided household, the people its quota charge counts, change only in the
 /// annual update), and a household
 /// moved inside the township keeping its status. `household` finds a household row of the op's
@@ -20,7 +23,7 @@ pub(crate) fn check_authority<'r>(
     op: &Op,
     existing: Option<&StoredRecord>,
     writer: &RegionCode,
-    in_update: bool,
+    (flow, in_update): (&Flow, bool),
     household: impl Fn(&str) -> Option<&'r StoredRecord>,
 ) -> Result<Option<String>, String> {
     let key = op.key();
@@ -34,7 +37,7 @@ pub(crate) fn check_authority<'r>(
     let frozen = tier == Tier::Township && !in_update;
     let refused = |what: &str, hh: &str| {
         Err(format!(
-            "{what} household {hh}, which the county has decided: its members change only in the annual \
+            "{what} household {hh}, which has been decided (认定): its members change only in the annual \
              update (动态调整)"
         ))
     };
@@ -71,7 +74,7 @@ pub(crate) fn check_authority<'r>(
             let Some(to) = fields.iter().find(|w| w.name == "status").and_then(|w| Status::parse(&w.value)) else {
                 return Ok(None);
             };
-            let Err(why) = authority::check_status(tier, from, to, in_update) else { return Ok(None) };
+            let Err(why) = flow.check_status(tier, from, to, in_update) else { return Ok(None) };
             let moved = fields.iter().find(|w| w.name == MOVED_FROM).map(|w| w.value.as_str());
             let left = moved.and_then(|m| household(m).map(|r| (m, r)));
             match left {
@@ -162,4 +165,56 @@ pub(crate) fn check_record(row: &StoredRecord, _today: chrono::NaiveDate) -> Res
         }
     }
     Ok(None)
+}
+
+/// The township's own decision field (认定 / 不予认定) and its reason, where the profile's flow
+/// lets the township decide (seed 003's 镇级审定).
+pub const TOWNSHIP_DECISION: &str = "township.decision";
+pub const TOWNSHIP_REASON: &str = "township.reason";
+
+/// Where the township decides, its admission (a household put into `recognised`) is held to the
+/// profile's rules here: one the rules exclude or leave above the line is refused naming the
+/// rule, unless — above the line with spending the profile weighs (酌情纳入) — the township
+/// recorded its decision and the reason.
+pub(crate) fn check_township_decision(
+    op: &Op,
+    existing: Option<&StoredRecord>,
+    writer: &RegionCode,
+    flow: &Flow,
+    profile: Option<&Profile>,
+) -> Result<(), (RejectReason, String)> {
+    let Op::Upsert { fields, .. } = op else { return Ok(()) };
+    let Some(profile) = profile else { return Ok(()) };
+    let status = |v: Option<&str>| v.and_then(Status::parse);
+    let merged = |f: &str| {
+        fields
+            .iter()
+            .rev()
+            .find(|w| w.name == f)
+            .map(|w| w.value.as_str())
+            .or_else(|| existing.and_then(|r| r.field(f)))
+    };
+    let admits = op.key().kind == RecordKind::Household
+        && writer.tier() == Tier::Township
+        && flow.decides() == Tier::Township
+        && status(merged("status")) == Some(Status::CountyAnnounced)
+        && status(existing.and_then(|r| r.field("status"))) != Some(Status::CountyAnnounced);
+    if !admits {
+        return Ok(());
+    }
+    let decided = merged(TOWNSHIP_DECISION) == Some(crate::record::DECISION_ADMIT)
+        && merged(TOWNSHIP_REASON).is_some_and(|r| !r.trim().is_empty());
+    match eligibility::assess(profile.income_line(), &profile.eligibility, merged) {
+        Assessment::Eligible => Ok(()),
+        Assessment::ForDecision { .. } if decided => Ok(()),
+        verdict => Err((
+            RejectReason::NotEligible,
+            format!(
+                "the township's {} admits a household the profile {} does not: {}",
+                flow.label(Status::CountyAnnounced),
+                profile.name,
+                verdict.describe()
+            ),
+        )),
+    }
 }

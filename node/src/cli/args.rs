@@ -268,8 +268,11 @@ pub enum MemberCmd {
 
 #[derive(Subcommand, Debug)]
 pub enum WorkflowCmd {
-    /// Take the next step. A notice (村公示, 乡镇公示) may be left only 7 days after it began (or
-    /// the profile's notice_days) and with no open objection; 民主评议 needs --minutes.
+    /// Take the next step of the profile's household flow (without a profile the 2014 national
+    /// method: 申请 → 民主评议 → 村公示 → 乡镇审核 → 乡镇公示 → 县复审). A notice may be left only
+    /// once it has run its days (7 in both shipped profiles) with no open objection; 民主评议 needs
+    /// --minutes. Where the township decides (miyun-2016: 镇级审定), the last step admits a
+    /// household the rules admit; one above the line with heavy spending needs `workflow decide`.
     ///
     /// Example: jianka-node workflow advance 420322105200-0001 --date 2014-05-12
     ///
@@ -313,8 +316,8 @@ pub enum WorkflowCmd {
         #[command(flatten)]
         year: YearArg,
     },
-    /// Resolve an objection; the notice then runs its full length (7 days, or the profile's
-    /// notice_days) again from this date.
+    /// Resolve an objection; the notice then runs its full length (its step's days in the
+    /// profile's flow) again from this date.
     ResolveObjection {
         id: i64,
         #[arg(long)]
@@ -322,6 +325,30 @@ pub enum WorkflowCmd {
         /// Date it happened, YYYY-MM-DD (default: today, Asia/Shanghai).
         #[arg(long)]
         date: Option<NaiveDate>,
+    },
+    /// The township's own decision (认定 or 不予认定), for a stated reason, where the profile's
+    /// flow has the township decide (miyun-2016: 镇级审定; the district then files it, 区直备案).
+    /// Admits one above the line with heavy spending (酌情纳入), or refuses one; never one the
+    /// rules exclude.
+    ///
+    /// Example: jianka-node workflow decide 110228100200-0007 --admit --reason "因病支出 4.2万元, 入户核查属实"
+    #[command(verbatim_doc_comment)]
+    Decide {
+        household: String,
+        /// Admit it (认定).
+        #[arg(long, conflicts_with = "refuse", required_unless_present = "refuse")]
+        admit: bool,
+        /// Refuse it (不予认定).
+        #[arg(long)]
+        refuse: bool,
+        /// Why (kept with the record, sent to the district).
+        #[arg(long)]
+        reason: String,
+        /// Date of the decision (default: today, Asia/Shanghai).
+        #[arg(long)]
+        date: Option<NaiveDate>,
+        #[command(flatten)]
+        year: YearArg,
     },
     /// Show a household's workflow history and open objections.
     Show {

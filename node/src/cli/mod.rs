@@ -11,6 +11,8 @@ use crate::store::{Capture, WriteError};
 use crate::{adjust, bundle, daemon, edit, import, report, sync, vocabulary, workflow};
 use anyhow::{Context, Result};
 use jianka_keyfile::Keypair;
+use jianka_shared::domain::Status;
+use jianka_shared::flow::Flow;
 use jianka_shared::protocol::DigestReport;
 use jianka_shared::protocol::ErrorCode;
 use jianka_shared::{RegionCode, Tier, Year};
@@ -51,10 +53,10 @@ fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
 
 /// What `workflow advance --all` did: steps taken, then the households not moved grouped by
 /// reason (a few named per group), and why none moved when none did.
-fn print_bulk_advance(r: &workflow::BulkAdvance, year: Year, village: Option<&str>) -> Result<()> {
+fn print_bulk_advance(r: &workflow::BulkAdvance, year: Year, village: Option<&str>, flow: &Flow) -> Result<()> {
     let mut by_step: std::collections::BTreeMap<String, usize> = Default::default();
     for (_, from, to) in &r.advanced {
-        *by_step.entry(vocabulary::step(*from, *to)).or_default() += 1;
+        *by_step.entry(vocabulary::step_in(flow, *from, *to)).or_default() += 1;
     }
     for (step, n) in by_step {
         outln!("{}: {step}", households(n))?;
@@ -191,19 +193,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Workflow(cmd) => {
             let mut node = open(&cli.config, clock)?;
-            let notice_days = node.cfg.notice_days().map_err(bad)?;
+            let flow = node.cfg.household_flow().map_err(bad)?;
             match cmd {
                 WorkflowCmd::Advance { household: Some(household), date, minutes, year, .. } => {
                     let y = year_in_force(&node, year.year);
-                    let (from, to) = workflow::advance(
-                        &mut node,
-                        y,
-                        &household,
-                        date.unwrap_or(today),
-                        minutes.as_deref(),
-                        notice_days,
-                    )?;
-                    outln!("{household}: {}", vocabulary::step(from, to))?;
+                    let (from, to) =
+                        workflow::advance(&mut node, y, &household, date.unwrap_or(today), minutes.as_deref(), &flow)?;
+                    outln!("{household}: {}", vocabulary::step_in(&flow, from, to))?;
                 }
                 WorkflowCmd::Advance { household: None, village, date, minutes, year, json, .. } => {
                     let y = year_in_force(&node, year.year);
@@ -213,12 +209,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         village.as_deref(),
                         date.unwrap_or(today),
                         minutes.as_deref(),
-                        notice_days,
+                        &flow,
                     )?;
                     if json {
                         print_json(&r)?;
                     } else {
-                        print_bulk_advance(&r, y, village.as_deref())?;
+                        print_bulk_advance(&r, y, village.as_deref(), &flow)?;
                     }
                     // Asked to move households and none moved: say so in the exit code too.
                     if r.advanced.is_empty() {
@@ -227,12 +223,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
                 WorkflowCmd::Object { household, by, reason, date, year } => {
                     let y = year_in_force(&node, year.year);
-                    let id = workflow::object(&mut node, y, &household, &by, &reason, date.unwrap_or(today))?;
+                    let id = workflow::object(&mut node, y, &household, (&by, &reason), date.unwrap_or(today), &flow)?;
                     outln!("objection #{id} recorded; the notice is stopped until it is resolved")?;
                 }
                 WorkflowCmd::ResolveObjection { id, resolution, date } => {
                     workflow::resolve_objection(&mut node, id, &resolution, date.unwrap_or(today))?;
-                    outln!("objection #{id} resolved; the notice runs {notice_days} days again from today")?;
+                    outln!("objection #{id} resolved; the notice runs its full length again from today")?;
+                }
+                WorkflowCmd::Decide { household, admit, refuse: _, reason, date, year } => {
+                    let y = year_in_force(&node, year.year);
+                    let (from, to) =
+                        workflow::decide(&mut node, y, &household, admit, &reason, date.unwrap_or(today), &flow)?;
+                    let files =
+                        flow.files().map(|t| format!("; the {t} files it ({})", flow.label(Status::ProvinceFiled)));
+                    outln!("{household}: {}{}", vocabulary::step_in(&flow, from, to), files.unwrap_or_default())?;
                 }
                 WorkflowCmd::Show { household, year } => {
                     let y = year_in_force(&node, year.year);
@@ -290,6 +294,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Run => {
             let node = open(&cli.config, clock)?;
+            // A profile that does not read (an unknown rule, step or tier) stops the daemon at start.
+            node.cfg.profile().map_err(bad)?;
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             rt.block_on(daemon::run(node, daemon::shutdown_signal()))?;
             Ok(ExitCode::SUCCESS)
@@ -458,11 +464,10 @@ fn village(cmd: VillageCmd, config: &Path, clock: Clock) -> Result<ExitCode> {
         }
         VillageCmd::Advance { code, date, year } => {
             let y = year_in_force(&node, year);
-            let notice_days = node.cfg.notice_days().map_err(bad)?;
+            let flow = node.cfg.village_flow().map_err(bad)?;
             let today = node.clock.today();
-            let (from, to) =
-                crate::village_flow::advance_village(&mut node, y, &code, date.unwrap_or(today), notice_days)?;
-            outln!("village {code}: {}", vocabulary::step(from, to))?;
+            let (from, to) = crate::village_flow::advance_village(&mut node, y, &code, date.unwrap_or(today), &flow)?;
+            outln!("village {code}: {}", vocabulary::step_in(&flow, from, to))?;
             Ok(ExitCode::SUCCESS)
         }
         VillageCmd::Import { file, dry_run, year, json } => {
@@ -535,7 +540,9 @@ fn household(cmd: HouseholdCmd, config: &Path, clock: Clock) -> Result<ExitCode>
                     .into_iter()
                     .map(|r| {
                         let st = r.fields.get("status").cloned().unwrap_or_default();
-                        let dec = r.fields.get("county.decision").cloned().unwrap_or_default();
+                        // The deciding tier's word: the county's, or the township's own (镇级审定).
+                        let dec = r.fields.get("county.decision").or_else(|| r.fields.get(workflow::TOWNSHIP_DECISION));
+                        let dec = dec.cloned().unwrap_or_default();
                         (r.key.id, st, dec)
                     })
                     .collect();
