@@ -318,7 +318,7 @@ fn a_village_moves_through_its_flow_and_one_that_fails_the_criteria_stops_at_the
     let (ok, out) = run(&["village", "advance", good, "--date", "2014-06-08", "--year", "2014"]);
     assert!(!ok && out.contains("not before 2014-06-09"), "{out}");
     let (ok, out) = run(&["village", "advance", good, "--date", "2014-06-09", "--year", "2014"]);
-    assert!(ok && out.contains("县复审"), "{out}");
+    assert!(ok && out.contains("乡镇公示 → 县审核"), "{out}");
     let (ok, out) = run(&["village", "advance", good, "--date", "2014-06-10", "--year", "2014"]);
     assert!(!ok && out.contains("taken by the"), "the county decides: {out}");
     // 一无 fails: collective income 30,000.
@@ -340,4 +340,84 @@ fn node_with_profile(name: &str) -> TestNode {
         .replace("# profile = \"profile.toml\"", "profile = \"profile.toml\"");
     std::fs::write(&t.config, cfg).unwrap();
     t
+}
+
+/// Under miyun-2016 the township decides (镇级审定): an eligible household is admitted by the last
+/// step, one above the line with heavy illness spending waits for the township's recorded
+/// decision (酌情纳入), and the decision names its reason; under hubei-2014 the township cannot decide.
+#[test]
+fn where_the_township_decides_its_decision_is_recorded_with_its_reason() {
+    for (profile, decides) in [("miyun-2016.toml", true), ("hubei-2014.toml", false)] {
+        let t = node_with_profile(profile);
+        // Household 1 under the line; household 2 at 12,000 a head with 因病支出 6,000.
+        let mut rows = household_rows(VILLAGE, "0001", 2, 1);
+        rows.extend(household_rows(VILLAGE, "0002", 2, 2));
+        let mut w = csv::Writer::from_writer(Vec::new());
+        let mut header: Vec<&str> = HEADERS.to_vec();
+        header.push("因病支出");
+        w.write_record(&header).unwrap();
+        let per_capita = HEADERS.iter().position(|h| *h == "人均纯收入").unwrap();
+        let income = HEADERS.iter().position(|h| *h == "家庭年纯收入").unwrap();
+        for r in &mut rows {
+            // The household columns stand on its head's row.
+            let (ill, head) = (r[1] == "0002", !r[income].is_empty());
+            if ill && head {
+                r[per_capita] = "12000".into();
+                r[income] = "24000".into();
+            }
+            r.push(if ill && head { "6000" } else { "" }.into());
+            w.write_record(&*r).unwrap();
+        }
+        let p = t.path("h.csv");
+        std::fs::write(&p, w.into_inner().unwrap()).unwrap();
+        let mut node = t.open(clock_at("2014-07-15T09:00:00+08:00"));
+        import_households(&mut node, &p, ImportOptions { year: 2014, dry_run: false, progress_over: usize::MAX })
+            .unwrap();
+        let flow = node.cfg.household_flow().unwrap();
+        let (plain, ill) = (format!("{VILLAGE}-0001"), format!("{VILLAGE}-0002"));
+        let minutes = Some("村民代表大会 2014-06-01");
+        for (i, date) in ["2014-06-01", "2014-06-02", "2014-06-09", "2014-06-10"].iter().enumerate() {
+            let m = if i == 0 { minutes } else { None };
+            for h in [&plain, &ill] {
+                let r = advance(&mut node, 2014, h, d(date), m, &flow);
+                if !decides && h == &ill {
+                    // Above hubei's 2,736: marked at 民主评议, it goes no further.
+                    refused(r, "not eligible: income 12,000 ≥ 2,736");
+                } else {
+                    r.unwrap();
+                }
+            }
+        }
+        let last = advance(&mut node, 2014, &plain, d("2014-06-17"), None, &flow).unwrap();
+        if !decides {
+            assert_eq!(last.1, Status::CountyReview, "hubei hands in to 县复审");
+            let err = jianka_node::workflow::decide(&mut node, 2014, &plain, true, "x", d("2014-06-17"), &flow);
+            refused(err, "the 县 (county) decides");
+            continue;
+        }
+        assert_eq!(last.1, Status::CountyAnnounced, "镇级审定 admits what the rules admit");
+        refused(advance(&mut node, 2014, &ill, d("2014-06-17"), None, &flow), "only a recorded decision admits it");
+        refused(jianka_node::workflow::decide(&mut node, 2014, &ill, true, " ", d("2014-06-17"), &flow), "reason");
+        let step = jianka_node::workflow::decide(
+            &mut node,
+            2014,
+            &ill,
+            true,
+            "因病支出 6,000 元, 入户核查属实",
+            d("2014-06-17"),
+            &flow,
+        )
+        .unwrap();
+        assert_eq!(step, (Status::TownshipNotice, Status::CountyAnnounced));
+        let rec = jianka_node::store::load(
+            &node.conn,
+            &jianka_shared::record::RecordKey::new(jianka_shared::RecordKind::Household, 2014, &ill),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(rec.get("township.decision"), Some("认定"));
+        assert!(rec.get("township.reason").is_some_and(|r| r.contains("入户核查属实")));
+        // Decided: not again.
+        refused(jianka_node::workflow::decide(&mut node, 2014, &ill, false, "again", d("2014-06-18"), &flow), "is at");
+    }
 }
