@@ -2,7 +2,7 @@
 //! syncs. Defaults → file → environment (`JIANKA_NODE_HUB_URL` overrides `hub_url`).
 
 use anyhow::{Context, Result, bail};
-use jianka_shared::{RegionCode, Tier, flow::Flow, profile::Profile};
+use jianka_shared::{RegionCode, Tier, eligibility::TownshipRule, flow::Flow, profile::Profile};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -30,6 +30,10 @@ pub struct NodeConfig {
     /// Optional identification profile (TOML, `jianka_shared::profile::Profile`).
     #[serde(default)]
     pub profile: Option<PathBuf>,
+    /// The township's own exclusions (`[[township_rules]]`: label, column, field, optional
+    /// at_least_yuan), allowed only where the profile says `township_rules = true`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub township_rules: Vec<TownshipRule>,
     #[serde(default)]
     pub sync: SyncConfig,
 }
@@ -144,11 +148,38 @@ impl Loaded {
             .map_err(anyhow::Error::msg)
     }
 
+    /// The profile, with the township's own rules added to its eligibility where it allows them.
     fn read_profile(&self) -> Result<Option<Profile>> {
-        let Some(p) = &self.config.profile else { return Ok(None) };
+        let rules = &self.config.township_rules;
+        let Some(p) = &self.config.profile else {
+            if !rules.is_empty() {
+                bail!(
+                    "township_rules: a township adds rules only under a profile that allows them (no profile is set)"
+                );
+            }
+            return Ok(None);
+        };
         let path = self.dir.join(p);
         let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read profile {}", path.display()))?;
-        Ok(Some(toml::from_str(&text).with_context(|| format!("{}: invalid profile", path.display()))?))
+        let mut profile: Profile =
+            toml::from_str(&text).with_context(|| format!("{}: invalid profile", path.display()))?;
+        if !rules.is_empty() && !profile.township_rules {
+            bail!(
+                "township_rules: the profile {} does not let a township add rules of its own (its township_rules is \
+                 not true); remove them from the node config",
+                profile.name
+            );
+        }
+        for r in rules {
+            r.check().map_err(|e| anyhow::anyhow!("township_rules: {e}"))?;
+        }
+        profile.eligibility.township = rules.clone();
+        Ok(Some(profile))
+    }
+
+    /// The township's own rules (empty unless its profile allows them; checked with the profile).
+    pub fn township_rules(&self) -> &[TownshipRule] {
+        &self.config.township_rules
     }
 
     /// The household flow this township follows: its profile's, or the 2014 national method's
@@ -222,8 +253,15 @@ chain = "chain.json"
 # Registry year for commands without --year (default: the current year, Asia/Shanghai).
 # year = 2014
 
-# Identification profile (income line, notice days, deadlines).
+# Identification profile (the income line and rules, the flow and its notices, deadlines).
 {profile_line}
+# The township's own exclusions, where the profile allows them (its township_rules = true): a 是/否
+# column of the import file, or an amount column that excludes from at_least_yuan yuan. Example:
+#   [[township_rules]]
+#   label = "有大型农机"
+#   column = "是否有大型农机"
+#   field = "machinery"
+
 [sync]
 # When the daemon (jianka-node run) syncs: cron expressions, Asia/Shanghai time,
 # fields: sec min hour day-of-month month day-of-week. Example: every 10 minutes at night only:

@@ -421,3 +421,69 @@ fn where_the_township_decides_its_decision_is_recorded_with_its_reason() {
         refused(jianka_node::workflow::decide(&mut node, 2014, &ill, false, "again", d("2014-06-18"), &flow), "is at");
     }
 }
+
+/// The file of `households` (numbered 0001…), two people each, under both income lines, with the
+/// extra columns `extra` whose cells are `cells[household]`.
+fn file_with_columns(t: &TestNode, extra: &[&str], cells: &[&[&str]]) -> std::path::PathBuf {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let mut header: Vec<&str> = HEADERS.to_vec();
+    header.extend_from_slice(extra);
+    w.write_record(&header).unwrap();
+    for (i, row_cells) in cells.iter().enumerate() {
+        for mut r in household_rows(VILLAGE, &format!("{:04}", i + 1), 2, i as u32 + 1) {
+            r.extend(row_cells.iter().map(|c| c.to_string()));
+            w.write_record(&r).unwrap();
+        }
+    }
+    let p = t.path("h.csv");
+    std::fs::write(&p, w.into_inner().unwrap()).unwrap();
+    p
+}
+
+const TOWNSHIP_RULES: &str = r#"
+[[township_rules]]
+label = "有大型农机"
+column = "是否有大型农机"
+field = "machinery"
+
+[[township_rules]]
+label = "家庭存款10万元以上"
+column = "家庭存款"
+field = "savings"
+at_least_yuan = 100000
+"#;
+
+/// Seed 003 lets each township add standards of its own (各镇可…制定…具体标准): under miyun-2016
+/// the township's rules read their own columns and exclude before 民主评议, naming the rule; a bad
+/// cell is refused at import, naming the column; under hubei-2014 (one standard) the same node
+/// config is refused, naming the key.
+#[test]
+fn a_townships_own_rules_exclude_where_its_profile_allows_them() {
+    let t = node_with_profile("miyun-2016.toml");
+    let cfg = std::fs::read_to_string(&t.config).unwrap();
+    std::fs::write(&t.config, format!("{cfg}{TOWNSHIP_RULES}")).unwrap();
+    let extra = ["是否有大型农机", "家庭存款"];
+    let p = file_with_columns(&t, &extra, &[&["是", ""], &["否", "150000"], &["", "5000"], &["可能", ""]]);
+    let mut node = t.open(clock_at("2014-07-15T09:00:00+08:00"));
+    let r = import_households(&mut node, &p, ImportOptions { year: 2014, dry_run: false, progress_over: usize::MAX })
+        .unwrap();
+    assert_eq!(r.households_imported, 3, "{:?}", r.errors);
+    let bad = r.errors.iter().find(|e| e.column == "是否有大型农机").expect("the bad cell named");
+    assert!(bad.reason.contains("\"可能\" is not 是 or 否") && bad.reason.contains("有大型农机"), "{bad}");
+    let flow = node.cfg.household_flow().unwrap();
+    let minutes = Some("村民代表大会 2014-06-01");
+    let step = |node: &mut jianka_node::Node, no: &str| {
+        advance(node, 2014, &format!("{VILLAGE}-{no}"), d("2014-06-01"), minutes, &flow)
+    };
+    refused(step(&mut node, "0001"), "excluded: 有大型农机 (镇定标准)");
+    refused(step(&mut node, "0002"), "excluded: 家庭存款10万元以上 (镇定标准)");
+    assert_eq!(step(&mut node, "0003").unwrap().1, Status::Appraised);
+
+    // Under hubei-2014 a township adds no rules: the config is refused, naming the key.
+    let t = node_with_profile("hubei-2014.toml");
+    let cfg = std::fs::read_to_string(&t.config).unwrap();
+    std::fs::write(&t.config, format!("{cfg}{TOWNSHIP_RULES}")).unwrap();
+    let node = t.open(clock_at("2014-07-15T09:00:00+08:00"));
+    let err = format!("{:#}", node.cfg.household_flow().unwrap_err());
+    assert!(err.contains("township_rules") && err.contains("hubei-2014"), "{err}");
+}

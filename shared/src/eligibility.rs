@@ -21,6 +21,57 @@ pub struct Eligibility {
     /// Yearly spending (yuan) on one such cause from which it counts (default: any).
     #[serde(default)]
     pub inclusion_spending_yuan: u32,
+    /// The township's own exclusions (its node config's `[[township_rules]]`, where the profile
+    /// lets a township add them); never read from a profile.
+    #[serde(skip)]
+    pub township: Vec<TownshipRule>,
+}
+
+/// A township's own exclusion (seed 003 "⑸各镇认为的其他情况", "各镇可…制定…家庭财产及消费具体标准"):
+/// a column of its 登记表 — 是/否, or an amount in yuan with the threshold from which it excludes —
+/// that excludes a household under the line. It can only exclude: the deciding tier above still
+/// applies the profile's own rules.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TownshipRule {
+    /// The rule as the township names it ("有大型农机").
+    pub label: String,
+    /// The import file's column that holds the fact ("是否有大型农机").
+    pub column: String,
+    /// Where the fact is kept on the household: `rule_<field>`; a–z, 0–9 and '_'.
+    pub field: String,
+    /// An amount column: it excludes from this many yuan. Without it the column is 是/否.
+    #[serde(default)]
+    pub at_least_yuan: Option<u64>,
+}
+
+impl TownshipRule {
+    /// The household field holding the fact.
+    pub fn stored_field(&self) -> String {
+        format!("rule_{}", self.field)
+    }
+
+    /// What makes a rule unusable, naming it.
+    pub fn check(&self) -> Result<(), String> {
+        let ok = !self.field.is_empty()
+            && self.field.len() <= 40
+            && self.field.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if !ok {
+            return Err(format!("field {:?}: 1–40 characters of a-z, 0-9 and '_'", self.field));
+        }
+        if self.label.trim().is_empty() || self.column.trim().is_empty() {
+            return Err(format!("field {:?}: a rule needs its label and its column", self.field));
+        }
+        Ok(())
+    }
+
+    /// Whether the stored `value` of its fact excludes.
+    fn excludes(&self, value: &str) -> bool {
+        match self.at_least_yuan {
+            None => is_yes(value),
+            Some(min) => Yuan::parse(value).is_ok_and(|v| v >= Yuan::from_yuan(min as i64)),
+        }
+    }
 }
 
 /// An exclusion rule and the form field (是/否) it reads.
@@ -141,6 +192,9 @@ pub fn assess<'a>(line: Yuan, rules: &Eligibility, field: impl Fn(&str) -> Optio
         if let Some(ex) = rules.exclusions.iter().find(|e| field(e.field()).is_some_and(is_yes)) {
             return Assessment::Excluded { rule: ex.label().into() };
         }
+        if let Some(r) = rules.township.iter().find(|r| field(&r.stored_field()).is_some_and(|v| r.excludes(v))) {
+            return Assessment::Excluded { rule: format!("{} (镇定标准)", r.label) };
+        }
         return Assessment::Eligible;
     }
     let floor = Yuan::from_yuan(i64::from(rules.inclusion_spending_yuan.max(1)));
@@ -250,6 +304,7 @@ mod tests {
             exclusions: Exclusion::ALL.to_vec(),
             inclusions: Inclusion::ALL.to_vec(),
             inclusion_spending_yuan: 5000,
+            township: Vec::new(),
         }
     }
 
@@ -335,5 +390,38 @@ mod tests {
         let small = form(&[("households", "50"), ("poor_households", "29"), ("income_per_capita", "1000")]);
         let failed = village_failures(&seed003, |n| small.get(n).map(String::as_str));
         assert!(failed.len() == 1 && failed[0].contains("fewer than 30"), "{failed:?}");
+    }
+
+    #[test]
+    fn a_townships_own_rule_excludes_under_the_line_only() {
+        let rules = Eligibility {
+            township: vec![
+                TownshipRule {
+                    label: "有大型农机".into(),
+                    column: "是否有大型农机".into(),
+                    field: "machinery".into(),
+                    at_least_yuan: None,
+                },
+                TownshipRule {
+                    label: "家庭存款10万元以上".into(),
+                    column: "家庭存款".into(),
+                    field: "savings".into(),
+                    at_least_yuan: Some(100_000),
+                },
+            ],
+            ..Eligibility::default()
+        };
+        let line = Yuan::from_yuan(11160);
+        let judge = |facts: &[(&str, &str)]| {
+            let mut all = vec![("income_per_capita", "3000")];
+            all.extend_from_slice(facts);
+            assess(line, &rules, |f| all.iter().find(|(k, _)| *k == f).map(|(_, v)| *v))
+        };
+        assert_eq!(judge(&[("rule_machinery", "是")]).describe(), "excluded: 有大型农机 (镇定标准)");
+        assert_eq!(judge(&[("rule_machinery", "否")]), Assessment::Eligible);
+        assert_eq!(judge(&[("rule_savings", "99999.99")]), Assessment::Eligible);
+        assert_eq!(judge(&[("rule_savings", "100000")]).describe(), "excluded: 家庭存款10万元以上 (镇定标准)");
+        let bad = TownshipRule { label: "x".into(), column: "y".into(), field: "Bad Name".into(), at_least_yuan: None };
+        assert!(bad.check().unwrap_err().contains("Bad Name"));
     }
 }

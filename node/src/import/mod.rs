@@ -11,6 +11,7 @@ use crate::store::{self, Capture};
 use crate::table::{self, Table};
 use anyhow::{Result, bail};
 use jianka_shared::domain::{Household, Member, Status, household_id};
+use jianka_shared::eligibility::{self, TownshipRule};
 use jianka_shared::id_number::IdNumberError;
 use jianka_shared::labels::*;
 use jianka_shared::{IdNumber, RegionCode, Tier, Year, Yuan};
@@ -69,6 +70,8 @@ pub struct ImportOptions {
 struct Row<'a> {
     line: u64,
     cells: HashMap<Col, &'a str>,
+    /// The cells of the township's own rule columns, in the order of its rules ("" where absent).
+    rule_cells: Vec<&'a str>,
     /// Columns whose cell the workbook stored as a number too long to keep all its digits.
     long_numbers: Vec<Col>,
 }
@@ -120,6 +123,10 @@ pub fn import_households(node: &mut Node, path: &Path, opts: ImportOptions) -> R
     let file = path.display().to_string();
     let table = table::read(path)?;
     let cols = map_columns(&table, &file)?;
+    // The township's own rules read columns of their own (where the file has them).
+    let rules = node.cfg.profile()?.map(|p| p.eligibility.township).unwrap_or_default();
+    let rule_cols: Vec<Option<usize>> =
+        rules.iter().map(|r| table.headers.iter().position(|h| h.trim() == r.column.trim())).collect();
     // A bigger page cache for this one bulk transaction (the daemon keeps SQLite's small default).
     node.conn.pragma_update(None, "cache_size", -65536)?;
     let today = node.clock.today();
@@ -138,6 +145,7 @@ pub fn import_households(node: &mut Node, path: &Path, opts: ImportOptions) -> R
         .map(|(line, cells)| Row {
             line: *line,
             cells: cols.iter().map(|(c, &i)| (*c, cells.get(i).map(String::as_str).unwrap_or(""))).collect(),
+            rule_cells: rule_cols.iter().map(|i| i.and_then(|i| cells.get(i)).map_or("", String::as_str)).collect(),
             long_numbers: match table.long_numbers.is_empty() {
                 true => Vec::new(),
                 false => cols.iter().filter(|(_, i)| table.is_long_number(*line, **i)).map(|(c, _)| *c).collect(),
@@ -354,7 +362,19 @@ pub fn import_households(node: &mut Node, path: &Path, opts: ImportOptions) -> R
                 bad = true;
             }
         }
-        let h = h.unwrap_or_else(|| placeholder(opts.year));
+        let mut h = h.unwrap_or_else(|| placeholder(opts.year));
+        for (rule, cell) in rules.iter().zip(&head_row.rule_cells) {
+            match township_fact(rule, cell) {
+                Ok(Some(v)) => {
+                    h.facts.insert(rule.stored_field(), v);
+                }
+                Ok(None) => {}
+                Err(reason) => {
+                    errors.push(err(head_row.line, &rule.column, reason));
+                    bad = true;
+                }
+            }
+        }
         built.push((h, lines));
         bad_households.push(bad);
     }
@@ -572,6 +592,22 @@ fn parse_member(r: &Row, today: chrono::NaiveDate) -> Result<Member, CellErrors>
 /// Splits 其他致贫原因: at most two, separated by 、 or ; (also ；/,/，).
 pub fn split_causes(s: &str) -> Vec<&str> {
     s.split(['、', ';', '；', ',', '，']).map(str::trim).filter(|c| !c.is_empty()).collect()
+}
+
+/// The fact a township rule's cell holds, as stored: 是/否, or an amount in yuan; `None` when empty.
+fn township_fact(rule: &TownshipRule, cell: &str) -> std::result::Result<Option<String>, String> {
+    let cell = cell.trim();
+    if cell.is_empty() {
+        return Ok(None);
+    }
+    match rule.at_least_yuan {
+        Some(_) => Yuan::parse(cell)
+            .map(|y| Some(y.to_string()))
+            .map_err(|e| format!("{e} (the township rule {})", rule.label)),
+        None if eligibility::is_yes(cell) => Ok(Some("是".into())),
+        None if matches!(cell, "否" | "无" | "no" | "n" | "N" | "0" | "false") => Ok(Some("否".into())),
+        None => Err(format!("{cell:?} is not 是 or 否 (the township rule {})", rule.label)),
+    }
 }
 
 fn parse_household_facts(r: &Row) -> Result<Household, CellErrors> {
