@@ -36,6 +36,20 @@ pub struct NodeConfig {
     pub township_rules: Vec<TownshipRule>,
     #[serde(default)]
     pub sync: SyncConfig,
+    /// What the township's public notice lists say of who posts them and where objections go.
+    #[serde(default)]
+    pub notice: NoticeConfig,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoticeConfig {
+    /// Who posts the lists ("某某镇人民政府"); default: the township's code.
+    #[serde(default)]
+    pub posted_by: Option<String>,
+    /// Where objections go, as the notice states it (office, address, phone).
+    #[serde(default)]
+    pub objections_to: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -282,6 +296,11 @@ chunk_threshold_bytes = 65536
 chunk_bytes = 32768
 # Warn the clerk this many days before a deadline (status).
 deadline_warning_days = 10
+
+[notice]
+# What the public notice lists (jianka-node notice) say of who posts them and where objections go.
+# posted_by = "某某镇人民政府"
+# objections_to = "镇扶贫办 (镇政府二楼), 电话 0719-0000000"
 "#
     )
 }

@@ -22,6 +22,7 @@ pub mod feedback;
 pub mod import;
 pub mod masking;
 pub mod node;
+pub mod notice;
 pub mod outbox;
 pub mod pace;
 pub mod progress;

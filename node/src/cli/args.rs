@@ -2,7 +2,7 @@
 
 use crate::config::CONFIG_ENV;
 use chrono::NaiveDate;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use jianka_shared::Year;
 use std::path::PathBuf;
 
@@ -107,6 +107,34 @@ pub enum Command {
     },
     /// Run as a daemon: sync at the configured windows (cron, Asia/Shanghai); stops on SIGTERM/ctrl-c.
     Run,
+    /// Write the public notice list of a notice step (村公示, 乡镇公示 / 镇公告, as the profile's flow
+    /// names them): every household now at that step, by village, with the head's name (the ID
+    /// number masked: 42**************1X), household size, main cause, the notice's first and
+    /// last day and where objections go (`[notice]` in node.toml). As CSV (UTF-8 with BOM, or
+    /// GBK for older office software), XLSX (a sheet per village) or a printable A4 page (a page
+    /// per village; print it from a browser, or publish it).
+    ///
+    /// Example: jianka-node notice --step 村公示 --village 420322105200 --format html --out 村公示.html
+    ///          jianka-node notice --step 乡镇公示 --format csv --encoding gbk --out 乡镇公示.csv
+    #[command(verbatim_doc_comment)]
+    Notice {
+        /// The notice step, by its name in the profile's flow (村公示) or its status (VillageNotice).
+        #[arg(long)]
+        step: String,
+        /// Only this village (12-digit code).
+        #[arg(long)]
+        village: Option<String>,
+        #[arg(long, value_enum, default_value = "html")]
+        format: NoticeFormat,
+        /// For CSV: utf-8 or gbk.
+        #[arg(long, default_value = "utf-8")]
+        encoding: String,
+        /// The file to write.
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        year: YearArg,
+    },
     /// Write the pending outbox as one signed file for a USB stick (no network needed).
     ///
     /// Example: jianka-node export-bundle --out /media/usb/420322105.jkb
@@ -480,4 +508,12 @@ pub enum AdjustCmd {
         #[command(flatten)]
         year: YearArg,
     },
+}
+
+/// The formats a notice list is written in.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NoticeFormat {
+    Csv,
+    Xlsx,
+    Html,
 }

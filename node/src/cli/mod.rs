@@ -300,6 +300,30 @@ fn run(cli: Cli) -> Result<ExitCode> {
             rt.block_on(daemon::run(node, daemon::shutdown_signal()))?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Notice { step, village, format, encoding, out, year } => {
+            let node = open(&cli.config, clock)?;
+            let y = year_in_force(&node, year.year);
+            let flow = node.cfg.household_flow().map_err(bad)?;
+            let list = crate::notice::notice_list(&node, y, &step, village.as_deref(), &flow)?;
+            let bytes = match format {
+                args::NoticeFormat::Csv => {
+                    let enc: jianka_publish::Encoding =
+                        encoding.parse().map_err(|e: String| bad(anyhow::anyhow!(e)))?;
+                    jianka_publish::to_csv(&list, enc)?
+                }
+                args::NoticeFormat::Xlsx => jianka_publish::to_xlsx(&list)?,
+                args::NoticeFormat::Html => jianka_publish::to_html(&list).into_bytes(),
+            };
+            std::fs::write(&out, bytes).with_context(|| format!("cannot write {}", out.display()))?;
+            outln!(
+                "{}: {} households of {} villages written to {}",
+                list.title,
+                list.len(),
+                list.villages.len(),
+                out.display()
+            )?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::ExportBundle { out } => {
             let mut node = open(&cli.config, clock)?;
             let r = bundle::export_bundle(&mut node, &out, Progress::on_terminal(false))?;

@@ -1,0 +1,81 @@
+//! The notice lists a township posts (村公示, 乡镇公示 / 镇公告): the households now at a notice
+//! step of the profile's flow, each with its notice's first and last day, by village, for
+//! `jianka-publish` to write as CSV, XLSX or a printable page.
+
+use crate::edit::{load_household, refuse, typed};
+use crate::node::Node;
+use crate::store;
+use crate::workflow::notice_start;
+use anyhow::Result;
+use jianka_publish::{NoticeList, NoticeRow, VillageSection};
+use jianka_shared::domain::Status;
+use jianka_shared::flow::Flow;
+use jianka_shared::labels::Relation;
+use jianka_shared::{RecordKind, Tier, Year};
+use std::collections::BTreeMap;
+
+/// The township's notice steps of `flow`: those with a notice the township posts.
+fn township_notices(flow: &Flow) -> impl Iterator<Item = &jianka_shared::flow::Step> {
+    flow.steps().iter().filter(|s| s.tier == Tier::Township && s.notice.is_some())
+}
+
+/// The list of the notice step named `step` (its name in the flow, 村公示, or its status,
+/// VillageNotice) for `year`, optionally of one village.
+pub fn notice_list(node: &Node, year: Year, step: &str, village: Option<&str>, flow: &Flow) -> Result<NoticeList> {
+    let wanted = Status::parse(step);
+    let Some(found) = township_notices(flow).find(|s| s.name == step.trim() || Some(s.status) == wanted) else {
+        let names: Vec<&str> = township_notices(flow).map(|s| s.name.as_str()).collect();
+        return refuse(format!(
+            "{step:?} is not a notice the township posts in this profile's flow ({})",
+            names.join(", ")
+        ));
+    };
+    let days = found.notice.map_or(7, |n| n.days);
+    let village_names: BTreeMap<String, String> = store::records(&node.conn, RecordKind::Village, year)?
+        .into_iter()
+        .map(|v| {
+            let name = v.fields.get("name").cloned().unwrap_or_default();
+            (v.key.id, name)
+        })
+        .collect();
+    let mut by_village: BTreeMap<String, Vec<NoticeRow>> = BTreeMap::new();
+    for rec in store::records(&node.conn, RecordKind::Household, year)? {
+        let at = rec.fields.get("status").and_then(|s| Status::parse(s));
+        if at != Some(found.status) || village.is_some_and(|v| !rec.key.id.starts_with(v)) {
+            continue;
+        }
+        let (rec, members) = load_household(&node.conn, year, &rec.key.id)?;
+        let h = typed(&rec, &members)?;
+        let Some(head) = h.members.iter().find(|m| m.relation == Relation::Head) else { continue };
+        let Some(first) = notice_start(&node.conn, year, &rec.key.id, found.status)? else { continue };
+        let last = first + chrono::Duration::days(i64::from(days) - 1);
+        by_village.entry(h.village.to_string()).or_default().push(NoticeRow::new(
+            rec.key.id.clone(),
+            (head.name.clone(), &head.id_number),
+            h.members.len(),
+            h.main_cause.label(),
+            (first, last),
+        ));
+    }
+    let level = found.notice.map_or(Tier::Township, |n| n.posted_at);
+    let cfg = &node.cfg.config.notice;
+    Ok(NoticeList {
+        title: format!("{year}年 拟认定名单 ({})", found.name),
+        step: found.name.clone(),
+        posted_by: cfg.posted_by.clone().unwrap_or_else(|| match level {
+            Tier::Village => "村民委员会".into(),
+            _ => format!("{} 乡镇人民政府", node.township()),
+        }),
+        objections_to: cfg
+            .objections_to
+            .clone()
+            .unwrap_or_else(|| format!("{} 乡镇扶贫工作站 (公示期内书面或当面提出)", node.township())),
+        villages: by_village
+            .into_iter()
+            .map(|(code, rows)| {
+                let name = village_names.get(&code).filter(|n| !n.is_empty()).cloned().unwrap_or_else(|| code.clone());
+                VillageSection { code, name, rows }
+            })
+            .collect(),
+    })
+}
