@@ -18,6 +18,7 @@ pub mod config;
 pub mod daemon;
 pub mod db;
 pub mod edit;
+pub mod export;
 pub mod feedback;
 pub mod import;
 pub mod masking;

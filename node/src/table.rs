@@ -46,7 +46,9 @@ pub fn decode_text(bytes: &[u8]) -> Result<(String, &'static str)> {
 fn read_csv(path: &Path) -> Result<Table> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let (text, encoding) = decode_text(&bytes).with_context(|| path.display().to_string())?;
-    let mut rdr = csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(text.as_bytes());
+    // A leading `# …` line is a note (an internal export says so there), not the header.
+    let mut rdr =
+        csv::ReaderBuilder::new().has_headers(true).flexible(true).comment(Some(b'#')).from_reader(text.as_bytes());
     let headers = rdr
         .headers()
         .with_context(|| format!("{}: cannot read the header line", path.display()))?

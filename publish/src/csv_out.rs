@@ -31,11 +31,16 @@ pub fn to_csv(list: &NoticeList, encoding: Encoding) -> anyhow::Result<Vec<u8>> 
         w.write_record(NoticeList::cells(v, n, r))?;
     }
     let text = String::from_utf8(w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?)?;
+    encode(&text, encoding)
+}
+
+/// CSV text in the chosen encoding (UTF-8 with a BOM).
+pub(crate) fn encode(text: &str, encoding: Encoding) -> anyhow::Result<Vec<u8>> {
     Ok(match encoding {
         Encoding::Utf8 => [&b"\xEF\xBB\xBF"[..], text.as_bytes()].concat(),
         Encoding::Gbk => {
-            let (bytes, _, unmappable) = encoding_rs::GBK.encode(&text);
-            anyhow::ensure!(!unmappable, "the list holds characters GBK cannot write; choose --encoding utf-8");
+            let (bytes, _, unmappable) = encoding_rs::GBK.encode(text);
+            anyhow::ensure!(!unmappable, "the file holds characters GBK cannot write; choose --encoding utf-8");
             bytes.into_owned()
         }
     })

@@ -135,6 +135,32 @@ pub enum Command {
         #[command(flatten)]
         year: YearArg,
     },
+    /// Export the township's register (扶贫手册) in exactly the import columns, one row per member
+    /// (the household's columns on its head's row), so `import` of the file changes nothing: for
+    /// filing (电子档案与纸质档案一致), for another office, or to move to a new computer. Identity
+    /// numbers, phones and bank accounts are masked unless --with-id-numbers, which writes them in
+    /// full and marks the file internal (内部资料: a `#` first line in CSV, a 说明 sheet in XLSX).
+    ///
+    /// Example: jianka-node export --year 2014 --with-id-numbers --format xlsx --out 扶贫手册-2014.xlsx
+    #[command(verbatim_doc_comment)]
+    Export {
+        /// Only this village (12-digit code).
+        #[arg(long)]
+        village: Option<String>,
+        #[arg(long, value_enum, default_value = "csv")]
+        format: TableFormat,
+        /// For CSV: utf-8 or gbk.
+        #[arg(long, default_value = "utf-8")]
+        encoding: String,
+        /// Identity numbers, phones and bank accounts in full (an internal file; needed to import it).
+        #[arg(long)]
+        with_id_numbers: bool,
+        /// The file to write.
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        year: YearArg,
+    },
     /// Write the pending outbox as one signed file for a USB stick (no network needed).
     ///
     /// Example: jianka-node export-bundle --out /media/usb/420322105.jkb
@@ -516,4 +542,11 @@ pub enum NoticeFormat {
     Csv,
     Xlsx,
     Html,
+}
+
+/// The formats a table export is written in.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TableFormat {
+    Csv,
+    Xlsx,
 }

@@ -324,6 +324,33 @@ fn run(cli: Cli) -> Result<ExitCode> {
             )?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Export { village, format, encoding, with_id_numbers, out, year } => {
+            let node = open(&cli.config, clock)?;
+            let y = year_in_force(&node, year.year);
+            let reg = crate::export::register(&node, y, village.as_deref(), with_id_numbers)?;
+            let table = jianka_publish::Table {
+                headers: &reg.headers,
+                rows: &reg.rows,
+                note: with_id_numbers.then_some(crate::export::INTERNAL),
+            };
+            let bytes = match format {
+                args::TableFormat::Csv => {
+                    let enc: jianka_publish::Encoding =
+                        encoding.parse().map_err(|e: String| bad(anyhow::anyhow!(e)))?;
+                    jianka_publish::table_csv(&table, enc)?
+                }
+                args::TableFormat::Xlsx => jianka_publish::table_xlsx(&table, &format!("扶贫手册{y}"))?,
+            };
+            std::fs::write(&out, bytes).with_context(|| format!("cannot write {}", out.display()))?;
+            let what = if with_id_numbers { "internal: identity numbers in full" } else { "identity numbers masked" };
+            outln!(
+                "{} households ({} members) of {y} written to {} ({what})",
+                reg.households,
+                reg.rows.len(),
+                out.display()
+            )?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::ExportBundle { out } => {
             let mut node = open(&cli.config, clock)?;
             let r = bundle::export_bundle(&mut node, &out, Progress::on_terminal(false))?;
