@@ -250,9 +250,14 @@ pub enum Cmd {
         #[command(subcommand)]
         cmd: ConflictCmd,
     },
-    /// Sign off the county's data for a period (digest + summary, signed with the county key).
+    /// Sign off the county's data for a period (digest + summary, signed with the county key),
+    /// with the year's 贫困县监测表 when --monitoring names its file (due by the end of February
+    /// for the year before; the province lists counties without one as late). The table is a
+    /// CSV (UTF-8 or GBK) with the columns 部分,项目,数值 and one line per figure of its six
+    /// parts; config/monitoring.example.csv lists every item.
     ///
     /// Example: jianka-hub signoff --config hub.toml --year 2014 --period 2014-annual
+    ///          jianka-hub signoff --config hub.toml --year 2014 --period 2014-monitoring --monitoring 监测表-2014.csv
     #[command(verbatim_doc_comment)]
     Signoff {
         /// The hub's config file (hub.toml, written by `init`).
@@ -264,6 +269,23 @@ pub enum Cmd {
         /// A name for the period signed off, e.g. 2014-annual.
         #[arg(long)]
         period: String,
+        /// The year's 贫困县监测表 (CSV: 部分,项目,数值), filed with this sign-off.
+        #[arg(long)]
+        monitoring: Option<PathBuf>,
+    },
+    /// The 贫困县监测表 held here for a year: each county's figures, part by part.
+    ///
+    /// Example: jianka-hub monitoring --config prov/hub.toml --year 2014
+    #[command(verbatim_doc_comment)]
+    Monitoring {
+        /// The hub's config file (hub.toml, written by `init`).
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        year: u16,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Forward new records and sign-offs to the province now, then pull the province's feedback:
     /// completed cross-county moves remove the person here (or confirm an arrival) and are

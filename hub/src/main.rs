@@ -196,10 +196,28 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             hub.resolve_conflict(id, keep.as_deref(), value.as_deref(), &reason).await?;
             outln!("conflict #{id} resolved")?;
         }
-        Cmd::Signoff { config, year, period } => {
+        Cmd::Signoff { config, year, period, monitoring } => {
+            let table = monitoring.as_deref().map(jianka_hub::admin::read_monitoring_file).transpose()?;
             let hub = open(&config).await?;
-            let s = hub.signoff(year, &period).await?;
+            let s = hub.signoff(year, &period, table).await?;
             outln!("{}", serde_json::to_string_pretty(&s)?)?;
+        }
+        Cmd::Monitoring { config, year, json } => {
+            let hub = open(&config).await?;
+            let tables = hub.monitoring_tables(year).await?;
+            if json {
+                outln!("{}", serde_json::to_string_pretty(&tables)?)?;
+            } else if tables.is_empty() {
+                outln!("no 贫困县监测表 for {year} here")?;
+            }
+            for (county, t) in tables.iter().filter(|_| !json) {
+                outln!("{county} 贫困县监测表 {year}")?;
+                for (part, items) in jianka_shared::monitoring::PARTS {
+                    let figures: Vec<String> =
+                        items.iter().map(|i| format!("{i} {}", t.get(part, i).unwrap_or("-"))).collect();
+                    outln!("  {part}: {}", figures.join(", "))?;
+                }
+            }
         }
         Cmd::Forward { config } => {
             let hub = open(&config).await?;

@@ -428,16 +428,20 @@ impl Hub {
         match self.region().tier() {
             Tier::Province | Tier::Prefecture => {
                 let signoffs = self.store.signoffs().await?;
+                let tables = self.monitoring_tables(year).await?;
                 for c in children {
                     // A prefecture child is up to date when its counties' sign-offs came through it.
                     let n = signoffs.iter().filter(|s| s.year == year && s.county.starts_with(c.as_str())).count();
-                    if n == 0 {
-                        let when = if today > deadline { "late" } else { "not yet delivered" };
-                        late.push((
-                            RegionCode::parse(&c).expect("stored code"),
-                            format!("no sign-off for {year}; due {deadline} ({when})"),
-                        ));
-                    }
+                    let table = tables.keys().any(|k| k.as_str().starts_with(c.as_str()));
+                    let when = if today > deadline { "late" } else { "not yet delivered" };
+                    let owed = match (n, table) {
+                        (0, _) => format!("no sign-off for {year}; due {deadline} ({when})"),
+                        (_, false) => {
+                            format!("no 贫困县监测表 for {year} (file it with a sign-off); due {deadline} ({when})")
+                        }
+                        _ => continue,
+                    };
+                    late.push((RegionCode::parse(&c).expect("stored code"), owed));
                 }
             }
             _ => {

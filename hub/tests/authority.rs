@@ -385,7 +385,7 @@ async fn the_smaller_holes_are_closed() {
     assert_eq!(page.next, u64::MAX);
 
     // A township may not post a sign-off to its county.
-    let signoff = s.county.hub.signoff(2014, "2014-annual").await.unwrap();
+    let signoff = s.county.hub.signoff(2014, "2014-annual", None).await.unwrap();
     let ans = a.request("POST", "/v1/signoffs", serde_json::to_vec(&signoff).unwrap()).await;
     assert_eq!((ans.status, ans.code()), (403, ErrorCode::OutsideRegion));
 

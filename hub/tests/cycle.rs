@@ -256,7 +256,7 @@ async fn report_quota_agrees_with_the_ledger(pg: bool) {
     let report = s.county.hub.report(Some(2014)).await.unwrap();
     assert_eq!((report.years[0].total.quota_used, report.years[0].total.quota_people), (7, Some(7)));
     assert!(report.to_string().contains("quota 7/7"), "{report}");
-    let signoff = s.county.hub.signoff(2014, "2014").await.unwrap();
+    let signoff = s.county.hub.signoff(2014, "2014", None).await.unwrap();
     assert_eq!(signoff.summary.quota_used, report.years[0].total.quota_used);
     // After New Year, 2015's ledger (and report) count the carried recognised people.
     beijing(&s, 2015, 1, 1, 0);

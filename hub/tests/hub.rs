@@ -459,7 +459,7 @@ async fn county_forwards_and_signs_off_and_the_province_verifies(pg: bool) {
     let s = setup(pg, 100, &[]).await;
     let mut a = enroll_node(&s.county, "420322105", 7).await;
     accepted(&a.push(ops_of(&household("420322105200", 1, 2, 1, Status::CountyReview), 5)).await);
-    let so = s.county.hub.signoff(2014, "2014-annual").await.unwrap();
+    let so = s.county.hub.signoff(2014, "2014-annual", None).await.unwrap();
     assert_eq!(so.summary.households, 1);
     assert_eq!(so.summary.people, 2);
     assert_eq!(so.summary.quota_used, 2);

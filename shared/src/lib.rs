@@ -14,6 +14,7 @@ pub mod hlc;
 pub mod id_number;
 pub mod labels;
 pub mod money;
+pub mod monitoring;
 pub mod profile;
 pub mod protocol;
 pub mod record;

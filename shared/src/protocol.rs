@@ -381,6 +381,10 @@ pub struct SignOff {
     /// province (which did not enroll the county itself); not signed over.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate: Option<crate::trust::Certificate>,
+    /// The year's 贫困县监测表, when the county files it with this sign-off (signed over with the
+    /// rest; absent from sign-offs without one, so theirs sign the same bytes as before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitoring: Option<crate::monitoring::MonitoringTable>,
 }
 
 mod key_id_hex {
@@ -444,6 +448,7 @@ mod tests {
             key_id: KeyId([0xab, 1, 2, 3, 4, 5, 6, 7]),
             signature: String::new(),
             certificate: None,
+            monitoring: None,
         };
         let json = serde_json::to_value(&s).unwrap();
         assert_eq!(json["key_id"], "ab01020304050607");

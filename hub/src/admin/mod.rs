@@ -1,10 +1,11 @@
-//! Officer commands: setting up, enrollment and revocation, chunked uploads, conflicts, sign-off,
-//! and reports (allocations and 微调: `crate::allocation`). The CLI (`main.rs`) only parses flags and calls these.
+//! Officer commands: setting up, enrollment and revocation, chunked uploads, conflicts, sign-off
+//! (with the 贫困县监测表), and reports (allocations and 微调: `crate::allocation`). The CLI (`main.rs`) only parses flags and calls these.
 
 mod children;
 mod conflicts;
 mod decide;
 mod init;
+mod monitoring;
 mod report;
 pub mod scale;
 mod signoff;
@@ -14,5 +15,6 @@ pub use children::EquivocationView;
 pub use conflicts::ConflictView;
 pub use decide::HandDecision;
 pub use init::{InitOptions, Initialised, init, install_chain};
+pub use monitoring::read_monitoring_file;
 pub use report::{Report, VillageLine, YearReport};
 pub use signoff::summarise;

@@ -8,6 +8,7 @@ use crate::record::StoredRecord;
 use crate::state::Hub;
 use crate::store::SignOffRow;
 use anyhow::bail;
+use jianka_shared::monitoring::MonitoringTable;
 use jianka_shared::{
     RecordKind, Tier, Year,
     protocol::*,
@@ -16,8 +17,14 @@ use jianka_shared::{
 
 impl Hub {
     /// The county's sign-off for a period: digest over every record of the year plus summary
-    /// figures, signed with the county key, stored (and forwarded by `forward`).
-    pub async fn signoff(&self, year: Year, period: &str) -> anyhow::Result<SignOff> {
+    /// figures, and the year's 贫困县监测表 when it is filed with it, signed with the county key,
+    /// stored (and forwarded by `forward`).
+    pub async fn signoff(
+        &self,
+        year: Year,
+        period: &str,
+        monitoring: Option<MonitoringTable>,
+    ) -> anyhow::Result<SignOff> {
         if self.region().tier() != Tier::County {
             bail!("sign-off is the county's act; this hub serves {}", self.region());
         }
@@ -39,6 +46,7 @@ impl Hub {
             summary,
             key_id: self.key_id(),
             certificate: None,
+            monitoring,
             signature: String::new(),
         };
         s.signature = hex::encode(trust::sign_statement(&self.key, "signoff", &s.signed_bytes()));

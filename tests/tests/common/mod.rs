@@ -1,4 +1,5 @@
 //! Setup shared by the black-box tests.
+#![allow(dead_code)] // each test binary uses its own part of the setup
 
 use jianka_shared::domain::Status;
 use jianka_tests::generate::{Generator, write_csv};
