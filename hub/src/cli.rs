@@ -273,6 +273,35 @@ pub enum Cmd {
         #[arg(long)]
         monitoring: Option<PathBuf>,
     },
+    /// Write the public notice list this hub posts: the 县公告 (for the county's portal) of the
+    /// households recognised in a region, each once, with the head's name (the ID number masked),
+    /// household size, main cause, the notice's first and last day (from the day of the decision)
+    /// and where objections go (`[notice]` in hub.toml); as CSV (UTF-8 with BOM, or GBK), XLSX (a
+    /// sheet per village) or a printable A4 page (a page per village).
+    ///
+    /// Example: jianka-hub notice --config county/hub.toml --year 2014 --step 县公告 --format html --out 县公告-2014.html
+    #[command(verbatim_doc_comment)]
+    Notice {
+        /// The hub's config file (hub.toml, written by `init`).
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        year: u16,
+        /// The notice step, by its name in the profile's flow (县公告) or its status.
+        #[arg(long)]
+        step: String,
+        /// Only this region (default: the hub's own).
+        #[arg(long)]
+        region: Option<RegionCode>,
+        #[arg(long, value_enum, default_value = "html")]
+        format: NoticeFormat,
+        /// For CSV: utf-8 or gbk.
+        #[arg(long, default_value = "utf-8")]
+        encoding: String,
+        /// The file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// The 贫困县监测表 held here for a year: each county's figures, part by part.
     ///
     /// Example: jianka-hub monitoring --config prov/hub.toml --year 2014
@@ -515,4 +544,12 @@ pub enum ScaleCmd {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// The formats a notice list is written in.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NoticeFormat {
+    Csv,
+    Xlsx,
+    Html,
 }

@@ -40,9 +40,24 @@ pub struct HubConfig {
     pub max_body_bytes: usize,
     #[serde(default)]
     pub schedule: Schedule,
+    /// What the public notice lists this hub writes (县公告) say of who posts them and where
+    /// objections go.
+    #[serde(default)]
+    pub notice: NoticeConfig,
     /// Directory relative paths are resolved against (the config file's directory).
     #[serde(skip)]
     pub base_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoticeConfig {
+    /// Who posts the lists ("某某县扶贫开发领导小组"); default: the hub's region code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub posted_by: Option<String>,
+    /// Where objections go, as the notice states it (office, address, phone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objections_to: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -133,6 +148,7 @@ impl HubConfig {
             quotas: None,
             max_body_bytes: default_max_body(),
             schedule: Schedule::default(),
+            notice: NoticeConfig::default(),
             base_dir: dir.to_path_buf(),
         }
     }

@@ -202,6 +202,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let s = hub.signoff(year, &period, table).await?;
             outln!("{}", serde_json::to_string_pretty(&s)?)?;
         }
+        Cmd::Notice { config, year, step, region, format, encoding, out } => {
+            let hub = open(&config).await?;
+            let region = region.unwrap_or_else(|| hub.region().clone());
+            let list = hub.notice_list(year, &step, &region).await?;
+            let bytes = match format {
+                cli::NoticeFormat::Csv => {
+                    let enc: jianka_publish::Encoding = encoding.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+                    jianka_publish::to_csv(&list, enc)?
+                }
+                cli::NoticeFormat::Xlsx => jianka_publish::to_xlsx(&list)?,
+                cli::NoticeFormat::Html => jianka_publish::to_html(&list).into_bytes(),
+            };
+            std::fs::write(&out, bytes).with_context(|| format!("cannot write {}", out.display()))?;
+            outln!(
+                "{}: {} households of {} villages written to {}",
+                list.title,
+                list.len(),
+                list.villages.len(),
+                out.display()
+            )?;
+        }
         Cmd::Monitoring { config, year, json } => {
             let hub = open(&config).await?;
             let tables = hub.monitoring_tables(year).await?;

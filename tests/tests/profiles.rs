@@ -141,6 +141,22 @@ fn hubei_2014_the_county_decides_within_its_allocation_and_the_province_files() 
     assert_eq!(st[&hs[1].id()].0, "CountyAnnounced", "{st:?}");
     assert_eq!(st[&hs[2].id()].0, "Applied", "{st:?}");
 
+    // The 县公告 for the county's portal: the two recognised, masked, from the day of the decision.
+    let list = root.path().join("县公告.csv");
+    let out = county
+        .cmd(&["notice", "--year", "2014", "--step", "县公告", "--format", "csv", "--out", list.to_str().unwrap()])
+        .unwrap();
+    assert!(out.contains("2 households of 1 villages"), "{out}");
+    let text = std::fs::read_to_string(&list).unwrap();
+    for h in &hs[..2] {
+        let head = &h.members[0];
+        assert!(text.contains(&h.id()) && text.contains(&head.id_number.masked()), "{text}");
+        assert!(!text.contains(head.id_number.as_str()), "in clear: {text}");
+    }
+    assert!(!text.contains(&hs[2].id()) && text.contains("2014-07-15,2014-07-21"), "{text}");
+    let err = county.cmd(&["notice", "--year", "2014", "--step", "村公示", "--out", "x.html"]).unwrap_err();
+    assert!(format!("{err:#}").contains("县公告"), "{err:#}");
+
     // The county cannot file; the province files what the county announced, and it comes down.
     let err = county.cmd(&["file", "--year", "2014", "--region", COUNTY]).unwrap_err();
     assert!(format!("{err:#}").contains("省备案 is the 省 (province)'s act"), "{err:#}");

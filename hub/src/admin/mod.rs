@@ -6,6 +6,7 @@ mod conflicts;
 mod decide;
 mod init;
 mod monitoring;
+mod notice;
 mod report;
 pub mod scale;
 mod signoff;
