@@ -355,6 +355,37 @@ pub enum Cmd {
         /// Registry year, e.g. 2014.
         #[arg(long)]
         year: Option<u16>,
+        /// Also write the year's report as a workbook (概况, 致贫原因, 规模) to this file (needs --year).
+        #[arg(long, requires = "year")]
+        xlsx: Option<PathBuf>,
+    },
+    /// Export the households this hub holds for a region in exactly the 扶贫手册 import columns
+    /// (a township's `jianka-node import` reads the file back), for filing or for the township.
+    /// Identity numbers, phones and bank accounts are masked unless --with-id-numbers, which
+    /// writes them in full and marks the file internal (内部资料).
+    ///
+    /// Example: jianka-hub export --config county/hub.toml --year 2014 --region 420322105 --with-id-numbers --format xlsx --out 420322105-2014.xlsx
+    #[command(verbatim_doc_comment)]
+    Export {
+        /// The hub's config file (hub.toml, written by `init`).
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        year: u16,
+        /// The region (default: the hub's own).
+        #[arg(long)]
+        region: Option<RegionCode>,
+        #[arg(long, value_enum, default_value = "csv")]
+        format: TableFormat,
+        /// For CSV: utf-8 or gbk.
+        #[arg(long, default_value = "utf-8")]
+        encoding: String,
+        /// Identity numbers, phones and bank accounts in full (an internal file).
+        #[arg(long)]
+        with_id_numbers: bool,
+        /// The file to write.
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Verify the hash-chained audit log.
     Audit {
@@ -552,4 +583,11 @@ pub enum NoticeFormat {
     Csv,
     Xlsx,
     Html,
+}
+
+/// The formats a table export is written in.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TableFormat {
+    Csv,
+    Xlsx,
 }

@@ -223,6 +223,29 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 out.display()
             )?;
         }
+        Cmd::Export { config, year, region, format, encoding, with_id_numbers, out } => {
+            let hub = open(&config).await?;
+            let region = region.unwrap_or_else(|| hub.region().clone());
+            let (headers, rows, households) = hub.export_rows(year, &region, with_id_numbers).await?;
+            let table = jianka_publish::Table {
+                headers: &headers,
+                rows: &rows,
+                note: with_id_numbers.then_some(jianka_hub::admin::export::INTERNAL),
+            };
+            let bytes = match format {
+                TableFormat::Csv => {
+                    let enc: jianka_publish::Encoding = encoding.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+                    jianka_publish::table_csv(&table, enc)?
+                }
+                TableFormat::Xlsx => jianka_publish::table_xlsx(&table, &format!("扶贫手册{year}"))?,
+            };
+            std::fs::write(&out, bytes).with_context(|| format!("cannot write {}", out.display()))?;
+            outln!(
+                "{households} households ({} members) of {region} in {year} written to {}",
+                rows.len(),
+                out.display()
+            )?;
+        }
         Cmd::Monitoring { config, year, json } => {
             let hub = open(&config).await?;
             let tables = hub.monitoring_tables(year).await?;
@@ -283,9 +306,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 answer.display()
             )?;
         }
-        Cmd::Report { config, json, year } => {
+        Cmd::Report { config, json, year, xlsx } => {
             let hub = open(&config).await?;
             let r = hub.report(year).await?;
+            if let (Some(path), Some(y)) = (&xlsx, year) {
+                let bytes = jianka_hub::admin::export::report_xlsx(&r, y)?;
+                std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))?;
+                errln!("the {y} report written to {}", path.display())?;
+            }
             if json {
                 outln!("{}", serde_json::to_string_pretty(&r)?)?;
             } else {

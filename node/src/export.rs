@@ -4,11 +4,10 @@
 //! leave the office, but not one to import); with it they are in full and the file says it is
 //! internal (内部资料).
 
-use crate::import::Col;
+use crate::import::{Col, export_row};
 use crate::node::Node;
 use crate::store;
 use anyhow::Result;
-use jianka_shared::id_number::mask;
 use jianka_shared::labels::Relation;
 use jianka_shared::{Record, RecordKind, Year};
 use std::collections::BTreeMap;
@@ -48,7 +47,7 @@ pub fn register(node: &Node, year: Year, village: Option<&str>, full: bool) -> R
                 .cmp(&(b.fields.get("relation").map(String::as_str) != Some(head), &b.key.id))
         });
         for (i, m) in ms.iter().enumerate() {
-            let mut row: Vec<String> = Col::ALL.iter().map(|&c| cell(c, &h, m, i == 0, full)).collect();
+            let mut row = export_row(|f| field(&h, f), (m.key.id.as_str(), |f| field(m, f)), i == 0, full);
             row.extend(rules.iter().map(|r| {
                 if i == 0 { h.fields.get(&r.stored_field()).cloned().unwrap_or_default() } else { String::new() }
             }));
@@ -58,16 +57,6 @@ pub fn register(node: &Node, year: Year, village: Option<&str>, full: bool) -> R
     Ok(Register { headers, rows, households })
 }
 
-/// One cell as the importer reads it back: the stored value (labels, 是/否 and yuan are stored as
-/// the form writes them).
-fn cell(c: Col, h: &Record, m: &Record, head: bool, full: bool) -> String {
-    let value = match c {
-        Col::Village => h.fields.get("village").cloned(),
-        Col::Number => h.fields.get("number").cloned(),
-        Col::IdNumber => Some(m.key.id.clone()),
-        c if c.household_level() => head.then(|| h.fields.get(c.field()).cloned()).flatten(),
-        c => m.fields.get(c.field()).cloned(),
-    }
-    .unwrap_or_default();
-    if c.personal() && !full && !value.is_empty() { mask(&value) } else { value }
+fn field<'a>(r: &'a Record, name: &str) -> Option<&'a str> {
+    r.fields.get(name).map(String::as_str)
 }

@@ -14,5 +14,5 @@ mod xlsx;
 pub use csv_out::{Encoding, to_csv};
 pub use html::to_html;
 pub use notice::{NoticeList, NoticeRow, VillageSection};
-pub use table::{Table, table_csv, table_xlsx};
+pub use table::{Table, sheets_xlsx, table_csv, table_xlsx};
 pub use xlsx::to_xlsx;

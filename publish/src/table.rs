@@ -51,3 +51,25 @@ pub fn table_xlsx(t: &Table, sheet: &str) -> anyhow::Result<Vec<u8>> {
     }
     Ok(book.save_to_buffer()?)
 }
+
+/// A workbook of several named sheets, each a header and rows of text (a year's report).
+pub fn sheets_xlsx(sheets: &[(&str, Table)]) -> anyhow::Result<Vec<u8>> {
+    let mut book = Workbook::new();
+    for (name, Table { headers, rows, .. }) in sheets {
+        let sheet = book.add_worksheet();
+        sheet.set_name(*name)?;
+        for (c, h) in headers.iter().enumerate() {
+            sheet.write_string(0, c as u16, h)?;
+        }
+        for (i, r) in rows.iter().enumerate() {
+            for (c, cell) in r.iter().enumerate() {
+                match cell.parse::<f64>() {
+                    // Counts and sums as numbers, so the office can add them up.
+                    Ok(n) if !cell.is_empty() && cell.len() < 15 => sheet.write_number(1 + i as u32, c as u16, n)?,
+                    _ => sheet.write_string(1 + i as u32, c as u16, cell)?,
+                };
+            }
+        }
+    }
+    Ok(book.save_to_buffer()?)
+}

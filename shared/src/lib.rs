@@ -6,6 +6,7 @@
 
 pub mod allocation;
 pub mod changeset;
+pub mod columns;
 pub mod digest;
 pub mod domain;
 pub mod eligibility;

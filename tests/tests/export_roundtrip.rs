@@ -4,6 +4,8 @@
 //! of the form is filled: members of every relation, optional columns, two other causes, the
 //! 登记表's facts (是否有轿车 …, 因病支出 …), phones and accounts; names with commas and quotes.
 
+mod common;
+
 use jianka_shared::domain::{Household, Status};
 use jianka_shared::{Yuan, labels::Relation};
 use jianka_tests::generate::{Generator, HEADERS, member_row};
@@ -230,4 +232,57 @@ proptest! {
         let root = tempfile::tempdir().unwrap();
         round_trip(root.path(), &register(seed, n), format, encoding);
     }
+}
+
+/// Every line but an internal export's note.
+fn without_note(bytes: &[u8]) -> String {
+    let text = String::from_utf8(bytes.to_vec()).unwrap();
+    text.trim_start_matches('\u{feff}').lines().filter(|l| !l.starts_with('#')).collect::<Vec<_>>().join("\n")
+}
+
+/// The county files what it holds of a township in the same columns: a fresh node imports the
+/// county's export and holds the township's register exactly; the year's report is a workbook.
+#[test]
+fn the_countys_export_of_a_township_imports_as_the_townships_register() {
+    let root = tempfile::tempdir().unwrap();
+    let (_province, county, node) = common::county_with_township(root.path(), "420322105").unwrap();
+    let hs = register(11, 60);
+    let original = root.path().join("register.csv");
+    write_file(&original, &hs);
+    node.cmd(&["import", original.to_str().unwrap(), "--year", "2014"]).unwrap();
+    node.cmd(&["sync"]).unwrap();
+    let township = export(&node, "csv", "utf-8", &root.path().join("township.csv"));
+    let at_county = root.path().join("county.csv");
+    let out = county
+        .cmd(&[
+            "export",
+            "--year",
+            "2014",
+            "--region",
+            "420322105",
+            "--with-id-numbers",
+            "--out",
+            at_county.to_str().unwrap(),
+        ])
+        .unwrap();
+    assert!(out.contains("60 households"), "{out}");
+    let county_bytes = std::fs::read(&at_county).unwrap();
+    assert!(String::from_utf8_lossy(&county_bytes).contains("内部资料"));
+    assert_eq!(without_note(&county_bytes), without_note(&township), "the county holds the township's register");
+    let fresh = Node::init_with(&root.path().join("fresh"), "420322105", "http://127.0.0.1:9", now()).unwrap();
+    let r = import(&fresh, &at_county);
+    assert_eq!(r["households_imported"], 60, "{r}");
+    assert_eq!(without_note(&export(&fresh, "csv", "utf-8", &root.path().join("fresh.csv"))), without_note(&township));
+
+    // The year's report as a workbook: 概况, 致贫原因, 规模.
+    let xlsx = root.path().join("report.xlsx");
+    county.cmd(&["report", "--year", "2014", "--xlsx", xlsx.to_str().unwrap()]).unwrap();
+    use calamine::{DataType, Reader};
+    let mut book = calamine::open_workbook_auto(&xlsx).unwrap();
+    assert_eq!(book.sheet_names(), vec!["概况".to_string(), "致贫原因".into(), "规模".into()]);
+    let overview = book.worksheet_range("概况").unwrap();
+    assert_eq!(overview.get((1, 2)).map(|c| c.to_string()), Some("60".into()), "households");
+    let causes = book.worksheet_range("致贫原因").unwrap();
+    let counted: f64 = causes.rows().skip(1).filter_map(|r| r[1].as_f64()).sum();
+    assert_eq!(counted, 60.0, "every household under its main cause");
 }

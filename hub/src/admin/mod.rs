@@ -4,6 +4,7 @@
 mod children;
 mod conflicts;
 mod decide;
+pub mod export;
 mod init;
 mod monitoring;
 mod notice;

@@ -20,9 +20,8 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Instant;
 
-mod columns;
 mod villages;
-pub use columns::*;
+pub use jianka_shared::columns::*;
 pub use villages::*;
 
 /// One bad cell or row.

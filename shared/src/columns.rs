@@ -1,4 +1,5 @@
-//! The 扶贫手册's columns: each one's Chinese header, English alias, level and whether it is required.
+//! The 扶贫手册's import columns: each one's Chinese header, English alias, level and whether it is
+//! required; and a register's row in exactly these columns, so an export imports back unchanged.
 
 /// Columns of the 扶贫手册 import: (Chinese header, English alias, household-level, required).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -159,7 +160,7 @@ impl Col {
         matches!(self, Col::IdNumber | Col::Phone | Col::BankAccount | Col::HelperPhone)
     }
 
-    pub(super) fn optional(self) -> bool {
+    pub fn optional(self) -> bool {
         matches!(
             self,
             Col::Schooling
@@ -173,7 +174,7 @@ impl Col {
         ) || Col::FACTS.contains(&self)
     }
 
-    pub(super) fn from_header(h: &str) -> Option<Col> {
+    pub fn from_header(h: &str) -> Option<Col> {
         let h = h.trim();
         Col::ALL.into_iter().find(|c| {
             let (zh, en) = c.names();
@@ -219,4 +220,30 @@ impl Col {
     pub fn lookup(name: &str) -> Option<Col> {
         Col::from_header(name).or_else(|| Col::ALL.into_iter().find(|c| c.field() == name.trim()))
     }
+}
+
+/// One member's row of a register export, in [`Col::ALL`] order: the household's columns on its
+/// head's row only, each cell the stored value (labels, 是/否 and yuan are stored as the form
+/// writes them). `household` and `member` read the stored fields; `member_id` is the person's
+/// identity number. Without `full`, identity numbers, phones and accounts are masked.
+pub fn export_row<'a>(
+    household: impl Fn(&str) -> Option<&'a str>,
+    (member_id, member): (&'a str, impl Fn(&str) -> Option<&'a str>),
+    head: bool,
+    full: bool,
+) -> Vec<String> {
+    Col::ALL
+        .iter()
+        .map(|&c| {
+            let value = match c {
+                Col::Village => household("village"),
+                Col::Number => household("number"),
+                Col::IdNumber => Some(member_id),
+                c if c.household_level() => head.then(|| household(c.field())).flatten(),
+                c => member(c.field()),
+            }
+            .unwrap_or_default();
+            if c.personal() && !full && !value.is_empty() { crate::id_number::mask(value) } else { value.to_string() }
+        })
+        .collect()
 }
