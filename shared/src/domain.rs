@@ -375,6 +375,8 @@ pub struct Village {
     pub income_per_capita: Yuan,
     pub collective_income: Yuan,
     pub status: Status,
+    /// The form's other items (parts 1–7 beyond the figures above, `village_form::ITEMS`), by field.
+    pub items: BTreeMap<String, String>,
 }
 
 impl Village {
@@ -419,6 +421,7 @@ impl Village {
         f.insert("income_per_capita".into(), self.income_per_capita.to_string());
         f.insert("collective_income".into(), self.collective_income.to_string());
         f.insert("status".into(), format!("{:?}", self.status));
+        f.extend(self.items.iter().map(|(k, v)| (k.clone(), v.clone())));
         Record { key: RecordKey::new(RecordKind::Village, self.year, self.code.as_str()), fields: f }
     }
 }

@@ -22,6 +22,7 @@ pub mod record;
 pub mod region;
 pub mod scale;
 pub mod trust;
+pub mod village_form;
 
 pub use hlc::Hlc;
 pub use id_number::IdNumber;

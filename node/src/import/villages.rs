@@ -1,4 +1,6 @@
-//! Import of the 贫困村登记表 (one row per village): parsed, checked and written like the households.
+//! Import of the 贫困村登记表 (one row per village): its core figures required, the items of its
+//! seven parts (`village_form`) wherever the file has their columns; parsed, checked and written
+//! like the households.
 
 use super::*;
 use crate::node::Node;
@@ -6,6 +8,7 @@ use crate::store::{self, Capture};
 use crate::table::{self};
 use anyhow::{Result, bail};
 use jianka_shared::domain::{Status, Village};
+use jianka_shared::village_form::Item;
 use jianka_shared::{RegionCode, Tier, Year, Yuan};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
@@ -122,6 +125,7 @@ pub fn parse_village(v: &VillageInput, year: Year, township: &RegionCode) -> Res
         income_per_capita,
         collective_income,
         status: Status::Applied,
+        items: BTreeMap::new(),
     };
     errs.extend(village.validate().into_iter().map(|x| (x.field, x.message)));
     if errs.is_empty() { Ok(village) } else { Err(errs) }
@@ -156,6 +160,9 @@ pub fn import_villages(node: &mut Node, path: &Path, year: Year, dry_run: bool) 
     if !missing.is_empty() {
         bail!("{file}:1: the header lacks columns: {} (贫困村登记表)", missing.join(", "));
     }
+    // The form's other parts: whichever of their columns the file has.
+    let items: Vec<(usize, &Item)> =
+        table.headers.iter().enumerate().filter_map(|(i, h)| Item::by_header(h).map(|it| (i, it))).collect();
     let township = node.township().clone();
     let mut report = VillageReport { file: file.clone(), rows: table.rows.len(), dry_run, ..Default::default() };
     let tx = node.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -183,7 +190,26 @@ pub fn import_villages(node: &mut Node, path: &Path, year: Year, dry_run: bool) 
             report.refused += 1;
             continue;
         }
-        match parse_village(&input, year, &township) {
+        let mut read_items = BTreeMap::new();
+        let mut item_errors = Vec::new();
+        for (i, it) in &items {
+            match it.read(cells.get(*i).map(String::as_str).unwrap_or("")) {
+                Ok(Some(v)) => {
+                    read_items.insert(it.field.to_string(), v);
+                }
+                Ok(None) => {}
+                Err(e) => item_errors.push((format!("{} ({})", it.header, it.part), e)),
+            }
+        }
+        let parsed = match parse_village(&input, year, &township) {
+            Ok(v) if item_errors.is_empty() => Ok(Village { items: read_items, ..v }),
+            Ok(_) => Err(item_errors),
+            Err(mut errs) => {
+                errs.extend(item_errors);
+                Err(errs)
+            }
+        };
+        match parsed {
             Ok(v) => {
                 report.records_changed += (write_village(&tx, &mut cap, &v)? > 0) as usize;
                 report.imported += 1;
