@@ -71,6 +71,15 @@ pub fn check_references<'a>(
                 return Err(invalid(format!("village code {:?} is not 12 digits", key.id)));
             }
         }
+        RecordKind::Assistance => {
+            let hh = jianka_shared::assistance::household_of(&key.id).filter(|hh| split_household_id(hh).is_some());
+            let Some(hh) = hh else {
+                return Err(invalid(format!("帮扶 entry {:?} is not <household id>/<P|M|R><number>", key.id)));
+            };
+            if let Some(named) = field("household").filter(|n| *n != hh) {
+                return Err(invalid(format!("field household {named} does not agree with the entry's key ({hh})")));
+            }
+        }
     }
     Ok(())
 }

@@ -240,6 +240,7 @@ impl Hub {
                 RecordKind::Household => keep_hh.contains(&r.key.id),
                 RecordKind::Member => keep_hh.contains(&r.hh),
                 RecordKind::Village => true,
+                RecordKind::Assistance => false,
             })
             .map(|r| {
                 let mut c = r.clone();

@@ -11,6 +11,7 @@
 //! [`progress`] (bars on a terminal), [`cli`] (printing through `jianka_term`: a closed pipe ends quietly).
 
 pub mod adjust;
+pub mod assistance;
 pub mod bundle;
 pub mod cli;
 pub mod clock;

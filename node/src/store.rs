@@ -190,7 +190,7 @@ impl Capture {
 
     fn guard(&mut self, conn: &Connection, key: &RecordKey, village: Option<&str>) -> Result<()> {
         let region = match key.kind {
-            RecordKind::Household | RecordKind::Village => key.id.get(..12).unwrap_or(&key.id),
+            RecordKind::Household | RecordKind::Village | RecordKind::Assistance => key.id.get(..12).unwrap_or(&key.id),
             RecordKind::Member => village.unwrap_or(""),
         };
         if !region.starts_with(self.township.as_str()) {

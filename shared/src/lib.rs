@@ -5,6 +5,7 @@
 //! This crate does no I/O: no files, no sockets, no clock reads. Callers pass "today" and "now".
 
 pub mod allocation;
+pub mod assistance;
 pub mod changeset;
 pub mod columns;
 pub mod digest;

@@ -16,16 +16,21 @@ pub enum RecordKind {
     Member,
     /// 贫困村: key is the 12-digit village code.
     Village,
+    /// A household's 帮扶计划 / 帮扶措施 / 帮扶成效 entry (扶贫手册 parts 4–6): key is
+    /// `<household id>/<P|M|R><n>` (`crate::assistance`).
+    Assistance,
 }
 
 impl RecordKind {
-    pub const ALL: [RecordKind; 3] = [RecordKind::Household, RecordKind::Member, RecordKind::Village];
+    pub const ALL: [RecordKind; 4] =
+        [RecordKind::Household, RecordKind::Member, RecordKind::Village, RecordKind::Assistance];
 
     pub fn as_str(self) -> &'static str {
         match self {
             RecordKind::Household => "household",
             RecordKind::Member => "member",
             RecordKind::Village => "village",
+            RecordKind::Assistance => "assistance",
         }
     }
 
@@ -64,7 +69,7 @@ impl RecordKey {
     /// The 12-digit village code a record belongs to, from its key (members carry it as a field).
     pub fn village_prefix(&self) -> Option<&str> {
         match self.kind {
-            RecordKind::Household | RecordKind::Village => self.id.get(..12),
+            RecordKind::Household | RecordKind::Village | RecordKind::Assistance => self.id.get(..12),
             RecordKind::Member => None,
         }
     }

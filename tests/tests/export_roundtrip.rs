@@ -82,6 +82,62 @@ fn write_file(path: &Path, hs: &[Household]) {
     w.flush().unwrap();
 }
 
+/// The 帮扶 file of `hs`: each household's plan, one or two measures and its result.
+fn write_assistance(path: &Path, hs: &[Household], seed: u64) {
+    let mut w = csv::Writer::from_path(path).unwrap();
+    w.write_record(jianka_shared::assistance::headers()).unwrap();
+    let kinds = jianka_shared::assistance::MEASURE_KINDS;
+    for (i, h) in hs.iter().enumerate() {
+        let s = seed.wrapping_add(i as u64);
+        let (v, n) = (h.village.to_string(), h.number.clone());
+        let plan = [
+            &v,
+            &n,
+            "帮扶计划",
+            "1",
+            "2014",
+            &format!("{}、{}", kinds[(s % 7) as usize], kinds[(s / 7 % 7) as usize]),
+            "3500",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+        ];
+        w.write_record(plan).unwrap();
+        for m in 1..=(1 + s % 2) {
+            let amount = format!("{}", 1000 + s % 5000);
+            let row = [
+                &v,
+                &n,
+                "帮扶措施",
+                &m.to_string(),
+                "",
+                kinds[((s + m) % 7) as usize],
+                "",
+                "2014-08-01",
+                &amount,
+                "财政专项扶贫资金",
+                "张帮扶, \"县扶贫办\"",
+                "",
+                "",
+                "",
+                "",
+            ];
+            w.write_record(row).unwrap();
+        }
+        let exited = if s.is_multiple_of(3) { "是" } else { "否" };
+        let (date, basis) =
+            if exited == "是" { ("2014-12-20", "人均纯收入超过国家标准") } else { ("", "") };
+        let result = [&v, &n, "帮扶成效", "1", "2014", "", "", "", "", "", "", "3650.50", exited, date, basis];
+        w.write_record(result).unwrap();
+    }
+    w.flush().unwrap();
+}
+
 fn import(node: &Node, file: &Path) -> Value {
     let out = node.cmd(&["import", file.to_str().unwrap(), "--year", "2014", "--json"]).unwrap();
     serde_json::from_str(&out).unwrap()
@@ -131,6 +187,38 @@ fn round_trip(root: &Path, hs: &[Household], format: &str, encoding: &str) {
     } else {
         assert_eq!(cells(&file), cells(&file2), "the fresh node's register differs");
     }
+
+    // Parts 4–6 (帮扶计划, 帮扶措施, 帮扶成效): the same round trip.
+    let help = root.join("assistance.csv");
+    write_assistance(&help, hs, hs.len() as u64);
+    let r = assist(&node, &["import", help.to_str().unwrap()]);
+    assert_eq!(r["refused"], 0, "{r}");
+    let entries = r["imported"].as_u64().unwrap();
+    assert!(entries >= 3 * hs.len() as u64, "{r}");
+    let out = root.join(format!("assistance-export.{format}"));
+    let help_bytes = assist_export(&node, format, encoding, &out);
+    let again = assist(&node, &["import", out.to_str().unwrap()]);
+    assert_eq!((again["imported"].as_u64(), again["records_changed"].as_u64()), (Some(entries), Some(0)), "{again}");
+    assist(&fresh, &["import", out.to_str().unwrap()]);
+    let out2 = root.join(format!("assistance-export2.{format}"));
+    let help_bytes2 = assist_export(&fresh, format, encoding, &out2);
+    if format == "csv" {
+        assert_eq!(help_bytes, help_bytes2, "the fresh node's 帮扶 entries differ");
+    } else {
+        assert_eq!(cells(&out), cells(&out2), "the fresh node's 帮扶 entries differ");
+    }
+}
+
+fn assist(node: &Node, args: &[&str]) -> Value {
+    let args = [&["assistance"][..], args, &["--year", "2014", "--json"]].concat();
+    serde_json::from_str(&node.cmd(&args).unwrap()).unwrap()
+}
+
+fn assist_export(node: &Node, format: &str, encoding: &str, out: &Path) -> Vec<u8> {
+    let o = out.to_str().unwrap();
+    node.cmd(&["assistance", "export", "--year", "2014", "--format", format, "--encoding", encoding, "--out", o])
+        .unwrap();
+    std::fs::read(out).unwrap()
 }
 
 /// Rows by identity number, with the header's column names.
@@ -250,7 +338,13 @@ fn the_countys_export_of_a_township_imports_as_the_townships_register() {
     let original = root.path().join("register.csv");
     write_file(&original, &hs);
     node.cmd(&["import", original.to_str().unwrap(), "--year", "2014"]).unwrap();
+    let help = root.path().join("assistance.csv");
+    write_assistance(&help, &hs, 5);
+    assist(&node, &["import", help.to_str().unwrap()]);
     node.cmd(&["sync"]).unwrap();
+    // Every record went up, the 帮扶 entries with the register: the county holds what the township does.
+    let v: Value = serde_json::from_str(&node.cmd(&["verify", "--year", "2014", "--json"]).unwrap()).unwrap();
+    assert_eq!(v["identical"], true, "{v}");
     let township = export(&node, "csv", "utf-8", &root.path().join("township.csv"));
     let at_county = root.path().join("county.csv");
     let out = county

@@ -158,7 +158,7 @@ pub fn summarise(rows: &[StoredRecord], quota_people: Option<u64>, quota_used: u
                 }
             }
             RecordKind::Member => s.people += 1,
-            RecordKind::Village => {}
+            RecordKind::Village | RecordKind::Assistance => {}
         }
     }
     s

@@ -355,6 +355,9 @@ impl Hub {
                         RecordKind::Member => row.field("household").unwrap_or_default().to_string(),
                         RecordKind::Household => key.id.clone(),
                         RecordKind::Village => String::new(),
+                        RecordKind::Assistance => {
+                            jianka_shared::assistance::household_of(&key.id).unwrap_or_default().to_string()
+                        }
                     };
                     if key.kind == RecordKind::Member {
                         row.region = row.field("village").unwrap_or(&row.region).to_string();

@@ -100,6 +100,8 @@ impl Hub {
                     !src.deleted && fx.rows.get(&hk).or_else(|| households.get(&hk)).is_some_and(carried_household)
                 }
                 RecordKind::Village => !src.deleted,
+                // Each year's 帮扶 entries are that year's: the next begins with none.
+                RecordKind::Assistance => false,
             };
             let existing = live_next(fx, &next, &nk);
             let was_recognised = existing.as_ref().is_some_and(crate::record::is_recognised);
@@ -168,7 +170,7 @@ impl Hub {
                         ledger.push((township, nkey.year, if now_recognised { n } else { -n }));
                     }
                 }
-                RecordKind::Village => {}
+                RecordKind::Village | RecordKind::Assistance => {}
             }
             fx.rows.insert(nk.clone(), row);
             fx.dirty.push(nk);

@@ -55,7 +55,7 @@ impl Hub {
                 let named = match key.kind {
                     RecordKind::Member => op.field("household"),
                     RecordKind::Household => op.field(MOVED_FROM),
-                    RecordKind::Village => None,
+                    RecordKind::Village | RecordKind::Assistance => None,
                 };
                 let stored =
                     fx.rows.get(&storage_key(key)).filter(|_| key.kind == RecordKind::Member).map(|r| r.hh.as_str());

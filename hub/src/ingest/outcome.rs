@@ -151,7 +151,7 @@ impl IngestOutcome {
             let household = match r.key.kind {
                 RecordKind::Household => (r.key.year, r.key.id.as_str()),
                 RecordKind::Member => (r.key.year, r.hh.as_str()),
-                RecordKind::Village => continue,
+                RecordKind::Village | RecordKind::Assistance => continue,
             };
             if seen.insert(household) {
                 touched.push(household);

@@ -156,6 +156,17 @@ pub(crate) fn check_record(row: &StoredRecord, _today: chrono::NaiveDate) -> Res
                 Status::parse(v).ok_or_else(|| format!("status {v:?} is not a workflow step"))?;
             }
         }
+        RecordKind::Assistance => {
+            if let Some(v) = f("part") {
+                jianka_shared::assistance::Part::parse(v)
+                    .ok_or_else(|| format!("part {v:?} is not a part of the handbook"))?;
+            }
+            for n in ["target_income", "amount", "income_after"] {
+                if let Some(v) = f(n) {
+                    jianka_shared::Yuan::parse(v).map_err(|e| format!("{n}: {e}"))?;
+                }
+            }
+        }
         RecordKind::Village => {
             for n in ["households", "population", "poor_households", "poor_population"] {
                 if let Some(v) = f(n) {

@@ -85,6 +85,11 @@ pub enum Command {
     /// The poor-village register (贫困村登记表).
     #[command(subcommand)]
     Village(VillageCmd),
+    /// The 扶贫手册's parts 4–6: 帮扶计划 (per year: measures planned, target income), 帮扶措施
+    /// (each measure taken: kind, date, amount, funding source, who) and 帮扶成效 (per year:
+    /// income after assistance, exit, its date and basis), one entry per row.
+    #[command(subcommand)]
+    Assistance(AssistanceCmd),
     /// Show or edit a household.
     #[command(subcommand)]
     Household(HouseholdCmd),
@@ -184,6 +189,48 @@ pub enum Command {
         /// Print JSON instead of text (for scripts); no progress bars.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AssistanceCmd {
+    /// Import entries from CSV/XLSX with the columns 村代码,户编号,部分,序号,年度,帮扶措施,目标收入,
+    /// 日期,金额,资金来源,帮扶人,帮扶后收入,是否脱贫,脱贫日期,脱贫依据 (部分: 帮扶计划, 帮扶措施 or
+    /// 帮扶成效; each part fills its own columns). A row with a problem is refused, named by line
+    /// and column; the rest go in.
+    ///
+    /// Example: jianka-node assistance import 帮扶记录-2014.csv --year 2014
+    #[command(verbatim_doc_comment)]
+    Import {
+        file: PathBuf,
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        year: YearArg,
+    },
+    /// Enter one entry: the same columns as the file, each as --set 列名=值.
+    ///
+    /// Example: jianka-node assistance add --set 村代码=420322105200 --set 户编号=0001 --set 部分=帮扶措施 --set 序号=1 --set 帮扶措施=产业 --set 日期=2014-08-01 --set 金额=5000
+    #[command(verbatim_doc_comment)]
+    Add {
+        #[arg(long = "set", value_name = "COLUMN=VALUE")]
+        sets: Vec<String>,
+        #[command(flatten)]
+        year: YearArg,
+    },
+    /// Export the year's entries in exactly the import columns (importing the file changes nothing).
+    Export {
+        #[arg(long, value_enum, default_value = "csv")]
+        format: TableFormat,
+        /// For CSV: utf-8 or gbk.
+        #[arg(long, default_value = "utf-8")]
+        encoding: String,
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        year: YearArg,
     },
 }
 

@@ -351,6 +351,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             )?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Assistance(cmd) => assistance_cmd(cmd, &cli.config, clock),
         Command::ExportBundle { out } => {
             let mut node = open(&cli.config, clock)?;
             let r = bundle::export_bundle(&mut node, &out, Progress::on_terminal(false))?;
@@ -679,4 +680,60 @@ fn adjust_cmd(cmd: AdjustCmd, config: &Path, clock: Clock) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn assistance_cmd(cmd: AssistanceCmd, config: &Path, clock: Clock) -> Result<ExitCode> {
+    let mut node = open(config, clock)?;
+    match cmd {
+        AssistanceCmd::Import { file, dry_run, json, year } => {
+            let y = year_in_force(&node, year.year);
+            let r = crate::assistance::import(&mut node, &file, y, dry_run).map_err(bad)?;
+            if json {
+                print_json(&r)?;
+            } else {
+                for e in &r.errors {
+                    errln!("{e}")?;
+                }
+                outln!(
+                    "{}{}: {} rows, {} imported, {} refused, {} changed",
+                    if dry_run { "DRY RUN " } else { "" },
+                    r.file,
+                    r.rows,
+                    r.imported,
+                    r.refused,
+                    r.records_changed
+                )?;
+            }
+            Ok(if r.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(2) })
+        }
+        AssistanceCmd::Add { sets, year } => {
+            let y = year_in_force(&node, year.year);
+            let mut cells = std::collections::BTreeMap::new();
+            for s in &sets {
+                let Some((k, v)) = s.split_once('=') else {
+                    return Err(bad(anyhow::anyhow!("--set {s:?}: write 列名=值, e.g. --set 部分=帮扶措施")));
+                };
+                cells.insert(k.trim().to_string(), v.to_string());
+            }
+            let key = crate::assistance::add(&mut node, y, &cells)?;
+            outln!("entry {key} queued")?;
+            Ok(ExitCode::SUCCESS)
+        }
+        AssistanceCmd::Export { format, encoding, out, year } => {
+            let y = year_in_force(&node, year.year);
+            let (headers, rows) = crate::assistance::export_rows(&node, y)?;
+            let table = jianka_publish::Table { headers: &headers, rows: &rows, note: None };
+            let bytes = match format {
+                args::TableFormat::Csv => {
+                    let enc: jianka_publish::Encoding =
+                        encoding.parse().map_err(|e: String| bad(anyhow::anyhow!(e)))?;
+                    jianka_publish::table_csv(&table, enc)?
+                }
+                args::TableFormat::Xlsx => jianka_publish::table_xlsx(&table, &format!("帮扶记录{y}"))?,
+            };
+            std::fs::write(&out, bytes).with_context(|| format!("cannot write {}", out.display()))?;
+            outln!("{} entries of {y} written to {}", rows.len(), out.display())?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }
