@@ -293,6 +293,9 @@ pub enum Cmd {
         /// Only this region (default: the hub's own).
         #[arg(long)]
         region: Option<RegionCode>,
+        /// The list of poor villages of the village flow's notice (公告 of the 贫困村).
+        #[arg(long)]
+        villages: bool,
         #[arg(long, value_enum, default_value = "html")]
         format: NoticeFormat,
         /// For CSV: utf-8 or gbk.

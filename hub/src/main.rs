@@ -202,10 +202,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let s = hub.signoff(year, &period, table).await?;
             outln!("{}", serde_json::to_string_pretty(&s)?)?;
         }
-        Cmd::Notice { config, year, step, region, format, encoding, out } => {
+        Cmd::Notice { config, year, step, region, villages, format, encoding, out } => {
             let hub = open(&config).await?;
             let region = region.unwrap_or_else(|| hub.region().clone());
-            let list = hub.notice_list(year, &step, &region).await?;
+            let list = if villages {
+                hub.village_notice_list(year, &step, &region).await?
+            } else {
+                hub.notice_list(year, &step, &region).await?
+            };
             let bytes = match format {
                 cli::NoticeFormat::Csv => {
                     let enc: jianka_publish::Encoding = encoding.parse().map_err(|e: String| anyhow::anyhow!(e))?;
@@ -215,13 +219,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 cli::NoticeFormat::Html => jianka_publish::to_html(&list).into_bytes(),
             };
             std::fs::write(&out, bytes).with_context(|| format!("cannot write {}", out.display()))?;
-            outln!(
-                "{}: {} households of {} villages written to {}",
-                list.title,
-                list.len(),
-                list.villages.len(),
-                out.display()
-            )?;
+            let what = if villages {
+                format!("{} villages", list.len())
+            } else {
+                format!("{} households of {} villages", list.len(), list.villages.len())
+            };
+            outln!("{}: {what} written to {}", list.title, out.display())?;
         }
         Cmd::Export { config, year, region, format, encoding, with_id_numbers, out } => {
             let hub = open(&config).await?;

@@ -121,6 +121,12 @@ async fn a_village_is_judged_by_its_profiles_criteria(pg: bool) {
         messages.iter().any(|(id, m)| *id == "420322105203" && m.contains("一高: incidence 20.0%")),
         "{messages:?}"
     );
+    // The county's 公告 of its poor villages lists the one it recognised, by township.
+    let err = s.county.hub.village_notice_list(2014, "公告", &r("420322")).await.unwrap_err().to_string();
+    assert!(err.contains("县领导小组审定公告"), "the profile's own step name: {err}");
+    let list = s.county.hub.village_notice_list(2014, "县领导小组审定公告", &r("420322")).await.unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list.villages[0].rows[0].cells()[0], "420322105201");
 }
 
 async fn the_county_decides_by_hand_within_its_ceiling_and_the_township_hears_it(pg: bool) {

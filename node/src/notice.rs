@@ -1,5 +1,6 @@
 //! The notice lists a township posts (村公示, 乡镇公示 / 镇公告): the households now at a notice
-//! step of the profile's flow, each with its notice's first and last day, by village, for
+//! step of the profile's household flow, each with its notice's first and last day, by village;
+//! or the villages now at a notice step of its village flow (the 贫困村 乡镇公示); for
 //! `jianka-publish` to write as CSV, XLSX or a printable page.
 
 use crate::edit::{load_household, refuse, typed};
@@ -7,7 +8,7 @@ use crate::node::Node;
 use crate::store;
 use crate::workflow::notice_start;
 use anyhow::Result;
-use jianka_publish::{NoticeList, NoticeRow, VillageSection};
+use jianka_publish::{Listed, NoticeList, NoticeRow, VillageSection};
 use jianka_shared::domain::Status;
 use jianka_shared::flow::Flow;
 use jianka_shared::labels::Relation;
@@ -49,7 +50,7 @@ pub fn notice_list(node: &Node, year: Year, step: &str, village: Option<&str>, f
         let Some(head) = h.members.iter().find(|m| m.relation == Relation::Head) else { continue };
         let Some(first) = notice_start(&node.conn, year, &rec.key.id, found.status)? else { continue };
         let last = first + chrono::Duration::days(i64::from(days) - 1);
-        by_village.entry(h.village.to_string()).or_default().push(NoticeRow::new(
+        by_village.entry(h.village.to_string()).or_default().push(NoticeRow::household(
             rec.key.id.clone(),
             (head.name.clone(), &head.id_number),
             h.members.len(),
@@ -70,6 +71,7 @@ pub fn notice_list(node: &Node, year: Year, step: &str, village: Option<&str>, f
             .objections_to
             .clone()
             .unwrap_or_else(|| format!("{} 乡镇扶贫工作站 (公示期内书面或当面提出)", node.township())),
+        of: Listed::Households,
         villages: by_village
             .into_iter()
             .map(|(code, rows)| {
@@ -77,5 +79,48 @@ pub fn notice_list(node: &Node, year: Year, step: &str, village: Option<&str>, f
                 VillageSection { code, name, rows }
             })
             .collect(),
+    })
+}
+
+/// The list of the village flow's notice step `step` (乡镇公示 of the poor villages) for `year`:
+/// the villages now at that step, with their figures and the notice's days, in one section.
+pub fn village_notice_list(node: &Node, year: Year, step: &str, flow: &Flow) -> Result<NoticeList> {
+    let wanted = Status::parse(step);
+    let Some(found) = township_notices(flow).find(|s| s.name == step.trim() || Some(s.status) == wanted) else {
+        let names: Vec<&str> = township_notices(flow).map(|s| s.name.as_str()).collect();
+        return refuse(format!(
+            "{step:?} is not a notice the township posts in this profile's village flow ({})",
+            names.join(", ")
+        ));
+    };
+    let days = found.notice.map_or(7, |n| n.days);
+    let mut rows = Vec::new();
+    for v in store::records(&node.conn, RecordKind::Village, year)? {
+        if v.fields.get("status").and_then(|s| Status::parse(s)) != Some(found.status) {
+            continue;
+        }
+        let Some(first) = notice_start(&node.conn, year, &v.key.id, found.status)? else { continue };
+        let n = |f: &str| v.fields.get(f).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0);
+        let (population, poor) = (n("population"), n("poor_population"));
+        let incidence = if population == 0 { 0.0 } else { poor as f64 * 100.0 / population as f64 };
+        rows.push(NoticeRow::village(
+            (v.key.id.clone(), v.fields.get("name").cloned().unwrap_or_default()),
+            (n("households"), n("poor_households"), poor),
+            incidence,
+            (first, first + chrono::Duration::days(i64::from(days) - 1)),
+        ));
+    }
+    let cfg = &node.cfg.config.notice;
+    let township = node.township().to_string();
+    Ok(NoticeList {
+        title: format!("{year}年 贫困村名单 ({})", found.name),
+        step: found.name.clone(),
+        posted_by: cfg.posted_by.clone().unwrap_or_else(|| format!("{township} 乡镇人民政府")),
+        objections_to: cfg
+            .objections_to
+            .clone()
+            .unwrap_or_else(|| format!("{township} 乡镇扶贫工作站 (公示期内书面或当面提出)")),
+        of: Listed::Villages,
+        villages: vec![VillageSection { code: township.clone(), name: township, rows }],
     })
 }

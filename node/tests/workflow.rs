@@ -314,6 +314,23 @@ fn a_village_moves_through_its_flow_and_one_that_fails_the_criteria_stops_at_the
         let (ok, out) = run(&["village", "advance", good, "--date", date, "--year", "2014"]);
         assert!(ok, "{out}");
     }
+    // The village list of the 乡镇公示, as the township posts it.
+    let list = t.path("贫困村公示.csv");
+    let (ok, out) = run(&[
+        "notice",
+        "--step",
+        "乡镇公示",
+        "--villages",
+        "--format",
+        "csv",
+        "--year",
+        "2014",
+        "--out",
+        list.to_str().unwrap(),
+    ]);
+    assert!(ok && out.contains("1 villages"), "{out}");
+    let text = std::fs::read_to_string(&list).unwrap();
+    assert!(text.contains("420322105200,村,300,90,300,30.0%,2014-06-02,2014-06-08"), "{text}");
     // The 乡镇公示 runs 7 days from 06-02.
     let (ok, out) = run(&["village", "advance", good, "--date", "2014-06-08", "--year", "2014"]);
     assert!(!ok && out.contains("not before 2014-06-09"), "{out}");

@@ -26,7 +26,7 @@ pub fn to_csv(list: &NoticeList, encoding: Encoding) -> anyhow::Result<Vec<u8>> 
     w.write_record([list.title.as_str()])?;
     w.write_record(["公示单位", list.posted_by.as_str()])?;
     w.write_record(["异议受理", list.objections_to.as_str()])?;
-    w.write_record(NoticeList::HEADERS)?;
+    w.write_record(list.headers())?;
     for (v, n, r) in list.lines() {
         w.write_record(NoticeList::cells(v, n, r))?;
     }

@@ -50,7 +50,7 @@ pub fn to_html(list: &NoticeList) -> String {
             escape(&list.posted_by),
             escape(&list.objections_to)
         );
-        for head in NoticeList::HEADERS {
+        for head in list.headers() {
             let _ = write!(h, "<th>{head}</th>");
         }
         h.push_str("</tr></thead><tbody>\n");

@@ -13,6 +13,6 @@ mod xlsx;
 
 pub use csv_out::{Encoding, to_csv};
 pub use html::to_html;
-pub use notice::{NoticeList, NoticeRow, VillageSection};
+pub use notice::{Listed, NoticeList, NoticeRow, VillageSection};
 pub use table::{Table, sheets_xlsx, table_csv, table_xlsx};
 pub use xlsx::to_xlsx;

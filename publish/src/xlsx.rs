@@ -16,7 +16,7 @@ pub fn to_xlsx(list: &NoticeList) -> anyhow::Result<Vec<u8>> {
         sheet.write_string(1, 1, &list.posted_by)?;
         sheet.write_string(2, 0, "异议受理")?;
         sheet.write_string(2, 1, &list.objections_to)?;
-        for (c, h) in NoticeList::HEADERS.iter().enumerate() {
+        for (c, h) in list.headers().iter().enumerate() {
             sheet.write_string_with_format(3, c as u16, *h, &bold)?;
         }
         for (i, r) in v.rows.iter().enumerate() {

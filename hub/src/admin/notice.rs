@@ -6,7 +6,7 @@ use crate::record::{StoredRecord, is_recognised};
 use crate::state::Hub;
 use anyhow::bail;
 use chrono::{NaiveDate, TimeZone};
-use jianka_publish::{NoticeList, NoticeRow, VillageSection};
+use jianka_publish::{Listed, NoticeList, NoticeRow, VillageSection};
 use jianka_shared::domain::Status;
 use jianka_shared::{IdNumber, RecordKind, RegionCode, Tier, Year};
 use std::collections::BTreeMap;
@@ -67,7 +67,7 @@ impl Hub {
             let Some(first) = decided.and_then(day_of) else { continue };
             let last = first + chrono::Duration::days(i64::from(days) - 1);
             let village = h.key.id.get(..12).unwrap_or_default().to_string();
-            by_village.entry(village).or_default().push(NoticeRow::new(
+            by_village.entry(village).or_default().push(NoticeRow::household(
                 h.key.id.clone(),
                 (*name, &id),
                 sizes.get(h.key.id.as_str()).copied().unwrap_or(0),
@@ -85,6 +85,7 @@ impl Hub {
             step: found.name.clone(),
             posted_by: cfg.posted_by.clone().unwrap_or_else(|| format!("{} {office}", self.region())),
             objections_to: cfg.objections_to.clone().unwrap_or_else(|| format!("{} 扶贫开发办公室", self.region())),
+            of: Listed::Households,
             villages: by_village
                 .into_iter()
                 .map(|(code, rows)| {
@@ -92,6 +93,62 @@ impl Hub {
                         names.get(code.as_str()).filter(|n| !n.is_empty()).map_or(code.clone(), |n| n.to_string());
                     VillageSection { code, name, rows }
                 })
+                .collect(),
+        })
+    }
+
+    /// The village flow's notice posted at this hub's level (the county's 公告 of its poor
+    /// villages): the villages recognised in `region` for `year`, by township, from the day of
+    /// the decision.
+    pub async fn village_notice_list(&self, year: Year, step: &str, region: &RegionCode) -> anyhow::Result<NoticeList> {
+        let flow = self.flow(RecordKind::Village);
+        let here = self.region().tier();
+        let posted_here = |s: &&jianka_shared::flow::Step| s.notice.is_some_and(|n| n.posted_at == here);
+        let wanted = Status::parse(step);
+        let Some(found) =
+            flow.steps().iter().filter(posted_here).find(|s| s.name == step.trim() || Some(s.status) == wanted)
+        else {
+            let names: Vec<&str> = flow.steps().iter().filter(posted_here).map(|s| s.name.as_str()).collect();
+            bail!(
+                "{step:?} is not a village notice posted at this hub's level ({here}) in the flow of {}: {}",
+                self.profile_name(),
+                if names.is_empty() { "it has none".to_string() } else { names.join(", ") }
+            );
+        };
+        if !self.region().contains(region) {
+            bail!("{region} is not a region of {}", self.region());
+        }
+        let days = found.notice.map_or(7, |n| n.days);
+        let mut by_township: BTreeMap<String, Vec<NoticeRow>> = BTreeMap::new();
+        for v in self.records_in(region, year).await? {
+            let recognised = matches!(
+                v.field("status").and_then(Status::parse),
+                Some(Status::CountyAnnounced | Status::ProvinceFiled)
+            );
+            if v.deleted || v.key.kind != RecordKind::Village || !recognised {
+                continue;
+            }
+            let Some(first) = v.fields.get("status").and_then(|f| day_of(f.1)) else { continue };
+            let n = |f: &str| v.field(f).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0);
+            let (population, poor) = (n("population"), n("poor_population"));
+            let incidence = if population == 0 { 0.0 } else { poor as f64 * 100.0 / population as f64 };
+            by_township.entry(v.key.id.get(..9).unwrap_or_default().to_string()).or_default().push(NoticeRow::village(
+                (v.key.id.clone(), v.field("name").unwrap_or("").to_string()),
+                (n("households"), n("poor_households"), poor),
+                incidence,
+                (first, first + chrono::Duration::days(i64::from(days) - 1)),
+            ));
+        }
+        let cfg = &self.config().notice;
+        Ok(NoticeList {
+            title: format!("{year}年 {region} 贫困村名单 ({})", found.name),
+            step: found.name.clone(),
+            posted_by: cfg.posted_by.clone().unwrap_or_else(|| format!("{} 扶贫开发领导小组", self.region())),
+            objections_to: cfg.objections_to.clone().unwrap_or_else(|| format!("{} 扶贫开发办公室", self.region())),
+            of: Listed::Villages,
+            villages: by_township
+                .into_iter()
+                .map(|(code, rows)| VillageSection { name: code.clone(), code, rows })
                 .collect(),
         })
     }

@@ -121,6 +121,7 @@ pub enum Command {
     ///
     /// Example: jianka-node notice --step 村公示 --village 420322105200 --format html --out 村公示.html
     ///          jianka-node notice --step 乡镇公示 --format csv --encoding gbk --out 乡镇公示.csv
+    ///          jianka-node notice --step 乡镇公示 --villages --out 贫困村公示.html
     #[command(verbatim_doc_comment)]
     Notice {
         /// The notice step, by its name in the profile's flow (村公示) or its status (VillageNotice).
@@ -129,6 +130,9 @@ pub enum Command {
         /// Only this village (12-digit code).
         #[arg(long)]
         village: Option<String>,
+        /// The list of poor villages at a notice step of the village flow (乡镇公示 of the 贫困村).
+        #[arg(long, conflicts_with = "village")]
+        villages: bool,
         #[arg(long, value_enum, default_value = "html")]
         format: NoticeFormat,
         /// For CSV: utf-8 or gbk.

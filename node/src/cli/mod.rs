@@ -300,11 +300,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
             rt.block_on(daemon::run(node, daemon::shutdown_signal()))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Notice { step, village, format, encoding, out, year } => {
+        Command::Notice { step, village, villages, format, encoding, out, year } => {
             let node = open(&cli.config, clock)?;
             let y = year_in_force(&node, year.year);
-            let flow = node.cfg.household_flow().map_err(bad)?;
-            let list = crate::notice::notice_list(&node, y, &step, village.as_deref(), &flow)?;
+            let list = if villages {
+                let flow = node.cfg.village_flow().map_err(bad)?;
+                crate::notice::village_notice_list(&node, y, &step, &flow)?
+            } else {
+                let flow = node.cfg.household_flow().map_err(bad)?;
+                crate::notice::notice_list(&node, y, &step, village.as_deref(), &flow)?
+            };
             let bytes = match format {
                 args::NoticeFormat::Csv => {
                     let enc: jianka_publish::Encoding =
@@ -315,13 +320,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 args::NoticeFormat::Html => jianka_publish::to_html(&list).into_bytes(),
             };
             std::fs::write(&out, bytes).with_context(|| format!("cannot write {}", out.display()))?;
-            outln!(
-                "{}: {} households of {} villages written to {}",
-                list.title,
-                list.len(),
-                list.villages.len(),
-                out.display()
-            )?;
+            let what = if villages {
+                format!("{} villages", list.len())
+            } else {
+                format!("{} households of {} villages", list.len(), list.villages.len())
+            };
+            outln!("{}: {what} written to {}", list.title, out.display())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Export { village, format, encoding, with_id_numbers, out, year } => {
