@@ -81,6 +81,7 @@ fn households(village_prefix: &str, count: usize, members: usize, salt: u64, sta
                 helper_name: "张".into(),
                 helper_unit: "扶贫办".into(),
                 helper_phone: "0719-0000000".into(),
+                helper_since: String::new(),
                 status,
                 members: ms,
                 facts: Default::default(),

@@ -30,6 +30,8 @@ pub enum Col {
     HelperName,
     HelperUnit,
     HelperPhone,
+    /// 帮扶责任人 from when (YYYY-MM-DD); optional.
+    HelperSince,
     // The facts a profile's eligibility rules read (seed 003 登记表), optional everywhere.
     HasCar,
     BoughtHousing,
@@ -41,7 +43,7 @@ pub enum Col {
 }
 
 impl Col {
-    pub const ALL: [Col; 33] = [
+    pub const ALL: [Col; 34] = [
         Col::Village,
         Col::Number,
         Col::Name,
@@ -75,6 +77,7 @@ impl Col {
         Col::SpendingIllness,
         Col::SpendingSchooling,
         Col::SpendingDisaster,
+        Col::HelperSince,
     ];
 
     /// The eligibility facts: yes/no columns, then amounts in yuan.
@@ -120,6 +123,7 @@ impl Col {
             Col::HelperName => ("帮扶责任人", "helper_name"),
             Col::HelperUnit => ("帮扶单位", "helper_unit"),
             Col::HelperPhone => ("帮扶人电话", "helper_phone"),
+            Col::HelperSince => ("帮扶起始日期", "helper_since"),
             Col::HasCar => ("是否有轿车", "has_car"),
             Col::BoughtHousing => ("是否购置商品房或门面房", "bought_housing"),
             Col::ChildrenCanSupport => ("子女是否有赡养能力", "children_can_support"),
@@ -147,6 +151,7 @@ impl Col {
                 | Col::HelperName
                 | Col::HelperUnit
                 | Col::HelperPhone
+                | Col::HelperSince
         ) || Col::FACTS.contains(&self)
     }
 
@@ -171,6 +176,7 @@ impl Col {
                 | Col::HelperName
                 | Col::HelperUnit
                 | Col::HelperPhone
+                | Col::HelperSince
         ) || Col::FACTS.contains(&self)
     }
 
@@ -211,6 +217,7 @@ impl Col {
             Col::HelperName => "helper_name",
             Col::HelperUnit => "helper_unit",
             Col::HelperPhone => "helper_phone",
+            Col::HelperSince => "helper_since",
             // The eligibility facts are stored under their English alias.
             fact => fact.names().1,
         }

@@ -123,6 +123,8 @@ pub struct Household {
     pub helper_name: String,
     pub helper_unit: String,
     pub helper_phone: String,
+    /// 帮扶责任人 from when (YYYY-MM-DD), or empty.
+    pub helper_since: String,
     pub status: Status,
     pub members: Vec<Member>,
     /// The facts the profile's eligibility rules read (seed 003 登记表: 是否有轿车, 因病支出, …),
@@ -248,6 +250,9 @@ impl Household {
         put("helper_name", self.helper_name.clone());
         put("helper_unit", self.helper_unit.clone());
         put("helper_phone", self.helper_phone.clone());
+        if !self.helper_since.is_empty() {
+            put("helper_since", self.helper_since.clone());
+        }
         put("status", format!("{:?}", self.status));
         put("members", self.members.len().to_string());
         for (k, v) in &self.facts {
@@ -300,6 +305,7 @@ impl Household {
             helper_name: get("helper_name")?.to_string(),
             helper_unit: get("helper_unit")?.to_string(),
             helper_phone: get("helper_phone")?.to_string(),
+            helper_since: field("helper_since").unwrap_or("").to_string(),
             status: Status::parse(get("status")?).ok_or("bad status")?,
             members: ms,
             facts: crate::eligibility::FACT_FIELDS
@@ -470,6 +476,7 @@ pub(crate) mod tests {
             helper_name: "张帮扶".into(),
             helper_unit: "郧西县扶贫办".into(),
             helper_phone: "0719-0000000".into(),
+            helper_since: String::new(),
             status: Status::Applied,
             members: vec![head, spouse],
             facts: BTreeMap::new(),

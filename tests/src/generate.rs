@@ -181,6 +181,7 @@ impl Generator {
             ),
             helper_unit: "县扶贫开发办公室".into(),
             helper_phone: format!("0719-{:07}", self.rng.random_range(0..10_000_000)),
+            helper_since: String::new(),
             status,
             members,
             facts: Default::default(),

@@ -41,6 +41,9 @@ fn register(seed: u64, n: u32) -> Vec<Household> {
             }
             h.phone = format!("139{:08}", s % 100_000_000);
             h.bank_account = format!("6217{:015}", s % 1_000_000_000_000_000);
+            if !s.is_multiple_of(2) {
+                h.helper_since = "2014-05-10".into();
+            }
             let yes = |k: u64| if (s >> k) & 1 == 1 { "是" } else { "否" };
             for (k, f) in ["has_car", "bought_housing", "children_can_support", "away_from_village"].iter().enumerate()
             {
@@ -59,6 +62,7 @@ fn write_file(path: &Path, hs: &[Household]) {
     let mut w = csv::Writer::from_path(path).unwrap();
     let mut header: Vec<&str> = HEADERS.to_vec();
     header.extend(FACTS);
+    header.push("帮扶起始日期");
     w.write_record(&header).unwrap();
     let fields = [
         "has_car",
@@ -76,6 +80,7 @@ fn write_file(path: &Path, hs: &[Household]) {
             row.extend(
                 fields.iter().map(|f| if head { h.facts.get(*f).cloned().unwrap_or_default() } else { String::new() }),
             );
+            row.push(if head { h.helper_since.clone() } else { String::new() });
             w.write_record(&row).unwrap();
         }
     }
@@ -237,7 +242,7 @@ fn rows_by_id(path: &Path) -> std::collections::BTreeMap<String, Vec<(String, St
 }
 
 /// The household's columns, written on its head's row.
-const HOUSEHOLD_COLUMNS: [&str; 13] = [
+const HOUSEHOLD_COLUMNS: [&str; 14] = [
     "贫困户属性",
     "识别标准",
     "主要致贫原因",
@@ -251,6 +256,7 @@ const HOUSEHOLD_COLUMNS: [&str; 13] = [
     "帮扶责任人",
     "帮扶单位",
     "帮扶人电话",
+    "帮扶起始日期",
 ];
 
 /// The export holds every cell of the original file: the member's own columns on every row, the

@@ -329,6 +329,7 @@ pub fn household(village: &str, no: u32, n: usize, salt: u32, status: Status) ->
         helper_name: "张".into(),
         helper_unit: "扶贫办".into(),
         helper_phone: "0719-0000000".into(),
+        helper_since: String::new(),
         status,
         members,
         facts: Default::default(),

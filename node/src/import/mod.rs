@@ -432,6 +432,7 @@ fn placeholder(year: Year) -> Household {
         helper_name: String::new(),
         helper_unit: String::new(),
         helper_phone: String::new(),
+        helper_since: String::new(),
         status: Status::Applied,
         members: vec![],
         facts: Default::default(),
@@ -660,6 +661,13 @@ fn parse_household_facts(r: &Row) -> Result<Household, CellErrors> {
     h.helper_name = r.get(Col::HelperName).into();
     h.helper_unit = r.get(Col::HelperUnit).into();
     h.helper_phone = r.get(Col::HelperPhone).into();
+    match r.get(Col::HelperSince).trim() {
+        "" => {}
+        d => match chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d") {
+            Ok(d) => h.helper_since = d.to_string(),
+            Err(_) => errs.push((Col::HelperSince, format!("{d:?} is not a date (YYYY-MM-DD)"))),
+        },
+    }
     // Eligibility facts, where the file has them: 是/否 as the form writes it, amounts in yuan.
     for col in Col::FACTS {
         let cell = r.get(col).trim();
