@@ -4,10 +4,10 @@
 use crate::clock::Clock;
 use crate::config::{self};
 use crate::edit::Refused;
-use crate::import::{ImportOptions, VillageInput};
+use crate::import::ImportOptions;
 use crate::node::Node;
 use crate::progress::Progress;
-use crate::store::{Capture, WriteError};
+use crate::store::WriteError;
 use crate::{adjust, bundle, daemon, edit, import, report, sync, vocabulary, workflow};
 use anyhow::{Context, Result};
 use jianka_keyfile::Keypair;
@@ -21,6 +21,8 @@ use std::path::Path;
 use std::process::ExitCode;
 
 mod args;
+mod files;
+mod registers;
 pub use args::*;
 
 /// Runs the CLI and maps errors to exit codes.
@@ -170,8 +172,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(if r.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(2) })
         }
-        Command::Village(cmd) => village(cmd, &cli.config, clock),
-        Command::Household(cmd) => household(cmd, &cli.config, clock),
+        Command::Village(cmd) => registers::village(cmd, &cli.config, clock),
+        Command::Household(cmd) => registers::household(cmd, &cli.config, clock),
         Command::Member(cmd) => {
             let mut node = open(&cli.config, clock)?;
             let n = match cmd {
@@ -302,60 +304,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Notice { step, village, villages, format, encoding, out, year } => {
             let node = open(&cli.config, clock)?;
-            let y = year_in_force(&node, year.year);
-            let list = if villages {
-                let flow = node.cfg.village_flow().map_err(bad)?;
-                crate::notice::village_notice_list(&node, y, &step, &flow)?
-            } else {
-                let flow = node.cfg.household_flow().map_err(bad)?;
-                crate::notice::notice_list(&node, y, &step, village.as_deref(), &flow)?
-            };
-            let bytes = match format {
-                args::NoticeFormat::Csv => {
-                    let enc: jianka_publish::Encoding =
-                        encoding.parse().map_err(|e: String| bad(anyhow::anyhow!(e)))?;
-                    jianka_publish::to_csv(&list, enc)?
-                }
-                args::NoticeFormat::Xlsx => jianka_publish::to_xlsx(&list)?,
-                args::NoticeFormat::Html => jianka_publish::to_html(&list).into_bytes(),
-            };
-            std::fs::write(&out, bytes).with_context(|| format!("cannot write {}", out.display()))?;
-            let what = if villages {
-                format!("{} villages", list.len())
-            } else {
-                format!("{} households of {} villages", list.len(), list.villages.len())
-            };
-            outln!("{}: {what} written to {}", list.title, out.display())?;
-            Ok(ExitCode::SUCCESS)
+            let what =
+                files::NoticeArgs { step: &step, village: village.as_deref(), villages, format, encoding: &encoding };
+            files::notice(&node, what, &out, year.year)
         }
         Command::Export { village, format, encoding, with_id_numbers, out, year } => {
             let node = open(&cli.config, clock)?;
-            let y = year_in_force(&node, year.year);
-            let reg = crate::export::register(&node, y, village.as_deref(), with_id_numbers)?;
-            let table = jianka_publish::Table {
-                headers: &reg.headers,
-                rows: &reg.rows,
-                note: with_id_numbers.then_some(crate::export::INTERNAL),
-            };
-            let bytes = match format {
-                args::TableFormat::Csv => {
-                    let enc: jianka_publish::Encoding =
-                        encoding.parse().map_err(|e: String| bad(anyhow::anyhow!(e)))?;
-                    jianka_publish::table_csv(&table, enc)?
-                }
-                args::TableFormat::Xlsx => jianka_publish::table_xlsx(&table, &format!("扶贫手册{y}"))?,
-            };
-            std::fs::write(&out, bytes).with_context(|| format!("cannot write {}", out.display()))?;
-            let what = if with_id_numbers { "internal: identity numbers in full" } else { "identity numbers masked" };
-            outln!(
-                "{} households ({} members) of {y} written to {} ({what})",
-                reg.households,
-                reg.rows.len(),
-                out.display()
-            )?;
-            Ok(ExitCode::SUCCESS)
+            files::export(&node, (village.as_deref(), with_id_numbers), (format, &encoding), &out, year.year)
         }
-        Command::Assistance(cmd) => assistance_cmd(cmd, &cli.config, clock),
+        Command::Assistance(cmd) => files::assistance(cmd, &cli.config, clock),
         Command::ExportBundle { out } => {
             let mut node = open(&cli.config, clock)?;
             let r = bundle::export_bundle(&mut node, &out, Progress::on_terminal(false))?;
@@ -481,144 +438,6 @@ pub fn init(dir: &Path, township: &str, hub: &str, profile: Option<&Path>) -> Re
     Ok(ExitCode::SUCCESS)
 }
 
-fn village(cmd: VillageCmd, config: &Path, clock: Clock) -> Result<ExitCode> {
-    let mut node = open(config, clock)?;
-    match cmd {
-        VillageCmd::Add {
-            code,
-            name,
-            households,
-            population,
-            poor_households,
-            poor_population,
-            income_per_capita,
-            collective_income,
-            year,
-        } => {
-            let y = year_in_force(&node, year);
-            let input = VillageInput {
-                code: &code,
-                name: &name,
-                households: &households,
-                population: &population,
-                poor_households: &poor_households,
-                poor_population: &poor_population,
-                income_per_capita: &income_per_capita,
-                collective_income: &collective_income,
-            };
-            let v = import::parse_village(&input, y, node.township()).map_err(|errs| {
-                Refused(errs.into_iter().map(|(c, r)| format!("{c}: {r}")).collect::<Vec<_>>().join("; "))
-            })?;
-            let township = node.township().clone();
-            let tx = node.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let mut cap = Capture::begin(&tx, &township, node.clock)?;
-            let n = import::write_village(&tx, &mut cap, &v)?;
-            cap.finish(&tx)?;
-            tx.commit()?;
-            outln!("village {} ({}): {n} field(s) written", v.code, v.name)?;
-            Ok(ExitCode::SUCCESS)
-        }
-        VillageCmd::Advance { code, date, year } => {
-            let y = year_in_force(&node, year);
-            let flow = node.cfg.village_flow().map_err(bad)?;
-            let today = node.clock.today();
-            let (from, to) = crate::village_flow::advance_village(&mut node, y, &code, date.unwrap_or(today), &flow)?;
-            outln!("village {code}: {}", vocabulary::step_in(&flow, from, to))?;
-            Ok(ExitCode::SUCCESS)
-        }
-        VillageCmd::Import { file, dry_run, year, json } => {
-            let y = year_in_force(&node, year);
-            let r = import::import_villages(&mut node, &file, y, dry_run).map_err(bad)?;
-            if json {
-                print_json(&r)?;
-            } else {
-                for e in &r.errors {
-                    errln!("{e}")?;
-                }
-                outln!(
-                    "{}{}: {} rows, {} imported, {} refused, {} changed",
-                    if dry_run { "DRY RUN " } else { "" },
-                    r.file,
-                    r.rows,
-                    r.imported,
-                    r.refused,
-                    r.records_changed
-                )?;
-            }
-            Ok(if r.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(2) })
-        }
-    }
-}
-
-fn household(cmd: HouseholdCmd, config: &Path, clock: Clock) -> Result<ExitCode> {
-    let mut node = open(config, clock)?;
-    match cmd {
-        HouseholdCmd::Show { id, year, json, full } => {
-            let y = year_in_force(&node, year.year);
-            let (rec, members) = edit::load_household(&node.conn, y, &id)?;
-            let mask = |k: &str, v: &str| -> String {
-                if !full && matches!(k, "bank_account" | "phone" | "helper_phone") {
-                    jianka_shared::id_number::mask(v)
-                } else {
-                    v.to_string()
-                }
-            };
-            let show_id = |s: &str| if full { s.to_string() } else { jianka_shared::id_number::mask(s) };
-            if json {
-                let v = serde_json::json!({
-                    "id": rec.key.id,
-                    "year": y,
-                    "fields": rec.fields.iter().map(|(k, v)| (k.clone(), mask(k, v))).collect::<std::collections::BTreeMap<_, _>>(),
-                    "members": members.iter().map(|m| serde_json::json!({"id_number": show_id(&m.key.id), "fields": m.fields})).collect::<Vec<_>>(),
-                });
-                print_json(&v)?;
-            } else {
-                outln!("household {} (year {y})", rec.key.id)?;
-                for (k, v) in &rec.fields {
-                    let shown = if k == "status" { vocabulary::stored_status(v) } else { mask(k, v) };
-                    outln!("  {k}: {shown}")?;
-                }
-                for m in &members {
-                    outln!(
-                        "  member {} {} {} {}",
-                        show_id(&m.key.id),
-                        m.fields.get("name").map(String::as_str).unwrap_or(""),
-                        m.fields.get("relation").map(String::as_str).unwrap_or(""),
-                        m.fields.get("sex").map(String::as_str).unwrap_or("")
-                    )?;
-                }
-            }
-        }
-        HouseholdCmd::List { year, json } => {
-            let y = year_in_force(&node, year.year);
-            let rows: Vec<(String, String, String)> =
-                crate::store::records(&node.conn, jianka_shared::RecordKind::Household, y)?
-                    .into_iter()
-                    .map(|r| {
-                        let st = r.fields.get("status").cloned().unwrap_or_default();
-                        // The deciding tier's word: the county's, or the township's own (镇级审定).
-                        let dec = r.fields.get("county.decision").or_else(|| r.fields.get(workflow::TOWNSHIP_DECISION));
-                        let dec = dec.cloned().unwrap_or_default();
-                        (r.key.id, st, dec)
-                    })
-                    .collect();
-            if json {
-                print_json(&rows)?;
-            } else {
-                for (id, st, dec) in rows {
-                    outln!("{id}\t{}\t{dec}", vocabulary::stored_status(&st))?;
-                }
-            }
-        }
-        HouseholdCmd::Edit { id, sets, year } => {
-            let y = year_in_force(&node, year.year);
-            let n = edit::household_edit(&mut node, y, &id, &sets)?;
-            outln!("{n} change(s) queued")?;
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
 fn adjust_cmd(cmd: AdjustCmd, config: &Path, clock: Clock) -> Result<ExitCode> {
     let mut node = open(config, clock)?;
     let today = clock.today();
@@ -684,60 +503,4 @@ fn adjust_cmd(cmd: AdjustCmd, config: &Path, clock: Clock) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn assistance_cmd(cmd: AssistanceCmd, config: &Path, clock: Clock) -> Result<ExitCode> {
-    let mut node = open(config, clock)?;
-    match cmd {
-        AssistanceCmd::Import { file, dry_run, json, year } => {
-            let y = year_in_force(&node, year.year);
-            let r = crate::assistance::import(&mut node, &file, y, dry_run).map_err(bad)?;
-            if json {
-                print_json(&r)?;
-            } else {
-                for e in &r.errors {
-                    errln!("{e}")?;
-                }
-                outln!(
-                    "{}{}: {} rows, {} imported, {} refused, {} changed",
-                    if dry_run { "DRY RUN " } else { "" },
-                    r.file,
-                    r.rows,
-                    r.imported,
-                    r.refused,
-                    r.records_changed
-                )?;
-            }
-            Ok(if r.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(2) })
-        }
-        AssistanceCmd::Add { sets, year } => {
-            let y = year_in_force(&node, year.year);
-            let mut cells = std::collections::BTreeMap::new();
-            for s in &sets {
-                let Some((k, v)) = s.split_once('=') else {
-                    return Err(bad(anyhow::anyhow!("--set {s:?}: write 列名=值, e.g. --set 部分=帮扶措施")));
-                };
-                cells.insert(k.trim().to_string(), v.to_string());
-            }
-            let key = crate::assistance::add(&mut node, y, &cells)?;
-            outln!("entry {key} queued")?;
-            Ok(ExitCode::SUCCESS)
-        }
-        AssistanceCmd::Export { format, encoding, out, year } => {
-            let y = year_in_force(&node, year.year);
-            let (headers, rows) = crate::assistance::export_rows(&node, y)?;
-            let table = jianka_publish::Table { headers: &headers, rows: &rows, note: None };
-            let bytes = match format {
-                args::TableFormat::Csv => {
-                    let enc: jianka_publish::Encoding =
-                        encoding.parse().map_err(|e: String| bad(anyhow::anyhow!(e)))?;
-                    jianka_publish::table_csv(&table, enc)?
-                }
-                args::TableFormat::Xlsx => jianka_publish::table_xlsx(&table, &format!("帮扶记录{y}"))?,
-            };
-            std::fs::write(&out, bytes).with_context(|| format!("cannot write {}", out.display()))?;
-            outln!("{} entries of {y} written to {}", rows.len(), out.display())?;
-            Ok(ExitCode::SUCCESS)
-        }
-    }
 }
