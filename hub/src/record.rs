@@ -10,9 +10,7 @@ use jianka_shared::{Record, RecordKey, RecordKind, RegionCode, Year};
 pub(crate) type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 pub(crate) type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
-pub const DECISION_ADMIT: &str = "认定";
-
-pub const DECISION_REFUSE: &str = "不予认定";
+pub use jianka_shared::record::{DECISION_ADMIT, DECISION_REFUSE};
 
 /// The storage key of a record: `kind/year/id`.
 pub fn storage_key(k: &RecordKey) -> String {

@@ -204,6 +204,29 @@ async fn references_stay_inside_the_senders_region(pg: bool) {
     assert!(rej.iter().any(|x| x.key.kind == RecordKind::Member && x.reason == RejectReason::NotAuthorised), "{rej:?}");
     assert!(rej.iter().any(|x| x.key.kind == RecordKind::Household && x.message.contains("agree")), "{rej:?}");
     assert_eq!(s.county.hub.digest(&r(B), 2014).await.unwrap().digest, before.digest);
+    // 帮扶 entries (the handbook's parts 4–6) keyed in B's household, naming it from A's key, or
+    // with a malformed key: refused; A's own entry goes in.
+    let entry = |id: &str, household: &str| {
+        let key = jianka_shared::RecordKey::new(RecordKind::Assistance, 2014, id);
+        upsert(key, &[("household", household), ("part", "帮扶措施"), ("measures", "产业")], 25)
+    };
+    let own = format!("{}/M1", planted.id());
+    let ops = vec![
+        entry(&format!("{}/M1", victim.id()), &victim.id()),
+        entry(&format!("{}/M2", planted.id()), &victim.id()),
+        entry(&format!("{}/X1", planted.id()), &planted.id()),
+        entry(&own, &planted.id()),
+    ];
+    let (_, rej) = accepted(&a.push(ops).await);
+    assert_eq!(rej.len(), 3, "{rej:?}");
+    assert!(
+        rej.iter().any(|x| x.key.id.starts_with(&victim.id()) && x.reason == RejectReason::NotAuthorised),
+        "{rej:?}"
+    );
+    assert!(rej.iter().any(|x| x.key.id.ends_with("/M2") && x.message.contains("does not agree")), "{rej:?}");
+    assert!(rej.iter().any(|x| x.key.id.ends_with("/X1") && x.message.contains("<P|M|R>")), "{rej:?}");
+    assert!(!rej.iter().any(|x| x.key.id == own), "{rej:?}");
+    assert_eq!(s.county.hub.digest(&r(B), 2014).await.unwrap().digest, before.digest);
     // B's household still goes through 县复审 on its own members.
     let (_, rej) = accepted(&b.push(vec![upsert(hkey(&victim.id()), &[("status", "CountyReview")], 30)]).await);
     assert!(rej.is_empty(), "{rej:?}");

@@ -231,7 +231,7 @@ async fn where_the_township_decides_the_district_cannot_and_only_files(pg: bool)
         _ => false,
     });
     assert!(heard, "the township hears its households filed");
-    // The province files nothing under this flow: filing is the district's.
-    let err = s.province.hub.file_announced(2014, &r("420322")).await;
-    assert!(err.is_err() || s.province.hub.profile().is_none_or(|p| p.name != "miyun-2016"));
+    // The district files its own townships only.
+    let err = s.county.hub.file_announced(2014, &r("420323")).await.unwrap_err();
+    assert!(format!("{err:#}").contains("420323 is not a region of 420322"), "{err:#}");
 }

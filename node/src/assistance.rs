@@ -4,7 +4,7 @@
 //! and exported in the same columns.
 
 use crate::edit::refuse;
-use crate::import::RowError;
+use crate::import::{RowError, RowsReport};
 use crate::node::Node;
 use crate::store::{self, Capture};
 use crate::table;
@@ -12,20 +12,8 @@ use anyhow::{Result, bail};
 use jianka_shared::Year;
 use jianka_shared::assistance::{Entry, headers};
 use jianka_shared::record::{RecordKey, RecordKind};
-use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-
-#[derive(Debug, Default, Serialize)]
-pub struct AssistanceReport {
-    pub file: String,
-    pub rows: usize,
-    pub imported: usize,
-    pub refused: usize,
-    pub records_changed: usize,
-    pub dry_run: bool,
-    pub errors: Vec<RowError>,
-}
 
 /// Whether the node holds household `id` of `year`.
 fn holds_household(node: &Node, year: Year, id: &str) -> Result<bool> {
@@ -34,7 +22,7 @@ fn holds_household(node: &Node, year: Year, id: &str) -> Result<bool> {
 
 /// Imports a 帮扶 file into `year`; a row with a problem is refused (named by line and column),
 /// the rest go in one transaction.
-pub fn import(node: &mut Node, path: &Path, year: Year, dry_run: bool) -> Result<AssistanceReport> {
+pub fn import(node: &mut Node, path: &Path, year: Year, dry_run: bool) -> Result<RowsReport> {
     let file = path.display().to_string();
     let t = table::read(path)?;
     let cols: HashMap<&str, usize> =
@@ -44,7 +32,7 @@ pub fn import(node: &mut Node, path: &Path, year: Year, dry_run: bool) -> Result
     if !missing.is_empty() {
         bail!("{file}:1: the header lacks {} (帮扶记录: {})", missing.join(", "), headers().join(","));
     }
-    let mut report = AssistanceReport { file: file.clone(), rows: t.rows.len(), dry_run, ..Default::default() };
+    let mut report = RowsReport { file: file.clone(), rows: t.rows.len(), dry_run, ..Default::default() };
     let mut entries = Vec::new();
     let mut seen: HashMap<String, u64> = HashMap::new();
     for (line, cells) in &t.rows {

@@ -15,21 +15,17 @@ use jianka_shared::labels::Relation;
 use jianka_shared::{RecordKind, Tier, Year};
 use std::collections::BTreeMap;
 
-/// The township's notice steps of `flow`: those with a notice the township posts.
-fn township_notices(flow: &Flow) -> impl Iterator<Item = &jianka_shared::flow::Step> {
-    flow.steps().iter().filter(|s| s.tier == Tier::Township && s.notice.is_some())
-}
-
 /// The list of the notice step named `step` (its name in the flow, 村公示, or its status,
 /// VillageNotice) for `year`, optionally of one village.
 pub fn notice_list(node: &Node, year: Year, step: &str, village: Option<&str>, flow: &Flow) -> Result<NoticeList> {
-    let wanted = Status::parse(step);
-    let Some(found) = township_notices(flow).find(|s| s.name == step.trim() || Some(s.status) == wanted) else {
-        let names: Vec<&str> = township_notices(flow).map(|s| s.name.as_str()).collect();
-        return refuse(format!(
-            "{step:?} is not a notice the township posts in this profile's flow ({})",
-            names.join(", ")
-        ));
+    let found = match flow.find_notice(step, |s| s.tier == Tier::Township) {
+        Ok(found) => found,
+        Err(names) => {
+            return refuse(format!(
+                "{step:?} is not a notice the township posts in this profile's flow ({})",
+                names.join(", ")
+            ));
+        }
     };
     let days = found.notice.map_or(7, |n| n.days);
     let village_names: BTreeMap<String, String> = store::records(&node.conn, RecordKind::Village, year)?
@@ -85,13 +81,14 @@ pub fn notice_list(node: &Node, year: Year, step: &str, village: Option<&str>, f
 /// The list of the village flow's notice step `step` (乡镇公示 of the poor villages) for `year`:
 /// the villages now at that step, with their figures and the notice's days, in one section.
 pub fn village_notice_list(node: &Node, year: Year, step: &str, flow: &Flow) -> Result<NoticeList> {
-    let wanted = Status::parse(step);
-    let Some(found) = township_notices(flow).find(|s| s.name == step.trim() || Some(s.status) == wanted) else {
-        let names: Vec<&str> = township_notices(flow).map(|s| s.name.as_str()).collect();
-        return refuse(format!(
-            "{step:?} is not a notice the township posts in this profile's village flow ({})",
-            names.join(", ")
-        ));
+    let found = match flow.find_notice(step, |s| s.tier == Tier::Township) {
+        Ok(found) => found,
+        Err(names) => {
+            return refuse(format!(
+                "{step:?} is not a notice the township posts in this profile's village flow ({})",
+                names.join(", ")
+            ));
+        }
     };
     let days = found.notice.map_or(7, |n| n.days);
     let mut rows = Vec::new();
@@ -101,12 +98,9 @@ pub fn village_notice_list(node: &Node, year: Year, step: &str, flow: &Flow) -> 
         }
         let Some(first) = notice_start(&node.conn, year, &v.key.id, found.status)? else { continue };
         let n = |f: &str| v.fields.get(f).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0);
-        let (population, poor) = (n("population"), n("poor_population"));
-        let incidence = if population == 0 { 0.0 } else { poor as f64 * 100.0 / population as f64 };
         rows.push(NoticeRow::village(
             (v.key.id.clone(), v.fields.get("name").cloned().unwrap_or_default()),
-            (n("households"), n("poor_households"), poor),
-            incidence,
+            (n("households"), n("poor_households"), n("population"), n("poor_population")),
             (first, first + chrono::Duration::days(i64::from(days) - 1)),
         ));
     }

@@ -13,7 +13,9 @@ use chrono::NaiveDate;
 use jianka_shared::domain::Status;
 use jianka_shared::eligibility::{self, Assessment};
 use jianka_shared::flow::Flow;
+use jianka_shared::record::{DECISION_ADMIT, DECISION_REFUSE};
 use jianka_shared::record::{RecordKey, RecordKind};
+pub use jianka_shared::record::{TOWNSHIP_DECISION, TOWNSHIP_REASON};
 use jianka_shared::{Tier, Year};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
@@ -315,13 +317,6 @@ fn admitted_by_rules(to: Status) -> Vec<(String, String)> {
     }
     vec![(TOWNSHIP_DECISION.into(), DECISION_ADMIT.into()), (TOWNSHIP_REASON.into(), "符合认定标准".into())]
 }
-
-/// The township's decision field (认定 / 不予认定) and its reason, where the profile's flow lets
-/// the township decide; the county checks an admission against the profile's rules.
-pub const TOWNSHIP_DECISION: &str = "township.decision";
-pub const TOWNSHIP_REASON: &str = "township.reason";
-const DECISION_ADMIT: &str = "认定";
-const DECISION_REFUSE: &str = "不予认定";
 
 /// The township decides one household by hand (seed 003's 镇级审定), for `reason`: admits one
 /// the rules leave to the deciding tier (酌情纳入) or one the rules admit, or refuses it

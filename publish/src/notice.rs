@@ -66,13 +66,14 @@ impl NoticeRow {
         }
     }
 
-    /// A poor village: its figures (households, poor households and people, incidence in per cent).
+    /// A poor village: its figures (households, poor households, population, poor people) and its
+    /// incidence (贫困发生率) in per cent.
     pub fn village(
         (code, name): (impl Into<String>, impl Into<String>),
-        (households, poor_households, poor_population): (u64, u64, u64),
-        incidence_percent: f64,
+        (households, poor_households, population, poor_population): (u64, u64, u64, u64),
         (first_day, last_day): (NaiveDate, NaiveDate),
     ) -> NoticeRow {
+        let incidence_percent = if population == 0 { 0.0 } else { poor_population as f64 * 100.0 / population as f64 };
         NoticeRow {
             cells: vec![
                 code.into(),

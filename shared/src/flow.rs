@@ -79,6 +79,11 @@ fn parse_tier(key: &str, value: &str) -> Result<Tier, String> {
     })
 }
 
+/// A step of a built-in flow.
+fn step(name: &str, status: Status, tier: Tier, handed_in_by: Option<Tier>, notice: Option<Notice>) -> Step {
+    Step { name: name.into(), status, tier, handed_in_by, notice }
+}
+
 impl Flow {
     /// The households' flow of the 2014 national method (seed 000), with notices of `days`.
     pub fn national_households(days: u32) -> Flow {
@@ -86,13 +91,6 @@ impl Flow {
         use Tier::*;
         let n = |d| Some(Notice { days: d, posted_at: Village });
         let t = |d| Some(Notice { days: d, posted_at: Township });
-        let step = |name: &str, status, tier, handed_in_by, notice| Step {
-            name: name.into(),
-            status,
-            tier,
-            handed_in_by,
-            notice,
-        };
         Flow {
             decides: County,
             steps: vec![
@@ -112,13 +110,6 @@ impl Flow {
     pub fn national_villages(days: u32) -> Flow {
         use Status::*;
         use Tier::*;
-        let step = |name: &str, status, tier, handed_in_by, notice| Step {
-            name: name.into(),
-            status,
-            tier,
-            handed_in_by,
-            notice,
-        };
         Flow {
             decides: County,
             steps: vec![
@@ -166,6 +157,16 @@ impl Flow {
         let i = self.steps.iter().position(|x| x.status == from)?;
         let to = self.steps.get(i + 1)?;
         Some((to.status, self.owner(to.status)?))
+    }
+
+    /// The notice step named `step` (its name in the flow, 村公示, or its status, VillageNotice)
+    /// among the notices `posted` picks; otherwise the names of those notices, for the refusal.
+    pub fn find_notice(&self, step: &str, posted: impl Fn(&Step) -> bool) -> Result<&Step, Vec<&str>> {
+        let notices = || self.steps.iter().filter(|s| s.notice.is_some() && posted(s));
+        let wanted = Status::parse(step);
+        notices()
+            .find(|s| s.name == step.trim() || Some(s.status) == wanted)
+            .ok_or_else(|| notices().map(|s| s.name.as_str()).collect())
     }
 
     /// The days of the public notice that runs at `s`.

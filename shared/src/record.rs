@@ -96,6 +96,15 @@ pub struct Record {
 /// Which tier owns a field: its writes win over a lower tier's stale edits (ARCHITECTURE.md, "merge").
 /// County decisions are the fields named `county.*`, provincial filing `province.*`; the township
 /// owns every household and village fact.
+/// A decision's words, as the deciding tier records them.
+pub const DECISION_ADMIT: &str = "认定";
+pub const DECISION_REFUSE: &str = "不予认定";
+
+/// The township's own decision (认定 / 不予认定) and its reason, where the profile's flow lets the
+/// township decide (seed 003's 镇级审定); the county holds an admission to the profile's rules.
+pub const TOWNSHIP_DECISION: &str = "township.decision";
+pub const TOWNSHIP_REASON: &str = "township.reason";
+
 pub fn field_owner(field: &str) -> Tier {
     if field.starts_with("province.") {
         Tier::Province

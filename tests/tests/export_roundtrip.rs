@@ -6,6 +6,7 @@
 
 mod common;
 
+use jianka_shared::columns::Col;
 use jianka_shared::domain::{Household, Status};
 use jianka_shared::{Yuan, labels::Relation};
 use jianka_tests::generate::{Generator, HEADERS, member_row};
@@ -241,24 +242,6 @@ fn rows_by_id(path: &Path) -> std::collections::BTreeMap<String, Vec<(String, St
         .collect()
 }
 
-/// The household's columns, written on its head's row.
-const HOUSEHOLD_COLUMNS: [&str; 14] = [
-    "贫困户属性",
-    "识别标准",
-    "主要致贫原因",
-    "其他致贫原因",
-    "家庭年纯收入",
-    "人均纯收入",
-    "是否危房户",
-    "饮水困难",
-    "联系电话",
-    "开户银行账号",
-    "帮扶责任人",
-    "帮扶单位",
-    "帮扶人电话",
-    "帮扶起始日期",
-];
-
 /// The export holds every cell of the original file: the member's own columns on every row, the
 /// household's on its head's row (and nowhere else).
 fn same_as_the_original(original: &Path, export: &Path) {
@@ -270,7 +253,7 @@ fn same_as_the_original(original: &Path, export: &Path) {
         let head = row.iter().any(|(h, v)| h == "与户主关系" && v == "户主");
         for (h, v) in row {
             let got = *exported.get(h.as_str()).unwrap_or_else(|| panic!("column {h} missing"));
-            let household = HOUSEHOLD_COLUMNS.contains(&h.as_str()) || FACTS.contains(&h.as_str());
+            let household = Col::from_header(h).is_some_and(Col::household_level);
             let want = if household && !head { "" } else { v.as_str() };
             assert_eq!(got, want, "{h} of {} (head: {head})", jianka_shared::id_number::mask(id));
         }

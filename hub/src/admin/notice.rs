@@ -8,6 +8,7 @@ use anyhow::bail;
 use chrono::{NaiveDate, TimeZone};
 use jianka_publish::{Listed, NoticeList, NoticeRow, VillageSection};
 use jianka_shared::domain::Status;
+use jianka_shared::flow::Step;
 use jianka_shared::{IdNumber, RecordKind, RegionCode, Tier, Year};
 use std::collections::BTreeMap;
 
@@ -18,29 +19,31 @@ fn day_of(version: u64) -> Option<NaiveDate> {
 }
 
 impl Hub {
-    /// The list of the notice step `step` that this hub posts (a step of the household flow whose
-    /// notice is posted at this hub's level), for `region` (this hub's, or one below) and `year`.
-    pub async fn notice_list(&self, year: Year, step: &str, region: &RegionCode) -> anyhow::Result<NoticeList> {
-        let flow = self.flow(RecordKind::Household);
+    /// The notice step `step` of the `kind` flow that is posted at this hub's level, listing what
+    /// was recognised, for `region` inside this hub's.
+    fn posted_notice(&self, kind: RecordKind, step: &str, region: &RegionCode) -> anyhow::Result<&Step> {
         let here = self.region().tier();
-        let posted_here = |s: &&jianka_shared::flow::Step| s.notice.is_some_and(|n| n.posted_at == here);
-        let wanted = Status::parse(step);
-        let Some(found) =
-            flow.steps().iter().filter(posted_here).find(|s| s.name == step.trim() || Some(s.status) == wanted)
-        else {
-            let names: Vec<&str> = flow.steps().iter().filter(posted_here).map(|s| s.name.as_str()).collect();
-            bail!(
-                "{step:?} is not a notice posted at this hub's level ({here}) in the flow of {}: {}",
-                self.profile_name(),
-                if names.is_empty() { "it has none".to_string() } else { names.join(", ") }
-            );
-        };
+        let found = self.flow(kind).find_notice(step, |s| s.notice.is_some_and(|n| n.posted_at == here));
+        let found = found.map_err(|names| {
+            let have = if names.is_empty() { "it has none".to_string() } else { names.join(", ") };
+            anyhow::anyhow!(
+                "{step:?} is not a {kind} notice posted at this hub's level ({here}) in the flow of {}: {have}",
+                self.profile_name()
+            )
+        })?;
         if found.status != Status::CountyAnnounced {
             bail!("{} lists what was recognised; only the decision's notice is posted here", found.name);
         }
         if !self.region().contains(region) {
             bail!("{region} is not a region of {}", self.region());
         }
+        Ok(found)
+    }
+
+    /// The list of the notice step `step` that this hub posts (a step of the household flow whose
+    /// notice is posted at this hub's level), for `region` (this hub's, or one below) and `year`.
+    pub async fn notice_list(&self, year: Year, step: &str, region: &RegionCode) -> anyhow::Result<NoticeList> {
+        let found = self.posted_notice(RecordKind::Household, step, region)?;
         let days = found.notice.map_or(7, |n| n.days);
         let rows = self.records_in(region, year).await?;
         let live = |r: &&StoredRecord| !r.deleted;
@@ -76,7 +79,7 @@ impl Hub {
             ));
         }
         let cfg = &self.config().notice;
-        let office = match here {
+        let office = match self.region().tier() {
             Tier::County => "扶贫开发领导小组",
             _ => "扶贫开发办公室",
         };
@@ -101,23 +104,7 @@ impl Hub {
     /// villages): the villages recognised in `region` for `year`, by township, from the day of
     /// the decision.
     pub async fn village_notice_list(&self, year: Year, step: &str, region: &RegionCode) -> anyhow::Result<NoticeList> {
-        let flow = self.flow(RecordKind::Village);
-        let here = self.region().tier();
-        let posted_here = |s: &&jianka_shared::flow::Step| s.notice.is_some_and(|n| n.posted_at == here);
-        let wanted = Status::parse(step);
-        let Some(found) =
-            flow.steps().iter().filter(posted_here).find(|s| s.name == step.trim() || Some(s.status) == wanted)
-        else {
-            let names: Vec<&str> = flow.steps().iter().filter(posted_here).map(|s| s.name.as_str()).collect();
-            bail!(
-                "{step:?} is not a village notice posted at this hub's level ({here}) in the flow of {}: {}",
-                self.profile_name(),
-                if names.is_empty() { "it has none".to_string() } else { names.join(", ") }
-            );
-        };
-        if !self.region().contains(region) {
-            bail!("{region} is not a region of {}", self.region());
-        }
+        let found = self.posted_notice(RecordKind::Village, step, region)?;
         let days = found.notice.map_or(7, |n| n.days);
         let mut by_township: BTreeMap<String, Vec<NoticeRow>> = BTreeMap::new();
         for v in self.records_in(region, year).await? {
@@ -130,12 +117,9 @@ impl Hub {
             }
             let Some(first) = v.fields.get("status").and_then(|f| day_of(f.1)) else { continue };
             let n = |f: &str| v.field(f).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0);
-            let (population, poor) = (n("population"), n("poor_population"));
-            let incidence = if population == 0 { 0.0 } else { poor as f64 * 100.0 / population as f64 };
             by_township.entry(v.key.id.get(..9).unwrap_or_default().to_string()).or_default().push(NoticeRow::village(
                 (v.key.id.clone(), v.field("name").unwrap_or("").to_string()),
-                (n("households"), n("poor_households"), poor),
-                incidence,
+                (n("households"), n("poor_households"), n("population"), n("poor_population")),
                 (first, first + chrono::Duration::days(i64::from(days) - 1)),
             ));
         }

@@ -10,6 +10,7 @@ use jianka_shared::eligibility::{self, Assessment};
 use jianka_shared::flow::Flow;
 use jianka_shared::profile::Profile;
 use jianka_shared::protocol::RejectReason;
+use jianka_shared::record::{DECISION_ADMIT, TOWNSHIP_DECISION, TOWNSHIP_REASON};
 use jianka_shared::{RecordKind, RegionCode, Tier};
 
 /// The authority checks of one op that need stored state (ARCHITECTURE.md, "Authority"): the
@@ -178,11 +179,6 @@ pub(crate) fn check_record(row: &StoredRecord, _today: chrono::NaiveDate) -> Res
     Ok(None)
 }
 
-/// The township's own decision field (认定 / 不予认定) and its reason, where the profile's flow
-/// lets the township decide (seed 003's 镇级审定).
-pub const TOWNSHIP_DECISION: &str = "township.decision";
-pub const TOWNSHIP_REASON: &str = "township.reason";
-
 /// Where the township decides, its admission (a household put into `recognised`) is held to the
 /// profile's rules here: one the rules exclude or leave above the line is refused naming the
 /// rule, unless — above the line with spending the profile weighs (酌情纳入) — the township
@@ -213,7 +209,7 @@ pub(crate) fn check_township_decision(
     if !admits {
         return Ok(());
     }
-    let decided = merged(TOWNSHIP_DECISION) == Some(crate::record::DECISION_ADMIT)
+    let decided = merged(TOWNSHIP_DECISION) == Some(DECISION_ADMIT)
         && merged(TOWNSHIP_REASON).is_some_and(|r| !r.trim().is_empty());
     match eligibility::assess(profile.income_line(), &profile.eligibility, merged) {
         Assessment::Eligible => Ok(()),

@@ -2,12 +2,12 @@
 //! `export` (the register in the import columns) and `assistance` (the handbook's parts 4–6).
 
 use super::args::{AssistanceCmd, NoticeFormat, TableFormat};
-use super::{bad, open, print_json, year_in_force};
+use super::{bad, open, print_rows_report, year_in_force};
 use crate::clock::Clock;
 use crate::node::Node;
 use anyhow::{Context, Result};
 use jianka_shared::Year;
-use jianka_term::{errln, outln};
+use jianka_term::outln;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -83,23 +83,7 @@ pub fn assistance(cmd: AssistanceCmd, config: &Path, clock: Clock) -> Result<Exi
         AssistanceCmd::Import { file, dry_run, json, year } => {
             let y = year_in_force(&node, year.year);
             let r = crate::assistance::import(&mut node, &file, y, dry_run).map_err(bad)?;
-            if json {
-                print_json(&r)?;
-            } else {
-                for e in &r.errors {
-                    errln!("{e}")?;
-                }
-                let dry = if dry_run { "DRY RUN " } else { "" };
-                outln!(
-                    "{dry}{}: {} rows, {} imported, {} refused, {} changed",
-                    r.file,
-                    r.rows,
-                    r.imported,
-                    r.refused,
-                    r.records_changed
-                )?;
-            }
-            Ok(if r.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(2) })
+            print_rows_report(&r, json)
         }
         AssistanceCmd::Add { sets, year } => {
             let y = year_in_force(&node, year.year);

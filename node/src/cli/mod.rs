@@ -103,6 +103,27 @@ fn print_bulk_advance(r: &workflow::BulkAdvance, year: Year, village: Option<&st
 }
 
 /// "1 household", "200 households".
+/// A file import's outcome: JSON, or each refused row then the totals; exit code 2 when a row was refused.
+fn print_rows_report(r: &import::RowsReport, json: bool) -> Result<ExitCode> {
+    if json {
+        print_json(r)?;
+    } else {
+        for e in &r.errors {
+            errln!("{e}")?;
+        }
+        let dry = if r.dry_run { "DRY RUN " } else { "" };
+        outln!(
+            "{dry}{}: {} rows, {} imported, {} refused, {} changed",
+            r.file,
+            r.rows,
+            r.imported,
+            r.refused,
+            r.records_changed
+        )?;
+    }
+    Ok(if r.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(2) })
+}
+
 fn households(n: usize) -> String {
     if n == 1 { "1 household".into() } else { format!("{n} households") }
 }

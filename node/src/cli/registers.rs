@@ -2,14 +2,14 @@
 //! `household` (show, list, edit).
 
 use super::args::{HouseholdCmd, VillageCmd};
-use super::{bad, open, print_json, year_in_force};
+use super::{bad, open, print_json, print_rows_report, year_in_force};
 use crate::clock::Clock;
 use crate::edit::{self, Refused};
 use crate::import::{self, VillageInput};
 use crate::store::Capture;
 use crate::{vocabulary, workflow};
 use anyhow::Result;
-use jianka_term::{errln, outln};
+use jianka_term::outln;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -61,23 +61,7 @@ pub fn village(cmd: VillageCmd, config: &Path, clock: Clock) -> Result<ExitCode>
         VillageCmd::Import { file, dry_run, year, json } => {
             let y = year_in_force(&node, year);
             let r = import::import_villages(&mut node, &file, y, dry_run).map_err(bad)?;
-            if json {
-                print_json(&r)?;
-            } else {
-                for e in &r.errors {
-                    errln!("{e}")?;
-                }
-                outln!(
-                    "{}{}: {} rows, {} imported, {} refused, {} changed",
-                    if dry_run { "DRY RUN " } else { "" },
-                    r.file,
-                    r.rows,
-                    r.imported,
-                    r.refused,
-                    r.records_changed
-                )?;
-            }
-            Ok(if r.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(2) })
+            print_rows_report(&r, json)
         }
     }
 }

@@ -59,6 +59,18 @@ pub struct ImportReport {
     pub errors: Vec<RowError>,
 }
 
+/// What the import of a file of one row per record did (the village register, the 帮扶 entries).
+#[derive(Debug, Default, Serialize)]
+pub struct RowsReport {
+    pub file: String,
+    pub rows: usize,
+    pub imported: usize,
+    pub refused: usize,
+    pub records_changed: usize,
+    pub dry_run: bool,
+    pub errors: Vec<RowError>,
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct ImportOptions {
     pub year: Year,

@@ -10,7 +10,6 @@ use anyhow::{Result, bail};
 use jianka_shared::domain::{Status, Village};
 use jianka_shared::village_form::Item;
 use jianka_shared::{RegionCode, Tier, Year, Yuan};
-use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
@@ -49,17 +48,6 @@ impl VCol {
             VCol::CollectiveIncome => ("村集体经济收入", "collective_income"),
         }
     }
-}
-
-#[derive(Debug, Default, Serialize)]
-pub struct VillageReport {
-    pub file: String,
-    pub rows: usize,
-    pub imported: usize,
-    pub refused: usize,
-    pub records_changed: usize,
-    pub dry_run: bool,
-    pub errors: Vec<RowError>,
 }
 
 /// The plain facts of a village entry, as text (from a file row or command-line flags).
@@ -143,7 +131,7 @@ pub fn write_village(conn: &rusqlite::Connection, cap: &mut Capture, v: &Village
     cap.upsert(conn, &r.key, &values)
 }
 
-pub fn import_villages(node: &mut Node, path: &Path, year: Year, dry_run: bool) -> Result<VillageReport> {
+pub fn import_villages(node: &mut Node, path: &Path, year: Year, dry_run: bool) -> Result<RowsReport> {
     let file = path.display().to_string();
     let table = table::read(path)?;
     let mut cols: BTreeMap<usize, usize> = BTreeMap::new();
@@ -164,7 +152,7 @@ pub fn import_villages(node: &mut Node, path: &Path, year: Year, dry_run: bool) 
     let items: Vec<(usize, &Item)> =
         table.headers.iter().enumerate().filter_map(|(i, h)| Item::by_header(h).map(|it| (i, it))).collect();
     let township = node.township().clone();
-    let mut report = VillageReport { file: file.clone(), rows: table.rows.len(), dry_run, ..Default::default() };
+    let mut report = RowsReport { file: file.clone(), rows: table.rows.len(), dry_run, ..Default::default() };
     let tx = node.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut cap = Capture::begin(&tx, &township, node.clock)?;
     let mut seen = HashMap::new();
