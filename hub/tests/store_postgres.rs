@@ -109,9 +109,25 @@ async fn open_migrates_once_and_pings() {
             .fetch_all(store.pool())
             .await
             .unwrap();
-    let expect =
-        [(1, "initial"), (2, "cycle_fixes"), (3, "completed_moves"), (4, "envelope_bytes"), (5, "allocations")];
+    let expect = [
+        (1, "initial"),
+        (2, "cycle_fixes"),
+        (3, "completed_moves"),
+        (4, "envelope_bytes"),
+        (5, "allocations"),
+        (6, "byte_order_keys"),
+    ];
     assert_eq!(applied, expect.map(|(v, d)| (v, d.to_string())));
+    // The key columns compare byte by byte, as on SQLite, whatever the database's locale.
+    let collations: Vec<(String, Option<String>)> = sqlx::query_as(
+        "SELECT column_name::text, collation_name::text FROM information_schema.columns \
+         WHERE table_name = 'records' AND column_name IN ('k', 'id', 'region', 'hh') ORDER BY column_name",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(collations.len(), 4, "{collations:?}");
+    assert!(collations.iter().all(|(_, c)| c.as_deref() == Some("C")), "{collations:?}");
     store.close().await;
     // A database migrated before opens unchanged.
     let again = PgStore::open(&url).await.unwrap();

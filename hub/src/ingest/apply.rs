@@ -22,8 +22,9 @@ use jianka_shared::protocol::{RejectReason, YearState};
 use jianka_shared::{Hlc, IdNumber, RecordKey, RecordKind, RegionCode, Tier};
 
 impl Hub {
-    /// Merges `ops` a slice at a time while the database writes the member rows of the slice
-    /// before (members are final after the merge: re-examination decides households only).
+    /// Merges `ops` a slice at a time while the database writes the rows of the slice before
+    /// that are final after the merge: every kind above a county, and at a county all but the
+    /// households and villages its re-examination decides next.
     pub(crate) async fn apply(
         &self,
         tx: &mut dyn WriteTx,
@@ -32,9 +33,12 @@ impl Hub {
         mut ctx: MergeContext,
         fx: &mut IngestOutcome,
     ) -> Result<(), HubError> {
-        let rev = tx.next_rev().await?;
         let merge = |fx: &mut IngestOutcome, slice: &[Op]| self.merge_ops(writer, slice, fx, &mut ctx);
-        write_while(tx, fx, RecordKind::Member, rev, ops.chunks(MERGE_SLICE), merge).await?;
+        let kinds: &[RecordKind] = match self.region().tier() {
+            Tier::County => &[RecordKind::Member, RecordKind::Assistance],
+            _ => &RecordKind::ALL,
+        };
+        write_while(tx, fx, kinds, ops.chunks(MERGE_SLICE), merge).await?;
         if let Some(recheck) = ctx.recheck.take() {
             recheck.persist(tx).await?;
         }

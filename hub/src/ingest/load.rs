@@ -85,6 +85,10 @@ impl Hub {
         // Members already stored in the households this change set touches, read before any of its
         // own rows are written (re-examination counts them).
         fx.stored_members = self.stored_members_of(tx, ops, fx).await?;
+        if self.region().tier() == Tier::County {
+            self.read_before_writes(tx, ops, fx).await?;
+        }
+        fx.rev = tx.next_rev().await?;
         Ok(ctx)
     }
 

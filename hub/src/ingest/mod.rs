@@ -35,8 +35,8 @@ use crate::error::HubError;
 use crate::state::Hub;
 use crate::store::while_running;
 use envelope::Sequence;
-use jianka_shared::Tier;
 use jianka_shared::protocol::{ErrorCode, Feedback, PushOutcome};
+use jianka_shared::{RecordKind, Tier};
 use outcome::IngestOutcome;
 
 impl Hub {
@@ -83,7 +83,9 @@ impl Hub {
         if self.region().tier() == Tier::County {
             let households = fx.reexam_candidates();
             self.reexamine(&mut *tx, &mut hlc, households, &mut fx).await?;
-            self.reexamine_villages(&mut *tx, &mut hlc, &mut fx).await?;
+            if ops.iter().any(|o| o.key().kind == RecordKind::Village) {
+                self.reexamine_villages(&mut *tx, &mut hlc, &mut fx).await?;
+            }
             took.mark("reexamine");
             self.carry_into_next_year(&mut *tx, &mut fx).await?;
             restore::restore_feedback(&mut fx, &sender.region);

@@ -2,6 +2,7 @@
 //! conflicts and feedback, its audit change log.
 
 use crate::merge::Fields;
+use crate::quota::QuotaLedger;
 use crate::record::{HashMap, HashSet};
 use crate::record::{StoredRecord, key_of, storage_key};
 use crate::store::NewConflict;
@@ -37,6 +38,15 @@ pub(crate) struct IngestOutcome {
     pub(crate) restore: Vec<String>,
 
     // -- what the steps read once and share
+    /// The revision every row of this change set is written at, read before the first write:
+    /// a read inside the transaction waits for every write queued before it, so none is made
+    /// after the writes begin (readers page by `(rev, k)`, so one revision may hold any number).
+    pub(crate) rev: i64,
+    /// Households an open duplicate-person conflict stored before this change set keeps waiting.
+    pub(crate) held_stored: HashSet<String>,
+    /// Quota use of the scopes this change set's households count against, read (and on
+    /// PostgreSQL locked) before the writes begin; 县复审 counts admissions into it.
+    pub(crate) quota: QuotaLedger,
     /// The version a completed move's fields get at least (the hub's clock for this change set).
     pub(crate) move_version: u64,
     /// Frozen years whose accepted changes are carried into the next year (see
@@ -126,14 +136,14 @@ pub(crate) fn reject(
 }
 
 impl IngestOutcome {
-    /// Rows of `kind` dirtied since the last call (of any kind), each once, now marked as written
-    /// with their current state. Anything that changes them later dirties them again, and the
-    /// final flush writes them once more.
-    pub(crate) fn unwritten(&mut self, kind: RecordKind) -> Vec<String> {
+    /// Rows of `kinds` dirtied since the last call (of any kind), each once, now marked as
+    /// written with their current state. Anything that changes them later dirties them again,
+    /// and the final flush writes them once more.
+    pub(crate) fn unwritten(&mut self, kinds: &[RecordKind]) -> Vec<String> {
         let upto = self.dirty.len();
         let mut out = Vec::new();
         for k in &self.dirty[self.scanned..] {
-            if self.rows.get(k).is_some_and(|r| r.key.kind == kind)
+            if self.rows.get(k).is_some_and(|r| kinds.contains(&r.key.kind))
                 && self.written.insert(k.clone(), upto) != Some(upto)
             {
                 out.push(k.clone());

@@ -13,6 +13,7 @@ use crate::record::{DECISION_ADMIT, DECISION_REFUSE, StoredRecord, audit_subject
 use crate::record::{HashMap, HashSet};
 use crate::state::Hub;
 use crate::store::WriteTx;
+use jianka_shared::changeset::Op;
 use jianka_shared::domain::Status;
 use jianka_shared::eligibility::{self, Assessment};
 use jianka_shared::profile::CountyQuota;
@@ -28,6 +29,35 @@ impl Hub {
     /// households, open duplicate-person conflicts, quota use); quota use is then counted in memory
     /// and written back once. The caller holds the writer lock, and on PostgreSQL the quota rows
     /// are also locked `FOR UPDATE`, so concurrent merges still never pass a ceiling.
+    /// What 县复审 reads, read before the change set's first write so that no read waits for
+    /// the writes queued before it: the open duplicate-person conflicts and the quota use of
+    /// the county and of the townships of the households `ops` carries.
+    pub(crate) async fn read_before_writes(
+        &self,
+        tx: &mut dyn WriteTx,
+        ops: &[Op],
+        fx: &mut IngestOutcome,
+    ) -> Result<(), HubError> {
+        if !ops.iter().any(|o| o.key().kind == RecordKind::Household) {
+            return Ok(());
+        }
+        for c in tx.open_conflicts("duplicate_person").await? {
+            fx.held_stored.insert(c.proposed_value);
+            fx.held_stored.insert(c.current_value);
+        }
+        let mut scopes: BTreeSet<(String, Year)> = BTreeSet::new();
+        for key in ops.iter().map(Op::key).filter(|k| k.kind == RecordKind::Household) {
+            if let Ceiling::Allocated(q) = self.ceiling(key.year) {
+                scopes.insert((q.county.to_string(), key.year));
+                scopes.insert((key.id[..9.min(key.id.len())].to_string(), key.year));
+            }
+        }
+        for (scope, year) in scopes {
+            fx.quota.used(tx, &scope, year).await?;
+        }
+        Ok(())
+    }
+
     pub(crate) async fn reexamine(
         &self,
         tx: &mut dyn WriteTx,
@@ -39,7 +69,7 @@ impl Hub {
             return Ok(());
         }
         let mut members = std::mem::take(&mut fx.stored_members);
-        let held = held_households(tx, fx).await?;
+        let held = held_households(fx);
         // Each year's ceiling, from the allocation in force (held in memory, refreshed before
         // the transaction began).
         let ceilings: BTreeMap<Year, Ceiling> = households
@@ -50,9 +80,10 @@ impl Hub {
             .into_iter()
             .map(|y| (y, self.ceiling(y)))
             .collect();
-        // Quota use is read (and on PostgreSQL locked) up front: the decisions below run while the
-        // database writes the households decided before, so they may not query.
-        let mut ledger = QuotaLedger::default();
+        // Quota use was read (and on PostgreSQL locked) before the writes began (see
+        // `read_before_writes`): the decisions below run while the database writes the households
+        // decided before, so they may not query. A scope not read then is read here.
+        let mut ledger = std::mem::take(&mut fx.quota);
         let mut scopes: BTreeSet<(String, Year)> = BTreeSet::new();
         for r in households.iter().filter_map(|k| fx.rows.get(k)) {
             if let Some(Ceiling::Allocated(q)) = ceilings.get(&r.key.year) {
@@ -115,8 +146,7 @@ impl Hub {
                 record_decision(fx, k.clone(), &township, &hub_code, version, verdict.map(|_| ()));
             }
         };
-        let rev = tx.next_rev().await?;
-        write_while(tx, fx, RecordKind::Household, rev, households.chunks(DECIDE_SLICE), decide).await?;
+        write_while(tx, fx, &[RecordKind::Household], households.chunks(DECIDE_SLICE), decide).await?;
         ledger.persist(tx).await?;
         // The township's quota as it stands after this change set.
         for (township, (people, used)) in quota_news {
@@ -248,16 +278,12 @@ pub(crate) fn bounded(reason: String) -> String {
 pub(crate) const DECIDE_SLICE: usize = 500;
 
 /// Households that an open duplicate-person conflict keeps waiting: one proposed for them or
-/// held away from them (stored, or raised by this very change set).
-pub(crate) async fn held_households(tx: &mut dyn WriteTx, fx: &IngestOutcome) -> Result<HashSet<String>, HubError> {
-    let mut held = HashSet::default();
-    for c in tx.open_conflicts("duplicate_person").await? {
-        held.insert(c.proposed_value);
-        held.insert(c.current_value);
-    }
+/// held away from them (stored before, or raised by this very change set).
+fn held_households(fx: &IngestOutcome) -> HashSet<String> {
+    let mut held = fx.held_stored.clone();
     for c in fx.conflicts.iter().filter(|c| c.kind == "duplicate_person") {
         held.insert(c.proposed_value.clone());
         held.insert(c.current_value.clone());
     }
-    Ok(held)
+    held
 }

@@ -24,7 +24,10 @@ impl Hub {
             .filter(|k| seen.insert(k.clone()))
             .collect();
         let rows: Vec<StoredRecord> = dirty.iter().filter_map(|k| fx.rows.get(k).cloned()).collect();
-        Ok(tx.write_new_revision(rows).await?)
+        if rows.is_empty() {
+            return Ok(());
+        }
+        Ok(tx.write_records(rows, fx.rev).await?)
     }
 
     pub(crate) async fn write_effects(
@@ -68,7 +71,7 @@ fn escape_control(s: &str) -> String {
     s.chars().map(|c| if c.is_control() { c.escape_unicode().to_string() } else { c.to_string() }).collect()
 }
 
-/// Runs `step` on each of `steps`, writing the rows of `kind` that each step dirtied while the
+/// Runs `step` on each of `steps`, writing the rows of `kinds` that each step dirtied while the
 /// next one runs: the store is handed the rows (SQLite queues them to its writer thread; on
 /// PostgreSQL the statement goes to the server), the next step runs meanwhile, then the write is
 /// awaited. Rows written here are marked (see [`IngestOutcome::unwritten`]) so the final flush
@@ -76,8 +79,7 @@ fn escape_control(s: &str) -> String {
 pub(crate) async fn write_while<S>(
     tx: &mut dyn WriteTx,
     fx: &mut IngestOutcome,
-    kind: RecordKind,
-    rev: i64,
+    kinds: &[RecordKind],
     mut steps: impl ExactSizeIterator<Item = S>,
     mut step: impl FnMut(&mut IngestOutcome, S),
 ) -> Result<(), HubError> {
@@ -85,7 +87,7 @@ pub(crate) async fn write_while<S>(
         step(fx, first);
     }
     loop {
-        let ready = fx.unwritten(kind);
+        let ready = fx.unwritten(kinds);
         if ready.is_empty() {
             match steps.next() {
                 Some(next) => {
@@ -96,7 +98,7 @@ pub(crate) async fn write_while<S>(
             }
         }
         let rows: Vec<StoredRecord> = ready.iter().filter_map(|k| fx.rows.get(k).cloned()).collect();
-        while_running(tx.write_records(rows, rev), || {
+        while_running(tx.write_records(rows, fx.rev), || {
             if let Some(next) = steps.next() {
                 step(fx, next);
             }

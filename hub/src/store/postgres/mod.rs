@@ -36,6 +36,7 @@ static MIGRATIONS: &[(i64, &str, &str)] = &[
     (3, "completed_moves", include_str!("../../../migrations/postgres/0003_completed_moves.sql")),
     (4, "envelope_bytes", include_str!("../../../migrations/postgres/0004_envelope_bytes.sql")),
     (5, "allocations", include_str!("../../../migrations/postgres/0005_allocations.sql")),
+    (6, "byte_order_keys", include_str!("../../../migrations/postgres/0006_byte_order_keys.sql")),
 ];
 
 /// The hub's PostgreSQL database.
