@@ -39,7 +39,7 @@ impl SqliteStore {
         })
         .await
         .map_err(|e| StoreError::Db(format!("opening the database: {e}")))??;
-        let (cmds, thread) = writer::spawn(conn)?;
+        let (cmds, thread) = writer::spawn(conn, &path)?;
         let readers = Arc::new(Readers { path, idle: Mutex::new(Vec::new()), closed: Default::default() });
         Ok(SqliteStore { writer: Writer::new(cmds), thread: Mutex::new(Some(thread)), readers })
     }

@@ -3,6 +3,7 @@
 //! (chunked uploads). A `begin` or a standalone write that arrives while a transaction is open
 //! waits until it ends, so they never mix with it.
 
+use super::checkpointer::Checkpointer;
 use super::{copy_err, db_err};
 use crate::store::contract::{StoreError, StoreResult};
 use rusqlite::Connection;
@@ -60,16 +61,20 @@ struct Open {
     latch: Latch,
 }
 
-pub(super) fn spawn(conn: Connection) -> StoreResult<(mpsc::Sender<Cmd>, std::thread::JoinHandle<()>)> {
+pub(super) fn spawn(
+    conn: Connection,
+    path: &std::path::Path,
+) -> StoreResult<(mpsc::Sender<Cmd>, std::thread::JoinHandle<()>)> {
+    let checkpointer = Checkpointer::start(&conn, path)?;
     let (tx, rx) = mpsc::channel();
     let handle = std::thread::Builder::new()
         .name("jianka-sqlite-writer".into())
-        .spawn(move || run(conn, rx))
+        .spawn(move || run(conn, checkpointer, rx))
         .map_err(|e| StoreError::WriterGone(format!("starting the writer thread: {e}")))?;
     Ok((tx, handle))
 }
 
-fn run(conn: Connection, rx: mpsc::Receiver<Cmd>) {
+fn run(conn: Connection, mut checkpointer: Checkpointer, rx: mpsc::Receiver<Cmd>) {
     let mut open: Option<Open> = None;
     let mut waiting: VecDeque<Cmd> = VecDeque::new();
     let mut next_id = 0u64;
@@ -99,7 +104,10 @@ fn run(conn: Connection, rx: mpsc::Receiver<Cmd>) {
                     let _ = reply.send(Err(db_err(e)));
                 }
             },
-            Cmd::Alone(f) => f(&conn),
+            Cmd::Alone(f) => {
+                f(&conn);
+                checkpointer.committed(&conn);
+            }
             Cmd::Close(reply) => {
                 closed_by = Some(reply);
                 break;
@@ -115,6 +123,7 @@ fn run(conn: Connection, rx: mpsc::Receiver<Cmd>) {
                         if result.is_err() {
                             rollback(&conn);
                         }
+                        checkpointer.committed(&conn);
                         let _ = reply.send(result);
                         open = None;
                     }
@@ -140,6 +149,7 @@ fn run(conn: Connection, rx: mpsc::Receiver<Cmd>) {
     }
     // Whatever still waits gets a closed channel (its caller sees the writer gone).
     drop(waiting);
+    checkpointer.stop();
     drop(conn);
     if let Some(reply) = closed_by {
         let _ = reply.send(());
