@@ -6,10 +6,16 @@
 //! 1. County ingest: member records/s through verify + decompress + merge + quota + write (the
 //!    real `Hub::ingest`), beside a plain prepared-statement insert of the same rows into SQLite
 //!    with the hub's own SQLite settings; R runs (default 5), hub and baselines interleaved, medians.
+//!    With --pg, the same county ingest on PostgreSQL beside a `COPY` of the rows it stored.
 //! 2. Province consolidation: N people from C counties (each county's records as its own change
 //!    sets), time and peak RSS, on SQLite and (with --pg) on PostgreSQL.
 
+mod common {
+    pub mod pg_copy;
+}
+
 use chrono::{NaiveDate, TimeZone, Utc};
+use common::pg_copy::{RecordRow, copy_records};
 use ed25519_dalek::SigningKey;
 use jianka_hub::{Hub, HubConfig, ManualClock, admin, auth::Sender};
 use jianka_shared::{
@@ -28,7 +34,7 @@ use std::time::Instant;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// A `records` row as the hub stores it: k, kind, year, id, region, hh, fields, deleted, rev.
-type StoredRow = (String, i64, i64, String, String, String, String, i64, i64);
+type StoredRow = RecordRow;
 
 fn arg(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
@@ -207,6 +213,52 @@ fn baseline_member_rows(member_rows: &[(String, String)]) -> f64 {
 fn same_pragmas(c: &rusqlite::Connection) {
     c.busy_timeout(std::time::Duration::from_millis(10_000)).unwrap();
     c.execute_batch(jianka_hub::store::sqlite::WRITER_SETUP).unwrap();
+}
+
+/// A fresh database on the server at `base` (a URL naming any database), for one run: its URL.
+async fn create_database(base: &str, tag: &str) -> (String, String) {
+    let name = format!("jianka_bench_{tag}_{}", std::process::id());
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(base).await.unwrap();
+    let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+    sqlx::Executor::execute(&mut conn, sqlx::AssertSqlSafe(sql)).await.unwrap();
+    sqlx::Executor::execute(&mut conn, sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.unwrap();
+    (format!("{}/{name}", base.rsplit_once('/').unwrap().0), name)
+}
+
+/// Drops what [`create_database`] made, so runs leave the server as they found it.
+async fn drop_database(base: &str, name: &str) {
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(base).await.unwrap();
+    let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+    sqlx::Executor::execute(&mut conn, sqlx::AssertSqlSafe(sql)).await.unwrap();
+}
+
+/// County ingest on PostgreSQL beside a `COPY` of the rows it stored into a table made like
+/// `records` (same columns, indexes and collations) on the same server: seconds of each.
+async fn county_on_postgres(base: &str, all_ops: &[Op], per_changeset: usize) -> (f64, f64) {
+    let (url, name) = create_database(base, "county").await;
+    let (county, _d) = open_hub("420322", Some(url.clone()), Some((u64::MAX / 4, "420322"))).await;
+    let (sender, key) = enroll(&county, "420322105", 1).await;
+    let envelopes = seal_stream(&sender.region, &key, all_ops.to_vec(), per_changeset);
+    let t = Instant::now();
+    for e in &envelopes {
+        county.ingest(&sender, e).await.unwrap();
+    }
+    let hub_secs = t.elapsed().as_secs_f64();
+    county.store().close().await;
+    drop(county);
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&url).await.unwrap();
+    let rows: Vec<RecordRow> =
+        sqlx::query_as("SELECT k, kind, year, id, region, hh, fields, deleted, rev FROM records")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    sqlx::Executor::execute(&mut conn, "CREATE TABLE copied (LIKE records INCLUDING ALL)").await.unwrap();
+    let t = Instant::now();
+    copy_records(&mut conn, "copied", &rows).await.unwrap();
+    let copy_secs = t.elapsed().as_secs_f64();
+    drop(conn);
+    drop_database(base, &name).await;
+    (hub_secs, copy_secs)
 }
 
 /// `median M (lowest-highest)` of `values`.
@@ -408,6 +460,22 @@ async fn main() {
         "  baseline B, member rows only (id, fields JSON) into a bare keyed table, one prepared rusqlite INSERT, one transaction:"
     );
     println!("    {}", line(&mut plain_runs));
+    if let Some(base) = &pg {
+        let (mut hub_pg, mut copy_pg, mut ratios_pg) = (vec![], vec![], vec![]);
+        for _ in 0..repeat {
+            let (hub_secs, copy_secs) = county_on_postgres(base, &all_ops, per_changeset).await;
+            hub_pg.push(hub_secs);
+            copy_pg.push(copy_secs);
+            ratios_pg.push(copy_secs / hub_secs);
+        }
+        println!("  the same county ingest on PostgreSQL:");
+        println!("    {}", line(&mut hub_pg));
+        println!(
+            "  COPY of the rows it stored into a table made like records (same indexes and collations), same server:"
+        );
+        println!("    {}", line(&mut copy_pg));
+        println!("    ratio hub / COPY: {}   (target >= 0.4)", median_range(&mut ratios_pg));
+    }
 
     // ---- 2. province consolidation
     // `--only-pg` skips the SQLite run of the consolidation (it takes minutes at 6 million).
@@ -416,18 +484,11 @@ async fn main() {
         backends.push(("postgres", Some(url)));
     }
     for (name, url) in backends {
-        let db = match &url {
-            Some(u) => {
-                sqlx::any::install_default_drivers();
-                let dbname = format!("jianka_bench_{}", std::process::id());
-                let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(u).await.unwrap();
-                sqlx::Executor::execute(&mut conn, sqlx::AssertSqlSafe(format!("CREATE DATABASE {dbname}")))
-                    .await
-                    .unwrap();
-                Some(format!("{}/{dbname}", u.rsplit_once('/').unwrap().0))
-            }
+        let created = match &url {
+            Some(u) => Some(create_database(u, "province").await),
             None => None,
         };
+        let db = created.as_ref().map(|(db_url, _)| db_url.clone());
         let (prov, _pd) = open_hub("42", db, None).await;
         let per_county = province_people / counties;
         let t = Instant::now();
@@ -455,11 +516,8 @@ async fn main() {
             peak_rss_mb()
         );
         prov.store().close().await;
-        if let Some(u) = &url {
-            // The benchmark's own database goes again, so runs leave the server as they found it.
-            let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(u).await.unwrap();
-            let drop = format!("DROP DATABASE IF EXISTS jianka_bench_{} WITH (FORCE)", std::process::id());
-            sqlx::Executor::execute(&mut conn, sqlx::AssertSqlSafe(drop)).await.unwrap();
+        if let (Some(u), Some((_, name))) = (&url, &created) {
+            drop_database(u, name).await;
         }
     }
 }

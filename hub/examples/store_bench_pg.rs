@@ -7,6 +7,11 @@
 //! cargo run --release -p jianka-hub --example store_bench_pg -- postgres://USER@HOST/DB [records] [repeats]
 //! ```
 
+mod common {
+    pub mod pg_copy;
+}
+
+use common::pg_copy::{RecordRow, copy_records};
 use jianka_hub::merge::{FieldState, Fields, Text};
 use jianka_hub::record::{StoredRecord, fields_json, storage_key};
 use jianka_hub::store::contract::{Store, StoreError};
@@ -45,19 +50,6 @@ fn member(i: usize, year: u16) -> StoredRecord {
     StoredRecord { key: RecordKey::new(RecordKind::Member, year, id), region: village, hh, fields, deleted: false }
 }
 
-/// One value of COPY's text format.
-fn push_copy_text(out: &mut String, s: &str) {
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c => out.push(c),
-        }
-    }
-}
-
 async fn by_store(store: &PgStore, records: Vec<StoredRecord>) -> Result<Duration, StoreError> {
     let start = Instant::now();
     let mut tx = store.begin().await?;
@@ -68,21 +60,16 @@ async fn by_store(store: &PgStore, records: Vec<StoredRecord>) -> Result<Duratio
 
 async fn by_copy(store: &PgStore, records: &[StoredRecord]) -> Result<Duration, sqlx::Error> {
     let start = Instant::now();
-    let mut text = String::with_capacity(records.len() * 700);
-    for r in records {
-        push_copy_text(&mut text, &storage_key(&r.key));
-        text.push_str(&format!("\t{}\t{}\t", r.key.kind.to_u8(), r.key.year));
-        for col in [r.key.id.as_str(), r.region.as_str(), r.hh.as_str(), fields_json(&r.fields).as_str()] {
-            push_copy_text(&mut text, col);
-            text.push('\t');
-        }
-        text.push_str(if r.deleted { "1\t1\n" } else { "0\t1\n" });
-    }
+    let rows: Vec<RecordRow> = records
+        .iter()
+        .map(|r| {
+            let (key, fields) = (storage_key(&r.key), fields_json(&r.fields));
+            let (kind, year) = (i64::from(r.key.kind.to_u8()), i64::from(r.key.year));
+            (key, kind, year, r.key.id.clone(), r.region.clone(), r.hh.clone(), fields, i64::from(r.deleted), 1)
+        })
+        .collect();
     let mut conn = store.pool().acquire().await?;
-    let mut copy =
-        conn.copy_in_raw("COPY records (k, kind, year, id, region, hh, fields, deleted, rev) FROM STDIN").await?;
-    copy.send(text.into_bytes()).await?;
-    copy.finish().await?;
+    copy_records(&mut conn, "records", &rows).await?;
     Ok(start.elapsed())
 }
 
