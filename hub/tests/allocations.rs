@@ -23,6 +23,7 @@ both!(
     the_province_rechecks_what_a_county_admitted_and_the_township_hears_why,
     a_county_key_announcing_past_its_allocation_is_refused_at_the_province,
     a_village_rebalancing_takes_effect_at_the_county_through_its_new_allocation,
+    household_keys_of_no_township_here_are_refused_without_a_panic,
 );
 
 fn admitted(rows: &[jianka_hub::record::StoredRecord]) -> usize {
@@ -282,4 +283,26 @@ async fn a_village_rebalancing_takes_effect_at_the_county_through_its_new_alloca
         "{:?}",
         report.allocations
     );
+}
+
+/// Quota use is read before an op is checked (so no read waits for the writes): household keys
+/// that are no township code of this county (another county's, a character across the ninth
+/// byte, too short) or invented townships by the hundred must not panic the hub, and the change
+/// set's valid household is still admitted beside their refusals.
+async fn household_keys_of_no_township_here_are_refused_without_a_panic(pg: bool) {
+    let s = setup_with(pg, 1000, Some(100), &[]).await;
+    let mut node = enroll_node(&s.county, "420322105", 7).await;
+    let mut ops = ops_of(&household("420322105200", 1, 2, 1, Status::CountyReview), 5);
+    let fields = [("status", "CountyReview"), ("village", "420322105200")];
+    for id in ["4203221€5200000001", "42032€", "€", "420323105200000001"] {
+        ops.push(upsert(jianka_shared::RecordKey::new(RecordKind::Household, 2014, id), &fields, 5));
+    }
+    for t in (0..1000).filter(|t| *t != 105) {
+        let id = format!("420322{t:03}200000001");
+        ops.push(upsert(jianka_shared::RecordKey::new(RecordKind::Household, 2014, id), &fields, 5));
+    }
+    let (_, rej) = accepted(&node.push(ops).await);
+    assert_eq!(rej.len(), 4 + 999, "every invented household refused: {} refusals", rej.len());
+    let rows = s.county.hub.records_in(&r("420322"), 2014).await.unwrap();
+    assert_eq!(admitted(&rows), 1, "the valid household is admitted beside the refusals");
 }

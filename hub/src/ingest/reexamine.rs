@@ -22,13 +22,6 @@ use jianka_shared::{Hlc, RecordKind, RegionCode, Year};
 use std::collections::{BTreeMap, BTreeSet};
 
 impl Hub {
-    /// 县复审 for households waiting at `CountyReview`, in household-id order: validation, held
-    /// duplicates, then the county ceiling and the township allocation.
-    ///
-    /// Everything it needs is read up front in a few batched queries (members of all candidate
-    /// households, open duplicate-person conflicts, quota use); quota use is then counted in memory
-    /// and written back once. The caller holds the writer lock, and on PostgreSQL the quota rows
-    /// are also locked `FOR UPDATE`, so concurrent merges still never pass a ceiling.
     /// What 县复审 reads, read before the change set's first write so that no read waits for
     /// the writes queued before it: the open duplicate-person conflicts and the quota use of
     /// the county and of the townships of the households `ops` carries.
@@ -45,11 +38,21 @@ impl Hub {
             fx.held_stored.insert(c.proposed_value);
             fx.held_stored.insert(c.current_value);
         }
+        // The ops are not checked yet: only a township of this county is read for (a household
+        // anywhere else is refused by the merge), so a change set cannot ask for more than the
+        // county's 1,000 possible township codes.
+        let county = self.region().as_str();
+        let mut ceilings: BTreeMap<Year, Ceiling> = BTreeMap::new();
         let mut scopes: BTreeSet<(String, Year)> = BTreeSet::new();
         for key in ops.iter().map(Op::key).filter(|k| k.kind == RecordKind::Household) {
-            if let Ceiling::Allocated(q) = self.ceiling(key.year) {
-                scopes.insert((q.county.to_string(), key.year));
-                scopes.insert((key.id[..9.min(key.id.len())].to_string(), key.year));
+            let ceiling = ceilings.entry(key.year).or_insert_with(|| self.ceiling(key.year));
+            let Ceiling::Allocated(q) = ceiling else { continue };
+            scopes.insert((q.county.to_string(), key.year));
+            if let Some(township) = key.id.get(..9)
+                && township.starts_with(county)
+                && township.bytes().all(|b| b.is_ascii_digit())
+            {
+                scopes.insert((township.to_string(), key.year));
             }
         }
         for (scope, year) in scopes {
@@ -58,6 +61,13 @@ impl Hub {
         Ok(())
     }
 
+    /// 县复审 for households waiting at `CountyReview`, in household-id order: validation, held
+    /// duplicates, then the county ceiling and the township allocation.
+    ///
+    /// Everything it needs was read before the writes began (members of all candidate households,
+    /// open duplicate-person conflicts, quota use; see [`Hub::read_before_writes`]); quota use is
+    /// then counted in memory and written back once. The caller holds the writer lock, and on PostgreSQL the quota rows
+    /// are also locked `FOR UPDATE`, so concurrent merges still never pass a ceiling.
     pub(crate) async fn reexamine(
         &self,
         tx: &mut dyn WriteTx,
