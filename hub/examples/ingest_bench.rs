@@ -33,9 +33,6 @@ use std::time::Instant;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// A `records` row as the hub stores it: k, kind, year, id, region, hh, fields, deleted, rev.
-type StoredRow = RecordRow;
-
 fn arg(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
     args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
@@ -131,7 +128,7 @@ fn seal_stream(origin: &RegionCode, key: &SigningKey, ops: Vec<Op>, per: usize) 
 
 /// Exactly the rows a hub ended up holding in `records` (households and members, same columns,
 /// same stored field text), and the statements that created that table and its indexes.
-fn stored_rows_of(db: &std::path::Path) -> (Vec<StoredRow>, Vec<String>) {
+fn stored_rows_of(db: &std::path::Path) -> (Vec<RecordRow>, Vec<String>) {
     let c = rusqlite::Connection::open(db).unwrap();
     let mut st = c.prepare("SELECT k, kind, year, id, region, hh, fields, deleted, rev FROM records").unwrap();
     let rows = st
@@ -151,7 +148,7 @@ fn stored_rows_of(db: &std::path::Path) -> (Vec<StoredRow>, Vec<String>) {
 
 /// Baseline A: `stored` inserted with one prepared statement in one transaction into a table
 /// created by the hub's own statements (`schema`), with the hub's connection settings. Seconds.
-fn baseline_same_rows(stored: &[StoredRow], schema: &[String]) -> f64 {
+fn baseline_same_rows(stored: &[RecordRow], schema: &[String]) -> f64 {
     let dir = tempfile::tempdir().unwrap();
     let mut c = rusqlite::Connection::open(dir.path().join("same.db")).unwrap();
     same_pragmas(&c);
@@ -174,7 +171,7 @@ fn baseline_same_rows(stored: &[StoredRow], schema: &[String]) -> f64 {
 
 /// Baseline C: the same rows as A through the hub's store (`WriteTx::write_records`, one
 /// transaction): what the storage path alone costs. Seconds.
-async fn baseline_same_rows_store(stored: &[StoredRow]) -> f64 {
+async fn baseline_same_rows_store(stored: &[RecordRow]) -> f64 {
     let dir = tempfile::tempdir().unwrap();
     let store = jianka_hub::store::open(&format!("sqlite://{}", dir.path().join("store.db").display())).await.unwrap();
     let rows: Vec<_> = stored
@@ -374,10 +371,10 @@ async fn main() {
     let counties: usize = arg("--counties").and_then(|s| s.parse().ok()).unwrap_or(10);
     let pg = arg("--pg");
     let repeat: usize = arg("--repeat").and_then(|s| s.parse().ok()).unwrap_or(5).max(1);
-    // A township node cuts its outbox into change sets of at most this many ops (its
-    // `sync.max_ops_per_changeset`, 20,000 by default).
     // `--profile` runs only the hub's ingest, for a profiler to look at.
     let profiling = std::env::args().any(|a| a == "--profile");
+    // A township node cuts its outbox into change sets of at most this many ops (its
+    // `sync.max_ops_per_changeset`, 20,000 by default).
     let per_changeset: usize = arg("--ops-per-changeset").and_then(|s| s.parse().ok()).unwrap_or(20_000).max(1);
 
     // ---- 1. county ingest vs plain insert, repeated (hub and baselines interleaved, so drift in

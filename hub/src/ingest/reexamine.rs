@@ -66,8 +66,9 @@ impl Hub {
     ///
     /// Everything it needs was read before the writes began (members of all candidate households,
     /// open duplicate-person conflicts, quota use; see [`Hub::read_before_writes`]); quota use is
-    /// then counted in memory and written back once. The caller holds the writer lock, and on PostgreSQL the quota rows
-    /// are also locked `FOR UPDATE`, so concurrent merges still never pass a ceiling.
+    /// then counted in memory and written back once. The caller holds the writer lock, and on
+    /// PostgreSQL the quota rows are also locked `FOR UPDATE`, so concurrent merges still never
+    /// pass a ceiling.
     pub(crate) async fn reexamine(
         &self,
         tx: &mut dyn WriteTx,

@@ -36,6 +36,9 @@ fn note_frames(_wal: &Wal, frames: c_int) -> rusqlite::Result<()> {
 
 /// The checkpointer thread's handle, held by the writer thread.
 pub(super) struct Checkpointer {
+    /// Frames at which the thread is nudged, and at which the writer checkpoints itself.
+    nudge_at: c_int,
+    self_at: c_int,
     nudge: Option<mpsc::SyncSender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -43,6 +46,10 @@ pub(super) struct Checkpointer {
 impl Checkpointer {
     /// Starts the thread on its own connection to `path` and hooks the writer's connection.
     pub(super) fn start(writer: &Connection, path: &Path) -> StoreResult<Checkpointer> {
+        Checkpointer::start_at(writer, path, CHECKPOINT_FRAMES, WRITER_CHECKPOINT_FRAMES)
+    }
+
+    fn start_at(writer: &Connection, path: &Path, nudge_at: c_int, self_at: c_int) -> StoreResult<Checkpointer> {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags)
             .map_err(|e| StoreError::Db(format!("opening {} to checkpoint: {e}", path.display())))?;
@@ -54,16 +61,16 @@ impl Checkpointer {
             .spawn(move || run(conn, nudged))
             .map_err(|e| StoreError::WriterGone(format!("starting the checkpoint thread: {e}")))?;
         writer.wal_hook(Some(note_frames));
-        Ok(Checkpointer { nudge: Some(nudge), thread: Some(thread) })
+        Ok(Checkpointer { nudge_at, self_at, nudge: Some(nudge), thread: Some(thread) })
     }
 
     /// Called by the writer after each commit: nudges the thread once the log is long enough,
     /// or checkpoints on `writer` when the thread has fallen far behind.
     pub(super) fn committed(&self, writer: &Connection) {
         let frames = WAL_FRAMES.replace(0);
-        if frames >= WRITER_CHECKPOINT_FRAMES {
+        if frames >= self.self_at {
             passive(writer);
-        } else if frames >= CHECKPOINT_FRAMES
+        } else if frames >= self.nudge_at
             && let Some(nudge) = &self.nudge
         {
             let _ = nudge.try_send(());
@@ -103,40 +110,45 @@ mod tests {
     use super::*;
     use std::time::{Duration, Instant};
 
+    /// The thresholds of the test, in 4 KiB frames: 1 MiB nudges the thread, 4 MiB the writer.
+    const NUDGE_AT: c_int = 256;
+    const SELF_AT: c_int = 1024;
+
+    /// `n` blobs of 100 kB in one commit (about 25 frames each).
+    fn insert_blobs(conn: &Connection, n: u32) {
+        conn.execute_batch(&format!(
+            "INSERT INTO t SELECT zeroblob(100000) FROM \
+             (WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {n}) SELECT x FROM c)"
+        ))
+        .unwrap();
+    }
+
     #[test]
     fn a_long_log_is_copied_into_the_database_by_the_checkpoint_thread_and_a_short_one_is_left() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.db");
         let conn = Connection::open(&path).unwrap();
         conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA page_size = 4096; CREATE TABLE t (b BLOB)").unwrap();
-        let mut checkpoints = Checkpointer::start(&conn, &path).unwrap();
+        let mut checkpoints = Checkpointer::start_at(&conn, &path, NUDGE_AT, SELF_AT).unwrap();
         let db_bytes = || std::fs::metadata(&path).unwrap().len();
         // A short log stays where it is: the checkpoint waits until it is worth copying.
-        conn.execute("INSERT INTO t VALUES (zeroblob(1000000))", []).unwrap();
+        insert_blobs(&conn, 2);
         checkpoints.committed(&conn);
         std::thread::sleep(Duration::from_millis(200));
         assert!(db_bytes() < 100_000, "checkpointed early: {} bytes", db_bytes());
-        // Past the threshold (72 MB of 4 KiB pages in one commit) the thread copies it.
-        conn.execute_batch(
-            "INSERT INTO t SELECT zeroblob(1000000) FROM \
-             (WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 72) SELECT x FROM c)",
-        )
-        .unwrap();
+        // Past the threshold (2 MB in one commit, about 500 frames) the thread copies it.
+        insert_blobs(&conn, 20);
         checkpoints.committed(&conn);
         let start = Instant::now();
-        while db_bytes() < 72_000_000 {
+        while db_bytes() < 2_000_000 {
             assert!(start.elapsed() < Duration::from_secs(30), "not checkpointed: {} bytes", db_bytes());
             std::thread::sleep(Duration::from_millis(20));
         }
         // Stopping waits for the thread; the writer then checkpoints itself past its own bound
-        // (300 MB: more than 65,536 pages).
+        // (6 MB: about 1,500 frames).
         checkpoints.stop();
-        conn.execute_batch(
-            "INSERT INTO t SELECT zeroblob(1000000) FROM \
-             (WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 300) SELECT x FROM c)",
-        )
-        .unwrap();
+        insert_blobs(&conn, 60);
         checkpoints.committed(&conn);
-        assert!(db_bytes() > 360_000_000, "the writer did not checkpoint: {} bytes", db_bytes());
+        assert!(db_bytes() > 8_000_000, "the writer did not checkpoint: {} bytes", db_bytes());
     }
 }
