@@ -274,6 +274,30 @@ fn peak_rss_mb() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// CPU seconds so far: this process (all threads) and the whole machine (every process), from
+/// /proc, so a run can say how much of its time was the hub's and how much the server's.
+fn cpu_seconds() -> (f64, f64) {
+    let tick = 100.0; // USER_HZ on Linux
+    let own = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            // Fields after the command name: utime and stime are the 12th and 13th.
+            let rest = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some((f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?) / tick)
+        })
+        .unwrap_or(0.0);
+    let machine = std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|s| {
+            let f: Vec<f64> = s.lines().next()?.split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect();
+            // user nice system idle iowait irq softirq steal: busy is all but idle and iowait.
+            Some((f.iter().take(8).sum::<f64>() - f.get(3)? - f.get(4)?) / tick)
+        })
+        .unwrap_or(0.0);
+    (own, machine)
+}
+
 async fn open_hub(region: &str, db: Option<String>, quotas: Option<(u64, &str)>) -> (Arc<Hub>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let today = NaiveDate::from_ymd_opt(2014, 9, 1).unwrap();
@@ -500,6 +524,7 @@ async fn main() {
         let per_county = province_people / counties;
         let t = Instant::now();
         let mut ingesting = std::time::Duration::ZERO;
+        let (mut hub_cpu, mut other_cpu) = (0.0, 0.0);
         let mut records = 0usize;
         for c in 0..counties {
             let code = format!("42{:04}", 100 + c);
@@ -510,8 +535,12 @@ async fn main() {
             records += o.len();
             for e in seal_stream(&sender.region, &key, o, 20_000) {
                 let i = Instant::now();
+                let (own, machine) = cpu_seconds();
                 prov.ingest(&sender, &e).await.unwrap();
                 ingesting += i.elapsed();
+                let (own2, machine2) = cpu_seconds();
+                hub_cpu += own2 - own;
+                other_cpu += (machine2 - machine) - (own2 - own);
             }
             if let Some((conn, took)) = &mut copying {
                 let rows: Vec<RecordRow> = sqlx::query_as(
@@ -533,6 +562,10 @@ async fn main() {
             ingesting.as_secs_f64(),
             people as f64 / ingesting.as_secs_f64(),
             peak_rss_mb()
+        );
+        println!(
+            "  CPU during the ingest: the hub {hub_cpu:.1}s, every other process (the database server) {other_cpu:.1}s, of {:.1}s on 2 cores",
+            ingesting.as_secs_f64() * 2.0
         );
         if let Some((conn, took)) = copying {
             println!(

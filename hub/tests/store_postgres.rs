@@ -1,7 +1,8 @@
 //! What only the PostgreSQL store has to show, against a real server (every method of the
 //! contract is checked on both backends by `store_contract.rs`): migrations run once, reads
-//! outside a transaction do not see it, the quota row lock makes a second transaction wait, and
-//! text PostgreSQL cannot hold (NUL) is refused cleanly. Each test on a fresh database dropped at
+//! outside a transaction do not see it, the quota row lock makes a second transaction wait,
+//! text PostgreSQL cannot hold (NUL) is refused cleanly, and rows inserted by `COPY` round-trip
+//! and survive a key stored meanwhile by another connection. Each test on a fresh database dropped at
 //! its end; skipped (with a note) unless `JIANKA_TEST_PG` names a server, e.g.
 //! `postgres://postgres@127.0.0.1:5432/test`.
 
@@ -205,6 +206,66 @@ async fn nul_in_fields_round_trips_nul_in_a_key_fails_the_write() {
     .await;
 }
 
+/// Reads `records` first (absent, so the store inserts them by `COPY`), then writes them.
+async fn read_then_write(store: &PgStore, records: Vec<StoredRecord>) {
+    let mut tx = store.begin().await.unwrap();
+    assert!(tx.records(&keys(&records)).await.unwrap().is_empty(), "these keys are new");
+    let rev = tx.next_rev().await.unwrap();
+    tx.write_records(records, rev).await.unwrap();
+    tx.commit().await.unwrap();
+}
+
+/// A key this transaction read as absent but another connection stored before the write: the
+/// `COPY` fails on it, is undone to its savepoint, and the rows are upserted — the transaction's
+/// version stands, the other fresh rows land, and the transaction goes on.
+#[tokio::test]
+async fn a_key_stored_elsewhere_after_the_read_is_upserted_not_lost() {
+    with_store(|s| async move {
+        let mut tx = s.begin().await.unwrap();
+        let wanted = ["1/2014/m1".to_string(), "1/2014/m2".to_string()];
+        assert!(tx.records(&wanted).await.unwrap().is_empty());
+        write(&s, vec![rec(RecordKind::Member, 2014, "m1", "420322101009", "other", false)]).await;
+        let mut ours = member("m1", "h1");
+        ours.fields = fields(&[("name", "ours")]);
+        tx.write_records(vec![ours.clone(), member("m2", "h1")], 5).await.unwrap();
+        // Still usable: a read after the failed COPY sees both rows.
+        assert_eq!(keys(&tx.records(&wanted).await.unwrap()).len(), 2);
+        tx.write_records(vec![member("m3", "h1")], 5).await.unwrap();
+        tx.commit().await.unwrap();
+        let back = s.records_in(2014, "42", "42:").await.unwrap();
+        let mut want = vec![view(&ours), view(&member("m2", "h1")), view(&member("m3", "h1"))];
+        want.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut got: Vec<_> = back.iter().map(view).collect();
+        got.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(got, want);
+    })
+    .await;
+}
+
+/// Each `COPY` runs in a savepoint and PostgreSQL caches 64 subtransactions per transaction, so
+/// the store stops copying after a budget; the rows past it are upserted and all of them land,
+/// each at the revision it was written with.
+#[tokio::test]
+async fn fresh_writes_past_the_copy_budget_all_land_at_their_revisions() {
+    with_store(|s| async move {
+        let mut tx = s.begin().await.unwrap();
+        let batches: Vec<Vec<StoredRecord>> =
+            (0..80).map(|b| (0..3).map(|i| member(&format!("b{b:02}m{i}"), &format!("h{b}"))).collect()).collect();
+        for (b, batch) in batches.iter().enumerate() {
+            assert!(tx.records(&keys(batch)).await.unwrap().is_empty());
+            tx.write_records(batch.clone(), b as i64 + 1).await.unwrap();
+        }
+        tx.commit().await.unwrap();
+        let stored = s.records_after(0, "", 1_000).await.unwrap();
+        assert_eq!(stored.len(), 240);
+        for r in &stored {
+            let b: i64 = r.record.key.id[1..3].parse().unwrap();
+            assert_eq!(r.rev, b + 1, "{}", r.record.key.id);
+        }
+    })
+    .await;
+}
+
 #[test]
 fn records_with_odd_text_round_trip() {
     use proptest::prelude::*;
@@ -224,13 +285,16 @@ fn records_with_odd_text_round_trip() {
         1..8,
     );
     let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(48));
+    let cases = std::sync::atomic::AtomicUsize::new(0);
     let result = runner.run(&strategy, |rows| {
+        // Keys new in every case, so the first write of each is a COPY.
+        let case = cases.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         rt.block_on(async {
             let records: Vec<StoredRecord> = rows
                 .iter()
                 .enumerate()
                 .map(|(i, (id, region, hh, f))| StoredRecord {
-                    key: RecordKey::new(RecordKind::Member, 2014, format!("{i}{id}")),
+                    key: RecordKey::new(RecordKind::Member, 2014, format!("{case}.{i}{id}")),
                     region: region.clone(),
                     hh: hh.clone(),
                     fields: f
@@ -240,14 +304,25 @@ fn records_with_odd_text_round_trip() {
                     deleted: !i.is_multiple_of(2),
                 })
                 .collect();
-            write(&store, records.clone()).await;
-            let mut tx = store.begin().await.unwrap();
-            let back = tx.records(&keys(&records)).await.unwrap();
-            let mut back: Vec<_> = back.iter().map(view).collect();
+            // Inserted by COPY (read as absent first), then replaced by an upsert.
+            read_then_write(&store, records.clone()).await;
             let mut want: Vec<_> = records.iter().map(view).collect();
-            back.sort_by(|a, b| a.0.cmp(&b.0));
             want.sort_by(|a, b| a.0.cmp(&b.0));
-            prop_assert_eq!(back, want);
+            for round in 0..2 {
+                let mut tx = store.begin().await.unwrap();
+                let back = tx.records(&keys(&records)).await.unwrap();
+                drop(tx);
+                let mut back: Vec<_> = back.iter().map(view).collect();
+                back.sort_by(|a, b| a.0.cmp(&b.0));
+                prop_assert_eq!(&back, &want, "round {}", round);
+                let changed: Vec<StoredRecord> = records
+                    .iter()
+                    .map(|r| StoredRecord { hh: format!("{}\t\\\n", r.region), deleted: !r.deleted, ..r.clone() })
+                    .collect();
+                write(&store, changed.clone()).await;
+                want = changed.iter().map(view).collect();
+                want.sort_by(|a, b| a.0.cmp(&b.0));
+            }
             Ok(())
         })
     });

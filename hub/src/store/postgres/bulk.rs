@@ -1,15 +1,17 @@
-//! Multi-row writes as one `INSERT … SELECT FROM UNNEST(arrays)` per batch: a fixed statement
+//! Multi-row writes: rows known to be new by `COPY`, the rest as one
+//! `INSERT … SELECT FROM UNNEST(arrays)` per batch: a fixed statement
 //! with one array per column, whatever the row count, so PostgreSQL plans it once and the bind
 //! count never nears the protocol's 65535 limit. The next batch is encoded while the server runs
 //! the last ([`while_running`]).
 
 use super::{db, to_i64};
-use crate::record::{HashMap, StoredRecord, fields_json, storage_key};
+use crate::record::{HashMap, HashSet, StoredRecord, fields_json, storage_key};
 use crate::store::contract::{AuditRow, CompletedMoveRow, NewConflict, QuarantineRow, StoreResult};
 use crate::store::while_running;
-use sqlx::PgConnection;
 use sqlx::postgres::{PgArguments, Postgres};
 use sqlx::query::Query;
+use sqlx::{Executor, PgConnection};
+use std::fmt::Write;
 
 type PgQuery = Query<'static, Postgres, PgArguments>;
 
@@ -51,9 +53,98 @@ fn last_per_key<T, K: std::hash::Hash + Eq>(items: Vec<T>, key: impl Fn(&T) -> K
     items.into_iter().zip(keep).filter_map(|(item, k)| k.then_some(item)).collect()
 }
 
-pub(super) async fn write_records(conn: &mut PgConnection, records: Vec<StoredRecord>, rev: i64) -> StoreResult<()> {
-    let rows: Vec<(String, StoredRecord)> = records.into_iter().map(|r| (storage_key(&r.key), r)).collect();
-    let rows = last_per_key(rows, |(k, _)| k.clone());
+/// A write of records at one revision, ready to send: those in `fresh` (keys the transaction
+/// read and found absent, under the writer lock) go in by `COPY`, which costs the server about
+/// half an upsert, their text made when the write is created; the rest are upserted. Should a
+/// fresh key exist after all (another process wrote it meanwhile), the `COPY` is undone to its
+/// savepoint and those rows are upserted too.
+pub(super) struct RecordWrite {
+    fresh: Vec<(String, StoredRecord)>,
+    copy_text: Vec<Vec<u8>>,
+    existing: Vec<(String, StoredRecord)>,
+    rev: i64,
+}
+
+impl RecordWrite {
+    pub(super) fn new(records: Vec<StoredRecord>, fresh: HashSet<String>, rev: i64) -> RecordWrite {
+        let rows: Vec<(String, StoredRecord)> = records.into_iter().map(|r| (storage_key(&r.key), r)).collect();
+        let rows = last_per_key(rows, |(k, _)| k.clone());
+        let (fresh, existing): (Vec<_>, Vec<_>) = rows.into_iter().partition(|(k, _)| fresh.contains(k));
+        let copy_text = fresh.chunks(COPY_CHUNK).map(|chunk| copy_rows(chunk, rev)).collect();
+        RecordWrite { fresh, copy_text, existing, rev }
+    }
+
+    pub(super) async fn run(self, conn: &mut PgConnection) -> StoreResult<()> {
+        if !self.fresh.is_empty() {
+            conn.execute("SAVEPOINT fresh_records").await.map_err(db)?;
+            match copy_in(conn, self.copy_text).await {
+                Ok(()) => {
+                    conn.execute("RELEASE SAVEPOINT fresh_records").await.map_err(db)?;
+                }
+                Err(e) if is_unique_violation(&e) => {
+                    conn.execute("ROLLBACK TO SAVEPOINT fresh_records").await.map_err(db)?;
+                    upsert_records(conn, &self.fresh, self.rev).await?;
+                }
+                Err(e) => return Err(db(e)),
+            }
+        }
+        upsert_records(conn, &self.existing, self.rev).await
+    }
+}
+
+/// Rows of one `COPY` message.
+const COPY_CHUNK: usize = 2_000;
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    e.as_database_error().and_then(|d| d.code()).is_some_and(|c| c == "23505")
+}
+
+/// `rows` as `COPY`'s text format: one line each, columns tab-separated.
+fn copy_rows(rows: &[(String, StoredRecord)], rev: i64) -> Vec<u8> {
+    let mut text = String::with_capacity(rows.len() * 1024);
+    for (k, r) in rows {
+        copy_value(&mut text, k);
+        let _ = write!(text, "\t{}\t{}\t", r.key.kind.to_u8(), r.key.year);
+        for col in [r.key.id.as_str(), &r.region, &r.hh, &fields_json(&r.fields)] {
+            copy_value(&mut text, col);
+            text.push('\t');
+        }
+        let _ = writeln!(text, "{}\t{rev}", i64::from(r.deleted));
+    }
+    text.into_bytes()
+}
+
+/// One value in `COPY`'s text format: backslash, newline, carriage return and tab escaped.
+/// Bytes, not chars: none of the four occurs inside a multi-byte UTF-8 sequence.
+fn copy_value(out: &mut String, s: &str) {
+    let mut rest = s;
+    while let Some(i) = rest.bytes().position(|b| matches!(b, b'\\' | b'\n' | b'\r' | b'\t')) {
+        out.push_str(&rest[..i]);
+        out.push_str(match rest.as_bytes()[i] {
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            _ => "\\t",
+        });
+        rest = &rest[i + 1..];
+    }
+    out.push_str(rest);
+}
+
+/// `chunks` of `COPY` text into `records`, one message each.
+async fn copy_in(conn: &mut PgConnection, chunks: Vec<Vec<u8>>) -> sqlx::Result<()> {
+    let mut copy =
+        conn.copy_in_raw("COPY records (k, kind, year, id, region, hh, fields, deleted, rev) FROM STDIN").await?;
+    for chunk in chunks {
+        if let Err(e) = copy.send(chunk).await {
+            // The server's reason (a duplicate key, say) comes with the abort.
+            return Err(copy.abort(e.to_string()).await.err().unwrap_or(e));
+        }
+    }
+    copy.finish().await.map(|_| ())
+}
+
+async fn upsert_records(conn: &mut PgConnection, rows: &[(String, StoredRecord)], rev: i64) -> StoreResult<()> {
     let queries = rows.chunks(BATCH).map(|chunk| {
         let n = chunk.len();
         let (mut k, mut kind, mut year, mut id) =

@@ -1,12 +1,12 @@
 //! The PostgreSQL backend on sqlx's native driver: typed binds, `$n` placeholders, bulk writes
-//! as `UNNEST` upserts, the quota row locked `FOR UPDATE`.
+//! as `COPY` (rows known to be new) or `UNNEST` upserts, the quota row locked `FOR UPDATE`.
 //!
 //! - [`PgStore`] (here): the pool, opening and migrations.
 //! - `store.rs`: [`Store`](crate::store::contract::Store), each read one query on a pooled
 //!   connection.
 //! - `tx.rs`: [`WriteTx`](crate::store::contract::WriteTx) over one `Transaction`.
 //! - `reads.rs`: the queries both share, generic over the executor.
-//! - `bulk.rs`: the `UNNEST` statements of the multi-row writes.
+//! - `bulk.rs`: the multi-row writes (`COPY`, `UNNEST`).
 //!
 //! Text is ordered and compared `COLLATE "C"` (byte order), as SQLite does, so key order and
 //! region ranges do not depend on the database's locale.

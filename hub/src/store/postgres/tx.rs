@@ -2,13 +2,15 @@
 //! (and would answer `COMMIT` with a silent rollback), so the first failure is kept: every later
 //! call, `commit` included, reports it and nothing is committed.
 //!
-//! The bulk row writes (records, feedback) run on a task of their own while the caller goes on:
-//! the hub merges and checks the next slice of a change set while the server writes the last,
-//! as the SQLite backend's writer thread does. The next call to the transaction waits for it.
+//! The bulk row writes (records, feedback) are queued on tasks of their own, run in order while
+//! the caller goes on: the hub merges and checks the next slices of a change set while the server
+//! writes the last, as the SQLite backend's writer thread does. Any other call to the
+//! transaction waits for the queue to empty. Records read and found absent are later inserted
+//! by `COPY` (see [`bulk::RecordWrite`]).
 
 use super::reads::{self, records};
 use super::{bulk, db, to_i64};
-use crate::record::StoredRecord;
+use crate::record::{HashSet, StoredRecord, storage_key};
 use crate::store::contract::*;
 use async_trait::async_trait;
 use jianka_shared::Year;
@@ -17,17 +19,48 @@ use tokio::task::JoinHandle;
 
 type Tx = Transaction<'static, Postgres>;
 
+/// A background write: the transaction back (unless a task before it was lost) and its result.
+type Behind = JoinHandle<(Option<Tx>, StoreResult<()>)>;
+
 pub struct PgWriteTx {
-    /// The transaction, unless a background write holds it.
+    /// The transaction, unless background writes hold it.
     tx: Option<Tx>,
-    /// The background write in flight: it hands the transaction back with its result.
-    writing: Option<JoinHandle<(Tx, StoreResult<()>)>>,
+    /// The last background write queued: each waits for the one before it, so they run in the
+    /// order given, one after another, and the server never waits for the caller between them.
+    writing: Option<Behind>,
     failed: Option<String>,
+    /// Keys this transaction looked up and found absent, not written since: under the writer
+    /// lock they stay absent, so their first write is an insert (`COPY`).
+    absent: HashSet<String>,
+    /// Records given to `write_records` and not yet queued, with their revision: they go to the
+    /// server a batch at a time (each write is a statement or two, and each has its cost there).
+    pending: Vec<StoredRecord>,
+    pending_fresh: HashSet<String>,
+    pending_rev: i64,
+    /// `COPY`s this transaction may still run, each in a savepoint of its own.
+    copies_left: u32,
 }
+
+/// Records gathered before a write is queued.
+const WRITE_BATCH: usize = 5_000;
+
+/// Savepoints (`COPY`s) per transaction. Each one that writes takes a subtransaction id, and
+/// PostgreSQL caches only 64 per transaction: past that every other session's snapshot checks
+/// slow down. Later fresh rows are upserted like the rest.
+const COPIES_PER_TRANSACTION: u32 = 32;
 
 impl PgWriteTx {
     pub(super) fn new(tx: Tx) -> PgWriteTx {
-        PgWriteTx { tx: Some(tx), writing: None, failed: None }
+        PgWriteTx {
+            tx: Some(tx),
+            writing: None,
+            failed: None,
+            absent: HashSet::default(),
+            pending: Vec::new(),
+            pending_fresh: HashSet::default(),
+            pending_rev: 0,
+            copies_left: COPIES_PER_TRANSACTION,
+        }
     }
 
     fn check(&self) -> StoreResult<()> {
@@ -44,20 +77,14 @@ impl PgWriteTx {
         r
     }
 
-    /// The transaction's connection, once any background write has finished (its failure is
-    /// kept and reported).
+    /// The transaction's connection, once every background write has finished (the first
+    /// failure is kept and reported).
     async fn conn(&mut self) -> StoreResult<&mut Tx> {
+        self.queue_pending()?;
         if let Some(writing) = self.writing.take() {
-            match writing.await {
-                Ok((tx, r)) => {
-                    self.tx = Some(tx);
-                    self.note(r)?;
-                }
-                Err(e) => {
-                    let r = Err(StoreError::Db(format!("a background write stopped: {e}")));
-                    return self.note(r);
-                }
-            }
+            let (tx, r) = finished(writing).await;
+            self.tx = tx;
+            self.note(r)?;
         }
         self.check()?;
         match self.tx.as_mut() {
@@ -66,14 +93,51 @@ impl PgWriteTx {
         }
     }
 
-    /// Starts `write` on the transaction in the background and returns at once.
-    async fn write_behind<F>(&mut self, write: impl FnOnce(Tx) -> F + Send + 'static) -> StoreResult<()>
+    /// Queues the pending records' write; their `COPY` text is made here, so the queued write
+    /// only sends it.
+    fn queue_pending(&mut self) -> StoreResult<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let records = std::mem::take(&mut self.pending);
+        let mut fresh = std::mem::take(&mut self.pending_fresh);
+        if self.copies_left == 0 {
+            fresh.clear();
+        } else if !fresh.is_empty() {
+            self.copies_left -= 1;
+        }
+        let write = bulk::RecordWrite::new(records, fresh, self.pending_rev);
+        self.write_behind(move |mut tx| async move {
+            let r = write.run(&mut tx).await;
+            (tx, r)
+        })
+    }
+
+    /// Queues `write` on the transaction behind the writes already queued and returns at once.
+    fn write_behind<F>(&mut self, write: impl FnOnce(Tx) -> F + Send + 'static) -> StoreResult<()>
     where
         F: std::future::Future<Output = (Tx, StoreResult<()>)> + Send + 'static,
     {
-        self.conn().await?;
-        let tx = self.tx.take().expect("conn() left the transaction in place");
-        self.writing = Some(tokio::spawn(write(tx)));
+        self.check()?;
+        let before = self.writing.take();
+        let idle = self.tx.take();
+        self.writing = Some(tokio::spawn(async move {
+            let tx = match before {
+                Some(before) => match finished(before).await {
+                    (Some(tx), Ok(())) => tx,
+                    // A failed write: the ones queued after it do not run.
+                    (tx, r) => return (tx, r),
+                },
+                None => match idle {
+                    Some(tx) => tx,
+                    None => {
+                        return (None, Err(StoreError::Db("the transaction was lost by an earlier failure".into())));
+                    }
+                },
+            };
+            let (tx, r) = write(tx).await;
+            (Some(tx), r)
+        }));
         Ok(())
     }
 
@@ -82,6 +146,14 @@ impl PgWriteTx {
         let conn = self.conn().await?;
         let r = q.execute(&mut **conn).await.map(|_| ()).map_err(db);
         self.note(r)
+    }
+}
+
+/// The outcome of a background write; one that stopped (panicked) lost the transaction.
+async fn finished(writing: Behind) -> (Option<Tx>, StoreResult<()>) {
+    match writing.await {
+        Ok(done) => done,
+        Err(e) => (None, Err(StoreError::Db(format!("a background write stopped: {e}")))),
     }
 }
 
@@ -216,14 +288,19 @@ impl WriteTx for PgWriteTx {
     }
 
     async fn records(&mut self, keys: &[String]) -> StoreResult<Vec<StoredRecord>> {
-        guarded!(self, |c| async {
+        let found = guarded!(self, |c| async {
             let rows = sqlx::query("SELECT k, region, hh, fields, deleted FROM records WHERE k = ANY($1::text[])")
                 .bind(super::storable(keys))
                 .fetch_all(c)
                 .await
                 .map_err(db)?;
             records(&rows)
-        })
+        })?;
+        if found.len() < keys.len() {
+            let present: HashSet<String> = found.iter().map(|r| storage_key(&r.key)).collect();
+            self.absent.extend(keys.iter().filter(|k| !present.contains(*k) && !k.contains('\0')).cloned());
+        }
+        Ok(found)
     }
 
     async fn live_members(&mut self, year: Year, households: &[String]) -> StoreResult<Vec<StoredRecord>> {
@@ -252,11 +329,22 @@ impl WriteTx for PgWriteTx {
     }
 
     async fn write_records(&mut self, records: Vec<StoredRecord>, rev: i64) -> StoreResult<()> {
-        self.write_behind(move |mut tx| async move {
-            let r = bulk::write_records(&mut tx, records, rev).await;
-            (tx, r)
-        })
-        .await
+        // Once written a key is no longer absent: a later write of it upserts.
+        let fresh: HashSet<String> = if self.absent.is_empty() {
+            HashSet::default()
+        } else {
+            records.iter().map(|r| storage_key(&r.key)).filter(|k| self.absent.remove(k)).collect()
+        };
+        if rev != self.pending_rev {
+            self.queue_pending()?;
+            self.pending_rev = rev;
+        }
+        self.pending.extend(records);
+        self.pending_fresh.extend(fresh);
+        if self.pending.len() >= WRITE_BATCH {
+            self.queue_pending()?;
+        }
+        Ok(())
     }
 
     async fn quarantine(&mut self, rows: Vec<QuarantineRow>) -> StoreResult<()> {
@@ -264,11 +352,11 @@ impl WriteTx for PgWriteTx {
     }
 
     async fn push_feedback(&mut self, items: Vec<(String, String)>) -> StoreResult<()> {
+        self.queue_pending()?;
         self.write_behind(move |mut tx| async move {
             let r = bulk::push_feedback(&mut tx, items).await;
             (tx, r)
         })
-        .await
     }
 
     async fn open_conflicts(&mut self, kind: &str) -> StoreResult<Vec<ConflictRow>> {
