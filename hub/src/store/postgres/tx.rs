@@ -41,7 +41,7 @@ pub struct PgWriteTx {
     copies_left: u32,
 }
 
-/// Records gathered before a write is queued.
+/// Records gathered before a write is queued while the server is busy with the last.
 const WRITE_BATCH: usize = 5_000;
 
 /// Savepoints (`COPY`s) per transaction. Each one that writes takes a subtransaction id, and
@@ -341,7 +341,9 @@ impl WriteTx for PgWriteTx {
         }
         self.pending.extend(records);
         self.pending_fresh.extend(fresh);
-        if self.pending.len() >= WRITE_BATCH {
+        // Queued at once while the server has nothing to write, else gathered into a batch.
+        let idle = self.writing.as_ref().is_none_or(JoinHandle::is_finished);
+        if idle || self.pending.len() >= WRITE_BATCH {
             self.queue_pending()?;
         }
         Ok(())
