@@ -54,8 +54,8 @@ fn last_per_key<T, K: std::hash::Hash + Eq>(items: Vec<T>, key: impl Fn(&T) -> K
 }
 
 /// A write of records at one revision, ready to send: those in `fresh` (keys the transaction
-/// read and found absent, under the writer lock) go in by `COPY`, which costs the server about
-/// half an upsert, their text made when the write is created; the rest are upserted. Should a
+/// read and found absent, under the writer lock) go in by `COPY` (the server's bulk-load path,
+/// without an upsert's conflict handling), their text made when the write is created; the rest are upserted. Should a
 /// fresh key exist after all (another process wrote it meanwhile), the `COPY` is undone to its
 /// savepoint and those rows are upserted too.
 pub(super) struct RecordWrite {
