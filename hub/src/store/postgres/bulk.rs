@@ -5,7 +5,7 @@
 //! the last ([`while_running`]).
 
 use super::{db, to_i64};
-use crate::record::{HashMap, HashSet, StoredRecord, fields_json, storage_key};
+use crate::record::{HashMap, HashSet, StoredRecord, fields_json};
 use crate::store::contract::{AuditRow, CompletedMoveRow, NewConflict, QuarantineRow, StoreResult};
 use crate::store::while_running;
 use sqlx::postgres::{PgArguments, Postgres};
@@ -53,11 +53,11 @@ fn last_per_key<T, K: std::hash::Hash + Eq>(items: Vec<T>, key: impl Fn(&T) -> K
     items.into_iter().zip(keep).filter_map(|(item, k)| k.then_some(item)).collect()
 }
 
-/// A write of records at one revision, ready to send: those in `fresh` (keys the transaction
-/// read and found absent, under the writer lock) go in by `COPY` (the server's bulk-load path,
-/// without an upsert's conflict handling), their text made when the write is created; the rest are upserted. Should a
-/// fresh key exist after all (another process wrote it meanwhile), the `COPY` is undone to its
-/// savepoint and those rows are upserted too.
+/// A write of records at one revision, ready to send. Those in `fresh` (keys the transaction
+/// read and found absent, under the writer lock) go in by `COPY`, the server's bulk-load path,
+/// their text made when the write is created; the rest are upserted. Should a fresh key exist
+/// after all (another process wrote it meanwhile), the `COPY` is undone to its savepoint and
+/// those rows are upserted too.
 pub(super) struct RecordWrite {
     fresh: Vec<(String, StoredRecord)>,
     copy_text: Vec<Vec<u8>>,
@@ -66,8 +66,8 @@ pub(super) struct RecordWrite {
 }
 
 impl RecordWrite {
-    pub(super) fn new(records: Vec<StoredRecord>, fresh: HashSet<String>, rev: i64) -> RecordWrite {
-        let rows: Vec<(String, StoredRecord)> = records.into_iter().map(|r| (storage_key(&r.key), r)).collect();
+    /// `rows` are `(storage key, record)`.
+    pub(super) fn new(rows: Vec<(String, StoredRecord)>, fresh: HashSet<String>, rev: i64) -> RecordWrite {
         let rows = last_per_key(rows, |(k, _)| k.clone());
         let (fresh, existing): (Vec<_>, Vec<_>) = rows.into_iter().partition(|(k, _)| fresh.contains(k));
         let copy_text = fresh.chunks(COPY_CHUNK).map(|chunk| copy_rows(chunk, rev)).collect();
@@ -82,7 +82,9 @@ impl RecordWrite {
                     conn.execute("RELEASE SAVEPOINT fresh_records").await.map_err(db)?;
                 }
                 Err(e) if is_unique_violation(&e) => {
+                    // ROLLBACK TO keeps the savepoint; released, it does not stay on the stack.
                     conn.execute("ROLLBACK TO SAVEPOINT fresh_records").await.map_err(db)?;
+                    conn.execute("RELEASE SAVEPOINT fresh_records").await.map_err(db)?;
                     upsert_records(conn, &self.fresh, self.rev).await?;
                 }
                 Err(e) => return Err(db(e)),

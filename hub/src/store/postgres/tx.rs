@@ -34,7 +34,7 @@ pub struct PgWriteTx {
     absent: HashSet<String>,
     /// Records given to `write_records` and not yet queued, with their revision: they go to the
     /// server a batch at a time (each write is a statement or two, and each has its cost there).
-    pending: Vec<StoredRecord>,
+    pending: Vec<(String, StoredRecord)>,
     pending_fresh: HashSet<String>,
     pending_rev: i64,
     /// `COPY`s this transaction may still run, each in a savepoint of its own.
@@ -99,14 +99,14 @@ impl PgWriteTx {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let records = std::mem::take(&mut self.pending);
+        let rows = std::mem::take(&mut self.pending);
         let mut fresh = std::mem::take(&mut self.pending_fresh);
         if self.copies_left == 0 {
             fresh.clear();
         } else if !fresh.is_empty() {
             self.copies_left -= 1;
         }
-        let write = bulk::RecordWrite::new(records, fresh, self.pending_rev);
+        let write = bulk::RecordWrite::new(rows, fresh, self.pending_rev);
         self.write_behind(move |mut tx| async move {
             let r = write.run(&mut tx).await;
             (tx, r)
@@ -329,18 +329,18 @@ impl WriteTx for PgWriteTx {
     }
 
     async fn write_records(&mut self, records: Vec<StoredRecord>, rev: i64) -> StoreResult<()> {
-        // Once written a key is no longer absent: a later write of it upserts.
-        let fresh: HashSet<String> = if self.absent.is_empty() {
-            HashSet::default()
-        } else {
-            records.iter().map(|r| storage_key(&r.key)).filter(|k| self.absent.remove(k)).collect()
-        };
         if rev != self.pending_rev {
             self.queue_pending()?;
             self.pending_rev = rev;
         }
-        self.pending.extend(records);
-        self.pending_fresh.extend(fresh);
+        for r in records {
+            let k = storage_key(&r.key);
+            // Once written a key is no longer absent: a later write of it upserts.
+            if self.absent.remove(&k) {
+                self.pending_fresh.insert(k.clone());
+            }
+            self.pending.push((k, r));
+        }
         // Queued at once while the server has nothing to write, else gathered into a batch.
         let idle = self.writing.as_ref().is_none_or(JoinHandle::is_finished);
         if idle || self.pending.len() >= WRITE_BATCH {
