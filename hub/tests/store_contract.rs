@@ -16,6 +16,8 @@ use std::sync::Arc;
 struct UnderTest {
     name: &'static str,
     store: Arc<dyn Store>,
+    /// Where it is: a second store opened on it plays another process.
+    url: String,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -24,9 +26,10 @@ async fn backends() -> Vec<UnderTest> {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("hub.db").display());
     let sqlite = SqliteStore::open(&url).await.unwrap();
-    let mut out = vec![UnderTest { name: "sqlite", store: Arc::new(sqlite), _dir: Some(dir) }];
+    let mut out = vec![UnderTest { name: "sqlite", store: Arc::new(sqlite), url, _dir: Some(dir) }];
     if let Some(url) = fresh_postgres().await {
-        out.push(UnderTest { name: "postgres", store: Arc::new(PgStore::open(&url).await.unwrap()), _dir: None });
+        let store = Arc::new(PgStore::open(&url).await.unwrap());
+        out.push(UnderTest { name: "postgres", store, url, _dir: None });
     }
     out
 }
@@ -660,5 +663,134 @@ proptest! {
                 b.store.close().await;
             }
         });
+    }
+}
+
+/// A member record whose one field says which write made it.
+fn version_of(id: &str, made_by: usize) -> StoredRecord {
+    let mut r = member(2014, id, "h1", false);
+    r.fields = fields(&[("made_by", &made_by.to_string())], 7, "513229101");
+    r
+}
+
+/// Each store keeps the keys it knows to be stored and looks up only those: keys another process
+/// stored since, and keys stored at a revision a rolled-back transaction had taken, are found.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookups_find_what_another_process_stored() {
+    for b in backends().await {
+        let (ours, other) = (b.store.clone(), jianka_hub::store::open(&b.url).await.unwrap());
+        let k = |id: &str| key(&member(2014, id, "h1", false));
+        let mut tx = ours.begin().await.unwrap();
+        assert!(tx.records(&[k("m1")]).await.unwrap().is_empty(), "{}", b.name);
+        let rev = tx.next_rev().await.unwrap();
+        tx.write_records(vec![version_of("m1", 1)], rev).await.unwrap();
+        tx.commit().await.unwrap();
+        write(&other, vec![version_of("m2", 2), version_of("m1", 2)]).await;
+        let mut tx = ours.begin().await.unwrap();
+        let found = tx.records(&[k("m1"), k("m2"), k("m3")]).await.unwrap();
+        assert_eq!(views(&found), views(&[version_of("m1", 2), version_of("m2", 2)]), "{}", b.name);
+        drop(tx);
+        // Rolled back: its revision is free again, and the other store's next write takes it.
+        let mut tx = ours.begin().await.unwrap();
+        assert!(tx.records(&[k("m4")]).await.unwrap().is_empty(), "{}", b.name);
+        let taken = tx.next_rev().await.unwrap();
+        tx.write_records(vec![version_of("m4", 3)], taken).await.unwrap();
+        drop(tx);
+        assert_eq!(write(&other, vec![version_of("m5", 4)]).await, taken, "{}", b.name);
+        let mut tx = ours.begin().await.unwrap();
+        let found = tx.records(&[k("m4"), k("m5")]).await.unwrap();
+        assert_eq!(views(&found), views(&[version_of("m5", 4)]), "{}", b.name);
+        drop(tx);
+        other.close().await;
+        ours.close().await;
+    }
+}
+
+/// One step of two processes sharing a database: a write transaction (committed or rolled back,
+/// reading its keys first or not) or a lookup, by either.
+#[derive(Debug, Clone)]
+enum Step {
+    Write { other: bool, ids: Vec<u8>, read_first: bool, read_after: bool, commit: bool },
+    Look { other: bool, ids: Vec<u8> },
+}
+
+fn any_step() -> impl Strategy<Value = Step> {
+    let ids = prop::collection::vec(0u8..8, 1..4);
+    prop_oneof![
+        (any::<bool>(), ids.clone(), any::<bool>(), any::<bool>(), prop::bool::weighted(0.7)).prop_map(
+            |(other, ids, read_first, read_after, commit)| Step::Write { other, ids, read_first, read_after, commit }
+        ),
+        (any::<bool>(), ids).prop_map(|(other, ids)| Step::Look { other, ids }),
+    ]
+}
+
+/// Runs `steps` on every backend, two stores (processes) on each database, checking every
+/// lookup against what was committed.
+async fn two_processes(steps: &[Step]) {
+    for b in backends().await {
+        let stores = [b.store.clone(), jianka_hub::store::open(&b.url).await.unwrap()];
+        let mut committed: std::collections::BTreeMap<String, View> = Default::default();
+        let key_of = |i: &u8| key(&member(2014, &format!("p{i}"), "h1", false));
+        for (n, step) in steps.iter().enumerate() {
+            match step {
+                Step::Write { other, ids, read_first, read_after, commit } => {
+                    let rows: Vec<StoredRecord> = ids.iter().map(|i| version_of(&format!("p{i}"), n)).collect();
+                    let mut tx = stores[usize::from(*other)].begin().await.unwrap();
+                    if *read_first {
+                        tx.records(&ids.iter().map(key_of).collect::<Vec<_>>()).await.unwrap();
+                    }
+                    let rev = tx.next_rev().await.unwrap();
+                    tx.write_records(rows.clone(), rev).await.unwrap();
+                    if *read_after {
+                        // Its own writes, and what is committed of the rest.
+                        let keys: Vec<String> = (0..8).map(|i| key_of(&i)).collect();
+                        let mut want = committed.clone();
+                        want.extend(rows.iter().map(|r| (key(r), view(r))));
+                        let found = views(&tx.records(&keys).await.unwrap());
+                        assert_eq!(found, want.into_values().collect::<Vec<_>>(), "{} in step {n}", b.name);
+                    }
+                    if *commit {
+                        tx.commit().await.unwrap();
+                        committed.extend(rows.iter().map(|r| (key(r), view(r))));
+                    }
+                }
+                Step::Look { other, ids } => {
+                    let keys: Vec<String> = ids.iter().map(key_of).collect();
+                    let mut tx = stores[usize::from(*other)].begin().await.unwrap();
+                    let found = views(&tx.records(&keys).await.unwrap());
+                    let want: Vec<View> =
+                        committed.iter().filter(|(k, _)| keys.contains(k)).map(|(_, v)| v.clone()).collect();
+                    assert_eq!(found, want, "{} after step {n} of {steps:?}", b.name);
+                }
+            }
+        }
+        for s in stores {
+            s.close().await;
+        }
+    }
+}
+
+/// The other process writes, then this one writes without having looked anything up: its
+/// commit must not claim the other's revision as read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_does_not_skip_another_process_revision() {
+    two_processes(&[
+        Step::Write { other: true, ids: vec![2], read_first: false, read_after: false, commit: true },
+        Step::Write { other: false, ids: vec![3], read_first: false, read_after: false, commit: true },
+        Step::Look { other: false, ids: vec![2, 3] },
+    ])
+    .await;
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// Whatever two processes write, commit or roll back, in any order, a lookup by either finds
+    /// exactly the committed version of each key asked for: skipping keys not stored never
+    /// skips one that is.
+    #[test]
+    fn lookups_equal_what_is_committed(steps in prop::collection::vec(any_step(), 1..20)) {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        rt.block_on(two_processes(&steps));
     }
 }

@@ -1,6 +1,7 @@
 //! What only the PostgreSQL store has to show, against a real server (every method of the
 //! contract is checked on both backends by `store_contract.rs`): migrations run once, reads
-//! outside a transaction do not see it, the quota row lock makes a second transaction wait,
+//! outside a transaction do not see it, a second write transaction waits for the first (the
+//! writer's advisory lock, the quota row behind it),
 //! text PostgreSQL cannot hold (NUL) is refused cleanly, and rows inserted by `COPY` round-trip
 //! and survive a key stored meanwhile by another connection. Each test on a fresh database dropped at
 //! its end; skipped (with a note) unless `JIANKA_TEST_PG` names a server, e.g.
@@ -158,7 +159,7 @@ async fn store_reads_do_not_see_an_open_transaction() {
 }
 
 #[tokio::test]
-async fn a_second_transaction_waits_for_the_locked_quota_row() {
+async fn a_second_write_transaction_waits_for_the_first() {
     with_store(|s| async move {
         let mut first = s.begin().await.unwrap();
         assert_eq!(first.quota_used("420322", 2014).await.unwrap(), 0);
@@ -224,7 +225,14 @@ async fn a_key_stored_elsewhere_after_the_read_is_upserted_not_lost() {
         let mut tx = s.begin().await.unwrap();
         let wanted = ["1/2014/m1".to_string(), "1/2014/m2".to_string()];
         assert!(tx.records(&wanted).await.unwrap().is_empty());
-        write(&s, vec![rec(RecordKind::Member, 2014, "m1", "420322101009", "other", false)]).await;
+        // Another writer outside the hub's lock (the hub's own write transactions wait for this one).
+        sqlx::query(
+            "INSERT INTO records (k, kind, year, id, region, hh, fields, deleted, rev) \
+             VALUES ('1/2014/m1', 1, 2014, 'm1', '420322101009', 'other', '{}', 0, 1)",
+        )
+        .execute(s.pool())
+        .await
+        .unwrap();
         let mut ours = member("m1", "h1");
         ours.fields = fields(&[("name", "ours")]);
         tx.write_records(vec![ours.clone(), member("m2", "h1")], 5).await.unwrap();

@@ -4,6 +4,7 @@
 //! (a province). The hub's domain code holds an `Arc<dyn Store>` and contains no SQL.
 
 pub mod contract;
+mod known_keys;
 pub mod postgres;
 pub mod sqlite;
 

@@ -17,6 +17,7 @@ mod store;
 mod tx;
 
 use crate::store::contract::{StoreError, StoreResult};
+use crate::store::known_keys::KnownKeys;
 use jianka_shared::Year;
 use sqlx::SqlSafeStr;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
@@ -39,10 +40,15 @@ static MIGRATIONS: &[(i64, &str, &str)] = &[
     (6, "byte_order_keys", include_str!("../../../migrations/postgres/0006_byte_order_keys.sql")),
 ];
 
+/// The advisory lock every write transaction holds (a constant of its own: "jianka-w").
+const WRITER_LOCK: i64 = 0x6a69_616e_6b61_2d77;
+
 /// The hub's PostgreSQL database.
 #[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// Every stored record key's fingerprint (the writer's lookups skip keys not stored).
+    known: KnownKeys,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -63,7 +69,7 @@ impl PgStore {
             .map(|(v, d, sql)| Migration::new(*v, Cow::Borrowed(*d), MigrationType::Simple, sql.into_sql_str(), false))
             .collect();
         Migrator::with_migrations(migrations).run(&pool).await.map_err(|e| StoreError::Migrate(e.to_string()))?;
-        Ok(PgStore { pool })
+        Ok(PgStore { pool, known: KnownKeys::default() })
     }
 
     /// The pool (for tools that need plain SQL beside the store, e.g. benchmarks).

@@ -5,6 +5,7 @@
 use super::{db, to_i64, to_u64, to_year};
 use crate::record::{StoredRecord, row_from};
 use crate::store::contract::{CertRow, ConflictRow, StoreError, StoreResult, StreamState, YearRow};
+use crate::store::known_keys::{KnownKeys, OwnRevs};
 use jianka_shared::Year;
 use sqlx::Row;
 use sqlx::postgres::{PgExecutor, PgRow};
@@ -23,6 +24,35 @@ pub(super) fn record(r: &PgRow) -> StoreResult<StoredRecord> {
 
 pub(super) fn records(rows: &[PgRow]) -> StoreResult<Vec<StoredRecord>> {
     rows.iter().map(record).collect()
+}
+
+/// Adds to `known` the keys of the records other transactions stored since it last read (on
+/// its first use, every stored key), so that it answers for the whole table. `own` keeps this
+/// transaction's own revisions out (its writes add their keys themselves).
+pub(super) async fn catch_up(c: &mut sqlx::PgConnection, known: &KnownKeys, own: OwnRevs) -> StoreResult<()> {
+    use futures_util::TryStreamExt;
+    let max: i64 =
+        sqlx::query_scalar("SELECT COALESCE(MAX(rev), 0) FROM records").fetch_one(&mut *c).await.map_err(db)?;
+    let from = known.lock().complete_to();
+    let to = own.others_to(max);
+    if to <= from {
+        return Ok(());
+    }
+    let started = std::time::Instant::now();
+    let mut read = 0u64;
+    let mut rows = sqlx::query_scalar::<_, String>("SELECT k FROM records WHERE rev > $1 AND rev <= $2")
+        .bind(from)
+        .bind(to)
+        .fetch(c);
+    while let Some(k) = rows.try_next().await.map_err(db)? {
+        known.lock().add([k]);
+        read += 1;
+    }
+    known.lock().read_to(to, std::iter::empty::<&str>());
+    if from == 0 && read > 0 {
+        tracing::info!(keys = read, ms = started.elapsed().as_millis() as u64, "stored record keys read");
+    }
+    Ok(())
 }
 
 pub(super) async fn meta<'e>(e: impl PgExecutor<'e>, k: &str) -> StoreResult<Option<String>> {

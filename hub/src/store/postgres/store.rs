@@ -22,7 +22,11 @@ impl Store for PgStore {
     }
 
     async fn begin(&self) -> StoreResult<Box<dyn WriteTx>> {
-        Ok(Box::new(super::PgWriteTx::new(self.pool.begin().await.map_err(db)?)))
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        // Write transactions run one at a time across processes, as SQLite's do: revisions are
+        // then given out in commit order, which the stored-key set relies on (`KnownKeys`).
+        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(super::WRITER_LOCK).execute(&mut *tx).await.map_err(db)?;
+        Ok(Box::new(super::PgWriteTx::new(tx, self.known.clone())))
     }
 
     async fn close(&self) {

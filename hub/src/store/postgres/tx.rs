@@ -12,6 +12,7 @@ use super::reads::{self, records};
 use super::{bulk, db, to_i64};
 use crate::record::{HashSet, StoredRecord, storage_key};
 use crate::store::contract::*;
+use crate::store::known_keys::{KnownKeys, OwnRevs};
 use async_trait::async_trait;
 use jianka_shared::Year;
 use sqlx::{Postgres, Transaction};
@@ -39,6 +40,9 @@ pub struct PgWriteTx {
     pending_rev: i64,
     /// `COPY`s this transaction may still run, each in a savepoint of its own.
     copies_left: u32,
+    known: KnownKeys,
+    /// The revisions this transaction wrote records at.
+    own: OwnRevs,
 }
 
 /// Records gathered before a write is queued while the server is busy with the last.
@@ -50,7 +54,7 @@ const WRITE_BATCH: usize = 5_000;
 const COPIES_PER_TRANSACTION: u32 = 32;
 
 impl PgWriteTx {
-    pub(super) fn new(tx: Tx) -> PgWriteTx {
+    pub(super) fn new(tx: Tx, known: KnownKeys) -> PgWriteTx {
         PgWriteTx {
             tx: Some(tx),
             writing: None,
@@ -60,6 +64,8 @@ impl PgWriteTx {
             pending_fresh: HashSet::default(),
             pending_rev: 0,
             copies_left: COPIES_PER_TRANSACTION,
+            known,
+            own: OwnRevs::default(),
         }
     }
 
@@ -175,9 +181,13 @@ impl WriteTx for PgWriteTx {
             return Err(StoreError::Db(format!("the transaction failed and committed nothing: {e}")));
         }
         match self.tx.take() {
-            Some(tx) => tx.commit().await.map_err(db),
-            None => Err(StoreError::Db("the transaction was lost by an earlier failure".into())),
+            Some(tx) => tx.commit().await.map_err(db)?,
+            None => return Err(StoreError::Db("the transaction was lost by an earlier failure".into())),
         }
+        if let Some((lo, hi)) = self.own.range() {
+            self.known.lock().committed(lo, hi);
+        }
+        Ok(())
     }
 
     async fn meta(&mut self, k: &str) -> StoreResult<Option<String>> {
@@ -288,9 +298,19 @@ impl WriteTx for PgWriteTx {
     }
 
     async fn records(&mut self, keys: &[String]) -> StoreResult<Vec<StoredRecord>> {
+        let (known, own) = (self.known.clone(), self.own);
         let found = guarded!(self, |c| async {
+            // Only keys the database may hold are looked up (see `KnownKeys`).
+            reads::catch_up(&mut *c, &known, own).await?;
+            let maybe: Vec<&str> = {
+                let known = known.lock();
+                super::storable(keys).into_iter().filter(|k| known.may_hold(k)).collect()
+            };
+            if maybe.is_empty() {
+                return Ok(Vec::new());
+            }
             let rows = sqlx::query("SELECT k, region, hh, fields, deleted FROM records WHERE k = ANY($1::text[])")
-                .bind(super::storable(keys))
+                .bind(maybe)
                 .fetch_all(c)
                 .await
                 .map_err(db)?;
@@ -333,14 +353,18 @@ impl WriteTx for PgWriteTx {
             self.queue_pending()?;
             self.pending_rev = rev;
         }
+        self.own.wrote(rev);
+        let mut known = self.known.lock();
         for r in records {
             let k = storage_key(&r.key);
+            known.add([&k]);
             // Once written a key is no longer absent: a later write of it upserts.
             if self.absent.remove(&k) {
                 self.pending_fresh.insert(k.clone());
             }
             self.pending.push((k, r));
         }
+        drop(known);
         // Queued at once while the server has nothing to write, else gathered into a batch.
         let idle = self.writing.as_ref().is_none_or(JoinHandle::is_finished);
         if idle || self.pending.len() >= WRITE_BATCH {

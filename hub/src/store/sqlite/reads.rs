@@ -9,6 +9,7 @@ use crate::store::contract::{
     AuditRow, CertRow, CompletedMoveRow, ConflictRow, ReopeningRow, SignOffRow, StoreError, StoreResult, StreamState,
     YearRow,
 };
+use crate::store::known_keys::{Fingerprints, OwnRevs};
 use jianka_shared::Year;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, Params, Row};
@@ -56,6 +57,29 @@ pub(super) fn by_keys<T>(
         }
     }
     Ok(out)
+}
+
+/// Adds to `known` the keys of the records other transactions stored since it last read (on
+/// the first call, every stored key), so that it answers for the whole table.
+pub(super) fn catch_up(conn: &Connection, known: &mut Fingerprints, own: OwnRevs) -> StoreResult<()> {
+    let max = one(conn, "SELECT COALESCE(MAX(rev), 0) FROM records", [], |r| int(r, 0))?.unwrap_or(0);
+    let (from, to) = (known.complete_to(), own.others_to(max));
+    if to <= from {
+        return Ok(());
+    }
+    let started = std::time::Instant::now();
+    let mut stmt = conn.prepare_cached("SELECT k FROM records WHERE rev > ?1 AND rev <= ?2").map_err(db_err)?;
+    let mut rows = stmt.query([from, to]).map_err(db_err)?;
+    let mut read = 0u64;
+    while let Some(r) = rows.next().map_err(db_err)? {
+        known.add([text(r, 0)?]);
+        read += 1;
+    }
+    known.read_to(to, std::iter::empty::<&str>());
+    if from == 0 && read > 0 {
+        tracing::info!(keys = read, ms = started.elapsed().as_millis() as u64, "stored record keys read");
+    }
+    Ok(())
 }
 
 /// All rows of a cached statement, each mapped by `map`.

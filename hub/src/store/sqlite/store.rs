@@ -9,6 +9,7 @@ use crate::store::contract::{
     AllocationRow, AuditRow, Backend, CertRow, ConflictRow, EnvelopeRow, EquivocationRow, ReopeningRow, RevisedRecord,
     SignOffRow, Store, StoreError, StoreResult, StreamState, WriteTx, YearRow,
 };
+use crate::store::known_keys::KnownKeys;
 use async_trait::async_trait;
 use jianka_shared::Year;
 use rusqlite::{Connection, params};
@@ -16,6 +17,8 @@ use std::sync::{Arc, Mutex};
 
 pub struct SqliteStore {
     writer: Writer,
+    /// Every stored record key's fingerprint (the writer's lookups skip keys not stored).
+    known: KnownKeys,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     readers: Arc<Readers>,
 }
@@ -41,7 +44,12 @@ impl SqliteStore {
         .map_err(|e| StoreError::Db(format!("opening the database: {e}")))??;
         let (cmds, thread) = writer::spawn(conn, &path)?;
         let readers = Arc::new(Readers { path, idle: Mutex::new(Vec::new()), closed: Default::default() });
-        Ok(SqliteStore { writer: Writer::new(cmds), thread: Mutex::new(Some(thread)), readers })
+        Ok(SqliteStore {
+            writer: Writer::new(cmds),
+            known: KnownKeys::default(),
+            thread: Mutex::new(Some(thread)),
+            readers,
+        })
     }
 
     async fn read<T: Send + 'static>(
@@ -64,7 +72,7 @@ impl Store for SqliteStore {
 
     async fn begin(&self) -> StoreResult<Box<dyn WriteTx>> {
         let (id, latch) = self.writer.begin().await?;
-        Ok(Box::new(SqliteTx::new(self.writer.clone(), id, latch)))
+        Ok(Box::new(SqliteTx::new(self.writer.clone(), id, latch, self.known.clone())))
     }
 
     async fn close(&self) {

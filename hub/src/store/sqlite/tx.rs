@@ -10,6 +10,7 @@ use crate::store::contract::{
     AllocationRow, AuditRow, CertRow, CompletedMoveRow, ConflictRow, EnvelopeRow, NewConflict, QuarantineRow,
     ReopeningRow, SignOffRow, StoreResult, StreamState, WriteTx, YearRow,
 };
+use crate::store::known_keys::{KnownKeys, OwnRevs};
 use async_trait::async_trait;
 use jianka_shared::{RecordKind, Year};
 use rusqlite::{Connection, params};
@@ -21,11 +22,14 @@ pub(super) struct SqliteTx {
     latch: Latch,
     /// Set once commit was sent: dropping the handle then must not roll back.
     ended: bool,
+    known: KnownKeys,
+    /// The revisions this transaction wrote records at.
+    own: OwnRevs,
 }
 
 impl SqliteTx {
-    pub(super) fn new(writer: Writer, id: u64, latch: Latch) -> SqliteTx {
-        SqliteTx { writer, id, latch, ended: false }
+    pub(super) fn new(writer: Writer, id: u64, latch: Latch, known: KnownKeys) -> SqliteTx {
+        SqliteTx { writer, id, latch, ended: false, known, own: OwnRevs::default() }
     }
 
     fn step(&self, step: Step) -> StoreResult<()> {
@@ -73,7 +77,11 @@ impl WriteTx for SqliteTx {
         let (reply, answer) = oneshot::channel();
         self.writer.send(Cmd::Tx { id: self.id, op: TxOp::Commit(reply) })?;
         self.ended = true;
-        answer.await.map_err(|_| gone())?
+        answer.await.map_err(|_| gone())??;
+        if let Some((lo, hi)) = self.own.range() {
+            self.known.lock().committed(lo, hi);
+        }
+        Ok(())
     }
 
     async fn meta(&mut self, k: &str) -> StoreResult<Option<String>> {
@@ -158,8 +166,15 @@ impl WriteTx for SqliteTx {
 
     async fn records(&mut self, keys: &[String]) -> StoreResult<Vec<StoredRecord>> {
         let keys = keys.to_vec();
+        let (known, own) = (self.known.clone(), self.own);
         self.call(move |c| {
-            by_keys(c, &keys, &[], |m| format!("SELECT {RECORD_COLS} FROM records WHERE k IN ({m})"), |r| record(r, 0))
+            // Only keys the database may hold are looked up (see `KnownKeys`).
+            let maybe: Vec<String> = {
+                let mut known = known.lock();
+                reads::catch_up(c, &mut known, own)?;
+                keys.into_iter().filter(|k| known.may_hold(k)).collect()
+            };
+            by_keys(c, &maybe, &[], |m| format!("SELECT {RECORD_COLS} FROM records WHERE k IN ({m})"), |r| record(r, 0))
         })
         .await
     }
@@ -193,7 +208,9 @@ impl WriteTx for SqliteTx {
     }
 
     async fn write_records(&mut self, records: Vec<StoredRecord>, rev: i64) -> StoreResult<()> {
-        self.queue(move |c| writes::records(c, &records, rev))
+        self.own.wrote(rev);
+        let known = self.known.clone();
+        self.queue(move |c| writes::records(c, &records, rev, &mut known.lock()))
     }
 
     async fn quarantine(&mut self, rows: Vec<QuarantineRow>) -> StoreResult<()> {

@@ -5,6 +5,7 @@ use super::db_err;
 use super::reads::sql_u64;
 use crate::record::{StoredRecord, fields_json, storage_key};
 use crate::store::contract::{AuditRow, CompletedMoveRow, EnvelopeRow, NewConflict, QuarantineRow, StoreResult};
+use crate::store::known_keys::Fingerprints;
 use rusqlite::{Connection, Params, params};
 
 pub(super) fn exec(conn: &Connection, sql: &str, p: impl Params) -> StoreResult<()> {
@@ -13,8 +14,8 @@ pub(super) fn exec(conn: &Connection, sql: &str, p: impl Params) -> StoreResult<
 }
 
 /// Upserts every record at `rev`, encoding its fields here, on the writer thread, so the
-/// caller goes on with its own work meanwhile.
-pub(super) fn records(conn: &Connection, rows: &[StoredRecord], rev: i64) -> StoreResult<()> {
+/// caller goes on with its own work meanwhile; each key goes into `known`.
+pub(super) fn records(conn: &Connection, rows: &[StoredRecord], rev: i64, known: &mut Fingerprints) -> StoreResult<()> {
     let mut stmt = conn
         .prepare_cached(
             "INSERT INTO records (k, kind, year, id, region, hh, fields, deleted, rev) VALUES (?,?,?,?,?,?,?,?,?) \
@@ -23,8 +24,10 @@ pub(super) fn records(conn: &Connection, rows: &[StoredRecord], rev: i64) -> Sto
         )
         .map_err(db_err)?;
     for r in rows {
+        let k = storage_key(&r.key);
+        known.add([&k]);
         stmt.execute(params![
-            storage_key(&r.key),
+            k,
             r.key.kind.to_u8(),
             r.key.year,
             r.key.id,
