@@ -16,7 +16,7 @@ use crate::years;
 use jianka_shared::changeset::Op;
 use jianka_shared::domain::Member;
 use jianka_shared::protocol::YearState;
-use jianka_shared::{RecordKind, RegionCode, Tier, Year};
+use jianka_shared::{RecordKey, RecordKind, RegionCode, Tier, Year};
 use std::collections::{BTreeMap, BTreeSet};
 
 impl Hub {
@@ -31,8 +31,8 @@ impl Hub {
         fx: &mut IngestOutcome,
     ) -> Result<MergeContext, HubError> {
         let keys: Vec<String> = {
-            let mut seen = HashSet::default();
-            ops.iter().map(|o| storage_key(o.key())).filter(|k| seen.insert(k.clone())).collect()
+            let mut seen: HashSet<&RecordKey> = HashSet::default();
+            ops.iter().map(Op::key).filter(|k| seen.insert(*k)).map(storage_key).collect()
         };
         fx.rows.reserve(keys.len());
         fx.member_records.reserve(keys.len());
@@ -48,7 +48,14 @@ impl Hub {
         // Households the authority checks look at that the change set does not carry: those its
         // members belong to or join, and those its moved households left.
         let referenced: Vec<String> = {
-            let mut seen = HashSet::default();
+            // Households the change set carries are merged from its own ops (and loaded above
+            // when stored): only the others are read here.
+            let mut seen: HashSet<(Year, &str)> = ops
+                .iter()
+                .map(Op::key)
+                .filter(|k| k.kind == RecordKind::Household)
+                .map(|k| (k.year, k.id.as_str()))
+                .collect();
             let mut out = Vec::new();
             for op in ops {
                 let key = op.key();
@@ -57,12 +64,16 @@ impl Hub {
                     RecordKind::Household => op.field(MOVED_FROM),
                     RecordKind::Village | RecordKind::Assistance => None,
                 };
-                let stored =
-                    fx.rows.get(&storage_key(key)).filter(|_| key.kind == RecordKind::Member).map(|r| r.hh.as_str());
+                let stored = match key.kind {
+                    RecordKind::Member if !fx.rows.is_empty() => fx.rows.get(&storage_key(key)).map(|r| r.hh.as_str()),
+                    _ => None,
+                };
                 for hh in named.into_iter().chain(stored).filter(|h| !h.is_empty()) {
-                    let hk = key_of(RecordKind::Household, key.year, hh);
-                    if !fx.rows.contains_key(&hk) && seen.insert(hk.clone()) {
-                        out.push(hk);
+                    if seen.insert((key.year, hh)) {
+                        let hk = key_of(RecordKind::Household, key.year, hh);
+                        if !fx.rows.contains_key(&hk) {
+                            out.push(hk);
+                        }
                     }
                 }
             }

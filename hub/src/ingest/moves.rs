@@ -162,14 +162,18 @@ pub(crate) async fn completed_moves_of(
 
 /// Open cross-county moves for the members this change set touches.
 pub(crate) async fn pending_moves(tx: &mut dyn WriteTx, ops: &[Op]) -> Result<HashMap<String, PendingMove>, HubError> {
-    let keys: HashSet<String> =
-        ops.iter().filter(|o| o.key().kind == RecordKind::Member).map(|o| storage_key(o.key())).collect();
     let mut out = HashMap::default();
-    if keys.is_empty() {
+    if !ops.iter().any(|o| o.key().kind == RecordKind::Member) {
         return Ok(out);
     }
     // Open moves are few; read them all rather than bind thousands of keys.
-    for c in tx.open_conflicts("move").await? {
+    let open = tx.open_conflicts("move").await?;
+    if open.is_empty() {
+        return Ok(out);
+    }
+    let keys: HashSet<String> =
+        ops.iter().filter(|o| o.key().kind == RecordKind::Member).map(|o| storage_key(o.key())).collect();
+    for c in open {
         if !keys.contains(&c.k) || out.contains_key(&c.k) {
             continue;
         }

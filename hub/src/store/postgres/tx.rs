@@ -415,6 +415,14 @@ impl WriteTx for PgWriteTx {
 
     async fn completed_moves(&mut self, ids: &[String]) -> StoreResult<Vec<CompletedMoveRow>> {
         guarded!(self, |c| async {
+            // Moves are rare: while none was ever completed, thousands of ids are not bound.
+            let any: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM completed_moves)")
+                .fetch_one(&mut *c)
+                .await
+                .map_err(db)?;
+            if !any {
+                return Ok(Vec::new());
+            }
             let rows: Vec<(String, i64, String, String, String)> = sqlx::query_as(
                 r#"SELECT id, year, from_county, to_county, from_household FROM completed_moves
                    WHERE id = ANY($1::text[]) ORDER BY id COLLATE "C", year DESC, at DESC"#,
