@@ -34,6 +34,18 @@ async fn backends() -> Vec<UnderTest> {
     out
 }
 
+impl UnderTest {
+    /// Closes the store and drops its database when it is PostgreSQL's (each check has its own).
+    async fn finish(self) {
+        self.store.close().await;
+        let Some(base) = std::env::var("JIANKA_TEST_PG").ok().filter(|_| self.name == "postgres") else { return };
+        let name = self.url.rsplit('/').next().unwrap_or_default().to_string();
+        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&base).await.unwrap();
+        let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+        sqlx::Executor::execute(&mut conn, sqlx::AssertSqlSafe(sql)).await.unwrap();
+    }
+}
+
 /// A new, empty PostgreSQL database when `JIANKA_TEST_PG` is set (named uniquely across test
 /// processes and runs).
 async fn fresh_postgres() -> Option<String> {
@@ -58,7 +70,7 @@ macro_rules! contract {
                     for b in super::backends().await {
                         eprintln!("{}: {}", stringify!($check), b.name);
                         super::$check(b.store.clone()).await;
-                        b.store.close().await;
+                        b.finish().await;
                     }
                 }
             )*
@@ -660,7 +672,7 @@ proptest! {
                 let after: Vec<StoredRecord> =
                     b.store.records_after(0, "", 1000).await.unwrap().into_iter().map(|r| r.record).collect();
                 assert_eq!(views(&after), expect, "{}", b.name);
-                b.store.close().await;
+                b.finish().await;
             }
         });
     }
@@ -702,7 +714,7 @@ async fn lookups_find_what_another_process_stored() {
         assert_eq!(views(&found), views(&[version_of("m5", 4)]), "{}", b.name);
         drop(tx);
         other.close().await;
-        ours.close().await;
+        b.finish().await;
     }
 }
 
@@ -764,9 +776,8 @@ async fn two_processes(steps: &[Step]) {
                 }
             }
         }
-        for s in stores {
-            s.close().await;
-        }
+        stores[1].close().await;
+        b.finish().await;
     }
 }
 

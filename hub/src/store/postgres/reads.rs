@@ -48,7 +48,7 @@ pub(super) async fn catch_up(c: &mut sqlx::PgConnection, known: &KnownKeys, own:
         known.lock().add([k]);
         read += 1;
     }
-    known.lock().read_to(to, std::iter::empty::<&str>());
+    known.lock().read_to(to);
     if from == 0 && read > 0 {
         tracing::info!(keys = read, ms = started.elapsed().as_millis() as u64, "stored record keys read");
     }

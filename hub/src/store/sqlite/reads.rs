@@ -75,7 +75,7 @@ pub(super) fn catch_up(conn: &Connection, known: &mut Fingerprints, own: OwnRevs
         known.add([text(r, 0)?]);
         read += 1;
     }
-    known.read_to(to, std::iter::empty::<&str>());
+    known.read_to(to);
     if from == 0 && read > 0 {
         tracing::info!(keys = read, ms = started.elapsed().as_millis() as u64, "stored record keys read");
     }
