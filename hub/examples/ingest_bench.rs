@@ -101,7 +101,12 @@ fn ops(hs: &[Household]) -> Vec<Op> {
             fields: r
                 .fields
                 .into_iter()
-                .map(|(name, value)| FieldWrite { name, value, version: Hlc(7), base: Hlc::ZERO })
+                .map(|(name, value)| FieldWrite {
+                    name: name.into(),
+                    value: value.into(),
+                    version: Hlc(7),
+                    base: Hlc::ZERO,
+                })
                 .collect(),
         })
         .collect()
@@ -180,7 +185,7 @@ async fn baseline_same_rows_store(stored: &[RecordRow]) -> f64 {
         .collect();
     let t = Instant::now();
     let mut tx = store.begin().await.unwrap();
-    tx.write_records(rows, 1).await.unwrap();
+    tx.write_records(jianka_hub::record::shared(rows), 1).await.unwrap();
     tx.commit().await.unwrap();
     let secs = t.elapsed().as_secs_f64();
     store.close().await;

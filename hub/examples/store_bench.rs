@@ -8,7 +8,7 @@
 //! same schema with the same settings, on a fresh file. R runs (default 5), alternating; medians.
 
 use jianka_hub::merge::{FieldState, Fields, Text};
-use jianka_hub::record::{StoredRecord, fields_json, storage_key};
+use jianka_hub::record::{StoredRecord, fields_json, shared, storage_key};
 use jianka_hub::store::contract::Store;
 use jianka_hub::store::sqlite::SqliteStore;
 use jianka_shared::{RecordKey, RecordKind};
@@ -77,7 +77,7 @@ async fn through_store(rows: &[StoredRecord]) -> f64 {
     let t = Instant::now();
     let mut tx = store.begin().await.expect("begin");
     let rev = tx.next_rev().await.expect("next_rev");
-    tx.write_records(rows, rev).await.expect("write_records");
+    tx.write_records(shared(rows), rev).await.expect("write_records");
     tx.commit().await.expect("commit");
     let secs = t.elapsed().as_secs_f64();
     store.close().await;

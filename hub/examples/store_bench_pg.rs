@@ -13,7 +13,7 @@ mod common {
 
 use common::pg_copy::{RecordRow, copy_records};
 use jianka_hub::merge::{FieldState, Fields, Text};
-use jianka_hub::record::{StoredRecord, fields_json, storage_key};
+use jianka_hub::record::{StoredRecord, fields_json, shared, storage_key};
 use jianka_hub::store::contract::{Store, StoreError};
 use jianka_hub::store::postgres::PgStore;
 use jianka_shared::{RecordKey, RecordKind};
@@ -53,7 +53,7 @@ fn member(i: usize, year: u16) -> StoredRecord {
 async fn by_store(store: &PgStore, records: Vec<StoredRecord>) -> Result<Duration, StoreError> {
     let start = Instant::now();
     let mut tx = store.begin().await?;
-    tx.write_records(records, 1).await?;
+    tx.write_records(shared(records), 1).await?;
     tx.commit().await?;
     Ok(start.elapsed())
 }

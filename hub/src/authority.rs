@@ -125,12 +125,12 @@ pub fn check_value(name: &str, value: &str) -> Result<(), String> {
         return Err(format!("field name {shown:?} is not 1–{MAX_FIELD_NAME} characters of a-z, 0-9, '_' and '.'"));
     }
     // Line breaks and tabs may stand in free text; no other control character belongs in a form.
-    if let Some(c) = value.chars().find(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) {
-        return Err(format!("field {name} contains the control character U+{:04X}", u32::from(c)));
-    }
+    let chars = match text_shape(value) {
+        Ok(chars) => chars,
+        Err(c) => return Err(format!("field {name} contains the control character U+{:04X}", u32::from(c))),
+    };
     let digits =
         |v: &str, min: usize, max: usize| (min..=max).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_digit());
-    let chars = value.chars().count();
     let shape_ok = match name {
         "village" => digits(value, 12, 12),
         "household" => value.len() <= 40 && split_household_id(value).is_some(),
@@ -169,6 +169,28 @@ pub fn check_value(name: &str, value: &str) -> Result<(), String> {
         _ => format!("at most {MAX_TEXT_CHARS} characters"),
     };
     Err(format!("field {name} ({chars} characters) is not {limit}"))
+}
+
+/// The number of characters in `value`, or its first control character other than a line
+/// break or tab: one pass over the bytes (it runs for every field of every change set). The
+/// control characters (`char::is_control`) are U+0000–U+001F, U+007F and U+0080–U+009F, the last
+/// encoded as 0xC2 0x80–0x9F.
+fn text_shape(value: &str) -> Result<usize, char> {
+    let bytes = value.as_bytes();
+    let mut chars = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let control = match b {
+            b'\n' | b'\r' | b'\t' => false,
+            0x00..=0x1f | 0x7f => true,
+            0xc2 => bytes.get(i + 1).is_some_and(|n| (0x80..=0x9f).contains(n)),
+            _ => false,
+        };
+        if control {
+            return Err(value[i..].chars().next().unwrap_or_default());
+        }
+        chars += usize::from(b & 0xc0 != 0x80);
+    }
+    Ok(chars)
 }
 
 #[cfg(test)]
@@ -244,7 +266,12 @@ mod tests {
     #[test]
     fn limits_name_the_field_never_the_value() {
         let k = RecordKey::new(RecordKind::Household, 2014, "420322105200-0001");
-        let w = |name: &str, value: String| FieldWrite { name: name.into(), value, version: Hlc(1), base: Hlc::ZERO };
+        let w = |name: &str, value: String| FieldWrite {
+            name: name.into(),
+            value: value.into(),
+            version: Hlc(1),
+            base: Hlc::ZERO,
+        };
         let secret = "6217".repeat(20);
         let e = check_limits(&k, &[w("bank_account", secret.clone())]).unwrap_err();
         assert!(e.contains("bank_account") && !e.contains(&secret), "{e}");
@@ -257,6 +284,17 @@ mod tests {
     }
 
     proptest! {
+        /// The one-pass scan reads a text as `str::chars` does: the same count, the same first
+        /// control character (other than a line break or tab).
+        #[test]
+        fn text_shape_is_what_chars_say(value in "(\\PC|[\u{0}-\u{1f}\u{7f}-\u{a0}\n\r\t])*") {
+            let expected = match value.chars().find(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) {
+                Some(c) => Err(c),
+                None => Ok(value.chars().count()),
+            };
+            prop_assert_eq!(text_shape(&value), expected);
+        }
+
         /// No sequence of status writes by a township takes a new record into a status the
         /// county or province owns.
         #[test]

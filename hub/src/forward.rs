@@ -243,8 +243,8 @@ impl Hub {
                     .fields
                     .iter()
                     .map(|(n, f)| FieldWrite {
-                        name: n.to_string(),
-                        value: f.0.to_string(),
+                        name: n.clone(),
+                        value: f.0.clone(),
                         version: Hlc(f.1),
                         base: Hlc::ZERO,
                     })

@@ -5,10 +5,11 @@
 use jianka_shared::{Hlc, RegionCode, Tier, changeset::FieldWrite, record::field_owner};
 use serde::{Deserialize, Serialize};
 
-/// Field names, values and writer codes: almost all fit in 24 bytes, which a `CompactString` keeps
-/// inline, so building, copying and dropping a record's fields allocates next to nothing (the
-/// merge handles hundreds of thousands of fields per change set).
-pub type Text = compact_str::CompactString;
+/// Field names, values and writer codes (the change set's own text type): almost all fit in 24
+/// bytes, which a `CompactString` keeps inline, so building, copying and dropping a record's
+/// fields allocates next to nothing (the merge handles hundreds of thousands of fields per
+/// change set).
+pub use jianka_shared::changeset::Text;
 
 /// A stored field: value, the version (HLC) that wrote it and the region whose key wrote it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

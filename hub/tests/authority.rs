@@ -92,7 +92,7 @@ async fn a_township_cannot_skip_county_reexamination(pg: bool) {
     let extra = household("420322105200", 41, 1, 77, Status::Applied);
     let mut m = ops_of(&extra, 50).pop().unwrap();
     if let Op::Upsert { fields, .. } = &mut m {
-        fields.iter_mut().filter(|f| f.name == "household").for_each(|f| f.value = h.id());
+        fields.iter_mut().filter(|f| f.name == "household").for_each(|f| f.value = h.id().into());
     }
     let (_, rej) = accepted(&node.push(vec![m]).await);
     assert_eq!(rej.len(), 1, "{rej:?}");
@@ -192,7 +192,7 @@ async fn references_stay_inside_the_senders_region(pg: bool) {
     let planted = household("420322105200", 9, 1, 9, Status::Applied);
     let mut m = ops_of(&planted, 20).pop().unwrap();
     if let Op::Upsert { fields, .. } = &mut m {
-        fields.iter_mut().filter(|f| f.name == "household").for_each(|f| f.value = victim.id());
+        fields.iter_mut().filter(|f| f.name == "household").for_each(|f| f.value = victim.id().into());
     }
     // A household keyed in A's village whose `village` field names B's.
     let mut hh = ops_of(&household("420322105200", 10, 1, 10, Status::Applied), 20).remove(0);
@@ -250,7 +250,7 @@ async fn sizes_are_limited_before_anything_is_stored(pg: bool) {
     let h = household("420322105200", 1, 1, 1, Status::Applied);
     let mut ops = ops_of(&h, 10);
     if let Op::Upsert { fields, .. } = &mut ops[0] {
-        fields.push(FieldWrite { name: "note".into(), value: bomb, version: Hlc(10), base: Hlc::ZERO });
+        fields.push(FieldWrite { name: "note".into(), value: bomb.into(), version: Hlc(10), base: Hlc::ZERO });
     }
     let sealed = a.seal(ops);
     assert!(sealed.len() < 64 << 10, "{} bytes on the wire", sealed.len());
@@ -263,7 +263,7 @@ async fn sizes_are_limited_before_anything_is_stored(pg: bool) {
     let long = "备注".repeat(20_000);
     let mut ops = ops_of(&h, 10);
     if let Op::Upsert { fields, .. } = &mut ops[0] {
-        fields.push(FieldWrite { name: "note".into(), value: long.clone(), version: Hlc(10), base: Hlc::ZERO });
+        fields.push(FieldWrite { name: "note".into(), value: long.as_str().into(), version: Hlc(10), base: Hlc::ZERO });
     }
     let other = household("420322105200", 2, 1, 2, Status::Applied);
     ops.extend(ops_of(&other, 10));
@@ -289,7 +289,7 @@ async fn sizes_are_limited_before_anything_is_stored(pg: bool) {
     // A bad shape where the form has one: a village code of the wrong length, a 200-digit phone.
     let mut ops = ops_of(&household("420322105200", 3, 1, 3, Status::Applied), 10);
     if let Op::Upsert { fields, .. } = &mut ops[0] {
-        fields.iter_mut().filter(|f| f.name == "phone").for_each(|f| f.value = "1".repeat(200));
+        fields.iter_mut().filter(|f| f.name == "phone").for_each(|f| f.value = "1".repeat(200).into());
     }
     let (_, rej) = accepted(&a.push(ops).await);
     assert!(rej.iter().any(|x| x.reason == RejectReason::TooLarge && x.message.contains("phone")), "{rej:?}");
@@ -467,7 +467,10 @@ fn spec_ops(h: &Household, sp: &Spec) -> Vec<Op> {
     if sp.broken
         && let Op::Upsert { fields, .. } = &mut ops[0]
     {
-        fields.iter_mut().filter(|f| f.name == "members").for_each(|f| f.value = (h.members.len() + 1).to_string());
+        fields
+            .iter_mut()
+            .filter(|f| f.name == "members")
+            .for_each(|f| f.value = (h.members.len() + 1).to_string().into());
     }
     ops
 }
@@ -658,7 +661,12 @@ fn materialise(a: &Attack, pool: &Pool, version: u64) -> Vec<Op> {
         key,
         fields: pairs
             .into_iter()
-            .map(|(name, value)| FieldWrite { name, value, version: Hlc(version), base: Hlc::ZERO })
+            .map(|(name, value)| FieldWrite {
+                name: name.into(),
+                value: value.into(),
+                version: Hlc(version),
+                base: Hlc::ZERO,
+            })
             .collect(),
     };
     match a {
@@ -882,7 +890,12 @@ async fn a_moved_household_keeps_its_status_once(pg: bool) {
         .collect();
     let mut arrive = ops_of(&moved, 2_000);
     if let Op::Upsert { fields, .. } = &mut arrive[0] {
-        fields.push(FieldWrite { name: "moved_from".into(), value: h.id(), version: Hlc(2_000), base: Hlc::ZERO });
+        fields.push(FieldWrite {
+            name: "moved_from".into(),
+            value: h.id().into(),
+            version: Hlc(2_000),
+            base: Hlc::ZERO,
+        });
         fields.sort_by(|a, b| a.name.cmp(&b.name));
     }
     ops.extend(arrive);
@@ -895,7 +908,12 @@ async fn a_moved_household_keeps_its_status_once(pg: bool) {
     // The same household named again: refused — a status is kept by one household only.
     let mut again = ops_of(&household("420322105201", 2, 2, 50, Status::CountyAnnounced), 3_000);
     if let Op::Upsert { fields, .. } = &mut again[0] {
-        fields.push(FieldWrite { name: "moved_from".into(), value: h.id(), version: Hlc(3_000), base: Hlc::ZERO });
+        fields.push(FieldWrite {
+            name: "moved_from".into(),
+            value: h.id().into(),
+            version: Hlc(3_000),
+            base: Hlc::ZERO,
+        });
         fields.sort_by(|a, b| a.name.cmp(&b.name));
     }
     let (_, rej) = accepted(&node.push(again.drain(..1).collect()).await);

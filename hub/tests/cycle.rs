@@ -63,7 +63,7 @@ async fn window_adjustments_reach_the_new_year(pg: bool) {
         .map(|o| match o {
             Op::Upsert { key, mut fields } => {
                 for f in fields.iter_mut().filter(|f| f.name == "household") {
-                    f.value = dying.id();
+                    f.value = dying.id().into();
                 }
                 Op::Upsert { key, fields }
             }

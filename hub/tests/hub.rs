@@ -138,7 +138,7 @@ async fn bad_input_is_refused_each_with_its_own_error_and_nothing_stored(pg: boo
             key: RecordKey::new(RecordKind::Village, 2014, "420322105200"),
             fields: vec![FieldWrite {
                 name: "name".into(),
-                value: "0".repeat(300 << 20),
+                value: "0".repeat(300 << 20).into(),
                 version: Hlc(1),
                 base: Hlc::ZERO,
             }],

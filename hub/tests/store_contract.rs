@@ -5,7 +5,7 @@
 //! and one test binary (each file under `tests/` links its own).
 
 use jianka_hub::merge::{FieldState, Fields, Text};
-use jianka_hub::record::StoredRecord;
+use jianka_hub::record::{StoredRecord, shared};
 use jianka_hub::store::contract::*;
 use jianka_hub::store::postgres::PgStore;
 use jianka_hub::store::sqlite::SqliteStore;
@@ -144,7 +144,7 @@ fn views(rows: &[StoredRecord]) -> Vec<View> {
 async fn write(store: &Arc<dyn Store>, rows: Vec<StoredRecord>) -> i64 {
     let mut tx = store.begin().await.unwrap();
     let rev = tx.next_rev().await.unwrap();
-    tx.write_records(rows, rev).await.unwrap();
+    tx.write_records(shared(rows), rev).await.unwrap();
     tx.commit().await.unwrap();
     rev
 }
@@ -182,7 +182,7 @@ async fn meta_round_trip_and_commit_visibility(store: Arc<dyn Store>) {
 async fn a_dropped_transaction_leaves_nothing(store: Arc<dyn Store>) {
     let mut tx = store.begin().await.unwrap();
     tx.set_meta("m", "v").await.unwrap();
-    tx.write_records(vec![member(2014, "A", "H1", false)], 1).await.unwrap();
+    tx.write_records(shared(vec![member(2014, "A", "H1", false)]), 1).await.unwrap();
     tx.push_feedback(vec![("513229".into(), "{}".into())]).await.unwrap();
     tx.append_audit(vec![audit_row(1, "genesis")]).await.unwrap();
     tx.ensure_year(2014).await.unwrap();
@@ -205,7 +205,7 @@ async fn reads_in_a_transaction_see_its_queued_writes(store: Arc<dyn Store>) {
     let mut tx = store.begin().await.unwrap();
     let rows: Vec<_> = (0..500).map(|i| member(2014, &format!("P{i:04}"), "H1", false)).collect();
     let keys: Vec<String> = rows.iter().map(key).collect();
-    tx.write_records(rows.clone(), 1).await.unwrap();
+    tx.write_records(shared(rows.clone()), 1).await.unwrap();
     tx.quota_add("5132", 2014, 0).await.unwrap();
     assert_eq!(views(&tx.records(&keys).await.unwrap()), views(&rows));
     assert_eq!(tx.next_rev().await.unwrap(), 2);
@@ -603,7 +603,7 @@ async fn a_write_error_surfaces_by_commit_and_keeps_nothing(store: Arc<dyn Store
     tx.commit().await.unwrap();
     let mut tx = store.begin().await.unwrap();
     tx.set_meta("m", "v").await.unwrap();
-    tx.write_records(vec![member(2014, "A", "H", false)], 1).await.unwrap();
+    tx.write_records(shared(vec![member(2014, "A", "H", false)]), 1).await.unwrap();
     // seq 1 exists: the write fails, now or at the latest by commit.
     let failed = tx.append_audit(vec![audit_row(2, "h1"), audit_row(1, "genesis")]).await.is_err();
     let failed = failed || tx.push_feedback(vec![("A".into(), "{}".into())]).await.is_err();
@@ -695,7 +695,7 @@ async fn lookups_find_what_another_process_stored() {
         let mut tx = ours.begin().await.unwrap();
         assert!(tx.records(&[k("m1")]).await.unwrap().is_empty(), "{}", b.name);
         let rev = tx.next_rev().await.unwrap();
-        tx.write_records(vec![version_of("m1", 1)], rev).await.unwrap();
+        tx.write_records(shared(vec![version_of("m1", 1)]), rev).await.unwrap();
         tx.commit().await.unwrap();
         write(&other, vec![version_of("m2", 2), version_of("m1", 2)]).await;
         let mut tx = ours.begin().await.unwrap();
@@ -706,7 +706,7 @@ async fn lookups_find_what_another_process_stored() {
         let mut tx = ours.begin().await.unwrap();
         assert!(tx.records(&[k("m4")]).await.unwrap().is_empty(), "{}", b.name);
         let taken = tx.next_rev().await.unwrap();
-        tx.write_records(vec![version_of("m4", 3)], taken).await.unwrap();
+        tx.write_records(shared(vec![version_of("m4", 3)]), taken).await.unwrap();
         drop(tx);
         assert_eq!(write(&other, vec![version_of("m5", 4)]).await, taken, "{}", b.name);
         let mut tx = ours.begin().await.unwrap();
@@ -752,7 +752,7 @@ async fn two_processes(steps: &[Step]) {
                         tx.records(&ids.iter().map(key_of).collect::<Vec<_>>()).await.unwrap();
                     }
                     let rev = tx.next_rev().await.unwrap();
-                    tx.write_records(rows.clone(), rev).await.unwrap();
+                    tx.write_records(shared(rows.clone()), rev).await.unwrap();
                     if *read_after {
                         // Its own writes, and what is committed of the rest.
                         let keys: Vec<String> = (0..8).map(|i| key_of(&i)).collect();

@@ -8,7 +8,7 @@
 //! `postgres://postgres@127.0.0.1:5432/test`.
 
 use jianka_hub::merge::{FieldState, Fields, Text};
-use jianka_hub::record::{StoredRecord, storage_key};
+use jianka_hub::record::{StoredRecord, shared, storage_key};
 use jianka_hub::store::contract::*;
 use jianka_hub::store::postgres::PgStore;
 use jianka_shared::{RecordKey, RecordKind};
@@ -93,7 +93,7 @@ fn keys(rs: &[StoredRecord]) -> Vec<String> {
 async fn write(store: &PgStore, records: Vec<StoredRecord>) -> i64 {
     let mut tx = store.begin().await.unwrap();
     let rev = tx.next_rev().await.unwrap();
-    tx.write_records(records, rev).await.unwrap();
+    tx.write_records(shared(records), rev).await.unwrap();
     tx.commit().await.unwrap();
     rev
 }
@@ -142,7 +142,7 @@ async fn open_migrates_once_and_pings() {
 async fn store_reads_do_not_see_an_open_transaction() {
     with_store(|s| async move {
         let mut tx = s.begin().await.unwrap();
-        tx.write_records(vec![member("m1", "h1")], 1).await.unwrap();
+        tx.write_records(shared(vec![member("m1", "h1")]), 1).await.unwrap();
         tx.ensure_year(2014).await.unwrap();
         tx.put_cert("k1", "420322101", "{}").await.unwrap();
         assert_eq!(keys(&tx.records(&["1/2014/m1".into()]).await.unwrap()), ["1/2014/m1"]);
@@ -198,7 +198,7 @@ async fn nul_in_fields_round_trips_nul_in_a_key_fails_the_write() {
 
         let mut tx = s.begin().await.unwrap();
         // The write runs behind the caller: its failure comes back by the commit at the latest.
-        let queued = tx.write_records(vec![member("m2", "h1"), member("m\0", "h1")], 2).await;
+        let queued = tx.write_records(shared(vec![member("m2", "h1"), member("m\0", "h1")]), 2).await;
         assert!(queued.is_ok(), "{queued:?}");
         let bad = tx.commit().await;
         assert!(matches!(&bad, Err(StoreError::Db(m)) if m.contains("0x00")), "{bad:?}");
@@ -212,7 +212,7 @@ async fn read_then_write(store: &PgStore, records: Vec<StoredRecord>) {
     let mut tx = store.begin().await.unwrap();
     assert!(tx.records(&keys(&records)).await.unwrap().is_empty(), "these keys are new");
     let rev = tx.next_rev().await.unwrap();
-    tx.write_records(records, rev).await.unwrap();
+    tx.write_records(shared(records), rev).await.unwrap();
     tx.commit().await.unwrap();
 }
 
@@ -235,10 +235,10 @@ async fn a_key_stored_elsewhere_after_the_read_is_upserted_not_lost() {
         .unwrap();
         let mut ours = member("m1", "h1");
         ours.fields = fields(&[("name", "ours")]);
-        tx.write_records(vec![ours.clone(), member("m2", "h1")], 5).await.unwrap();
+        tx.write_records(shared(vec![ours.clone(), member("m2", "h1")]), 5).await.unwrap();
         // Still usable: a read after the failed COPY sees both rows.
         assert_eq!(keys(&tx.records(&wanted).await.unwrap()).len(), 2);
-        tx.write_records(vec![member("m3", "h1")], 5).await.unwrap();
+        tx.write_records(shared(vec![member("m3", "h1")]), 5).await.unwrap();
         tx.commit().await.unwrap();
         let back = s.records_in(2014, "42", "42:").await.unwrap();
         let mut want = vec![view(&ours), view(&member("m2", "h1")), view(&member("m3", "h1"))];
@@ -261,7 +261,7 @@ async fn fresh_writes_past_the_copy_budget_all_land_at_their_revisions() {
             (0..80).map(|b| (0..3).map(|i| member(&format!("b{b:02}m{i}"), &format!("h{b}"))).collect()).collect();
         for (b, batch) in batches.iter().enumerate() {
             assert!(tx.records(&keys(batch)).await.unwrap().is_empty());
-            tx.write_records(batch.clone(), b as i64 + 1).await.unwrap();
+            tx.write_records(shared(batch.clone()), b as i64 + 1).await.unwrap();
         }
         tx.commit().await.unwrap();
         let stored = s.records_after(0, "", 1_000).await.unwrap();

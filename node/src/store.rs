@@ -231,7 +231,7 @@ impl Capture {
             let base = stored.fields.get(name).map(|(_, h)| *h).unwrap_or(Hlc::ZERO);
             // A revived record starts over from the tombstone.
             let base = if revive { stored.deleted_version.max(base) } else { base };
-            writes.push(FieldWrite { name: name.clone(), value: value.clone(), version, base });
+            writes.push(FieldWrite { name: name.as_str().into(), value: value.as_str().into(), version, base });
             stored.fields.insert(name.clone(), (value.clone(), version));
         }
         if revive {

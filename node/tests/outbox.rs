@@ -77,12 +77,12 @@ proptest! {
                     }
                     for w in fields {
                         // Each write is based on the version it replaced (a revival on the tombstone).
-                        let before = f.fields.get(&w.name).map(|(_, h)| *h).unwrap_or(Hlc::ZERO);
+                        let before = f.fields.get(w.name.as_str()).map(|(_, h)| *h).unwrap_or(Hlc::ZERO);
                         if !revived {
                             prop_assert_eq!(w.base, before);
                         }
                         prop_assert!(w.version > last_version);
-                        f.fields.insert(w.name.clone(), (w.value.clone(), w.version));
+                        f.fields.insert(w.name.to_string(), (w.value.to_string(), w.version));
                     }
                     if let Some(w) = fields.first() { last_version = w.version; }
                 }

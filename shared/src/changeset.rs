@@ -88,11 +88,16 @@ pub struct Header {
     pub op_count: u32,
 }
 
+/// Field names and values: almost all fit in 24 bytes, which a `CompactString` keeps inline, so
+/// decoding a change set of hundreds of thousands of fields allocates next to nothing for them
+/// (the same text on the wire as a `String`).
+pub type Text = compact_str::CompactString;
+
 /// One field's new value, the version this write creates and the version it was edited from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FieldWrite {
-    pub name: String,
-    pub value: String,
+    pub name: Text,
+    pub value: Text,
     pub version: Hlc,
     /// [`Hlc::ZERO`] when the field did not exist where the edit was made.
     pub base: Hlc,
@@ -488,7 +493,7 @@ mod columnar {
         let n_names = r.len()?;
         let mut names = Vec::with_capacity(n_names);
         for _ in 0..n_names {
-            names.push(r.str()?.to_string());
+            names.push(Text::from(r.str()?));
         }
         let mut lens = Vec::with_capacity(6 + n_names);
         for _ in 0..6 + n_names {
@@ -520,7 +525,7 @@ mod columnar {
                     for _ in 0..n {
                         let idx = fieldsets.varint()? as usize;
                         let name = names.get(idx).ok_or(ChangeSetError::Malformed("field name index"))?;
-                        let value = values[idx].str()?.to_string();
+                        let value = Text::from(values[idx].str()?);
                         let (version, base) = clocks.get(&mut versions, &mut bases)?;
                         fields.push(FieldWrite { name: name.clone(), value, version, base });
                     }
@@ -557,8 +562,9 @@ mod tests {
             year: y,
             id,
         });
-        let write = ("[a-z_.]{1,12}", "\\PC{0,16}", any::<u64>(), prop_oneof![Just(0u64), any::<u64>()])
-            .prop_map(|(name, value, v, b)| FieldWrite { name, value, version: Hlc(v), base: Hlc(b) });
+        let write = ("[a-z_.]{1,12}", "\\PC{0,16}", any::<u64>(), prop_oneof![Just(0u64), any::<u64>()]).prop_map(
+            |(name, value, v, b)| FieldWrite { name: name.into(), value: value.into(), version: Hlc(v), base: Hlc(b) },
+        );
         prop_oneof![
             (key.clone(), proptest::collection::vec(write, 0..6)).prop_map(|(key, fields)| Op::Upsert { key, fields }),
             (key, any::<u64>(), any::<u64>()).prop_map(|(key, v, b)| Op::Delete { key, version: Hlc(v), base: Hlc(b) }),
@@ -585,7 +591,12 @@ mod tests {
                 fields: r
                     .fields
                     .into_iter()
-                    .map(|(name, value)| FieldWrite { name, value, version: Hlc(9), base: Hlc::ZERO })
+                    .map(|(name, value)| FieldWrite {
+                        name: name.into(),
+                        value: value.into(),
+                        version: Hlc(9),
+                        base: Hlc::ZERO,
+                    })
                     .collect(),
             })
             .collect();
@@ -662,7 +673,7 @@ mod tests {
         let huge = "0".repeat(8 << 20);
         let d = draft(vec![Op::Upsert {
             key: RecordKey::new(RecordKind::Village, 2014, "420322105200"),
-            fields: vec![FieldWrite { name: "name".into(), value: huge, version: Hlc(1), base: Hlc::ZERO }],
+            fields: vec![FieldWrite { name: "name".into(), value: huge.into(), version: Hlc(1), base: Hlc::ZERO }],
         }]);
         let k = key_from(1);
         let bytes = d.seal(&k).unwrap();

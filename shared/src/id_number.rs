@@ -56,31 +56,31 @@ impl IdNumber {
     /// Parses and checks length, characters, birth date (real, not after `today`) and check digit.
     pub fn parse(raw: &str, today: NaiveDate) -> Result<Self, IdNumberError> {
         let s = raw.trim();
-        let number = s.to_string();
-        let chars: Vec<char> = s.chars().collect();
-        match chars.len() {
+        // Copied only for an error: a valid number is parsed once per person of every change set.
+        let number = || s.to_string();
+        match s.chars().count() {
             0 => return Err(IdNumberError::Empty),
-            15 if chars.iter().all(|c| c.is_ascii_digit()) => return Err(IdNumberError::Old15Digit(number)),
+            15 if s.bytes().all(|b| b.is_ascii_digit()) => return Err(IdNumberError::Old15Digit(number())),
             18 => {}
-            len => return Err(IdNumberError::BadLength { number, len }),
+            len => return Err(IdNumberError::BadLength { number: number(), len }),
         }
-        for (i, &c) in chars.iter().enumerate() {
+        for (i, c) in s.chars().enumerate() {
             let ok = c.is_ascii_digit() || (i == 17 && (c == 'X' || c == 'x'));
             if !ok {
-                return Err(IdNumberError::BadCharacter { number, position: i + 1, found: c });
+                return Err(IdNumberError::BadCharacter { number: number(), position: i + 1, found: c });
             }
         }
         let upper = s.to_ascii_uppercase();
         let date_str = &upper[6..14];
         let date = date_of(date_str)
-            .ok_or_else(|| IdNumberError::ImpossibleDate { number: number.clone(), date: date_str.to_string() })?;
+            .ok_or_else(|| IdNumberError::ImpossibleDate { number: number(), date: date_str.to_string() })?;
         if date > today {
-            return Err(IdNumberError::FutureDate { number, date: date_str.to_string() });
+            return Err(IdNumberError::FutureDate { number: number(), date: date_str.to_string() });
         }
         let expected = check_digit(&upper.as_bytes()[..17]);
         let found = upper.as_bytes()[17] as char;
         if expected != found {
-            return Err(IdNumberError::WrongCheckDigit { number, expected, found });
+            return Err(IdNumberError::WrongCheckDigit { number: number(), expected, found });
         }
         Ok(IdNumber(upper))
     }

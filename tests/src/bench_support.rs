@@ -34,8 +34,8 @@ pub fn upserts(records: &[Record], base_hlc: u64) -> Vec<Op> {
                 .fields
                 .iter()
                 .map(|(k, v)| FieldWrite {
-                    name: k.clone(),
-                    value: v.clone(),
+                    name: k.as_str().into(),
+                    value: v.as_str().into(),
                     version: Hlc::new(base_hlc + i as u64, 0),
                     base: Hlc::ZERO,
                 })

@@ -84,8 +84,7 @@ impl Hub {
                     .map_err(|e| HubError::new(ErrorCode::Internal, format!("stored proposal unreadable: {e}")))?;
                 if let Op::Upsert { fields, .. } = op {
                     for w in fields {
-                        row.fields
-                            .insert(w.name.into(), FieldState(w.value.into(), version.0, prop_by.as_str().into()));
+                        row.fields.insert(w.name, FieldState(w.value, version.0, prop_by.as_str().into()));
                     }
                 }
                 row.hh = prop_v.clone();

@@ -20,6 +20,7 @@ use crate::years;
 use jianka_shared::changeset::{FieldWrite, Op};
 use jianka_shared::protocol::{RejectReason, YearState};
 use jianka_shared::{Hlc, IdNumber, RecordKey, RecordKind, RegionCode, Tier};
+use std::sync::Arc;
 
 impl Hub {
     /// Merges `ops` a slice at a time while the database writes the rows of the slice before
@@ -38,6 +39,8 @@ impl Hub {
             Tier::County => &[RecordKind::Member, RecordKind::Assistance],
             _ => &RecordKind::ALL,
         };
+        // One mark per row written early: sized once, not rehashed as it grows.
+        fx.written.reserve(ops.len());
         write_while(tx, fx, kinds, ops.chunks(MERGE_SLICE), merge).await?;
         if let Some(recheck) = ctx.recheck.take() {
             recheck.persist(tx).await?;
@@ -70,7 +73,7 @@ impl Hub {
             // The village the record belongs to: from its key, or a member's `village` field.
             let village = match key.kind {
                 RecordKind::Member => {
-                    op.field("village").map(str::to_string).or_else(|| existing.as_ref().map(|r| r.region.clone()))
+                    op.field("village").map(str::to_string).or_else(|| existing.as_deref().map(|r| r.region.clone()))
                 }
                 _ => key.village_prefix().map(str::to_string),
             };
@@ -127,10 +130,11 @@ impl Hub {
             let in_update = states.get(&key.year).is_some_and(|(state, _)| *state != YearState::Open);
             let household_row = |hh: &str| {
                 let hk = key_of(RecordKind::Household, key.year, hh);
-                fx.rows.get(&hk).or_else(|| households.get(&hk))
+                fx.rows.get(&hk).or_else(|| households.get(&hk)).map(|r| &**r)
             };
             let moved_from =
-                match check_authority(op, existing.as_ref(), writer, (self.flow(key.kind), in_update), household_row) {
+                match check_authority(op, existing.as_deref(), writer, (self.flow(key.kind), in_update), household_row)
+                {
                     Ok(moved_from) => moved_from,
                     Err(msg) => {
                         reject(fx, writer, key, RejectReason::NotAuthorised, format!("{key}: {msg}"), payload());
@@ -138,13 +142,13 @@ impl Hub {
                     }
                 };
             if let Err((reason, msg)) =
-                check_township_decision(op, existing.as_ref(), writer, self.flow(key.kind), self.profile())
+                check_township_decision(op, existing.as_deref(), writer, self.flow(key.kind), self.profile())
             {
                 reject(fx, writer, key, reason, format!("{key}: {msg}"), payload());
                 continue;
             }
             if let Some(recheck) = recheck.as_mut()
-                && let Err((reason, msg)) = recheck.admit(self.region(), op, existing.as_ref())
+                && let Err((reason, msg)) = recheck.admit(self.region(), op, existing.as_deref())
             {
                 reject(fx, writer, key, reason, format!("{key}: {msg}"), payload());
                 continue;
@@ -171,7 +175,7 @@ impl Hub {
                     if let Some(mut row) = existing {
                         let old: Vec<(&str, &str)> = row.fields.iter().map(|(n, f)| (n.as_str(), f.value())).collect();
                         fx.changes.record::<_, &str>(&audit_subject(key), &old, &[]);
-                        row.deleted = true;
+                        Arc::make_mut(&mut row).deleted = true;
                         fx.member_records.remove(&k);
                         fx.rows.insert(k.clone(), row);
                         fx.dirty.push(k);
@@ -204,7 +208,7 @@ impl Hub {
                             let mv = PendingMove {
                                 conflict: None,
                                 to: writer.clone(),
-                                household: w.value.clone(),
+                                household: w.value.to_string(),
                                 proposal: op.clone(),
                             };
                             let holder = from.ancestor(Tier::County).unwrap_or(from);
@@ -223,7 +227,7 @@ impl Hub {
                                     field: "household".into(),
                                     current_value: ex.hh.clone(),
                                     current_by: holder.to_string(),
-                                    proposed_value: w.value.clone(),
+                                    proposed_value: w.value.to_string(),
                                     proposed_by: writer.to_string(),
                                     proposal: payload(),
                                 });
@@ -248,7 +252,7 @@ impl Hub {
                                 field: "household".into(),
                                 current_value: ex.hh.clone(),
                                 current_by: ex.fields.get("household").map(|f| f.2.to_string()).unwrap_or_default(),
-                                proposed_value: w.value.clone(),
+                                proposed_value: w.value.to_string(),
                                 proposed_by: writer.to_string(),
                                 proposal: payload(),
                             });
@@ -274,7 +278,7 @@ impl Hub {
                         );
                         continue;
                     }
-                    let mut row = existing.unwrap_or_else(|| StoredRecord {
+                    let mut row = existing.map(Arc::unwrap_or_clone).unwrap_or_else(|| StoredRecord {
                         key: key.clone(),
                         region: village.to_string(),
                         hh: String::new(),
@@ -292,11 +296,11 @@ impl Hub {
                         match merge_field(current, w, writer) {
                             FieldOutcome::Apply => {
                                 new.push((&w.name, &w.value));
-                                let state = FieldState(Text::new(&w.value), w.version.0, writer_code.clone());
+                                let state = FieldState(w.value.clone(), w.version.0, writer_code.clone());
                                 match &mut fresh {
-                                    Some(sorted) => sorted.push((Text::new(&w.name), state)),
+                                    Some(sorted) => sorted.push((w.name.clone(), state)),
                                     None => {
-                                        if let Some(prev) = row.fields.insert(Text::new(&w.name), state) {
+                                        if let Some(prev) = row.fields.insert(w.name.clone(), state) {
                                             old.push((&w.name, prev.0));
                                         }
                                     }
@@ -322,10 +326,10 @@ impl Hub {
                                 fx.conflicts.push(NewConflict {
                                     kind: "field",
                                     k: k.clone(),
-                                    field: w.name.clone(),
+                                    field: w.name.to_string(),
                                     current_value: current.0.to_string(),
                                     current_by: current.2.to_string(),
-                                    proposed_value: w.value.clone(),
+                                    proposed_value: w.value.to_string(),
                                     proposed_by: writer.to_string(),
                                     proposal: field_payload(key, w),
                                 });
@@ -384,17 +388,18 @@ impl Hub {
                         Some(member) => fx.member_records.insert(k.clone(), member),
                         None => fx.member_records.remove(&k),
                     };
-                    fx.rows.insert(k.clone(), row);
+                    fx.rows.insert(k.clone(), Arc::new(row));
                     fx.dirty.push(k);
                     fx.applied += 1;
                     // Accepted: the household this one moved from passes its status on once only.
                     if let Some(old) = moved_from
-                        && let Some(mut left) = fx.rows.get(&old).or_else(|| households.get(&old)).cloned()
+                        && let Some(mut left) =
+                            fx.rows.get(&old).or_else(|| households.get(&old)).map(|r| (**r).clone())
                     {
                         let by = self.region().as_str().into();
                         left.fields
                             .insert(STATUS_PASSED_TO.into(), FieldState(key.id.as_str().into(), fx.move_version, by));
-                        fx.rows.insert(old.clone(), left);
+                        fx.rows.insert(old.clone(), Arc::new(left));
                         fx.dirty.push(old);
                     }
                 }

@@ -14,6 +14,7 @@ use jianka_shared::domain::Status;
 use jianka_shared::protocol::Correction;
 use jianka_shared::{Hlc, RecordKey, RecordKind, Year};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 impl Hub {
     /// Adjustments accepted into a frozen year (its January window, or a reopening) carry into
@@ -40,7 +41,7 @@ impl Hub {
             .cloned()
             .collect();
         // A member's fate follows its household's: load the households not in this change set.
-        let mut households: HashMap<String, StoredRecord> = HashMap::default();
+        let mut households: HashMap<String, Arc<StoredRecord>> = HashMap::default();
         let missing_hh: Vec<String> = sources
             .iter()
             .filter_map(|k| fx.rows.get(k))
@@ -57,12 +58,12 @@ impl Hub {
         };
         // Households that arrive in the next year bring their members, also those sent earlier.
         let next_key = |r: &StoredRecord| RecordKey { year: r.key.year + 1, ..r.key.clone() };
-        let mut next: HashMap<String, StoredRecord> = HashMap::default();
+        let mut next: HashMap<String, Arc<StoredRecord>> = HashMap::default();
         let next_keys: Vec<String> =
             sources.iter().filter_map(|k| fx.rows.get(k)).map(|r| storage_key(&next_key(r))).collect();
         load_rows(tx, &next_keys, &mut next).await?;
-        let live_next = |fx: &IngestOutcome, next: &HashMap<String, StoredRecord>, nk: &str| -> Option<StoredRecord> {
-            fx.rows.get(nk).or_else(|| next.get(nk)).filter(|r| !r.deleted).cloned()
+        let live_next = |fx: &IngestOutcome, next: &HashMap<String, Arc<StoredRecord>>, nk: &str| {
+            fx.rows.get(nk).or_else(|| next.get(nk)).filter(|r| !r.deleted).map(|r| StoredRecord::clone(r))
         };
         let arriving: Vec<(Year, String)> = sources
             .iter()
@@ -76,7 +77,7 @@ impl Hub {
                 let k = storage_key(&row.key);
                 if seen.insert(k.clone()) {
                     let nk = storage_key(&next_key(&row));
-                    fx.rows.insert(k.clone(), row);
+                    fx.rows.insert(k.clone(), Arc::new(row));
                     load_rows(tx, &[nk], &mut next).await?;
                     sources.push(k);
                 }
@@ -97,7 +98,8 @@ impl Hub {
                 RecordKind::Household => carried_household(&src),
                 RecordKind::Member => {
                     let hk = storage_key(&RecordKey::new(RecordKind::Household, src.key.year, src.hh.clone()));
-                    !src.deleted && fx.rows.get(&hk).or_else(|| households.get(&hk)).is_some_and(carried_household)
+                    !src.deleted
+                        && fx.rows.get(&hk).or_else(|| households.get(&hk)).is_some_and(|r| carried_household(r))
                 }
                 RecordKind::Village => !src.deleted,
                 // Each year's 帮扶 entries are that year's: the next begins with none.
@@ -119,7 +121,7 @@ impl Hub {
                     }
                 }
                 gone.deleted = true;
-                fx.rows.insert(nk.clone(), gone);
+                fx.rows.insert(nk.clone(), Arc::new(gone));
                 fx.dirty.push(nk);
                 continue;
             }
@@ -172,7 +174,7 @@ impl Hub {
                 }
                 RecordKind::Village | RecordKind::Assistance => {}
             }
-            fx.rows.insert(nk.clone(), row);
+            fx.rows.insert(nk.clone(), Arc::new(row));
             fx.dirty.push(nk);
         }
         // Members of households that left the next year leave with them.
@@ -185,7 +187,7 @@ impl Hub {
                 m.deleted = true;
                 fx.changes.record::<_, &str>(&audit_subject(&m.key), &[("household", id.as_str())], &[]);
                 removed.entry(m.region.get(..9).unwrap_or(&m.region).to_string()).or_default().push(m.key.clone());
-                fx.rows.insert(k.clone(), m);
+                fx.rows.insert(k.clone(), Arc::new(m));
                 fx.dirty.push(k);
             }
         }

@@ -18,6 +18,7 @@ use jianka_shared::domain::Member;
 use jianka_shared::protocol::YearState;
 use jianka_shared::{RecordKey, RecordKind, RegionCode, Tier, Year};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 impl Hub {
     /// Reads everything the merge of `ops` needs (stored rows, year states, referenced
@@ -165,7 +166,7 @@ pub(crate) struct MergeContext {
     pub(crate) completed: HashMap<String, Vec<CompletedMove>>,
     /// Stored households that members in this change set belong to or join, and households
     /// that moved households name, when the change set does not carry them itself.
-    pub(crate) households: HashMap<String, StoredRecord>,
+    pub(crate) households: HashMap<String, Arc<StoredRecord>>,
     /// Above a county: the county's admissions counted against what this hub issued it.
     pub(crate) recheck: Option<Recheck>,
 }
@@ -181,13 +182,13 @@ pub(crate) struct YearStates {
 pub(crate) async fn load_rows(
     tx: &mut dyn WriteTx,
     keys: &[String],
-    into: &mut HashMap<String, StoredRecord>,
+    into: &mut HashMap<String, Arc<StoredRecord>>,
 ) -> Result<(), HubError> {
     if keys.is_empty() {
         return Ok(());
     }
     for r in tx.records(keys).await? {
-        into.insert(storage_key(&r.key), r);
+        into.insert(storage_key(&r.key), Arc::new(r));
     }
     Ok(())
 }

@@ -11,6 +11,7 @@ use crate::store::WriteTx;
 use jianka_shared::changeset::Op;
 use jianka_shared::protocol::{ErrorCode, Feedback};
 use jianka_shared::{RecordKey, RecordKind, RegionCode, Tier};
+use std::sync::Arc;
 
 impl Hub {
     /// Completes a cross-county move in this change set's transaction: the person's record is
@@ -66,7 +67,7 @@ impl Hub {
         tracing::info!(key = %key, from = %from_county, to = %mv.to, "cross-county move completed");
         let k = storage_key(key);
         fx.member_records.remove(&k);
-        fx.rows.insert(k.clone(), row);
+        fx.rows.insert(k.clone(), Arc::new(row));
         fx.dirty.push(k);
         fx.applied += 1;
     }

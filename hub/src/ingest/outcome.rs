@@ -9,13 +9,16 @@ use crate::store::NewConflict;
 use jianka_shared::domain::{Member, Status};
 use jianka_shared::protocol::{Correction, Feedback, RejectReason, Rejection};
 use jianka_shared::{RecordKey, RecordKind, RegionCode, Year};
+use std::sync::Arc;
 
 /// One ingest's outcome as it is built, step by step, and what the steps share on the way.
 #[derive(Default)]
 pub(crate) struct IngestOutcome {
     // -- what the change set produced, written at the end (see `write`)
     /// Every record the ingest read or changed, by storage key (this change set's version).
-    pub(crate) rows: HashMap<String, StoredRecord>,
+    /// Shared, so a row handed to the store to write early is not copied (a later change
+    /// copies it on write, `Arc::make_mut`).
+    pub(crate) rows: HashMap<String, Arc<StoredRecord>>,
     /// Keys of the rows changed, in order (a key may repeat; see [`IngestOutcome::unwritten`]).
     pub(crate) dirty: Vec<String>,
     pub(crate) applied: u64,
@@ -139,14 +142,21 @@ impl IngestOutcome {
     /// Rows of `kinds` dirtied since the last call (of any kind), each once, now marked as
     /// written with their current state. Anything that changes them later dirties them again,
     /// and the final flush writes them once more.
-    pub(crate) fn unwritten(&mut self, kinds: &[RecordKind]) -> Vec<String> {
+    pub(crate) fn unwritten(&mut self, kinds: &[RecordKind]) -> Vec<Arc<StoredRecord>> {
         let upto = self.dirty.len();
         let mut out = Vec::new();
         for k in &self.dirty[self.scanned..] {
-            if self.rows.get(k).is_some_and(|r| kinds.contains(&r.key.kind))
-                && self.written.insert(k.clone(), upto) != Some(upto)
-            {
-                out.push(k.clone());
+            let Some(row) = self.rows.get(k).filter(|r| kinds.contains(&r.key.kind)) else { continue };
+            // Each key once per call: the first time it is seen since `upto` was taken.
+            let first = match self.written.get_mut(k) {
+                Some(at) => std::mem::replace(at, upto) != upto,
+                None => {
+                    self.written.insert(k.clone(), upto);
+                    true
+                }
+            };
+            if first {
+                out.push(Arc::clone(row));
             }
         }
         self.scanned = upto;

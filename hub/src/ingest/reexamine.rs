@@ -9,7 +9,7 @@ use crate::ingest::validate::validate_household;
 use crate::ingest::write::write_while;
 use crate::merge::{FieldState, Text};
 use crate::quota::QuotaLedger;
-use crate::record::{DECISION_ADMIT, DECISION_REFUSE, StoredRecord, audit_subject, township_of};
+use crate::record::{DECISION_ADMIT, DECISION_REFUSE, audit_subject, township_of};
 use crate::record::{HashMap, HashSet};
 use crate::state::Hub;
 use crate::store::WriteTx;
@@ -20,6 +20,7 @@ use jianka_shared::profile::CountyQuota;
 use jianka_shared::protocol::{Correction, Feedback, RejectReason, Rejection};
 use jianka_shared::{Hlc, RecordKind, RegionCode, Year};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 impl Hub {
     /// What 县复审 reads, read before the change set's first write so that no read waits for
@@ -127,12 +128,13 @@ impl Hub {
                     continue;
                 }
                 let year = hrow.key.year;
-                let mut ms = members.remove(&(year, hrow.key.id.clone())).unwrap_or_default();
-                if let Some(keys) = own.get(&(year, hrow.key.id.clone())) {
+                let household = (year, hrow.key.id.clone());
+                let mut ms = members.remove(&household).unwrap_or_default();
+                if let Some(keys) = own.get(&household) {
                     for mk in keys {
                         match cached.remove(mk) {
                             Some(m) => ms.push(Ok(m)),
-                            None => ms.extend(fx.rows.get(mk).map(StoredRecord::to_member)),
+                            None => ms.extend(fx.rows.get(mk).map(|r| r.to_member())),
                         }
                     }
                 }
@@ -248,7 +250,7 @@ pub(crate) fn record_decision(
     version: Hlc,
     verdict: Result<(), (RejectReason, String)>,
 ) {
-    let Some(row) = fx.rows.get_mut(&k) else { return };
+    let Some(row) = fx.rows.get_mut(&k).map(Arc::make_mut) else { return };
     let (status, decision, reason) = match &verdict {
         Ok(()) => (Status::CountyAnnounced, DECISION_ADMIT, String::new()),
         Err((r, m)) => (Status::NotRecognised, DECISION_REFUSE, bounded(format!("{}: {m}", r.label()))),

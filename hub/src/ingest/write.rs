@@ -11,6 +11,7 @@ use crate::record::{HashSet, StoredRecord, storage_key};
 use crate::state::Hub;
 use crate::store::{EnvelopeRow, QuarantineRow, WriteTx, while_running};
 use jianka_shared::{RecordKind, RegionCode};
+use std::sync::Arc;
 
 impl Hub {
     pub(crate) async fn flush_rows(&self, tx: &mut dyn WriteTx, fx: &mut IngestOutcome) -> Result<(), HubError> {
@@ -23,7 +24,7 @@ impl Hub {
             .map(|(_, k)| k)
             .filter(|k| seen.insert(k.clone()))
             .collect();
-        let rows: Vec<StoredRecord> = dirty.iter().filter_map(|k| fx.rows.get(k).cloned()).collect();
+        let rows: Vec<Arc<StoredRecord>> = dirty.iter().filter_map(|k| fx.rows.get(k).cloned()).collect();
         if rows.is_empty() {
             return Ok(());
         }
@@ -87,8 +88,8 @@ pub(crate) async fn write_while<S>(
         step(fx, first);
     }
     loop {
-        let ready = fx.unwritten(kinds);
-        if ready.is_empty() {
+        let rows = fx.unwritten(kinds);
+        if rows.is_empty() {
             match steps.next() {
                 Some(next) => {
                     step(fx, next);
@@ -97,7 +98,6 @@ pub(crate) async fn write_while<S>(
                 None => return Ok(()),
             }
         }
-        let rows: Vec<StoredRecord> = ready.iter().filter_map(|k| fx.rows.get(k).cloned()).collect();
         while_running(tx.write_records(rows, fx.rev), || {
             if let Some(next) = steps.next() {
                 step(fx, next);

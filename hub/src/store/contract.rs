@@ -15,6 +15,7 @@
 use crate::record::StoredRecord;
 use async_trait::async_trait;
 use jianka_shared::Year;
+use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -323,14 +324,14 @@ pub trait WriteTx: Send {
     /// The revision the next written records get (one more than the highest stored).
     async fn next_rev(&mut self) -> StoreResult<i64>;
     /// Upserts `records` at revision `rev` (all columns replaced).
-    async fn write_records(&mut self, records: Vec<StoredRecord>, rev: i64) -> StoreResult<()>;
+    async fn write_records(&mut self, records: Vec<Arc<StoredRecord>>, rev: i64) -> StoreResult<()>;
     /// Upserts `records` at the next revision.
     async fn write_new_revision(&mut self, records: Vec<StoredRecord>) -> StoreResult<()> {
         if records.is_empty() {
             return Ok(());
         }
         let rev = self.next_rev().await?;
-        self.write_records(records, rev).await
+        self.write_records(records.into_iter().map(Arc::new).collect(), rev).await
     }
 
     // -- what an ingest leaves besides records

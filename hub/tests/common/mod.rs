@@ -344,7 +344,12 @@ pub fn ops_of(h: &Household, version: u64) -> Vec<Op> {
             fields: rec
                 .fields
                 .into_iter()
-                .map(|(name, value)| FieldWrite { name, value, version: Hlc(version), base: Hlc::ZERO })
+                .map(|(name, value)| FieldWrite {
+                    name: name.into(),
+                    value: value.into(),
+                    version: Hlc(version),
+                    base: Hlc::ZERO,
+                })
                 .collect(),
         })
         .collect()
@@ -383,12 +388,7 @@ pub fn upsert_from(key: jianka_shared::RecordKey, fields: &[(&str, &str)], versi
         key,
         fields: fields
             .iter()
-            .map(|(n, v)| FieldWrite {
-                name: n.to_string(),
-                value: v.to_string(),
-                version: Hlc(version),
-                base: Hlc(base),
-            })
+            .map(|(n, v)| FieldWrite { name: (*n).into(), value: (*v).into(), version: Hlc(version), base: Hlc(base) })
             .collect(),
     }
 }
@@ -400,7 +400,12 @@ pub fn upsert(key: jianka_shared::RecordKey, fields: &[(&str, &str)], version: u
 
 /// A poor village's 登记表 at `status`, as its township sends it.
 pub fn village_op(code: &str, status: Status, version: u64) -> Op {
-    let f = |name: &str, value: String| FieldWrite { name: name.into(), value, version: Hlc(version), base: Hlc::ZERO };
+    let f = |name: &str, value: String| FieldWrite {
+        name: name.into(),
+        value: value.into(),
+        version: Hlc(version),
+        base: Hlc::ZERO,
+    };
     Op::Upsert {
         key: jianka_shared::RecordKey::new(jianka_shared::RecordKind::Village, 2014, code),
         fields: vec![

@@ -115,7 +115,7 @@ impl Hub {
                 Op::Upsert { key, fields } => {
                     let r = s.records.entry(key.clone()).or_default();
                     for f in fields {
-                        r.insert(f.name.clone(), f.value.clone());
+                        r.insert(f.name.to_string(), f.value.to_string());
                     }
                 }
                 Op::Delete { key, .. } => {

@@ -12,6 +12,7 @@ use sqlx::postgres::{PgArguments, Postgres};
 use sqlx::query::Query;
 use sqlx::{Executor, PgConnection};
 use std::fmt::Write;
+use std::sync::Arc;
 
 type PgQuery = Query<'static, Postgres, PgArguments>;
 
@@ -59,15 +60,15 @@ fn last_per_key<T, K: std::hash::Hash + Eq>(items: Vec<T>, key: impl Fn(&T) -> K
 /// after all (another process wrote it meanwhile), the `COPY` is undone to its savepoint and
 /// those rows are upserted too.
 pub(super) struct RecordWrite {
-    fresh: Vec<(String, StoredRecord)>,
+    fresh: Vec<(String, Arc<StoredRecord>)>,
     copy_text: Vec<Vec<u8>>,
-    existing: Vec<(String, StoredRecord)>,
+    existing: Vec<(String, Arc<StoredRecord>)>,
     rev: i64,
 }
 
 impl RecordWrite {
     /// `rows` are `(storage key, record)`.
-    pub(super) fn new(rows: Vec<(String, StoredRecord)>, fresh: HashSet<String>, rev: i64) -> RecordWrite {
+    pub(super) fn new(rows: Vec<(String, Arc<StoredRecord>)>, fresh: HashSet<String>, rev: i64) -> RecordWrite {
         let rows = last_per_key(rows, |(k, _)| k.clone());
         let (fresh, existing): (Vec<_>, Vec<_>) = rows.into_iter().partition(|(k, _)| fresh.contains(k));
         let copy_text = fresh.chunks(COPY_CHUNK).map(|chunk| copy_rows(chunk, rev)).collect();
@@ -102,7 +103,7 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
 }
 
 /// `rows` as `COPY`'s text format: one line each, columns tab-separated.
-fn copy_rows(rows: &[(String, StoredRecord)], rev: i64) -> Vec<u8> {
+fn copy_rows(rows: &[(String, Arc<StoredRecord>)], rev: i64) -> Vec<u8> {
     let mut text = String::with_capacity(rows.len() * 1024);
     for (k, r) in rows {
         copy_value(&mut text, k);
@@ -146,7 +147,7 @@ async fn copy_in(conn: &mut PgConnection, chunks: Vec<Vec<u8>>) -> sqlx::Result<
     copy.finish().await.map(|_| ())
 }
 
-async fn upsert_records(conn: &mut PgConnection, rows: &[(String, StoredRecord)], rev: i64) -> StoreResult<()> {
+async fn upsert_records(conn: &mut PgConnection, rows: &[(String, Arc<StoredRecord>)], rev: i64) -> StoreResult<()> {
     let queries = rows.chunks(BATCH).map(|chunk| {
         let n = chunk.len();
         let (mut k, mut kind, mut year, mut id) =

@@ -16,6 +16,7 @@ use crate::store::known_keys::{KnownKeys, OwnRevs};
 use async_trait::async_trait;
 use jianka_shared::Year;
 use sqlx::{Postgres, Transaction};
+use std::sync::Arc;
 use tokio::task::JoinHandle;
 
 type Tx = Transaction<'static, Postgres>;
@@ -35,7 +36,7 @@ pub struct PgWriteTx {
     absent: HashSet<String>,
     /// Records given to `write_records` and not yet queued, with their revision: they go to the
     /// server a batch at a time (each write is a statement or two, and each has its cost there).
-    pending: Vec<(String, StoredRecord)>,
+    pending: Vec<(String, Arc<StoredRecord>)>,
     pending_fresh: HashSet<String>,
     pending_rev: i64,
     /// `COPY`s this transaction may still run, each in a savepoint of its own.
@@ -348,7 +349,7 @@ impl WriteTx for PgWriteTx {
         })
     }
 
-    async fn write_records(&mut self, records: Vec<StoredRecord>, rev: i64) -> StoreResult<()> {
+    async fn write_records(&mut self, records: Vec<Arc<StoredRecord>>, rev: i64) -> StoreResult<()> {
         if rev != self.pending_rev {
             self.queue_pending()?;
             self.pending_rev = rev;

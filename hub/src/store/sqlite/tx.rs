@@ -14,6 +14,7 @@ use crate::store::known_keys::{KnownKeys, OwnRevs};
 use async_trait::async_trait;
 use jianka_shared::{RecordKind, Year};
 use rusqlite::{Connection, params};
+use std::sync::Arc;
 use tokio::sync::oneshot;
 
 pub(super) struct SqliteTx {
@@ -207,7 +208,7 @@ impl WriteTx for SqliteTx {
         .await
     }
 
-    async fn write_records(&mut self, records: Vec<StoredRecord>, rev: i64) -> StoreResult<()> {
+    async fn write_records(&mut self, records: Vec<Arc<StoredRecord>>, rev: i64) -> StoreResult<()> {
         self.own.wrote(rev);
         let known = self.known.clone();
         self.queue(move |c| writes::records(c, &records, rev, &mut known.lock()))

@@ -7,6 +7,7 @@ use crate::record::{StoredRecord, fields_json, storage_key};
 use crate::store::contract::{AuditRow, CompletedMoveRow, EnvelopeRow, NewConflict, QuarantineRow, StoreResult};
 use crate::store::known_keys::Fingerprints;
 use rusqlite::{Connection, Params, params};
+use std::sync::Arc;
 
 pub(super) fn exec(conn: &Connection, sql: &str, p: impl Params) -> StoreResult<()> {
     conn.prepare_cached(sql).map_err(db_err)?.execute(p).map_err(db_err)?;
@@ -15,7 +16,12 @@ pub(super) fn exec(conn: &Connection, sql: &str, p: impl Params) -> StoreResult<
 
 /// Upserts every record at `rev`, encoding its fields here, on the writer thread, so the
 /// caller goes on with its own work meanwhile; each key goes into `known`.
-pub(super) fn records(conn: &Connection, rows: &[StoredRecord], rev: i64, known: &mut Fingerprints) -> StoreResult<()> {
+pub(super) fn records(
+    conn: &Connection,
+    rows: &[Arc<StoredRecord>],
+    rev: i64,
+    known: &mut Fingerprints,
+) -> StoreResult<()> {
     let mut stmt = conn
         .prepare_cached(
             "INSERT INTO records (k, kind, year, id, region, hh, fields, deleted, rev) VALUES (?,?,?,?,?,?,?,?,?) \
