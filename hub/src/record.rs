@@ -85,7 +85,7 @@ impl StoredRecord {
     }
     pub fn field(&self, name: &str) -> Option<&str> {
         // A scan comparing length and first byte before the bytes: over a form's ~20 fields it
-        // takes a third of the binary search's time, whose every step is a call into memcmp (it
+        // takes under half the binary search's time, whose every step is a call into memcmp (it
         // runs for each field that validation and re-examination read, millions per county).
         let n = name.as_bytes();
         self.fields

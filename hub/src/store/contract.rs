@@ -331,7 +331,7 @@ pub trait WriteTx: Send {
             return Ok(());
         }
         let rev = self.next_rev().await?;
-        self.write_records(records.into_iter().map(Arc::new).collect(), rev).await
+        self.write_records(crate::record::shared(records), rev).await
     }
 
     // -- what an ingest leaves besides records
