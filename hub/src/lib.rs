@@ -30,6 +30,7 @@ pub mod quota;
 pub mod record;
 pub mod state;
 pub mod store;
+pub mod stored_fields;
 pub mod upstream;
 pub mod years;
 

@@ -42,16 +42,8 @@ pub(crate) fn push_uint(out: &mut String, mut n: u64) {
     out.extend(digits[i..].iter().map(|&d| d as char));
 }
 
-/// The stored text of a record's fields, `{"name":["value",version,"writer"],…}`: `serde_json`
-/// of [`Fields`] (what [`row_from`] reads back). It was written by hand once; `json_bench` shows
-/// serde at least as fast (0.90 of the hand-written time), so serde it is.
-pub fn fields_json(fields: &Fields) -> String {
-    // litemap writes an empty map as `[]`; the stored form has always been an object.
-    if fields.is_empty() {
-        return "{}".into();
-    }
-    serde_json::to_string(fields).expect("field maps have string keys")
-}
+/// The stored text of a record's fields ([`crate::stored_fields`] has the form).
+pub use crate::stored_fields::to_json as fields_json;
 
 pub fn parse_storage_key(s: &str) -> Option<RecordKey> {
     let mut it = s.splitn(3, '/');
@@ -123,7 +115,7 @@ pub(crate) fn township_of(row: &StoredRecord) -> Option<RegionCode> {
 /// A stored row as a record, or what is unreadable in it (the store reports it as corrupt).
 pub fn row_from(k: &str, region: String, hh: String, fields: &str, deleted: bool) -> Result<StoredRecord, String> {
     let key = parse_storage_key(k).ok_or_else(|| format!("stored key {k:?} unreadable"))?;
-    let fields: Fields = serde_json::from_str(fields).map_err(|e| format!("stored fields of {key} unreadable: {e}"))?;
+    let fields = crate::stored_fields::parse(fields).map_err(|e| format!("stored fields of {key} unreadable: {e}"))?;
     Ok(StoredRecord { key, region, hh, fields, deleted })
 }
 
@@ -148,28 +140,9 @@ pub fn is_recognised(r: &StoredRecord) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::merge::{FieldState, Text};
     use proptest::prelude::*;
-    use std::collections::BTreeMap;
 
     proptest! {
-        /// The hand-written encoding is byte for byte what serde_json writes for the same fields
-        /// as a JSON object (the stored form since the first release), and reads back.
-        #[test]
-        fn fields_json_is_serde_json(
-            fields in proptest::collection::btree_map("\\PC{0,12}|[\"\\\\\u{0}-\u{1f}\u{7f}a-z]{0,8}", ("\\PC{0,16}|[\"\\\\\u{0}-\u{1f}é中]{0,8}", any::<u64>(), "[0-9]{2,12}"), 0..20)
-        ) {
-            let fields: Fields = fields
-                .into_iter()
-                .map(|(name, (value, version, writer))| (Text::from(name), FieldState(value.into(), version, writer.into())))
-                .collect();
-            let text = fields_json(&fields);
-            let as_object: BTreeMap<&str, &FieldState> = fields.iter().map(|(n, f)| (n.as_str(), f)).collect();
-            prop_assert_eq!(&text, &serde_json::to_string(&as_object).unwrap());
-            let back: Fields = serde_json::from_str(&text).unwrap();
-            prop_assert_eq!(back, fields);
-        }
-
         #[test]
         fn storage_keys_round_trip(kind in 0u8..3, year in any::<u16>(), id in "[0-9A-Za-z-]{0,24}") {
             let key = RecordKey::new(RecordKind::from_u8(kind).unwrap(), year, id);

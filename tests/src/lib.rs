@@ -10,3 +10,4 @@ pub mod harness;
 pub mod proxy;
 pub mod regions;
 pub mod scale;
+pub mod stored;

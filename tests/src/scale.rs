@@ -132,7 +132,8 @@ pub struct Decided {
 /// Every live household of `year` the county holds, by id, read from its SQLite file.
 pub fn county_households(county: &Hub, year: &str) -> anyhow::Result<BTreeMap<String, Decided>> {
     let db = rusqlite::Connection::open(county.dir.join("hub.db"))?;
-    let field = |f: &serde_json::Value, name: &str| f[name][0].as_str().unwrap_or_default().to_string();
+    let field =
+        |f: &serde_json::Value, name: &str| crate::stored::stored_value(f, name).unwrap_or_default().to_string();
     let mut out = BTreeMap::new();
     let mut stmt = db.prepare("SELECT id, fields FROM records WHERE year = ?1 AND kind = 0 AND deleted = 0")?;
     for row in stmt.query_map([year], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {

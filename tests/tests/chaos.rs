@@ -19,6 +19,7 @@ use jianka_tests::generate::{Generator, write_csv};
 use jianka_tests::harness::{Hub, Node};
 use jianka_tests::proxy::{FaultProxy, Faults};
 use jianka_tests::scale::{Arrived, arrived_change_sets};
+use jianka_tests::stored::{stored_value, stored_values};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -279,8 +280,8 @@ fn live_records(hub: &Hub, region: &str) -> anyhow::Result<std::collections::BTr
         stmt.query_map([region], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
     let mut out = std::collections::BTreeMap::new();
     for (k, fields) in rows {
-        let f: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&fields)?;
-        out.insert(k, f.iter().map(|(name, v)| format!("{name}={}", v[0])).collect());
+        let f: serde_json::Value = serde_json::from_str(&fields)?;
+        out.insert(k, stored_values(&f).into_iter().map(|(name, v)| format!("{name}={v}")).collect());
     }
     Ok(out)
 }
@@ -294,7 +295,7 @@ fn admitted_people(county: &Hub, year: &str) -> anyhow::Result<u64> {
         stmt.query_map([year], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?.collect::<Result<_, _>>()?;
     for (kind, id, _, fields) in &rows {
         let f: serde_json::Value = serde_json::from_str(fields)?;
-        if *kind == 0 && f["county.decision"][0] == "认定" {
+        if *kind == 0 && stored_value(&f, "county.decision") == Some("认定") {
             admitted.insert(id.clone());
         }
     }

@@ -67,7 +67,7 @@ fn counties_holding(hub: &Hub, year: u16, id: &str) -> Vec<String> {
     rows.iter()
         .map(|f| {
             let v: Value = serde_json::from_str(f).unwrap();
-            let village = v["village"].get(0).and_then(|x| x.as_str()).expect("member has a village").to_string();
+            let village = jianka_tests::stored::stored_value(&v, "village").expect("member has a village").to_string();
             village[..6].to_string()
         })
         .collect()

@@ -168,8 +168,7 @@ fn county_field(county: &Hub, kind: RecordKind, year: u16, id: &str, field: &str
         )
         .ok();
     let v: Value = serde_json::from_str(&fields?).ok()?;
-    let f = &v[field];
-    f.get(0).or(Some(f)).and_then(|x| x.as_str()).map(str::to_string)
+    jianka_tests::stored::stored_value(&v, field).map(str::to_string)
 }
 
 fn write_households(path: &Path, hs: &[Household]) -> PathBuf {

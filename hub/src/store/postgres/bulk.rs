@@ -8,10 +8,11 @@ use super::{db, to_i64};
 use crate::record::{HashMap, HashSet, StoredRecord, fields_json};
 use crate::store::contract::{AuditRow, CompletedMoveRow, NewConflict, QuarantineRow, StoreResult};
 use crate::store::while_running;
+use crate::stored_fields::write_json;
 use sqlx::postgres::{PgArguments, Postgres};
 use sqlx::query::Query;
 use sqlx::{Executor, PgConnection};
-use std::fmt::Write;
+use std::io::Write;
 use std::sync::Arc;
 
 type PgQuery = Query<'static, Postgres, PgArguments>;
@@ -102,36 +103,40 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
     e.as_database_error().and_then(|d| d.code()).is_some_and(|c| c == "23505")
 }
 
-/// `rows` as `COPY`'s text format: one line each, columns tab-separated.
+/// `rows` as `COPY`'s text format: one line each, columns tab-separated. Fields are encoded into
+/// one reused buffer, then escaped into the text.
 fn copy_rows(rows: &[(String, Arc<StoredRecord>)], rev: i64) -> Vec<u8> {
-    let mut text = String::with_capacity(rows.len() * 1024);
+    let mut text = Vec::with_capacity(rows.len() * 768);
+    let mut fields = Vec::with_capacity(4096);
     for (k, r) in rows {
-        copy_value(&mut text, k);
+        copy_value(&mut text, k.as_bytes());
         let _ = write!(text, "\t{}\t{}\t", r.key.kind.to_u8(), r.key.year);
-        for col in [r.key.id.as_str(), &r.region, &r.hh, &fields_json(&r.fields)] {
+        fields.clear();
+        write_json(&r.fields, &mut fields);
+        for col in [r.key.id.as_bytes(), r.region.as_bytes(), r.hh.as_bytes(), &fields] {
             copy_value(&mut text, col);
-            text.push('\t');
+            text.push(b'\t');
         }
         let _ = writeln!(text, "{}\t{rev}", i64::from(r.deleted));
     }
-    text.into_bytes()
+    text
 }
 
 /// One value in `COPY`'s text format: backslash, newline, carriage return and tab escaped.
 /// Bytes, not chars: none of the four occurs inside a multi-byte UTF-8 sequence.
-fn copy_value(out: &mut String, s: &str) {
+fn copy_value(out: &mut Vec<u8>, s: &[u8]) {
     let mut rest = s;
-    while let Some(i) = rest.bytes().position(|b| matches!(b, b'\\' | b'\n' | b'\r' | b'\t')) {
-        out.push_str(&rest[..i]);
-        out.push_str(match rest.as_bytes()[i] {
-            b'\\' => "\\\\",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            _ => "\\t",
+    while let Some(i) = rest.iter().position(|b| matches!(b, b'\\' | b'\n' | b'\r' | b'\t')) {
+        out.extend_from_slice(&rest[..i]);
+        out.extend_from_slice(match rest[i] {
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            _ => b"\\t",
         });
         rest = &rest[i + 1..];
     }
-    out.push_str(rest);
+    out.extend_from_slice(rest);
 }
 
 /// `chunks` of `COPY` text into `records`, one message each.

@@ -3,9 +3,11 @@
 
 use super::db_err;
 use super::reads::sql_u64;
-use crate::record::{StoredRecord, fields_json, storage_key};
+use crate::record::{StoredRecord, storage_key};
 use crate::store::contract::{AuditRow, CompletedMoveRow, EnvelopeRow, NewConflict, QuarantineRow, StoreResult};
 use crate::store::known_keys::Fingerprints;
+use crate::stored_fields::write_json;
+use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, Params, params};
 use std::sync::Arc;
 
@@ -29,9 +31,12 @@ pub(super) fn records(
              deleted = excluded.deleted, rev = excluded.rev",
         )
         .map_err(db_err)?;
+    let mut fields = Vec::with_capacity(4096);
     for r in rows {
         let k = storage_key(&r.key);
         known.add([&k]);
+        fields.clear();
+        write_json(&r.fields, &mut fields);
         stmt.execute(params![
             k,
             r.key.kind.to_u8(),
@@ -39,7 +44,7 @@ pub(super) fn records(
             r.key.id,
             r.region,
             r.hh,
-            fields_json(&r.fields),
+            ToSqlOutput::Borrowed(ValueRef::Text(&fields)),
             r.deleted,
             rev
         ])
