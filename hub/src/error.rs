@@ -35,6 +35,13 @@ impl HubError {
 
 impl From<crate::store::StoreError> for HubError {
     fn from(e: crate::store::StoreError) -> Self {
+        if let crate::store::StoreError::Busy(_) = e {
+            tracing::warn!(error = %e, "database busy");
+            return HubError::new(
+                ErrorCode::Unavailable,
+                "the database is busy with another writer; the change was not applied, retry later",
+            );
+        }
         tracing::error!(error = %e, "storage failure");
         HubError::new(ErrorCode::Internal, "storage failure; the change was not applied, retry later")
     }
@@ -43,5 +50,20 @@ impl From<crate::store::StoreError> for HubError {
 impl IntoResponse for HubError {
     fn into_response(self) -> Response {
         (self.status(), axum::Json(ApiError { code: self.code, message: self.message })).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreError;
+
+    #[test]
+    fn a_busy_database_is_retry_later_and_any_other_failure_internal() {
+        let busy = HubError::from(StoreError::Busy("database is locked".into()));
+        assert_eq!((busy.code, busy.status()), (ErrorCode::Unavailable, StatusCode::SERVICE_UNAVAILABLE));
+        assert!(!busy.message.contains("locked"), "the detail goes to the log, not the client");
+        let other = HubError::from(StoreError::Db("disk I/O error".into()));
+        assert_eq!(other.status(), StatusCode::INTERNAL_SERVER_ERROR);
     }
 }

@@ -718,6 +718,32 @@ async fn lookups_find_what_another_process_stored() {
     }
 }
 
+/// A write transaction of another process waits for ours at most `WRITE_WAIT`, then fails as
+/// busy (which the hub answers 503, retry later) having written nothing; ours commits, and the
+/// other's next try goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_writer_waits_then_is_told_busy() {
+    use jianka_hub::store::WRITE_WAIT;
+    for b in backends().await {
+        let (ours, other) = (b.store.clone(), jianka_hub::store::open(&b.url).await.unwrap());
+        let mut tx = ours.begin().await.unwrap();
+        tx.set_meta("held", "1").await.unwrap();
+        let started = std::time::Instant::now();
+        let busy = other.begin().await.err();
+        let waited = started.elapsed();
+        assert!(matches!(busy, Some(StoreError::Busy(_))), "{}: {busy:?}", b.name);
+        assert!(waited >= WRITE_WAIT.mul_f32(0.9) && waited < WRITE_WAIT * 3, "{}: waited {waited:?}", b.name);
+        tx.commit().await.unwrap();
+        let mut tx = other.begin().await.unwrap();
+        assert_eq!(tx.meta("held").await.unwrap().as_deref(), Some("1"), "{}", b.name);
+        tx.set_meta("after", "2").await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(ours.meta("after").await.unwrap().as_deref(), Some("2"), "{}", b.name);
+        other.close().await;
+        b.finish().await;
+    }
+}
+
 /// One step of two processes sharing a database: a write transaction (committed or rolled back,
 /// reading its keys first or not) or a lookup, by either.
 #[derive(Debug, Clone)]

@@ -289,8 +289,10 @@ impl Hub {
                     let mut new: Vec<(&str, &str)> = Vec::with_capacity(fields.len());
                     // A new record whose fields come in name order (as nodes send them) is built as
                     // its sorted vector directly; anything else goes through lookups and inserts.
+                    // A household gets room for the county's decision and reason (县复审) now.
+                    let room = if key.kind == RecordKind::Household { 2 } else { 0 };
                     let mut fresh = (row.fields.is_empty() && fields.windows(2).all(|p| p[0].name < p[1].name))
-                        .then(|| Vec::with_capacity(fields.len()));
+                        .then(|| Vec::with_capacity(fields.len() + room));
                     for w in fields {
                         let current = if fresh.is_some() { None } else { row.fields.get(w.name.as_str()) };
                         match merge_field(current, w, writer) {

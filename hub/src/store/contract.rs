@@ -29,6 +29,10 @@ pub enum StoreError {
     BadUrl(String),
     #[error("the database writer stopped: {0}")]
     WriterGone(String),
+    /// Another writer (a second hub, or an officer's command) held the write lock for longer
+    /// than [`crate::store::WRITE_WAIT`]; nothing was written.
+    #[error("the database is busy with another writer (waited {secs}s): {0}", secs = crate::store::WRITE_WAIT.as_secs())]
+    Busy(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

@@ -11,6 +11,11 @@ pub mod sqlite;
 pub use contract::*;
 
 use std::sync::Arc;
+use std::time::Duration;
+
+/// How long a write transaction waits for another process's to end before it gives up with
+/// [`StoreError::Busy`] (SQLite's busy timeout; PostgreSQL's `lock_timeout` on the writer lock).
+pub const WRITE_WAIT: Duration = Duration::from_secs(10);
 
 /// Opens the database at `url` (`sqlite://PATH`, created if missing, or `postgres://…`) and
 /// applies pending migrations.

@@ -42,13 +42,41 @@ pub async fn database_url(dir: &Path, pg: bool) -> String {
     }
     let base = std::env::var("JIANKA_TEST_PG").expect("JIANKA_TEST_PG");
     sqlx::any::install_default_drivers();
-    // Unique across test processes running at once and across runs (databases are kept).
-    let name = format!("jianka_hub_{}_{}", std::process::id(), rand_suffix());
+    // Unique across test processes running at once and across runs. A test's hub may still be
+    // open when the test ends, so its database is kept until a later test process finds it left
+    // by one that has exited (see `drop_left_behind`).
+    let name = format!("{DB_PREFIX}{}_{}", std::process::id(), rand_suffix());
     let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&base).await.unwrap();
+    drop_left_behind(&mut conn).await;
     sqlx::Executor::execute(&mut conn, sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.unwrap();
     let _ = dir;
     let (prefix, _) = base.rsplit_once('/').unwrap();
     format!("{prefix}/{name}")
+}
+
+const DB_PREFIX: &str = "jianka_hub_";
+
+/// Drops, once per test process, the databases of test processes that have exited (their pid,
+/// in the name, is no longer running): databases of tests running now are left alone.
+async fn drop_left_behind(conn: &mut sqlx::AnyConnection) {
+    static ONCE: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    ONCE.get_or_init(|| async {
+        let names: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT datname::text FROM pg_database WHERE datname LIKE '{DB_PREFIX}%'"
+        )))
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap_or_default();
+        for name in names {
+            let pid = name[DB_PREFIX.len()..].split('_').next().unwrap_or_default();
+            let exited = pid.parse::<u32>().is_ok_and(|p| !Path::new(&format!("/proc/{p}")).exists());
+            if exited && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                let _ = sqlx::Executor::execute(&mut *conn, sqlx::AssertSqlSafe(sql)).await;
+            }
+        }
+    })
+    .await;
 }
 
 fn rand_suffix() -> String {

@@ -80,7 +80,11 @@ impl PgStore {
 
 /// A database error as the contract reports it.
 pub(crate) fn db(e: sqlx::Error) -> StoreError {
-    StoreError::Db(e.to_string())
+    // 55P03 lock_not_available: the writer lock was not had within `lock_timeout`.
+    match e.as_database_error().and_then(|d| d.code()).as_deref() {
+        Some("55P03") => StoreError::Busy(e.to_string()),
+        _ => StoreError::Db(e.to_string()),
+    }
 }
 
 /// A `u64` of the contract as a BIGINT; beyond `i64::MAX` it cannot be stored.

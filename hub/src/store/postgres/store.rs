@@ -25,6 +25,12 @@ impl Store for PgStore {
         let mut tx = self.pool.begin().await.map_err(db)?;
         // Write transactions run one at a time across processes, as SQLite's do: revisions are
         // then given out in commit order, which the stored-key set relies on (`KnownKeys`).
+        // Waiting at most as long as SQLite's busy timeout (for the whole transaction, as there).
+        sqlx::query("SELECT set_config('lock_timeout', $1, true)")
+            .bind(format!("{}ms", crate::store::WRITE_WAIT.as_millis()))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(super::WRITER_LOCK).execute(&mut *tx).await.map_err(db)?;
         Ok(Box::new(super::PgWriteTx::new(tx, self.known.clone())))
     }

@@ -53,7 +53,7 @@ impl Checkpointer {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags)
             .map_err(|e| StoreError::Db(format!("opening {} to checkpoint: {e}", path.display())))?;
-        conn.busy_timeout(std::time::Duration::from_millis(10_000)).map_err(db_err)?;
+        conn.busy_timeout(crate::store::WRITE_WAIT).map_err(db_err)?;
         // One pending nudge is enough: a checkpoint copies whatever the log holds when it runs.
         let (nudge, nudged) = mpsc::sync_channel(1);
         let thread = std::thread::Builder::new()

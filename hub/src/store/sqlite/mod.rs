@@ -25,7 +25,10 @@ const IDLE_READERS: usize = 4;
 const STATEMENT_CACHE: usize = 256;
 
 fn db_err(e: rusqlite::Error) -> StoreError {
-    StoreError::Db(e.to_string())
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::DatabaseBusy) => StoreError::Busy(e.to_string()),
+        _ => StoreError::Db(e.to_string()),
+    }
 }
 
 /// A copy of an error (the writer latches the first failure of a transaction and reports it to
@@ -33,6 +36,7 @@ fn db_err(e: rusqlite::Error) -> StoreError {
 fn copy_err(e: &StoreError) -> StoreError {
     match e {
         StoreError::Db(m) => StoreError::Db(m.clone()),
+        StoreError::Busy(m) => StoreError::Busy(m.clone()),
         StoreError::Migrate(m) => StoreError::Migrate(m.clone()),
         StoreError::Corrupt(m) => StoreError::Corrupt(m.clone()),
         StoreError::BadUrl(m) => StoreError::BadUrl(m.clone()),
@@ -81,7 +85,7 @@ pub const WRITER_SETUP: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = 
      PRAGMA wal_autocheckpoint = 16384; PRAGMA cache_size = -65536;";
 
 fn setup(conn: &Connection, writer: bool) -> StoreResult<()> {
-    conn.busy_timeout(std::time::Duration::from_millis(10_000)).map_err(db_err)?;
+    conn.busy_timeout(crate::store::WRITE_WAIT).map_err(db_err)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     if writer {
         conn.execute_batch(WRITER_SETUP).map_err(db_err)
