@@ -99,7 +99,8 @@ impl<'de> Visitor<'de> for FieldsVisitor {
     }
 
     fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Fields, M::Error> {
-        let mut out = Fields::with_capacity(map.size_hint().unwrap_or(24));
+        // serde_json gives no size hint: room for a member's dozen fields, a household's grow once.
+        let mut out = Fields::with_capacity(map.size_hint().unwrap_or(16));
         let mut common: Option<(u64, Text)> = None;
         while let Some(name) = map.next_key::<Text>()? {
             let state = match map.next_value::<Entry>()? {
