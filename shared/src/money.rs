@@ -25,14 +25,15 @@ impl Yuan {
     }
 
     pub fn parse(s: &str) -> Result<Self, MoneyError> {
-        let t = s.trim().replace(',', "");
+        // Thousands separators are dropped; most amounts have none, so no copy is made then.
+        let t: std::borrow::Cow<str> = if s.contains(',') { s.trim().replace(',', "").into() } else { s.trim().into() };
         if t.starts_with('-') {
             return Err(MoneyError::Negative(s.trim().to_string()));
         }
         let bad = || MoneyError::NotANumber(s.trim().to_string());
         let (int, frac) = match t.split_once('.') {
             Some((i, f)) => (i, f),
-            None => (t.as_str(), ""),
+            None => (&*t, ""),
         };
         if int.is_empty() && frac.is_empty() {
             return Err(bad());
