@@ -3,7 +3,8 @@
 //!
 //! Code map (ARCHITECTURE.md has it whole): [`config`] (hub.toml), [`store`] (the storage
 //! boundary: rusqlite and PostgreSQL backends), [`ingest`] (one change set, step by step),
-//! [`merge`] and [`authority`] (pure), [`allocation`] (signed allocations and the ceilings in
+//! [`merge`] and [`authority`] (pure), [`record`] and [`stored_fields`] (a stored row and the text
+//! of its fields), [`allocation`] (signed allocations and the ceilings in
 //! force), [`quota`] (the ledger), [`years`] (annual cycle), [`admin`] (officer commands),
 //! [`forward`] (up one tier), [`upstream`] (the parent's feedback, passed down), [`parent`] (the
 //! client and pace of the link up), [`jobs`] (background work), [`audit`] (hash-chained log),
