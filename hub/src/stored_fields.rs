@@ -35,12 +35,30 @@ pub fn write_json(fields: &Fields, out: &mut Vec<u8>) {
     serde_json::to_writer(out, &Stored { fields, common: common_pair(fields) }).expect("field maps have string keys")
 }
 
-/// Fields from their stored text, in either form.
-pub fn parse(text: &str) -> Result<Fields, serde_json::Error> {
+/// Fields from their stored text, in either form; or what is wrong with it and where, naming
+/// fields but never a value (a stored value may be an ID number or a phone).
+pub fn parse(text: &str) -> Result<Fields, String> {
     let mut de = serde_json::Deserializer::from_str(text);
-    let fields = de.deserialize_map(FieldsVisitor)?;
-    de.end()?;
-    Ok(fields)
+    let parsed = de.deserialize_map(FieldsVisitor).and_then(|fields| de.end().map(|()| fields));
+    parsed.map_err(|e| describe(&e))
+}
+
+/// Starts the errors this module words itself (they name fields, not values).
+const OWN: &str = "stored form: ";
+
+/// `e` without the value serde's own messages quote ("invalid type: string \"…\"").
+fn describe(e: &serde_json::Error) -> String {
+    let shown = e.to_string();
+    if shown.starts_with(OWN) {
+        return shown;
+    }
+    let what = match e.classify() {
+        serde_json::error::Category::Syntax => "not JSON",
+        serde_json::error::Category::Eof => "cut short",
+        serde_json::error::Category::Data => "a value of the wrong type or shape",
+        serde_json::error::Category::Io => "unreadable",
+    };
+    format!("{what} at line {} column {}", e.line(), e.column())
 }
 
 /// The (version, writer) most fields share, if at least two do.
@@ -109,14 +127,14 @@ impl<'de> Visitor<'de> for FieldsVisitor {
                     continue;
                 }
                 Entry::Common(..) => {
-                    return Err(de::Error::custom(format!("field {name}: a version and writer without a value")));
+                    return Err(de::Error::custom(format!("{OWN}field {name}: a version and writer without a value")));
                 }
                 Entry::Full(state) => state,
                 Entry::Bare(value) => match &common {
                     Some((version, writer)) => FieldState(value, *version, writer.clone()),
                     None => {
                         return Err(de::Error::custom(format!(
-                            "field {name}: a bare value before the row's common version and writer"
+                            "{OWN}field {name}: a bare value before the row's common version and writer"
                         )));
                     }
                 },
@@ -150,7 +168,7 @@ impl<'de> Visitor<'de> for EntryVisitor {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Entry, A::Error> {
-        let missing = || de::Error::custom("a stored field's array is too short");
+        let missing = || de::Error::custom(format!("{OWN}a stored field's array is too short"));
         match seq.next_element::<Head>()?.ok_or_else(missing)? {
             Head::Value(value) => {
                 let version = seq.next_element::<u64>()?.ok_or_else(missing)?;
@@ -170,7 +188,7 @@ impl<'de> Visitor<'de> for EntryVisitor {
 fn end<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<(), A::Error> {
     match seq.next_element::<de::IgnoredAny>()? {
         None => Ok(()),
-        Some(_) => Err(de::Error::custom("a stored field's array is too long")),
+        Some(_) => Err(de::Error::custom(format!("{OWN}a stored field's array is too long"))),
     }
 }
 
@@ -239,6 +257,17 @@ mod tests {
         ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn errors_say_where_and_never_quote_a_value() {
+        let e = parse(r#"{"":[7,"420322"],"phone":["13800001234","13800001234","w"]}"#).unwrap_err();
+        assert!(!e.contains("1380000"), "{e}");
+        assert!(e.contains("wrong type") && e.contains("column"), "{e}");
+        let e = parse(r#"{"phone":"13800001234"}"#).unwrap_err();
+        assert!(e.contains("field phone") && !e.contains("1380000"), "{e}");
+        let e = parse(r#"{"":[7,"420322"],"a":["v",1]}"#).unwrap_err();
+        assert!(e.contains("too short") && e.contains("column"), "{e}");
     }
 
     proptest! {
