@@ -279,6 +279,22 @@ fn peak_rss_mb() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// CPU seconds so far of each of this process's threads, by thread name (threads of one name
+/// summed): where an ingest's work went, the hub's thread against the database writer's.
+fn thread_cpu_seconds() -> std::collections::BTreeMap<String, f64> {
+    let mut out = std::collections::BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return out };
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else { continue };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
+        let f: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        // utime and stime, the 12th and 13th fields after the name, in USER_HZ ticks.
+        *out.entry(stat[open + 1..close].to_string()).or_insert(0.0) += (ticks(11) + ticks(12)) / 100.0;
+    }
+    out
+}
+
 /// CPU seconds so far: this process (all threads) and the whole machine (every process), from
 /// /proc, so a run can say how much of its time was the hub's and how much the server's.
 fn cpu_seconds() -> (f64, f64) {
@@ -419,16 +435,24 @@ async fn main() {
     let (mut hub_runs, mut same_runs, mut plain_runs, mut ratios) = (vec![], vec![], vec![], vec![]);
     let (mut store_runs, mut ratios_c) = (vec![], vec![]);
     let (mut stored_rows, mut change_sets) = (0, 0);
+    let mut thread_cpu: std::collections::BTreeMap<String, f64> = Default::default();
     for _ in 0..repeat {
         let (county, d) = open_hub("420322", None, Some((u64::MAX / 4, "420322"))).await;
         let (sender, key) = enroll(&county, "420322105", 1).await;
         let envelopes = seal_stream(&sender.region, &key, all_ops.clone(), per_changeset);
         change_sets = envelopes.len();
+        let cpu_before = thread_cpu_seconds();
         let t = Instant::now();
         for e in &envelopes {
             county.ingest(&sender, e).await.unwrap();
         }
         let hub_secs = t.elapsed().as_secs_f64();
+        for (thread, secs) in thread_cpu_seconds() {
+            *thread_cpu.entry(thread.clone()).or_insert(0.0) += secs - cpu_before.get(&thread).copied().unwrap_or(0.0);
+        }
+        // Closed, not just dropped: the store's threads end (and SQLite checkpoints its log) now,
+        // not while the baselines run beside them.
+        county.store().close().await;
         drop(county);
         if profiling {
             hub_runs.push(hub_secs);
@@ -446,8 +470,21 @@ async fn main() {
         same_runs.push(same_rows_secs);
         plain_runs.push(plain_secs);
     }
+    // The hub's own thread runs `main` (its name is the program's); the store's threads are named.
+    let per_run = |secs: &f64| secs / hub_runs.len() as f64;
+    let cpu_line = format!(
+        "CPU per run during the hub's ingest (wall {:.3}s): {}",
+        hub_runs.iter().sum::<f64>() / hub_runs.len() as f64,
+        thread_cpu
+            .iter()
+            .filter(|(_, secs)| per_run(secs) >= 0.001)
+            .map(|(thread, secs)| format!("{thread} {:.3}s", per_run(secs)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     if profiling {
         println!("hub ingest runs: {hub_runs:.3?} s");
+        println!("{cpu_line}");
         return;
     }
     let n = member_rows.len() as f64;
@@ -471,6 +508,7 @@ async fn main() {
         "  hub ingest, Hub::ingest per change set (verify + decompress + merge + re-examination + quota + write + audit + feedback, one transaction each):"
     );
     println!("    {}", line(&mut hub_runs));
+    println!("    {cpu_line}");
     println!(
         "  baseline A, the same {stored_rows} rows the hub stored (same table, indexes, stored text, the hub's SQLite settings), one prepared rusqlite INSERT, one transaction:"
     );

@@ -11,7 +11,7 @@ use crate::record::StoredRecord;
 use crate::record::{HashMap, HashSet};
 use crate::record::{MOVED_FROM, key_of, storage_key};
 use crate::state::Hub;
-use crate::store::WriteTx;
+use crate::store::{WriteTx, while_running};
 use crate::years;
 use jianka_shared::changeset::Op;
 use jianka_shared::domain::Member;
@@ -31,10 +31,18 @@ impl Hub {
         years: YearStates,
         fx: &mut IngestOutcome,
     ) -> Result<MergeContext, HubError> {
-        let keys: Vec<String> = {
-            let mut seen: HashSet<&RecordKey> = HashSet::default();
-            ops.iter().map(Op::key).filter(|k| seen.insert(*k)).map(storage_key).collect()
-        };
+        // The members stored in the households this change set writes (county) are asked for
+        // first: the database looks them up while the keys are worked out here.
+        let mut keys: Option<Vec<String>> = None;
+        let mut stored_members = Vec::new();
+        for (year, ids) in self.reexamined_households(ops) {
+            let read = tx.live_members(year, &ids);
+            let found = while_running(read, || {
+                keys.get_or_insert_with(|| unique_keys(ops));
+            });
+            stored_members.extend(found.await?);
+        }
+        let keys = keys.unwrap_or_else(|| unique_keys(ops));
         fx.rows.reserve(keys.len());
         fx.member_records.reserve(keys.len());
         load_rows(tx, &keys, &mut fx.rows).await?;
@@ -96,7 +104,7 @@ impl Hub {
         };
         // Members already stored in the households this change set touches, read before any of its
         // own rows are written (re-examination counts them).
-        fx.stored_members = self.stored_members_of(tx, ops, fx).await?;
+        fx.stored_members = members_by_household(stored_members, &fx.rows);
         if self.region().tier() == Tier::County {
             self.read_before_writes(tx, ops, fx).await?;
         }
@@ -123,36 +131,41 @@ impl Hub {
         Ok(out)
     }
 
-    /// The stored live members of each candidate household `(year, household id)`, parsed (or
-    /// why not), leaving out the records this change set holds (the caller adds its own versions).
-    pub(crate) async fn stored_members_of(
-        &self,
-        tx: &mut dyn WriteTx,
-        ops: &[Op],
-        fx: &IngestOutcome,
-    ) -> Result<HashMap<(Year, String), Vec<Result<Member, String>>>, HubError> {
+    /// The households this change set writes, by year: at a county, those that can come up for
+    /// re-examination, whose stored members it counts (none elsewhere). Each household once,
+    /// however many of its ops the change set carries.
+    fn reexamined_households(&self, ops: &[Op]) -> BTreeMap<Year, Vec<String>> {
         if self.region().tier() != Tier::County {
-            return Ok(HashMap::default());
+            return BTreeMap::new();
         }
-        // Only a household this change set writes can come up for re-examination.
-        // Each household once, however many of its ops the change set carries: a household
-        // listed twice would have its members loaded twice, in whichever chunks it falls.
         let mut by_year: BTreeMap<Year, BTreeSet<&str>> = BTreeMap::new();
         for op in ops.iter().filter(|o| o.key().kind == RecordKind::Household) {
             by_year.entry(op.key().year).or_default().insert(op.key().id.as_str());
         }
-        let mut out: HashMap<(Year, String), Vec<Result<Member, String>>> = HashMap::default();
-        for (year, ids) in by_year {
-            let ids: Vec<String> = ids.into_iter().map(str::to_string).collect();
-            for row in tx.live_members(year, &ids).await? {
-                if fx.rows.contains_key(&storage_key(&row.key)) {
-                    continue; // this change set's version wins, added below
-                }
-                out.entry((year, row.hh.clone())).or_default().push(row.to_member());
-            }
-        }
-        Ok(out)
+        by_year.into_iter().map(|(year, ids)| (year, ids.into_iter().map(str::to_string).collect())).collect()
     }
+}
+
+/// Every record `ops` writes, by storage key, each once.
+fn unique_keys(ops: &[Op]) -> Vec<String> {
+    let mut seen: HashSet<&RecordKey> = HashSet::default();
+    ops.iter().map(Op::key).filter(|k| seen.insert(*k)).map(storage_key).collect()
+}
+
+/// Stored live members by year and household, parsed (or why not), leaving out the records this
+/// change set holds (`rows`; re-examination adds its own versions of those).
+fn members_by_household(
+    stored: Vec<StoredRecord>,
+    rows: &HashMap<String, Arc<StoredRecord>>,
+) -> HashMap<(Year, String), Vec<Result<Member, String>>> {
+    let mut out: HashMap<(Year, String), Vec<Result<Member, String>>> = HashMap::default();
+    for row in stored {
+        if rows.contains_key(&storage_key(&row.key)) {
+            continue;
+        }
+        out.entry((row.key.year, row.hh.clone())).or_default().push(row.to_member());
+    }
+    out
 }
 
 /// What merging a change set reads from the database, loaded before the merge starts (the merge
