@@ -5,7 +5,9 @@
 //!
 //! 1. County ingest: member records/s through verify + decompress + merge + quota + write (the
 //!    real `Hub::ingest`), beside a plain prepared-statement insert of the same rows into SQLite
-//!    with the hub's own SQLite settings; R runs (default 5), hub and baselines interleaved, medians.
+//!    with the hub's own SQLite settings; R runs (default 5), hub and baselines interleaved, medians;
+//!    and the CPU each of the process's threads used during the hub's ingest (the hub's own thread
+//!    against the store's writer).
 //!    With --pg, the same county ingest on PostgreSQL beside a `COPY` of the rows it stored.
 //! 2. Province consolidation: N people from C counties (each county's records as its own change
 //!    sets), time and peak RSS, on SQLite and (with --pg) on PostgreSQL.
