@@ -281,6 +281,18 @@ fn peak_rss_mb() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Clock ticks a second in /proc's CPU times (USER_HZ on Linux).
+const USER_HZ: f64 = 100.0;
+
+/// A process's or thread's name and CPU seconds (user + system) from its /proc `stat` text.
+fn stat_cpu(stat: &str) -> Option<(&str, f64)> {
+    let (open, close) = (stat.find('(')?, stat.rfind(')')?);
+    let f: Vec<&str> = stat.get(close + 1..)?.split_whitespace().collect();
+    // utime and stime, the 12th and 13th fields after the name.
+    let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some((stat.get(open + 1..close)?, ticks / USER_HZ))
+}
+
 /// CPU seconds so far of each of this process's threads, by thread name (threads of one name
 /// summed): where an ingest's work went, the hub's thread against the database writer's.
 fn thread_cpu_seconds() -> std::collections::BTreeMap<String, f64> {
@@ -288,11 +300,9 @@ fn thread_cpu_seconds() -> std::collections::BTreeMap<String, f64> {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return out };
     for task in tasks.flatten() {
         let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else { continue };
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
-        let f: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-        let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-        // utime and stime, the 12th and 13th fields after the name, in USER_HZ ticks.
-        *out.entry(stat[open + 1..close].to_string()).or_insert(0.0) += (ticks(11) + ticks(12)) / 100.0;
+        if let Some((name, secs)) = stat_cpu(&stat) {
+            *out.entry(name.to_string()).or_insert(0.0) += secs;
+        }
     }
     out
 }
@@ -300,22 +310,14 @@ fn thread_cpu_seconds() -> std::collections::BTreeMap<String, f64> {
 /// CPU seconds so far: this process (all threads) and the whole machine (every process), from
 /// /proc, so a run can say how much of its time was the hub's and how much the server's.
 fn cpu_seconds() -> (f64, f64) {
-    let tick = 100.0; // USER_HZ on Linux
-    let own = std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|s| {
-            // Fields after the command name: utime and stime are the 12th and 13th.
-            let rest = s.rsplit_once(')')?.1;
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            Some((f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?) / tick)
-        })
-        .unwrap_or(0.0);
+    let own =
+        std::fs::read_to_string("/proc/self/stat").ok().and_then(|s| stat_cpu(&s).map(|(_, secs)| secs)).unwrap_or(0.0);
     let machine = std::fs::read_to_string("/proc/stat")
         .ok()
         .and_then(|s| {
             let f: Vec<f64> = s.lines().next()?.split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect();
             // user nice system idle iowait irq softirq steal: busy is all but idle and iowait.
-            Some((f.iter().take(8).sum::<f64>() - f.get(3)? - f.get(4)?) / tick)
+            Some((f.iter().take(8).sum::<f64>() - f.get(3)? - f.get(4)?) / USER_HZ)
         })
         .unwrap_or(0.0);
     (own, machine)
