@@ -378,12 +378,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::File { config, year, region } => {
             let hub = open(&config).await?;
-            let n = hub.file_announced(year, &region).await?;
+            let filing = hub.file_announced(year, &region).await?;
             let flow = hub.flow(jianka_shared::RecordKind::Household);
             outln!(
-                "filed ({}) {n} households recognised in {region} for {year}; audited and sent down",
-                flow.label(jianka_shared::domain::Status::ProvinceFiled)
+                "filed ({}) {} households recognised in {region} for {year}; audited and sent down",
+                flow.label(jianka_shared::domain::Status::ProvinceFiled),
+                filing.filed
             )?;
+            if !filing.held.is_empty() {
+                outln!("held back, {} households (filed once what holds them is settled):", filing.held.len())?;
+                for (household, why) in &filing.held {
+                    outln!("  {household}: {why}")?;
+                }
+            }
         }
         Cmd::InstallAllocation { config, file } => {
             let hub = open(&config).await?;

@@ -77,10 +77,12 @@ impl QuotaLedger {
         }
     }
 
-    pub(crate) async fn persist(self, tx: &mut dyn WriteTx) -> Result<(), HubError> {
-        for ((scope, year), (_, added)) in self.scopes {
-            if added > 0 {
-                tx.quota_add(&scope, year, added as i64).await?;
+    pub(crate) async fn persist(&mut self, tx: &mut dyn WriteTx) -> Result<(), HubError> {
+        for ((scope, year), (stored, added)) in &mut self.scopes {
+            if *added > 0 {
+                tx.quota_add(scope, *year, *added as i64).await?;
+                // Written: a later step of the same ingest counts on from here.
+                *stored += std::mem::take(added);
             }
         }
         Ok(())

@@ -737,6 +737,31 @@ fn materialise(a: &Attack, pool: &Pool, version: u64) -> Vec<Op> {
     }
 }
 
+/// The references an attacker picks from: villages of its own and of others (and malformed
+/// codes), households of every township, and people, the victim's among them.
+fn pool_around(victim_rows: &BTreeMap<String, String>) -> Pool {
+    let victim_people: Vec<String> =
+        victim_rows.keys().filter(|k| k.starts_with("1/")).map(|k| k[7..].to_string()).collect();
+    let mut members: Vec<String> = victim_people.clone();
+    members.extend((1..=40u32).flat_map(|no| {
+        household("420322105200", no % 12, 4, no * 7, Status::Applied)
+            .members
+            .into_iter()
+            .map(|m| m.id_number.as_str().to_string())
+            .collect::<Vec<_>>()
+    }));
+    Pool {
+        villages: vec!["420322105200", "420322105201", "420322106200", "420323101200", "42032210520", "420322105200x"],
+        households: (1..12)
+            .flat_map(|no| {
+                [format!("420322105200-{no:04}"), format!("420322106200-{no:04}"), format!("420323101200-{no:04}")]
+            })
+            .chain(["nonsense".to_string(), "420322105200-".to_string()])
+            .collect(),
+        members,
+    }
+}
+
 #[test]
 fn whatever_an_authenticated_township_sends_the_county_keeps_its_authority() {
     use proptest::prelude::*;
@@ -762,26 +787,7 @@ fn whatever_an_authenticated_township_sends_the_county_keeps_its_authority() {
             .collect();
         (s, attacker, victim_rows)
     });
-    let victim_people: Vec<String> =
-        victim_rows.keys().filter(|k| k.starts_with("1/")).map(|k| k[7..].to_string()).collect();
-    let mut members: Vec<String> = victim_people.clone();
-    members.extend((1..=40u32).flat_map(|no| {
-        household("420322105200", no % 12, 4, no * 7, Status::Applied)
-            .members
-            .into_iter()
-            .map(|m| m.id_number.as_str().to_string())
-            .collect::<Vec<_>>()
-    }));
-    let pool = Pool {
-        villages: vec!["420322105200", "420322105201", "420322106200", "420323101200", "42032210520", "420322105200x"],
-        households: (1..12)
-            .flat_map(|no| {
-                [format!("420322105200-{no:04}"), format!("420322106200-{no:04}"), format!("420323101200-{no:04}")]
-            })
-            .chain(["nonsense".to_string(), "420322105200-".to_string()])
-            .collect(),
-        members,
-    };
+    let pool = pool_around(&victim_rows);
     let version = std::cell::Cell::new(1_000u64);
     let (applied, decided) = (std::cell::Cell::new(0u64), std::cell::Cell::new(0usize));
     let refused_sets = std::cell::Cell::new(0u64);
@@ -862,6 +868,119 @@ fn whatever_an_authenticated_township_sends_the_county_keeps_its_authority() {
     );
     // The property must have been tried against households that really went through 县复审.
     assert!(decided.get() > 0 && applied.get() > 0, "the generated change sets never reached re-examination");
+}
+
+/// The same attacker where the township itself decides (miyun-2016, 镇级审定): the township may
+/// put its households into 镇级审定, but whatever it sends, every household the district holds
+/// there has exactly the live member rows its form counts (rule 3) and is in no open
+/// duplicate-person conflict; nothing is filed (区直备案 is the district's); and nothing outside
+/// the attacker's township changes.
+#[test]
+fn where_the_township_decides_what_it_admits_still_meets_the_form() {
+    use proptest::prelude::*;
+    let cases = std::env::var("JIANKA_ADVERSARY_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(300) / 2;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let (s, attacker, victim_rows) = rt.block_on(async {
+        let s = setup_profile(false, MIYUN_2016, 100, Some(100), &[]).await;
+        let mut victim = enroll_node(&s.county, B, 8).await;
+        let mut ops = Vec::new();
+        for no in 1..=6 {
+            let st = if no <= 3 { Status::CountyAnnounced } else { Status::TownshipNotice };
+            ops.extend(ops_of(&household("420322106200", no, 2, 100 + no, st), 5));
+        }
+        let (_, rej) = accepted(&victim.push(ops).await);
+        assert!(rej.is_empty(), "{rej:?}");
+        let attacker = enroll_node(&s.county, A, 7).await;
+        let rows = s.county.hub.records_in(&r(B), 2014).await.unwrap();
+        let victim_rows: BTreeMap<String, String> = rows
+            .iter()
+            .map(|x| (jianka_hub::record::storage_key(&x.key), jianka_hub::record::fields_json(&x.fields)))
+            .collect();
+        (s, attacker, victim_rows)
+    });
+    let pool = pool_around(&victim_rows);
+    let admitted_most = std::cell::Cell::new(0usize);
+    let taken_back = std::cell::Cell::new(0usize);
+    let version = std::cell::Cell::new(1_000u64);
+    let attacker = tokio::sync::Mutex::new(attacker);
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig { cases, ..ProptestConfig::default() });
+    // Households handed to 县复审 under the national flow are admitted here by the township itself.
+    let admit = |a: Attack| match a {
+        Attack::Household { status: 5, village, no, claimed_village, members, field, with_members } => {
+            Attack::Household { status: 6, village, no, claimed_village, members, field, with_members }
+        }
+        other => other,
+    };
+    let strategy = proptest::collection::vec(attack().prop_map(admit), 1..12);
+    runner
+        .run(&strategy, |attacks| {
+            version.set(version.get() + 100);
+            let ops: Vec<Op> = attacks.iter().flat_map(|a| materialise(a, &pool, version.get())).collect();
+            rt.block_on(async {
+                let mut attacker = attacker.lock().await;
+                let ans = attacker.push(ops).await;
+                prop_assert!(ans.status == 200 || ans.status == 400 || ans.status == 413, "{}", ans.status);
+                if ans.status != 200 {
+                    attacker.seq -= 1;
+                    let st: SyncState = attacker.request("GET", "/v1/sync/state", vec![]).await.json();
+                    attacker.prev = <[u8; 32]>::try_from(hex::decode(st.last_hash).unwrap()).unwrap();
+                }
+                if let Ok(PushOutcome::Accepted { rejected, .. }) = serde_json::from_slice(&ans.body) {
+                    let back = rejected.iter().filter(|r| r.message.contains("镇级审定 is not taken")).count();
+                    taken_back.set(taken_back.get() + back);
+                }
+                let rows = s.county.hub.records_in(&r(COUNTY), 2014).await.unwrap();
+                let held: BTreeSet<String> = s
+                    .county
+                    .hub
+                    .conflicts(false)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .filter(|c| c.kind == "duplicate_person")
+                    .flat_map(|c| [c.current_value, c.proposed_value])
+                    .collect();
+                let mut admitted = 0;
+                for x in &rows {
+                    let k = jianka_hub::record::storage_key(&x.key);
+                    let in_a = RegionCode::parse(&x.region).is_ok_and(|g| r(A).contains(&g));
+                    if !in_a {
+                        let now = jianka_hub::record::fields_json(&x.fields);
+                        prop_assert_eq!(victim_rows.get(&k), Some(&now), "{} changed", x.key);
+                        continue;
+                    }
+                    let status = x.fields.get("status").and_then(|f| Status::parse(&f.0));
+                    prop_assert!(status != Some(Status::ProvinceFiled), "{} filed by a township", x.key);
+                    if x.key.kind != RecordKind::Household || x.deleted || status != Some(Status::CountyAnnounced) {
+                        continue;
+                    }
+                    admitted += 1;
+                    let members = rows
+                        .iter()
+                        .filter(|m| m.key.kind == RecordKind::Member && !m.deleted && m.hh == x.key.id)
+                        .count();
+                    prop_assert!(members >= 1, "{} admitted without members", x.key);
+                    prop_assert_eq!(
+                        x.field("members").and_then(|n| n.parse::<usize>().ok()),
+                        Some(members),
+                        "{} admitted with a count its member rows do not have",
+                        x.key
+                    );
+                    prop_assert!(!held.contains(&x.key.id), "{} admitted while a duplicate holds it", x.key);
+                }
+                admitted_most.set(admitted_most.get().max(admitted));
+                Ok(())
+            })
+        })
+        .unwrap();
+    println!(
+        "township-decides property held over {cases} generated change sets ({} admissions taken back; at most {} \
+         of the attacker's households admitted at once)",
+        taken_back.get(),
+        admitted_most.get()
+    );
+    // Tried against admissions that stood and against ones taken back.
+    assert!(admitted_most.get() > 0 && taken_back.get() > 0, "the generated change sets never tried an admission");
 }
 
 // ------------------------------------------------------------------------------ moves keep status

@@ -8,8 +8,10 @@
 mod common;
 
 use common::*;
+use jianka_shared::RecordKind;
 use jianka_shared::Yuan;
 use jianka_shared::domain::{Household, Status};
+use jianka_shared::labels::Relation;
 use jianka_shared::protocol::{Feedback, RejectReason, Rejection};
 
 both!(
@@ -18,6 +20,7 @@ both!(
     the_county_decides_by_hand_within_its_ceiling_and_the_township_hears_it,
     the_province_files_what_a_county_announced_and_it_reaches_the_township,
     where_the_township_decides_the_district_cannot_and_only_files,
+    where_the_township_decides_its_admissions_still_meet_the_form_and_duplicates,
 );
 
 /// Seed 003's rules with the national flow (the county decides at 县复审): the rules and the flow
@@ -175,8 +178,8 @@ async fn the_province_files_what_a_county_announced_and_it_reaches_the_township(
     let ops = [household_at(1, 2000, &[]), household_at(2, 2000, &[])].iter().flat_map(|h| ops_of(h, 5)).collect();
     accepted(&node.push(ops).await);
     s.county.hub.forward().await.unwrap();
-    assert_eq!(s.province.hub.file_announced(2014, &r("420322")).await.unwrap(), 2);
-    assert_eq!(s.province.hub.file_announced(2014, &r("420322")).await.unwrap(), 0, "filed once");
+    assert_eq!(s.province.hub.file_announced(2014, &r("420322")).await.unwrap().filed, 2);
+    assert_eq!(s.province.hub.file_announced(2014, &r("420322")).await.unwrap().filed, 0, "filed once");
     let report = s.province.hub.report(Some(2014)).await.unwrap();
     assert_eq!(report.years[0].filed, 2);
     s.county.hub.pull_parent_feedback().await.unwrap();
@@ -219,8 +222,8 @@ async fn where_the_township_decides_the_district_cannot_and_only_files(pg: bool)
 
     let err = s.county.hub.decide(2014, "420322105200-0001", false, "x").await.unwrap_err();
     assert!(format!("{err:#}").contains("(township) decides (镇级审定)"), "{err:#}");
-    assert_eq!(s.county.hub.file_announced(2014, &r("420322")).await.unwrap(), 2);
-    assert_eq!(s.county.hub.file_announced(2014, &r("420322")).await.unwrap(), 0, "filed once");
+    assert_eq!(s.county.hub.file_announced(2014, &r("420322")).await.unwrap().filed, 2);
+    assert_eq!(s.county.hub.file_announced(2014, &r("420322")).await.unwrap().filed, 0, "filed once");
     let rows = s.county.hub.records_in(&r("420322"), 2014).await.unwrap();
     assert_eq!(rows.iter().filter(|r| r.field("status") == Some("ProvinceFiled")).count(), 2);
     let fb = node.feedback(0).await;
@@ -234,4 +237,92 @@ async fn where_the_township_decides_the_district_cannot_and_only_files(pg: bool)
     // The district files its own townships only.
     let err = s.county.hub.file_announced(2014, &r("420323")).await.unwrap_err();
     assert!(format!("{err:#}").contains("420323 is not a region of 420322"), "{err:#}");
+}
+
+/// The status the county holds for household `no`.
+async fn status_of(hub: &jianka_hub::Hub, no: u32) -> Option<String> {
+    let id = format!("420322105200-{no:04}");
+    let rows = hub.records_in(&r("420322"), 2014).await.unwrap();
+    let row = rows.iter().find(|r| r.key.kind == RecordKind::Household && r.key.id == id)?;
+    row.field("status").map(str::to_string)
+}
+
+/// Where the township decides (镇级审定), a township's own key still cannot get past the district
+/// what 县复审 holds a hand-in to elsewhere: an admission whose member rows fall short of the
+/// household's count, or one holding a person registered in another household, is taken back to
+/// 镇公告, refused naming why, and sent back down; and 区直备案 files only what passes, holding back
+/// (and listing) a household a later duplicate claim puts in question until the claim is settled.
+async fn where_the_township_decides_its_admissions_still_meet_the_form_and_duplicates(pg: bool) {
+    let s = setup_profile(pg, MIYUN_2016, 100, Some(100), &[]).await;
+    let mut node = enroll_node(&s.county, "420322105", 7).await;
+    let kept = household_in(Status::CountyAnnounced, 1, 2000, &[]);
+    // Household 2 says it has 2 members; the change set carries one of them (and an income that
+    // is right for one, so only the count is wrong).
+    let mut two = household_in(Status::CountyAnnounced, 2, 2000, &[]);
+    two.income = Yuan::from_yuan(2000);
+    let mut short = ops_of(&two, 5);
+    let last_member = short.iter().rposition(|o| o.key().kind == RecordKind::Member).unwrap();
+    short.remove(last_member);
+    let ops = ops_of(&kept, 5).into_iter().chain(short).collect();
+    let (_, rej) = accepted(&node.push(ops).await);
+    assert!(refused(&rej, 1).is_none(), "{rej:?}");
+    let two = refused(&rej, 2).expect("rule 3 holds at the district too");
+    assert_eq!(two.reason, RejectReason::FailedValidation);
+    for part in ["镇级审定 is not taken", "rule 3", "says 2 members but 1 member rows arrived", "镇公告"] {
+        assert!(two.message.contains(part), "{part}: {}", two.message);
+    }
+    assert_eq!(status_of(&s.county.hub, 1).await.as_deref(), Some("CountyAnnounced"));
+    assert_eq!(status_of(&s.county.hub, 2).await.as_deref(), Some("TownshipNotice"));
+
+    // Township 106 admits a household holding household 1's head as a second member: the person
+    // stays in 1, a duplicate-person conflict opens, and the admission waits for it.
+    let mut other_node = enroll_node(&s.county, "420322106", 8).await;
+    let mut other = household("420322106200", 1, 2, 9, Status::CountyAnnounced);
+    other.members[1] = kept.members[0].clone();
+    other.members[1].relation = Relation::Son;
+    let (_, rej) = accepted(&other_node.push(ops_of(&other, 6)).await);
+    let held = rej.iter().find(|r| r.key.id == "420322106200-0001").expect("held by the duplicate");
+    assert_eq!(held.reason, RejectReason::DuplicatePerson);
+    assert!(
+        held.message.contains("镇级审定 is not taken") && held.message.contains("another household"),
+        "{}",
+        held.message
+    );
+    let rows = s.county.hub.records_in(&r("420322106"), 2014).await.unwrap();
+    let status = rows.iter().find(|r| r.key.id == "420322106200-0001").and_then(|r| r.field("status"));
+    assert_eq!(status, Some("TownshipNotice"));
+
+    // The township hears the household as the district holds it.
+    let fb = node.feedback(0).await;
+    let restored: Vec<(String, String)> = fb
+        .items
+        .iter()
+        .flat_map(|e| match &e.item {
+            Feedback::Restored { items } => items.clone(),
+            _ => vec![],
+        })
+        .filter(|c| c.key.kind == RecordKind::Household)
+        .map(|c| {
+            (c.key.id.clone(), c.values.iter().find(|(k, _)| k == "status").map(|(_, v)| v.clone()).unwrap_or_default())
+        })
+        .collect();
+    assert!(restored.contains(&("420322105200-0002".into(), "TownshipNotice".into())), "{restored:?}");
+
+    // Household 1 was admitted before the claim on its head: the filing holds it back until the
+    // county settles the conflict, then files it.
+    let filing = s.county.hub.file_announced(2014, &r("420322")).await.unwrap();
+    assert_eq!(filing.filed, 0, "{filing:?}");
+    assert_eq!(filing.held.len(), 1, "{filing:?}");
+    assert_eq!(filing.held[0].0, "420322105200-0001");
+    assert!(filing.held[0].1.contains("duplicate-person conflict"), "{filing:?}");
+    let conflict =
+        s.county.hub.conflicts(false).await.unwrap().into_iter().find(|c| c.kind == "duplicate_person").unwrap();
+    s.county
+        .hub
+        .resolve_conflict(conflict.id, Some("420322105200-0001"), None, "lives in 0001 (home visit)")
+        .await
+        .unwrap();
+    let filing = s.county.hub.file_announced(2014, &r("420322")).await.unwrap();
+    assert_eq!((filing.filed, filing.held.len()), (1, 0), "{filing:?}");
+    assert_eq!(status_of(&s.county.hub, 1).await.as_deref(), Some("ProvinceFiled"));
 }

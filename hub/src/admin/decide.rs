@@ -11,9 +11,10 @@ use crate::ingest::validate_household;
 use crate::merge::FieldState;
 use crate::quota::QuotaLedger;
 use crate::record::{DECISION_ADMIT, DECISION_REFUSE, StoredRecord, audit_subject, is_recognised, key_of, township_of};
+use crate::record::{HashMap, HashSet};
 use crate::state::Hub;
 use anyhow::{Context, bail};
-use jianka_shared::domain::Status;
+use jianka_shared::domain::{Member, Status};
 use jianka_shared::protocol::{Correction, Feedback, RejectReason, Rejection};
 use jianka_shared::{Hlc, RecordKind, RegionCode, Year};
 
@@ -122,7 +123,7 @@ impl Hub {
     /// the filing down to the child that holds it (and so to its townships). `region` is a county
     /// of the province, or the district itself or one of its townships. Returns how many were
     /// filed now.
-    pub async fn file_announced(&self, year: Year, region: &RegionCode) -> anyhow::Result<u64> {
+    pub async fn file_announced(&self, year: Year, region: &RegionCode) -> anyhow::Result<Filing> {
         let flow = self.flow(RecordKind::Household);
         let filing = flow.label(Status::ProvinceFiled).to_string();
         match flow.files() {
@@ -140,15 +141,43 @@ impl Hub {
         }
         let county = region;
         let rows = self.records_in(county, year).await?;
-        let announced: Vec<StoredRecord> = rows
-            .into_iter()
-            .filter(|r| r.key.kind == RecordKind::Household && is_recognised(r))
-            .filter(|r| r.field("status").and_then(Status::parse) == Some(Status::CountyAnnounced))
-            .collect();
+        let mut announced: Vec<StoredRecord> = Vec::new();
+        let mut members: HashMap<String, Vec<Result<Member, String>>> = HashMap::default();
+        for r in rows {
+            match r.key.kind {
+                RecordKind::Member if !r.deleted => members.entry(r.hh.clone()).or_default().push(r.to_member()),
+                RecordKind::Household
+                    if is_recognised(&r)
+                        && r.field("status").and_then(Status::parse) == Some(Status::CountyAnnounced) =>
+                {
+                    announced.push(r)
+                }
+                _ => {}
+            }
+        }
+        let mut filing = Filing::default();
         if announced.is_empty() {
-            return Ok(0);
+            return Ok(filing);
         }
         let (mut hlc, mut tx) = self.begin_write().await?;
+        let mut held: HashSet<String> = HashSet::default();
+        for c in tx.open_conflicts("duplicate_person").await? {
+            held.extend([c.proposed_value, c.current_value]);
+        }
+        let announced: Vec<StoredRecord> = announced
+            .into_iter()
+            .filter(|h| {
+                let why = if held.contains(&h.key.id) {
+                    Err("a member is registered in another household too (an open duplicate-person conflict)".into())
+                } else {
+                    validate_household(h, members.remove(h.key.id.as_str()).unwrap_or_default()).map_err(|(_, m)| m)
+                };
+                why.map_err(|why| filing.held.push((h.key.id.clone(), why))).is_ok()
+            })
+            .collect();
+        if announced.is_empty() {
+            return Ok(filing);
+        }
         let version: Hlc = self.tick_past(&mut hlc, &announced);
         let hub_code = self.region().to_string();
         let mut corrections = Vec::with_capacity(announced.len());
@@ -171,6 +200,15 @@ impl Hub {
         self.audit(&mut *tx, &[AuditEntry::new("filed", format!("{county} {year}"), "", format!("{n} households"))])
             .await?;
         tx.commit().await?;
-        Ok(n)
+        filing.filed = n;
+        Ok(filing)
     }
+}
+
+/// What a filing (备案) did: how many households it filed, and those it held back with why.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Filing {
+    pub filed: u64,
+    /// Household id and what keeps it from being filed.
+    pub held: Vec<(String, String)>,
 }

@@ -15,7 +15,7 @@ mod uploads;
 
 pub use children::EquivocationView;
 pub use conflicts::ConflictView;
-pub use decide::HandDecision;
+pub use decide::{Filing, HandDecision};
 pub use init::{InitOptions, Initialised, init, install_chain};
 pub use monitoring::read_monitoring_file;
 pub use report::{Report, VillageLine, YearReport};

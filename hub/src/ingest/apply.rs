@@ -132,20 +132,34 @@ impl Hub {
                 let hk = key_of(RecordKind::Household, key.year, hh);
                 fx.rows.get(&hk).or_else(|| households.get(&hk)).map(|r| &**r)
             };
-            let moved_from =
-                match check_authority(op, existing.as_deref(), writer, (self.flow(key.kind), in_update), household_row)
-                {
-                    Ok(moved_from) => moved_from,
-                    Err(msg) => {
-                        reject(fx, writer, key, RejectReason::NotAuthorised, format!("{key}: {msg}"), payload());
-                        continue;
-                    }
-                };
-            if let Err((reason, msg)) =
-                check_township_decision(op, existing.as_deref(), writer, self.flow(key.kind), self.profile())
-            {
-                reject(fx, writer, key, reason, format!("{key}: {msg}"), payload());
-                continue;
+            let admitted_here = |hh: &str| {
+                !fx.admissions.is_empty() && fx.admissions.contains_key(&key_of(RecordKind::Household, key.year, hh))
+            };
+            let moved_from = match check_authority(
+                op,
+                existing.as_deref(),
+                writer,
+                (self.flow(key.kind), in_update),
+                household_row,
+                admitted_here,
+            ) {
+                Ok(moved_from) => moved_from,
+                Err(msg) => {
+                    reject(fx, writer, key, RejectReason::NotAuthorised, format!("{key}: {msg}"), payload());
+                    continue;
+                }
+            };
+            match check_township_decision(op, existing.as_deref(), writer, self.flow(key.kind), self.profile()) {
+                Err((reason, msg)) => {
+                    reject(fx, writer, key, reason, format!("{key}: {msg}"), payload());
+                    continue;
+                }
+                // Checked against its members once the whole change set is merged (`admission`).
+                Ok(true) => {
+                    let before = existing.as_deref().and_then(|r| r.fields.get("status").cloned());
+                    fx.admissions.entry(k.clone()).or_insert(before);
+                }
+                Ok(false) => {}
             }
             if let Some(recheck) = recheck.as_mut()
                 && let Err((reason, msg)) = recheck.admit(self.region(), op, existing.as_deref())

@@ -5,7 +5,8 @@
 //! 3. [`apply`] — each op merged field by field (pure), [`validate`]d as it goes, with
 //!    cross-county [`moves`] and, above a county, the [`recheck`] of its admissions against
 //!    what was issued to it; member rows are written while the next slice merges
-//! 4. [`reexamine`] — 县复审 and the quota, for households and villages (county)
+//! 4. [`reexamine`] — 县复审 and the quota, for households and villages (county); where the
+//!    township decides, its [`admission`]s are held to the same rules instead
 //! 5. [`carry`] — what an update window accepts into a frozen year goes on into the next (county)
 //! 6. [`restore`] — what was refused outright goes back down as the county holds it
 //! 7. [`write`] — the [`outcome`] stored: rows, quarantine, conflicts, feedback, the envelope
@@ -14,6 +15,7 @@
 //! Nothing is stored unless every step succeeds: steps 2–8 run in one transaction, under the
 //! writer lock.
 
+mod admission;
 mod apply;
 mod audit;
 mod carry;
@@ -81,6 +83,7 @@ impl Hub {
         self.apply(&mut *tx, &sender.region, ops, ctx, &mut fx).await?;
         took.mark("apply");
         if self.region().tier() == Tier::County {
+            self.check_admissions(&mut *tx, &mut hlc, &mut fx).await?;
             let households = fx.reexam_candidates();
             self.reexamine(&mut *tx, &mut hlc, households, &mut fx).await?;
             if ops.iter().any(|o| o.key().kind == RecordKind::Village) {

@@ -1,7 +1,7 @@
 //! What one ingest produces and works with: the rows it holds and writes, its rejections,
 //! conflicts and feedback, its audit change log.
 
-use crate::merge::Fields;
+use crate::merge::{FieldState, Fields};
 use crate::quota::QuotaLedger;
 use crate::record::{HashMap, HashSet};
 use crate::record::{StoredRecord, key_of, storage_key};
@@ -39,6 +39,10 @@ pub(crate) struct IngestOutcome {
     pub(crate) completed_moves: Vec<crate::store::CompletedMoveRow>,
     /// Records whose change was refused outright, to send back as the county holds them.
     pub(crate) restore: Vec<String>,
+    /// Households a township admitted in this change set where the township decides (镇级审定),
+    /// by storage key, with the status each held before the change set: checked against their
+    /// members after the merge.
+    pub(crate) admissions: HashMap<String, Option<FieldState>>,
 
     // -- what the steps read once and share
     /// The revision every row of this change set is written at, read before the first write:
@@ -161,6 +165,29 @@ impl IngestOutcome {
         }
         self.scanned = upto;
         out
+    }
+
+    /// Households that an open duplicate-person conflict keeps waiting: one proposed for them or
+    /// held away from them (stored before, or raised by this very change set).
+    pub(crate) fn held_households(&self) -> HashSet<String> {
+        let mut held = self.held_stored.clone();
+        for c in self.conflicts.iter().filter(|c| c.kind == "duplicate_person") {
+            held.insert(c.proposed_value.clone());
+            held.insert(c.current_value.clone());
+        }
+        held
+    }
+
+    /// The keys of this change set's live members, by year and household (its own version of
+    /// each member wins over the stored one).
+    pub(crate) fn own_members(&self) -> HashMap<(Year, String), Vec<String>> {
+        let mut own: HashMap<(Year, String), Vec<String>> = HashMap::default();
+        for (k, r) in &self.rows {
+            if r.key.kind == RecordKind::Member && !r.deleted {
+                own.entry((r.key.year, r.hh.clone())).or_default().push(k.clone());
+            }
+        }
+        own
     }
 
     /// Households touched by this change set now waiting at county review, sorted by year and id.

@@ -102,7 +102,7 @@ impl Recheck {
         Ok(())
     }
 
-    pub(crate) async fn persist(self, tx: &mut dyn WriteTx) -> Result<(), HubError> {
+    pub(crate) async fn persist(mut self, tx: &mut dyn WriteTx) -> Result<(), HubError> {
         self.ledger.persist(tx).await
     }
 }

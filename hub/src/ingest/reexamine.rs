@@ -9,8 +9,8 @@ use crate::ingest::validate::validate_household;
 use crate::ingest::write::write_while;
 use crate::merge::{FieldState, Text};
 use crate::quota::QuotaLedger;
+use crate::record::HashSet;
 use crate::record::{DECISION_ADMIT, DECISION_REFUSE, audit_subject, township_of};
-use crate::record::{HashMap, HashSet};
 use crate::state::Hub;
 use crate::store::WriteTx;
 use jianka_shared::changeset::Op;
@@ -81,7 +81,7 @@ impl Hub {
             return Ok(());
         }
         let mut members = std::mem::take(&mut fx.stored_members);
-        let held = held_households(fx);
+        let held = fx.held_households();
         // Each year's ceiling, from the allocation in force (held in memory, refreshed before
         // the transaction began).
         let ceilings: BTreeMap<Year, Ceiling> = households
@@ -108,13 +108,7 @@ impl Hub {
         for (scope, year) in scopes {
             ledger.used(tx, &scope, year).await?;
         }
-        // This change set's live members by household (its own version of each wins).
-        let mut own: HashMap<(Year, String), Vec<String>> = HashMap::default();
-        for (k, r) in &fx.rows {
-            if r.key.kind == RecordKind::Member && !r.deleted {
-                own.entry((r.key.year, r.hh.clone())).or_default().push(k.clone());
-            }
-        }
+        let own = fx.own_members();
         let mut cached = std::mem::take(&mut fx.member_records);
         let mut quota_news: BTreeMap<RegionCode, (u64, u64)> = BTreeMap::new();
         let hub_code = self.region().to_string();
@@ -161,6 +155,7 @@ impl Hub {
         };
         write_while(tx, fx, &[RecordKind::Household], households.chunks(DECIDE_SLICE), decide).await?;
         ledger.persist(tx).await?;
+        fx.quota = ledger;
         // The township's quota as it stands after this change set.
         for (township, (people, used)) in quota_news {
             fx.feedback.push((township.to_string(), Feedback::Quota { township, people, used }));
@@ -289,14 +284,3 @@ pub(crate) fn bounded(reason: String) -> String {
 
 /// Households validated and decided per step while the step before is written.
 pub(crate) const DECIDE_SLICE: usize = 500;
-
-/// Households that an open duplicate-person conflict keeps waiting: one proposed for them or
-/// held away from them (stored before, or raised by this very change set).
-fn held_households(fx: &IngestOutcome) -> HashSet<String> {
-    let mut held = fx.held_stored.clone();
-    for c in fx.conflicts.iter().filter(|c| c.kind == "duplicate_person") {
-        held.insert(c.proposed_value.clone());
-        held.insert(c.current_value.clone());
-    }
-    held
-}

@@ -18,20 +18,26 @@ use jianka_shared::{RecordKind, RegionCode, Tier};
 /// members of a decided household, the people its quota charge counts, change only in the
 /// annual update), and a household
 /// moved inside the township keeping its status. `household` finds a household row of the op's
-/// year by id (this change set's version first; deleted ones too). `Ok(Some(k))`: the op is the
-/// arrival of a household moved from the one stored under `k`.
+/// year by id (this change set's version first; deleted ones too); `admitted_here` says whether
+/// the township admitted that household in this very change set (镇级审定), whose members are
+/// then part of the admission, checked with it (`admission`), not changes to a decided
+/// household. `Ok(Some(k))`: the op is the arrival of a household moved from the one stored
+/// under `k`.
 pub(crate) fn check_authority<'r>(
     op: &Op,
     existing: Option<&StoredRecord>,
     writer: &RegionCode,
     (flow, in_update): (&Flow, bool),
     household: impl Fn(&str) -> Option<&'r StoredRecord>,
+    admitted_here: impl Fn(&str) -> bool,
 ) -> Result<Option<String>, String> {
     let key = op.key();
     let tier = writer.tier();
     let status_of = |r: &StoredRecord| r.field("status").and_then(Status::parse);
-    let decided =
-        |hh: &str| household(hh).filter(|r| !r.deleted).and_then(status_of).is_some_and(authority::is_decided);
+    let decided = |hh: &str| {
+        household(hh).filter(|r| !r.deleted).and_then(status_of).is_some_and(authority::is_decided)
+            && !admitted_here(hh)
+    };
     let changes = |fields: &[FieldWrite]| {
         fields.iter().any(|w| existing.and_then(|r| r.field(&w.name)) != Some(w.value.as_str()))
     };
@@ -182,16 +188,17 @@ pub(crate) fn check_record(row: &StoredRecord, _today: chrono::NaiveDate) -> Res
 /// Where the township decides, its admission (a household put into `recognised`) is held to the
 /// profile's rules here: one the rules exclude or leave above the line is refused naming the
 /// rule, unless — above the line with spending the profile weighs (酌情纳入) — the township
-/// recorded its decision and the reason.
+/// recorded its decision and the reason. `Ok(true)`: the op is such an admission, which the
+/// county checks against the household's members once the change set is merged (see
+/// `admission`).
 pub(crate) fn check_township_decision(
     op: &Op,
     existing: Option<&StoredRecord>,
     writer: &RegionCode,
     flow: &Flow,
     profile: Option<&Profile>,
-) -> Result<(), (RejectReason, String)> {
-    let Op::Upsert { fields, .. } = op else { return Ok(()) };
-    let Some(profile) = profile else { return Ok(()) };
+) -> Result<bool, (RejectReason, String)> {
+    let Op::Upsert { fields, .. } = op else { return Ok(false) };
     let status = |v: Option<&str>| v.and_then(Status::parse);
     let merged = |f: &str| {
         fields
@@ -207,13 +214,14 @@ pub(crate) fn check_township_decision(
         && status(merged("status")) == Some(Status::CountyAnnounced)
         && status(existing.and_then(|r| r.field("status"))) != Some(Status::CountyAnnounced);
     if !admits {
-        return Ok(());
+        return Ok(false);
     }
+    let Some(profile) = profile else { return Ok(true) };
     let decided = merged(TOWNSHIP_DECISION) == Some(DECISION_ADMIT)
         && merged(TOWNSHIP_REASON).is_some_and(|r| !r.trim().is_empty());
     match eligibility::assess(profile.income_line(), &profile.eligibility, merged) {
-        Assessment::Eligible => Ok(()),
-        Assessment::ForDecision { .. } if decided => Ok(()),
+        Assessment::Eligible => Ok(true),
+        Assessment::ForDecision { .. } if decided => Ok(true),
         verdict => Err((
             RejectReason::NotEligible,
             format!(
