@@ -84,7 +84,16 @@ impl Hub {
             }
             cursor = entry.id;
             applied += 1;
-            match &entry.item {
+            // A parent's decisions are taken as the corrections they stand for.
+            let expanded;
+            let item = match &entry.item {
+                Feedback::Decided(d) => {
+                    expanded = Feedback::Corrections { items: d.corrections() };
+                    &expanded
+                }
+                other => other,
+            };
+            match item {
                 Feedback::Resolved { key, field, value, note } => {
                     let Some(mut row) = load_row(&mut *tx, key).await? else { continue };
                     if row.deleted {

@@ -23,7 +23,15 @@ async fn core_flow(pg: bool) {
     assert!(rejected.is_empty(), "{rejected:?}");
     // The county admitted it and told the node.
     let fb = node.feedback(0).await;
-    assert!(fb.items.iter().any(|e| matches!(&e.item, Feedback::Corrections { items } if items.iter().any(|c| c.values.iter().any(|(f, v)| f == "county.decision" && v == "认定")))));
+    let decided = fb.items.iter().find_map(|e| match &e.item {
+        Feedback::Decided(d) => Some(d.corrections()),
+        _ => None,
+    });
+    let decided = decided.expect("the decision comes down");
+    assert_eq!(decided.len(), 1);
+    assert_eq!(decided[0].key.id, "420322105200-0001");
+    assert!(decided[0].values.contains(&("county.decision".to_string(), "认定".to_string())), "{decided:?}");
+    assert!(decided[0].values.contains(&("status".to_string(), "CountyAnnounced".to_string())), "{decided:?}");
     assert!(fb.items.iter().any(|e| matches!(e.item, Feedback::Ack { seq: 1 })));
     assert!(node.feedback(fb.next).await.items.is_empty());
     // Digest covers the four records as the hub holds them.
@@ -416,7 +424,13 @@ async fn audit_chain_detects_tampering(pg: bool) {
     assert!(
         matches!(household_op, Op::Upsert { fields, .. } if fields.iter().any(|w| w.name == "members" && w.value == "2"))
     );
-    assert!(decisions.4.contains("认定"), "{}", decisions.4);
+    // The decisions entry: who was admitted, and what the decided fields held before.
+    assert!(decisions.4.contains(r#""admitted":["420322105200-0001"]"#), "{}", decisions.4);
+    assert!(
+        decisions.3.contains(r#""values":{"status":"CountyReview"},"ids":["420322105200-0001"]"#),
+        "{}",
+        decisions.3
+    );
     assert!(second.3.contains("\"phone\":\"") && second.4.contains("\"phone\":\"13900000000\""), "{second:?}");
     assert!(!second.3.contains("13900000000"), "old value is the previous one");
     sqlx::query(sqlx::AssertSqlSafe(format!("UPDATE audit SET new = 'forged' WHERE seq = {}", first.0)))

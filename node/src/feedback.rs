@@ -4,7 +4,7 @@ use crate::{db, outbox, store};
 use anyhow::Result;
 use jianka_shared::Hlc;
 use jianka_shared::allocation::{self, SignedAllocation};
-use jianka_shared::protocol::{Feedback, FeedbackEntry, PushOutcome, Rejection};
+use jianka_shared::protocol::{Correction, Feedback, FeedbackEntry, PushOutcome, Rejection};
 use jianka_shared::trust::Certificate;
 use rusqlite::{Connection, params};
 
@@ -46,13 +46,8 @@ pub fn apply_item(conn: &Connection, item: &Feedback, now_ms: u64, certs: Option
         Feedback::Allocation { chain } => keep_allocation(conn, chain, certs, now_ms)?,
         Feedback::Ack { seq } => outbox::mark_acked(conn, *seq, "ack", now_ms)?,
         Feedback::Rejected(r) => record_rejection(conn, r, now_ms)?,
-        Feedback::Corrections { items } => {
-            for c in items {
-                for (field, value) in &c.values {
-                    store::apply_remote(conn, &c.key, field, value, c.version)?;
-                }
-            }
-        }
+        Feedback::Corrections { items } => apply_corrections(conn, items)?,
+        Feedback::Decided(decisions) => apply_corrections(conn, &decisions.corrections())?,
         Feedback::Quota { township, people, used } => {
             conn.execute(
                 "INSERT INTO quota(township, people, used, received_ms) VALUES(?1, ?2, ?3, ?4)
@@ -123,6 +118,16 @@ pub fn apply_item(conn: &Connection, item: &Feedback, now_ms: u64, certs: Option
                 "UPDATE rejections SET resolved_ms = ?4 WHERE kind = ?1 AND year = ?2 AND rid = ?3 AND resolved_ms IS NULL",
                 params![key.kind.as_str(), key.year, key.id, now_ms as i64],
             )?;
+        }
+    }
+    Ok(())
+}
+
+/// Each correction's values, field by field (a value older than the node's own loses).
+fn apply_corrections(conn: &Connection, items: &[Correction]) -> Result<()> {
+    for c in items {
+        for (field, value) in &c.values {
+            store::apply_remote(conn, &c.key, field, value, c.version)?;
         }
     }
     Ok(())

@@ -5,7 +5,9 @@
 //! (Unix seconds) and [`HEADER_SIGNATURE`] over method, path, body hash and time
 //! (`trust::sign_request`).
 
-use crate::{Hlc, RecordKey, RegionCode, Year, trust::KeyId};
+use crate::domain::Status;
+use crate::record::{COUNTY_DECISION, COUNTY_REASON, DECISION_ADMIT, DECISION_REFUSE};
+use crate::{Hlc, RecordKey, RecordKind, RegionCode, Year, trust::KeyId};
 use serde::{Deserialize, Serialize};
 
 pub const HEADER_KEY: &str = "x-jianka-key";
@@ -145,6 +147,82 @@ pub struct Correction {
 /// 8 kbit/s line carries in a few seconds, since a feedback page holds one item at least.
 pub const CORRECTIONS_PER_ITEM: usize = 48;
 
+/// The deciding tier's decisions (认定 / 不予认定) on records of one kind and year, all made at one
+/// version: what [`Feedback::Decided`] carries instead of one [`Correction`] per record (the
+/// status, the decision and the reason, each named again), so a county's re-examination of
+/// thousands of households comes down a slow line as their ids.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decisions {
+    pub kind: RecordKind,
+    pub year: Year,
+    pub version: Hlc,
+    /// Ids of the records admitted (认定: status `CountyAnnounced`).
+    pub admitted: Vec<String>,
+    /// Ids of the records refused (不予认定: status `NotRecognised`), each with the reason.
+    pub refused: Vec<(String, String)>,
+}
+
+/// Bytes of ids and reasons per [`Feedback::Decided`] item, for the same reason as
+/// [`CORRECTIONS_PER_ITEM`]: an item stays under ~8 KB.
+pub const DECISION_BYTES_PER_ITEM: usize = 6_000;
+
+impl Decisions {
+    /// The values each decision sets, as the corrections they stand for: status, decision and
+    /// reason, in that order.
+    pub fn corrections(&self) -> Vec<Correction> {
+        let admitted = self.admitted.iter().map(|id| (id, true, ""));
+        let refused = self.refused.iter().map(|(id, why)| (id, false, why.as_str()));
+        admitted
+            .chain(refused)
+            .map(|(id, admit, why)| {
+                let (status, decision) = if admit {
+                    (Status::CountyAnnounced, DECISION_ADMIT)
+                } else {
+                    (Status::NotRecognised, DECISION_REFUSE)
+                };
+                Correction {
+                    key: RecordKey::new(self.kind, self.year, id.clone()),
+                    values: vec![
+                        ("status".to_string(), format!("{status:?}")),
+                        (COUNTY_DECISION.to_string(), decision.to_string()),
+                        (COUNTY_REASON.to_string(), why.to_string()),
+                    ],
+                    version: self.version,
+                }
+            })
+            .collect()
+    }
+
+    /// `decisions` (id, and the reason of a refusal) of one kind and year at `version`, cut into
+    /// items of at most [`DECISION_BYTES_PER_ITEM`] bytes of ids and reasons (one decision at least).
+    pub fn items(
+        kind: RecordKind,
+        year: Year,
+        version: Hlc,
+        decisions: impl IntoIterator<Item = (String, Option<String>)>,
+    ) -> Vec<Decisions> {
+        let empty = || Decisions { kind, year, version, admitted: Vec::new(), refused: Vec::new() };
+        let mut out = vec![empty()];
+        let mut bytes = 0;
+        for (id, refusal) in decisions {
+            let size = id.len() + refusal.as_ref().map_or(0, |r| r.len() + 8) + 4;
+            let last = out.last_mut().expect("never empty");
+            if bytes + size > DECISION_BYTES_PER_ITEM && !(last.admitted.is_empty() && last.refused.is_empty()) {
+                out.push(empty());
+                bytes = 0;
+            }
+            bytes += size;
+            let last = out.last_mut().expect("never empty");
+            match refusal {
+                None => last.admitted.push(id),
+                Some(why) => last.refused.push((id, why)),
+            }
+        }
+        out.retain(|d| !(d.admitted.is_empty() && d.refused.is_empty()));
+        out
+    }
+}
+
 /// What the county decided, pulled by the node with `GET /v1/feedback?since=N`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -158,6 +236,9 @@ pub enum Feedback {
     Corrections {
         items: Vec<Correction>,
     },
+    /// The deciding tier's decisions (县复审), to apply as the corrections they stand for
+    /// ([`Decisions::corrections`]).
+    Decided(Decisions),
     Quota {
         township: RegionCode,
         people: u64,
@@ -434,6 +515,40 @@ impl SignOff {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// Cut into items and read back as corrections, every decision comes through once, in
+        /// order, with its words; every item but a single oversized decision stays in its bytes.
+        #[test]
+        fn decisions_cut_into_items_lose_nothing(
+            decisions in proptest::collection::vec(("[0-9]{12}-[0-9]{4}", proptest::option::of(".{0,300}")), 0..400)
+        ) {
+            let items = Decisions::items(RecordKind::Household, 2014, Hlc(9), decisions.clone());
+            let mut back = Vec::new();
+            for item in &items {
+                let size: usize = item.admitted.iter().map(|i| i.len() + 4).sum::<usize>()
+                    + item.refused.iter().map(|(i, r)| i.len() + r.len() + 12).sum::<usize>();
+                proptest::prop_assert!(size <= DECISION_BYTES_PER_ITEM || item.admitted.len() + item.refused.len() == 1);
+                let json = serde_json::to_string(&Feedback::Decided(item.clone())).unwrap();
+                let Feedback::Decided(read) = serde_json::from_str(&json).unwrap() else { unreachable!() };
+                back.extend(read.corrections());
+            }
+            // Within an item admissions come before refusals: compare as sets per id, and count.
+            proptest::prop_assert_eq!(back.len(), decisions.len());
+            for (id, refusal) in &decisions {
+                let c = back.iter().find(|c| &c.key.id == id).unwrap();
+                let value = |f: &str| c.values.iter().find(|(n, _)| n == f).map(|(_, v)| v.as_str());
+                let (status, decision) = match refusal {
+                    None => ("CountyAnnounced", DECISION_ADMIT),
+                    Some(_) => ("NotRecognised", DECISION_REFUSE),
+                };
+                proptest::prop_assert_eq!(value("status"), Some(status));
+                proptest::prop_assert_eq!(value(COUNTY_DECISION), Some(decision));
+                proptest::prop_assert_eq!(value(COUNTY_REASON), Some(refusal.as_deref().unwrap_or("")));
+                proptest::prop_assert_eq!(c.version, Hlc(9));
+            }
+        }
+    }
 
     #[test]
     fn signoff_key_ids_are_hex_and_old_arrays_still_read() {

@@ -105,6 +105,10 @@ pub const DECISION_REFUSE: &str = "不予认定";
 pub const TOWNSHIP_DECISION: &str = "township.decision";
 pub const TOWNSHIP_REASON: &str = "township.reason";
 
+/// The deciding tier's decision (认定 / 不予认定) on a record and the reason of a refusal.
+pub const COUNTY_DECISION: &str = "county.decision";
+pub const COUNTY_REASON: &str = "county.reason";
+
 pub fn field_owner(field: &str) -> Tier {
     if field.starts_with("province.") {
         Tier::Province

@@ -86,7 +86,7 @@ impl Hub {
 
 /// The admission of the household under `k` taken back: its status as it was before the change
 /// set (or, for a household new in it, the flow's step before the decision), at the district's
-/// `version`, audited among the county's decisions, refused to `township` naming `why`, and the
+/// `version`, audited among the change set's changes, refused to `township` naming `why`, and the
 /// household sent back down as the district holds it.
 fn take_back(
     fx: &mut IngestOutcome,
@@ -104,7 +104,7 @@ fn take_back(
     let shown = Status::parse(&back).map_or(back.clone(), |s| format!("{} ({s:?})", flow.label(s)));
     let old = [("status", format!("{:?}", Status::CountyAnnounced))];
     let new = [("status", back.clone()), ("not_taken", format!("{label}: {}: {why}", reason.label()))];
-    fx.decisions.record(&audit_subject(&row.key), &old, &new);
+    fx.changes.record(&audit_subject(&row.key), &old, &new);
     let key = row.key.clone();
     fx.dirty.push(k.to_string());
     let message = format!("{key}: the township's {label} is not taken: {}: {why}; back at {shown}", reason.label());

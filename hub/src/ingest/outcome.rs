@@ -1,14 +1,14 @@
 //! What one ingest produces and works with: the rows it holds and writes, its rejections,
 //! conflicts and feedback, its audit change log.
 
-use crate::merge::{FieldState, Fields};
+use crate::merge::{FieldState, Fields, Text};
 use crate::quota::QuotaLedger;
 use crate::record::{HashMap, HashSet};
 use crate::record::{StoredRecord, key_of, storage_key};
 use crate::store::NewConflict;
 use jianka_shared::domain::{Member, Status};
 use jianka_shared::protocol::{Correction, Feedback, RejectReason, Rejection};
-use jianka_shared::{RecordKey, RecordKind, RegionCode, Year};
+use jianka_shared::{Hlc, RecordKey, RecordKind, RegionCode, Year};
 use std::sync::Arc;
 
 /// One ingest's outcome as it is built, step by step, and what the steps share on the way.
@@ -29,8 +29,9 @@ pub(crate) struct IngestOutcome {
     pub(crate) conflicts: Vec<NewConflict>,
     /// Field changes of this change set, written as one audit entry (see [`ChangeLog`]).
     pub(crate) changes: ChangeLog,
-    /// The county's decisions in this change set, one audit entry.
-    pub(crate) decisions: ChangeLog,
+    /// The county's decisions in this change set: sent down as [`Feedback::Decided`] items and
+    /// audited as one entry (see `audit`).
+    pub(crate) decided: Vec<Decision>,
     /// The decided values to send down, by township; batched into feedback items at the end.
     pub(crate) corrections: Vec<(String, Correction)>,
     /// Conflicts this change set settled (completed moves): id and resolution.
@@ -73,6 +74,19 @@ pub(crate) struct IngestOutcome {
     pub(crate) written: HashMap<String, usize>,
     /// How much of `dirty` has been looked at for rows to write early.
     pub(crate) scanned: usize,
+}
+
+/// One decision of the deciding tier (县复审) in a change set.
+pub(crate) struct Decision {
+    /// The township the record is sent down to.
+    pub(crate) township: String,
+    pub(crate) key: RecordKey,
+    /// The version of the decided fields (one for all of a change set's decisions).
+    pub(crate) version: Hlc,
+    /// The reason of a refusal; `None`: admitted.
+    pub(crate) refusal: Option<String>,
+    /// The decided fields' values before, where the record had them.
+    pub(crate) before: Vec<(&'static str, Text)>,
 }
 
 /// Old and new values of every record a change set touched, accumulated as two JSON arrays of

@@ -4,20 +4,21 @@
 use crate::allocation::Ceiling;
 use crate::authority;
 use crate::error::HubError;
-use crate::ingest::outcome::IngestOutcome;
+use crate::ingest::outcome::{Decision, IngestOutcome};
 use crate::ingest::validate::validate_household;
 use crate::ingest::write::write_while;
 use crate::merge::{FieldState, Text};
 use crate::quota::QuotaLedger;
 use crate::record::HashSet;
-use crate::record::{DECISION_ADMIT, DECISION_REFUSE, audit_subject, township_of};
+use crate::record::{DECISION_ADMIT, DECISION_REFUSE, township_of};
 use crate::state::Hub;
 use crate::store::WriteTx;
 use jianka_shared::changeset::Op;
 use jianka_shared::domain::Status;
 use jianka_shared::eligibility::{self, Assessment};
 use jianka_shared::profile::CountyQuota;
-use jianka_shared::protocol::{Correction, Feedback, RejectReason, Rejection};
+use jianka_shared::protocol::{Feedback, RejectReason, Rejection};
+use jianka_shared::record::{COUNTY_DECISION, COUNTY_REASON};
 use jianka_shared::{Hlc, RecordKind, RegionCode, Year};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -112,6 +113,8 @@ impl Hub {
         let mut cached = std::mem::take(&mut fx.member_records);
         let mut quota_news: BTreeMap<RegionCode, (u64, u64)> = BTreeMap::new();
         let hub_code = self.region().to_string();
+        // One version for all of this change set's decisions: they travel and are audited together.
+        let version = self.tick(hlc);
         // Households are validated and decided in code order, a slice at a time, while the
         // slice decided before is written.
         let decide = |fx: &mut IngestOutcome, slice: &[String]| {
@@ -149,7 +152,6 @@ impl Hub {
                     (Ok(_), Some(Ceiling::Missing(why))) => Err((RejectReason::NoAllocation, why.clone())),
                     (v, _) => v,
                 };
-                let version = self.tick(hlc);
                 record_decision(fx, k.clone(), &township, &hub_code, version, verdict.map(|_| ()));
             }
         };
@@ -194,6 +196,7 @@ impl Hub {
         let scope = format!("villages:{}", self.region());
         let mut ledger = QuotaLedger::default();
         let hub_code = self.region().to_string();
+        let version = self.tick(hlc);
         for k in candidates {
             let Some(row) = fx.rows.get(&k) else { continue };
             let year = row.key.year;
@@ -226,7 +229,6 @@ impl Hub {
                     }
                 }
             };
-            let version = self.tick(hlc);
             record_decision(fx, k, &township, &hub_code, version, verdict);
         }
         ledger.persist(tx).await?;
@@ -234,9 +236,9 @@ impl Hub {
     }
 }
 
-/// Writes the county's re-examination decision on one household or village: the decided fields
-/// (also sent down to the township, see [`IngestOutcome::corrections`]), one line in the change set's
-/// decision audit entry, and a Rejected item when the county refuses.
+/// Writes the county's re-examination decision on one household or village: the decided fields,
+/// the decision (sent down to the township as [`Feedback::Decided`] and audited, see
+/// [`IngestOutcome::decided`]), and a Rejected item when the county refuses.
 pub(crate) fn record_decision(
     fx: &mut IngestOutcome,
     k: String,
@@ -250,20 +252,15 @@ pub(crate) fn record_decision(
         Ok(()) => (Status::CountyAnnounced, DECISION_ADMIT, String::new()),
         Err((r, m)) => (Status::NotRecognised, DECISION_REFUSE, bounded(format!("{}: {m}", r.label()))),
     };
-    let decided =
-        [("status", format!("{status:?}")), ("county.decision", decision.to_string()), ("county.reason", reason)];
-    let mut old: Vec<(&str, Text)> = Vec::new();
-    for (field, value) in &decided {
-        if let Some(prev) =
-            row.fields.insert((*field).into(), FieldState(value.as_str().into(), version.0, hub_code.into()))
-        {
-            old.push((field, prev.0));
+    let refusal = verdict.as_ref().err().map(|_| reason.clone());
+    let decided = [("status", format!("{status:?}")), (COUNTY_DECISION, decision.to_string()), (COUNTY_REASON, reason)];
+    let mut before: Vec<(&'static str, Text)> = Vec::new();
+    for (field, value) in decided {
+        if let Some(prev) = row.fields.insert(field.into(), FieldState(value.into(), version.0, hub_code.into())) {
+            before.push((field, prev.0));
         }
     }
-    let new: Vec<(&str, &str)> = decided.iter().map(|(f, v)| (*f, v.as_str())).collect();
-    fx.decisions.record(&audit_subject(&row.key), &old, &new);
-    let values = decided.into_iter().map(|(f, v)| (f.to_string(), v)).collect();
-    fx.corrections.push((township.to_string(), Correction { key: row.key.clone(), values, version }));
+    fx.decided.push(Decision { township: township.to_string(), key: row.key.clone(), version, refusal, before });
     if let Err((reason, message)) = verdict {
         let rej = Rejection { key: row.key.clone(), reason, message };
         fx.feedback.push((township.to_string(), Feedback::Rejected(rej.clone())));

@@ -6,11 +6,15 @@ use super::envelope::Opened;
 use crate::auth::Sender;
 use crate::error::HubError;
 use crate::feedback::{corrections_feedback, push_feedback};
+use crate::ingest::outcome::Decision;
 use crate::ingest::outcome::IngestOutcome;
 use crate::record::{HashSet, StoredRecord, storage_key};
 use crate::state::Hub;
 use crate::store::{EnvelopeRow, QuarantineRow, WriteTx, while_running};
+use jianka_shared::protocol::{Decisions, Feedback};
+use jianka_shared::{Hlc, Year};
 use jianka_shared::{RecordKind, RegionCode};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 impl Hub {
@@ -60,8 +64,29 @@ impl Hub {
         }
         tx.add_completed_moves(std::mem::take(&mut fx.completed_moves), now).await?;
         fx.feedback.extend(corrections_feedback(fx.corrections.drain(..)));
+        fx.feedback.extend(decided_feedback(&fx.decided));
         push_feedback(tx, &fx.feedback).await
     }
+}
+
+/// [`Feedback::Decided`] items carrying `decisions`, by the township they go to, record kind,
+/// year and version, cut to [`Decisions::items`]' size.
+fn decided_feedback(decisions: &[Decision]) -> Vec<(String, Feedback)> {
+    type Group<'a> = (&'a str, RecordKind, Year, Hlc);
+    let mut groups: BTreeMap<Group, Vec<(String, Option<String>)>> = BTreeMap::new();
+    for d in decisions {
+        let group = (d.township.as_str(), d.key.kind, d.key.year, d.version);
+        groups.entry(group).or_default().push((d.key.id.clone(), d.refusal.clone()));
+    }
+    let mut out = Vec::new();
+    for ((township, kind, year, version), ids) in groups {
+        out.extend(
+            Decisions::items(kind, year, version, ids)
+                .into_iter()
+                .map(|d| (township.to_string(), Feedback::Decided(d))),
+        );
+    }
+    out
 }
 
 /// `s` with its control characters written as `\u{…}` escapes.
