@@ -13,24 +13,20 @@ use std::collections::BTreeMap;
 /// on PostgreSQL locked) once, admissions are added in memory, and the sums written back once.
 #[derive(Default)]
 pub(crate) struct QuotaLedger {
-    pub(crate) scopes: BTreeMap<(String, Year), (u64, u64)>,
+    /// By year, then scope: looked up by `&str` without building a key.
+    scopes: BTreeMap<Year, BTreeMap<String, (u64, u64)>>,
 }
 
 impl QuotaLedger {
     pub(crate) async fn used(&mut self, tx: &mut dyn WriteTx, scope: &str, year: Year) -> Result<u64, HubError> {
-        let key = (scope.to_string(), year);
-        if let Some((stored, added)) = self.scopes.get(&key) {
-            return Ok(stored + added);
+        if let Some(n) = self.cached(scope, year) {
+            return Ok(n);
         }
         let stored = tx.quota_used(scope, year).await?;
-        self.scopes.insert(key, (stored, 0));
+        self.scopes.entry(year).or_default().insert(scope.to_string(), (stored, 0));
         Ok(stored)
     }
 
-    /// Admits `n` people of `township` under the county's ceiling and the township's allocation,
-    /// both read before with [`QuotaLedger::used`]: the township's allocation and use after, or
-    /// why not. A scope not read is refused rather than counted from zero, so a ceiling can never
-    /// be passed by a missed read.
     pub(crate) fn admit(
         &mut self,
         q: &CountyQuota,
@@ -68,21 +64,23 @@ impl QuotaLedger {
 
     /// Use of a scope already read with [`QuotaLedger::used`]; `None` for one never read.
     pub(crate) fn cached(&self, scope: &str, year: Year) -> Option<u64> {
-        self.scopes.get(&(scope.to_string(), year)).map(|(stored, added)| stored + added)
+        self.scopes.get(&year)?.get(scope).map(|(stored, added)| stored + added)
     }
 
     pub(crate) fn add(&mut self, scope: &str, year: Year, n: u64) {
-        if let Some(e) = self.scopes.get_mut(&(scope.to_string(), year)) {
+        if let Some(e) = self.scopes.get_mut(&year).and_then(|s| s.get_mut(scope)) {
             e.1 += n;
         }
     }
 
     pub(crate) async fn persist(&mut self, tx: &mut dyn WriteTx) -> Result<(), HubError> {
-        for ((scope, year), (stored, added)) in &mut self.scopes {
-            if *added > 0 {
-                tx.quota_add(scope, *year, *added as i64).await?;
-                // Written: a later step of the same ingest counts on from here.
-                *stored += std::mem::take(added);
+        for (year, scopes) in &mut self.scopes {
+            for (scope, (stored, added)) in scopes.iter_mut() {
+                if *added > 0 {
+                    tx.quota_add(scope, *year, *added as i64).await?;
+                    // Written: a later step of the same ingest counts on from here.
+                    *stored += std::mem::take(added);
+                }
             }
         }
         Ok(())

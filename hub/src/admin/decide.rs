@@ -121,8 +121,10 @@ impl Hub {
     /// 备案: the profile's filing tier (the province's 省备案 under seed 000, the district's 区直备案
     /// under seed 003) files every household recognised in `region` for `year`, audited, and sends
     /// the filing down to the child that holds it (and so to its townships). `region` is a county
-    /// of the province, or the district itself or one of its townships. Returns how many were
-    /// filed now.
+    /// of the province, or the district itself or one of its townships. A household is filed
+    /// only as 县复审 would pass it that day: one an open duplicate-person conflict holds, or
+    /// whose members fail the form's rules, is held back and listed (the deciding tier's admission
+    /// may predate the conflict; a township's own may have come from a township's key alone).
     pub async fn file_announced(&self, year: Year, region: &RegionCode) -> anyhow::Result<Filing> {
         let flow = self.flow(RecordKind::Household);
         let filing = flow.label(Status::ProvinceFiled).to_string();
@@ -164,17 +166,19 @@ impl Hub {
         for c in tx.open_conflicts("duplicate_person").await? {
             held.extend([c.proposed_value, c.current_value]);
         }
-        let announced: Vec<StoredRecord> = announced
-            .into_iter()
-            .filter(|h| {
-                let why = if held.contains(&h.key.id) {
-                    Err("a member is registered in another household too (an open duplicate-person conflict)".into())
-                } else {
-                    validate_household(h, members.remove(h.key.id.as_str()).unwrap_or_default()).map_err(|(_, m)| m)
-                };
-                why.map_err(|why| filing.held.push((h.key.id.clone(), why))).is_ok()
-            })
-            .collect();
+        let mut passed = Vec::with_capacity(announced.len());
+        for h in announced {
+            let ms = members.remove(h.key.id.as_str()).unwrap_or_default();
+            if held.contains(&h.key.id) {
+                let why = "a member is registered in another household too (an open duplicate-person conflict)";
+                filing.held.push((h.key.id.clone(), why.to_string()));
+            } else if let Err((_, why)) = validate_household(&h, ms) {
+                filing.held.push((h.key.id.clone(), why));
+            } else {
+                passed.push(h);
+            }
+        }
+        let announced = passed;
         if announced.is_empty() {
             return Ok(filing);
         }
@@ -197,8 +201,11 @@ impl Hub {
         let n = written.len() as u64;
         tx.write_new_revision(written).await?;
         push_feedback(&mut *tx, &corrections_feedback(corrections)).await?;
-        self.audit(&mut *tx, &[AuditEntry::new("filed", format!("{county} {year}"), "", format!("{n} households"))])
-            .await?;
+        let what = match filing.held.len() {
+            0 => format!("{n} households"),
+            held => format!("{n} households; {held} held back"),
+        };
+        self.audit(&mut *tx, &[AuditEntry::new("filed", format!("{county} {year}"), "", what)]).await?;
         tx.commit().await?;
         filing.filed = n;
         Ok(filing)

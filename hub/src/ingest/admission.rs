@@ -108,7 +108,9 @@ fn take_back(
     let key = row.key.clone();
     fx.dirty.push(k.to_string());
     let message = format!("{key}: the township's {label} is not taken: {}: {why}; back at {shown}", reason.label());
-    reject(fx, township, &key, reason, message, String::new());
+    // The refused write, as the quarantine keeps a refusal (the op's other fields stood).
+    let refused = format!(r#"{{"status":"{:?}"}}"#, Status::CountyAnnounced);
+    reject(fx, township, &key, reason, message, refused);
     // `reject` sends back none of what waits for a decision (a held duplicate, over quota): the
     // status taken back is sent all the same.
     if fx.restore.last().is_none_or(|r| r != k) {

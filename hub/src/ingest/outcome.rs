@@ -204,6 +204,20 @@ impl IngestOutcome {
         own
     }
 
+    /// This change set's live members by year and household, parsed (as `check_record` left
+    /// them, or parsed now), taking the parsed members out of [`IngestOutcome::member_records`].
+    pub(crate) fn take_own_members(&mut self) -> HashMap<(Year, String), Vec<Result<Member, String>>> {
+        let mut own: HashMap<(Year, String), Vec<Result<Member, String>>> = HashMap::default();
+        for (k, r) in &self.rows {
+            if r.key.kind == RecordKind::Member && !r.deleted {
+                let member = self.member_records.remove(k).map_or_else(|| r.to_member(), Ok);
+                own.entry((r.key.year, r.hh.clone())).or_default().push(member);
+            }
+        }
+        self.member_records = HashMap::default();
+        own
+    }
+
     /// Households touched by this change set now waiting at county review, sorted by year and id.
     pub(crate) fn reexam_candidates(&self) -> Vec<String> {
         let mut seen: HashSet<(Year, &str)> = HashSet::default();

@@ -100,17 +100,19 @@ impl Hub {
         let mut scopes: BTreeSet<(String, Year)> = BTreeSet::new();
         for r in households.iter().filter_map(|k| fx.rows.get(k)) {
             if let Some(Ceiling::Allocated(q)) = ceilings.get(&r.key.year) {
-                scopes.insert((q.county.to_string(), r.key.year));
-                if let Some(township) = township_of(r) {
-                    scopes.insert((township.to_string(), r.key.year));
+                let year = r.key.year;
+                if ledger.cached(q.county.as_str(), year).is_none() {
+                    scopes.insert((q.county.to_string(), year));
+                }
+                if let Some(township) = township_of(r).filter(|t| ledger.cached(t.as_str(), year).is_none()) {
+                    scopes.insert((township.to_string(), year));
                 }
             }
         }
         for (scope, year) in scopes {
             ledger.used(tx, &scope, year).await?;
         }
-        let own = fx.own_members();
-        let mut cached = std::mem::take(&mut fx.member_records);
+        let mut own = fx.take_own_members();
         let mut quota_news: BTreeMap<RegionCode, (u64, u64)> = BTreeMap::new();
         let hub_code = self.region().to_string();
         // One version for all of this change set's decisions: they travel and are audited together.
@@ -127,14 +129,7 @@ impl Hub {
                 let year = hrow.key.year;
                 let household = (year, hrow.key.id.clone());
                 let mut ms = members.remove(&household).unwrap_or_default();
-                if let Some(keys) = own.get(&household) {
-                    for mk in keys {
-                        match cached.remove(mk) {
-                            Some(m) => ms.push(Ok(m)),
-                            None => ms.extend(fx.rows.get(mk).map(|r| r.to_member())),
-                        }
-                    }
-                }
+                ms.extend(own.remove(&household).into_iter().flatten());
                 // The profile's rules first (income line, exclusions): refused naming the rule.
                 let eligible = |n: u64| match self
                     .profile
