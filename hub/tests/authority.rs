@@ -737,6 +737,34 @@ fn materialise(a: &Attack, pool: &Pool, version: u64) -> Vec<Op> {
     }
 }
 
+/// The victim township (B) with six households, three at `decided` and three waiting at 镇公告,
+/// accepted whole; then the attacker township (A) enrolled. The attacker's client and the victim's
+/// rows as the county holds them (storage key → stored fields).
+async fn victim_and_attacker(s: &Setup, decided: Status) -> (Node, BTreeMap<String, String>) {
+    let mut victim = enroll_node(&s.county, B, 8).await;
+    let mut ops = Vec::new();
+    for no in 1..=6 {
+        let st = if no <= 3 { decided } else { Status::TownshipNotice };
+        ops.extend(ops_of(&household("420322106200", no, 2, 100 + no, st), 5));
+    }
+    let (_, rej) = accepted(&victim.push(ops).await);
+    assert!(rej.is_empty(), "{rej:?}");
+    let attacker = enroll_node(&s.county, A, 7).await;
+    let rows = s.county.hub.records_in(&r(B), 2014).await.unwrap();
+    let victim_rows = rows
+        .iter()
+        .map(|x| (jianka_hub::record::storage_key(&x.key), jianka_hub::record::fields_json(&x.fields)))
+        .collect();
+    (attacker, victim_rows)
+}
+
+/// After a change set refused whole: the stream where the county left it.
+async fn rewind(attacker: &mut Node) {
+    attacker.seq -= 1;
+    let st: SyncState = attacker.request("GET", "/v1/sync/state", vec![]).await.json();
+    attacker.prev = <[u8; 32]>::try_from(hex::decode(st.last_hash).unwrap()).unwrap();
+}
+
 /// The references an attacker picks from: villages of its own and of others (and malformed
 /// codes), households of every township, and people, the victim's among them.
 fn pool_around(victim_rows: &BTreeMap<String, String>) -> Pool {
@@ -770,21 +798,8 @@ fn whatever_an_authenticated_township_sends_the_county_keeps_its_authority() {
     const CEILING: u64 = 30;
     let (s, attacker, victim_rows) = rt.block_on(async {
         let s = setup(false, CEILING, &[]).await;
-        let mut victim = enroll_node(&s.county, B, 8).await;
         // The victim township: some households admitted, some waiting before the county.
-        let mut ops = Vec::new();
-        for no in 1..=6 {
-            let st = if no <= 3 { Status::CountyReview } else { Status::TownshipNotice };
-            ops.extend(ops_of(&household("420322106200", no, 2, 100 + no, st), 5));
-        }
-        let (_, rej) = accepted(&victim.push(ops).await);
-        assert!(rej.is_empty(), "{rej:?}");
-        let attacker = enroll_node(&s.county, A, 7).await;
-        let rows = s.county.hub.records_in(&r(B), 2014).await.unwrap();
-        let victim_rows: BTreeMap<String, String> = rows
-            .iter()
-            .map(|x| (jianka_hub::record::storage_key(&x.key), jianka_hub::record::fields_json(&x.fields)))
-            .collect();
+        let (attacker, victim_rows) = victim_and_attacker(&s, Status::CountyReview).await;
         (s, attacker, victim_rows)
     });
     let pool = pool_around(&victim_rows);
@@ -805,10 +820,7 @@ fn whatever_an_authenticated_township_sends_the_county_keeps_its_authority() {
                 prop_assert!(ans.status == 200 || ans.status == 400 || ans.status == 413, "{}", ans.status);
                 if ans.status != 200 {
                     refused_sets.set(refused_sets.get() + 1);
-                    // A refused change set leaves the stream where it was.
-                    attacker.seq -= 1;
-                    let st: SyncState = attacker.request("GET", "/v1/sync/state", vec![]).await.json();
-                    attacker.prev = <[u8; 32]>::try_from(hex::decode(st.last_hash).unwrap()).unwrap();
+                    rewind(&mut attacker).await;
                 }
                 let rows = s.county.hub.records_in(&r(COUNTY), 2014).await.unwrap();
                 for x in &rows {
@@ -882,20 +894,7 @@ fn where_the_township_decides_what_it_admits_still_meets_the_form() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let (s, attacker, victim_rows) = rt.block_on(async {
         let s = setup_profile(false, MIYUN_2016, 100, Some(100), &[]).await;
-        let mut victim = enroll_node(&s.county, B, 8).await;
-        let mut ops = Vec::new();
-        for no in 1..=6 {
-            let st = if no <= 3 { Status::CountyAnnounced } else { Status::TownshipNotice };
-            ops.extend(ops_of(&household("420322106200", no, 2, 100 + no, st), 5));
-        }
-        let (_, rej) = accepted(&victim.push(ops).await);
-        assert!(rej.is_empty(), "{rej:?}");
-        let attacker = enroll_node(&s.county, A, 7).await;
-        let rows = s.county.hub.records_in(&r(B), 2014).await.unwrap();
-        let victim_rows: BTreeMap<String, String> = rows
-            .iter()
-            .map(|x| (jianka_hub::record::storage_key(&x.key), jianka_hub::record::fields_json(&x.fields)))
-            .collect();
+        let (attacker, victim_rows) = victim_and_attacker(&s, Status::CountyAnnounced).await;
         (s, attacker, victim_rows)
     });
     let pool = pool_around(&victim_rows);
@@ -921,9 +920,7 @@ fn where_the_township_decides_what_it_admits_still_meets_the_form() {
                 let ans = attacker.push(ops).await;
                 prop_assert!(ans.status == 200 || ans.status == 400 || ans.status == 413, "{}", ans.status);
                 if ans.status != 200 {
-                    attacker.seq -= 1;
-                    let st: SyncState = attacker.request("GET", "/v1/sync/state", vec![]).await.json();
-                    attacker.prev = <[u8; 32]>::try_from(hex::decode(st.last_hash).unwrap()).unwrap();
+                    rewind(&mut attacker).await;
                 }
                 if let Ok(PushOutcome::Accepted { rejected, .. }) = serde_json::from_slice(&ans.body) {
                     let back = rejected.iter().filter(|r| r.message.contains("镇级审定 is not taken")).count();

@@ -143,18 +143,17 @@ impl Hub {
         }
         let county = region;
         let rows = self.records_in(county, year).await?;
-        let mut announced: Vec<StoredRecord> = Vec::new();
-        let mut members: HashMap<String, Vec<Result<Member, String>>> = HashMap::default();
-        for r in rows {
-            match r.key.kind {
-                RecordKind::Member if !r.deleted => members.entry(r.hh.clone()).or_default().push(r.to_member()),
-                RecordKind::Household
-                    if is_recognised(&r)
-                        && r.field("status").and_then(Status::parse) == Some(Status::CountyAnnounced) =>
-                {
-                    announced.push(r)
-                }
-                _ => {}
+        let announced: Vec<&StoredRecord> = rows
+            .iter()
+            .filter(|r| r.key.kind == RecordKind::Household && is_recognised(r))
+            .filter(|r| r.field("status").and_then(Status::parse) == Some(Status::CountyAnnounced))
+            .collect();
+        // The members of those households only (a province holds every county's people).
+        let ids: HashSet<&str> = announced.iter().map(|h| h.key.id.as_str()).collect();
+        let mut members: HashMap<&str, Vec<Result<Member, String>>> = HashMap::default();
+        for m in rows.iter().filter(|r| r.key.kind == RecordKind::Member && !r.deleted) {
+            if let Some(hh) = ids.get(m.hh.as_str()) {
+                members.entry(hh).or_default().push(m.to_member());
             }
         }
         let mut filing = Filing::default();
@@ -172,10 +171,10 @@ impl Hub {
             if held.contains(&h.key.id) {
                 let why = "a member is registered in another household too (an open duplicate-person conflict)";
                 filing.held.push((h.key.id.clone(), why.to_string()));
-            } else if let Err((_, why)) = validate_household(&h, ms) {
+            } else if let Err((_, why)) = validate_household(h, ms) {
                 filing.held.push((h.key.id.clone(), why));
             } else {
-                passed.push(h);
+                passed.push(h.clone());
             }
         }
         let announced = passed;

@@ -35,7 +35,7 @@ impl Hub {
         }
         admissions.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let held = fx.held_households();
-        let own = fx.own_members();
+        let mut own = fx.take_own_members();
         let flow = self.flow(RecordKind::Household);
         let hub_code = self.region().to_string();
         let mut quota_news: BTreeMap<RegionCode, (u64, u64)> = BTreeMap::new();
@@ -57,12 +57,7 @@ impl Hub {
             } else {
                 let household = (year, id);
                 let mut members = fx.stored_members.get(&household).cloned().unwrap_or_default();
-                for mk in own.get(&household).into_iter().flatten() {
-                    match fx.member_records.get(mk) {
-                        Some(m) => members.push(Ok(m.clone())),
-                        None => members.extend(fx.rows.get(mk).map(|r| r.to_member())),
-                    }
-                }
+                members.extend(own.remove(&household).into_iter().flatten());
                 validate_household(row, members).and_then(|n| match self.ceiling(year) {
                     Ceiling::Uncontrolled => Ok(()),
                     Ceiling::Missing(why) => Err((RejectReason::NoAllocation, why)),

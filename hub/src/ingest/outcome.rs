@@ -192,20 +192,9 @@ impl IngestOutcome {
         held
     }
 
-    /// The keys of this change set's live members, by year and household (its own version of
-    /// each member wins over the stored one).
-    pub(crate) fn own_members(&self) -> HashMap<(Year, String), Vec<String>> {
-        let mut own: HashMap<(Year, String), Vec<String>> = HashMap::default();
-        for (k, r) in &self.rows {
-            if r.key.kind == RecordKind::Member && !r.deleted {
-                own.entry((r.key.year, r.hh.clone())).or_default().push(k.clone());
-            }
-        }
-        own
-    }
-
     /// This change set's live members by year and household, parsed (as `check_record` left
-    /// them, or parsed now), taking the parsed members out of [`IngestOutcome::member_records`].
+    /// them, or parsed now), taking the parsed members out of [`IngestOutcome::member_records`]
+    /// (a later call parses them from the rows again).
     pub(crate) fn take_own_members(&mut self) -> HashMap<(Year, String), Vec<Result<Member, String>>> {
         let mut own: HashMap<(Year, String), Vec<Result<Member, String>>> = HashMap::default();
         for (k, r) in &self.rows {
